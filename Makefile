@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make run` (the service) and `make test` (the suite).
+# The virtual environment is made once per requirements.txt content: the stamp file carries
+# its hash, so a second `make run` installs nothing, and CI can keep VENV outside the checkout.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+REQ_HASH := $(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('requirements.txt','rb').read()).hexdigest()[:16])")
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+
+.PHONY: run test lint vendor clean-venv
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: $(STAMP)
+	$(PY) -m webapp.launcher
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+# Refresh the vendored front-end libraries from the npm registry (needs node; the result is committed).
+vendor:
+	npm install --no-audit --no-fund
+	mkdir -p static/vendor/uplot
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css node_modules/uplot/LICENSE static/vendor/uplot/
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import Dataset, EpochMetric, Run
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "owner", "builtin", "input_shape", "num_classes", "num_train", "num_test")
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ("id", "owner", "dataset", "status", "epoch", "total_epochs", "fraction", "val_accuracy")
+    list_filter = ("status",)
+
+
+@admin.register(EpochMetric)
+class EpochMetricAdmin(admin.ModelAdmin):
+    list_display = ("run", "epoch", "val_accuracy", "fraction", "lambda_value", "tau")
+    exclude = ("mask_bits",)

@@ -1,0 +1,146 @@
+"""The REST API of ARCHITECTURE.md: thin views over selectors and services."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.http import FileResponse, Http404, HttpResponse
+from rest_framework import status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from masksel_core.export import mask_document, npy_bytes
+
+from . import selectors, services
+from .models import Dataset, Run
+
+
+def dataset_json(row: Dataset) -> dict[str, Any]:
+    return {
+        "id": row.pk, "name": row.name, "builtin": row.builtin or None, "input_shape": row.input_shape,
+        "num_classes": row.num_classes, "num_train": row.num_train, "num_test": row.num_test,
+        "channel_names": row.channel_names, "owned": row.owner_id is not None,
+    }
+
+
+class DatasetList(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get(self, request: Request) -> Response:
+        return Response([dataset_json(row) for row in selectors.datasets_visible_to(request.user)])
+
+    def post(self, request: Request) -> Response:
+        upload = request.FILES.get("file")
+        if upload is None:
+            return Response({"error": "file is required (multipart field 'file')"}, status=400)
+        row = services.dataset_create(owner=request.user, name=request.data.get("name", ""), upload=upload)
+        return Response(dataset_json(row), status=status.HTTP_201_CREATED)
+
+
+class RunList(APIView):
+    parser_classes = [JSONParser]
+
+    def get(self, request: Request) -> Response:
+        runs = selectors.runs_visible_to(request.user)[:500]
+        return Response([selectors.run_summary(run) for run in runs])
+
+    def post(self, request: Request) -> Response:
+        run = services.run_create(owner=request.user, data=request.data)
+        return Response({"id": run.pk, "status": run.status}, status=status.HTTP_201_CREATED)
+
+
+class RunDetail(APIView):
+    def get(self, request: Request, run_id: int) -> Response:
+        return Response(selectors.run_summary(selectors.run_get(request.user, run_id)))
+
+
+class RunMetrics(APIView):
+    def get(self, request: Request, run_id: int) -> Response:
+        return Response(selectors.run_metrics(selectors.run_get(request.user, run_id)))
+
+
+class RunCancel(APIView):
+    def post(self, request: Request, run_id: int) -> Response:
+        run = services.run_cancel(selectors.run_get(request.user, run_id))
+        return Response({"id": run.pk, "status": run.status})
+
+
+def _epoch_param(request: Request) -> int | None:
+    raw = request.query_params.get("epoch")
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise services.ServiceError(f"epoch must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise services.ServiceError("epoch must be 1 or more")
+    return value
+
+
+def _attachment(payload: bytes, filename: str, content_type: str) -> HttpResponse:
+    response = HttpResponse(payload, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Length"] = str(len(payload))
+    return response
+
+
+class RunDownload(APIView):
+    """`mask.json`, `mask.npy`, `model.pt`, `metrics.csv`, `config.json`, `bundle.zip`."""
+
+    def get(self, request: Request, run_id: int, name: str) -> HttpResponse:
+        run = selectors.run_get(request.user, run_id)
+        prefix = f"run{run.pk}"
+        if name in ("mask.json", "mask.npy"):
+            selected, fraction, epoch = selectors.epoch_selected(run, _epoch_param(request))
+            if name == "mask.npy":
+                return _attachment(npy_bytes(selected), f"{prefix}-epoch{epoch}-mask.npy", "application/octet-stream")
+            document = mask_document(run.mask_type, run.dataset.input_shape, selected, fraction)
+            return _attachment(json.dumps(document).encode(), f"{prefix}-epoch{epoch}-mask.json", "application/json")
+        if name == "bundle.zip":
+            return _attachment(_bundle(run), f"{prefix}-bundle.zip", "application/zip")
+        path = Path(run.artifact_dir) / name
+        if name not in ("model.pt", "metrics.csv", "config.json") or not path.is_file():
+            raise Http404(f"{name} is not available for run {run.pk} (status {run.status})")
+        response = FileResponse(path.open("rb"), as_attachment=True, filename=f"{prefix}-{name}")
+        response["Content-Length"] = str(path.stat().st_size)
+        return response
+
+
+BUNDLE_README = """masksel run {run_id}: {mask_type} mask on {dataset}, model {model}.
+
+mask.npy holds the discrete mask (uint8, 1 = transfer this element), mask.json the same with
+its input shape and transferred fraction. To apply it, zero what is not selected:
+
+    import numpy as np, torch
+    from masksel_core import create_model
+    mask = np.load("mask.npy")            # {shape}
+    model = create_model("{model}", {input_shape}, {num_classes})
+    model.load_state_dict(torch.load("model.pt"))
+    x_masked = x * torch.from_numpy(mask).float()  # broadcast over (B, C, H, W){broadcast}
+"""
+
+
+def _bundle(run: Run) -> bytes:
+    selected, fraction, _ = selectors.epoch_selected(run, None)
+    directory = Path(run.artifact_dir)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("mask.npy", npy_bytes(selected))
+        archive.writestr("mask.json", json.dumps(mask_document(run.mask_type, run.dataset.input_shape, selected,
+                                                                fraction)))
+        for name in ("model.pt", "metrics.csv", "config.json"):
+            if (directory / name).is_file():
+                archive.write(directory / name, name)
+        broadcast = "; channel masks: mask[:, None, None]" if run.mask_type.startswith("channel") else ""
+        archive.writestr("README.txt", BUNDLE_README.format(
+            run_id=run.pk, mask_type=run.mask_type, dataset=run.dataset.name, model=run.model_name,
+            shape=list(np.shape(selected)), input_shape=tuple(run.dataset.input_shape),
+            num_classes=run.dataset.num_classes, broadcast=broadcast))
+    return buffer.getvalue()

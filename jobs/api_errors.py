@@ -1,0 +1,30 @@
+"""REST errors as `{"error": "..."}` with a 4xx status, as the contract says."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_handler
+
+
+def _flatten(detail: Any) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{key}: {_flatten(value)}" for key, value in detail.items())
+    if isinstance(detail, list):
+        return "; ".join(_flatten(item) for item in detail)
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    from .services import ServiceError
+
+    if isinstance(exc, ServiceError):
+        return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, Http404):
+        return Response({"error": str(exc) or "not found"}, status=status.HTTP_404_NOT_FOUND)
+    response = drf_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.APIException):
+        response.data = {"error": _flatten(exc.detail)}
+    return response

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.urls import path, re_path
+from rest_framework.authtoken.views import obtain_auth_token
+
+from . import api
+
+urlpatterns = [
+    path("auth/token/", obtain_auth_token),
+    path("datasets/", api.DatasetList.as_view()),
+    path("runs/", api.RunList.as_view()),
+    path("runs/<int:run_id>/", api.RunDetail.as_view()),
+    path("runs/<int:run_id>/metrics/", api.RunMetrics.as_view()),
+    path("runs/<int:run_id>/cancel/", api.RunCancel.as_view()),
+    re_path(r"^runs/(?P<run_id>\d+)/(?P<name>mask\.json|mask\.npy|model\.pt|metrics\.csv|config\.json|bundle\.zip)$",
+            api.RunDownload.as_view()),
+]

@@ -1,0 +1,128 @@
+"""Rows of the service: data sets, runs, and one metric row per run and epoch."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import models
+
+
+class Dataset(models.Model):
+    """A built-in data set (`builtin` set, no owner) or an uploaded `.npz` (owner and file)."""
+
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="datasets")
+    builtin = models.CharField(max_length=50, blank=True, default="")
+    file = models.FileField(upload_to="datasets/", blank=True)
+    input_shape = models.JSONField(default=list)
+    num_classes = models.PositiveIntegerField(default=0)
+    num_train = models.PositiveIntegerField(default=0)
+    num_test = models.PositiveIntegerField(default=0)
+    channel_names = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["builtin"], condition=~models.Q(builtin=""), name="unique_builtin"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def source(self) -> str:
+        """What `masksel_core.load_dataset` takes: the built-in name or the file's path."""
+        return self.builtin or self.file.path
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class Run(models.Model):
+    """One training job; `config` is a `masksel_core.TrainConfig` as JSON."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="runs")
+    config = models.JSONField()
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    epoch = models.PositiveIntegerField(default=0)
+    total_epochs = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    worker = models.CharField(max_length=200, blank=True, default="")
+    device = models.CharField(max_length=100, blank=True, default="")
+    fraction = models.FloatField(null=True, blank=True)
+    val_accuracy = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.status})"
+
+    @property
+    def mask_type(self) -> str:
+        return str(self.config.get("mask_type", ""))
+
+    @property
+    def model_name(self) -> str:
+        return str(self.config.get("model", ""))
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def artifact_dir(self) -> Any:
+        return settings.MEDIA_ROOT / "runs" / str(self.pk)
+
+
+class EpochMetric(models.Model):
+    """One epoch of one run, with its discrete mask as packed bits (one bit per element)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="epochs")
+    epoch = models.PositiveIntegerField()
+    task_loss = models.FloatField()
+    mask_loss = models.FloatField()
+    val_accuracy = models.FloatField()
+    lambda_value = models.FloatField()
+    tau = models.FloatField()
+    fraction = models.FloatField()
+    phase = models.CharField(max_length=16, default="select")
+    mask_shape = models.JSONField(default=list)
+    mask_bits = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "epoch"]
+        constraints = [models.UniqueConstraint(fields=["run", "epoch"], name="unique_run_epoch")]
+
+    def metrics(self) -> dict[str, Any]:
+        """The contract's metric record: `{"epoch": n, <metrics.csv columns>...}`."""
+        return {
+            "epoch": self.epoch,
+            "task_loss": self.task_loss,
+            "mask_loss": self.mask_loss,
+            "val_accuracy": self.val_accuracy,
+            "lambda": self.lambda_value,
+            "tau": self.tau,
+            "fraction": self.fraction,
+        }
+
+    def selected(self) -> np.ndarray:
+        count = int(np.prod(self.mask_shape)) if self.mask_shape else 0
+        bits = np.unpackbits(np.frombuffer(bytes(self.mask_bits), dtype=np.uint8), count=count)
+        return bits.reshape(self.mask_shape).astype(np.uint8)

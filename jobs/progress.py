@@ -1,0 +1,31 @@
+"""Pushing run progress to the websocket group `run-<id>`.
+
+The database is the record and is written first; a broadcast that fails (Redis restarting) is
+logged and dropped, since clients catch up from the snapshot when they reconnect.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+log = logging.getLogger(__name__)
+
+
+def group_name(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def broadcast(run_id: int, message: dict[str, Any]) -> None:
+    """Send one message to every browser watching the run."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    payload = dict(message, sent_at=time.time())
+    try:
+        async_to_sync(layer.group_send)(group_name(run_id), {"type": "run.message", "message": payload})
+    except Exception:  # noqa: BLE001 - a lost broadcast must never fail training
+        log.warning("could not broadcast %s of run %s", message.get("type"), run_id, exc_info=True)

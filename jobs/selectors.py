@@ -1,0 +1,104 @@
+"""Reads: what a user may see, and the snapshots pages and websockets start from."""
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q, QuerySet
+from django.http import Http404
+
+from .models import Dataset, EpochMetric, Run
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def datasets_visible_to(user: User) -> QuerySet[Dataset]:
+    """Built-ins and the user's own uploads."""
+    return Dataset.objects.filter(Q(owner__isnull=True) | Q(owner_id=user.pk))
+
+
+def runs_visible_to(user: User) -> QuerySet[Run]:
+    return Run.objects.filter(owner_id=user.pk).select_related("dataset")
+
+
+def run_get(user: User, run_id: int | str) -> Run:
+    """The run if this user may see it; 404 otherwise, so other users' ids stay unknown."""
+    try:
+        return runs_visible_to(user).get(pk=int(run_id))
+    except (Run.DoesNotExist, ValueError, TypeError):
+        raise Http404("no such run") from None
+
+
+def dataset_get(user: User, dataset_id: int | str) -> Dataset:
+    try:
+        return datasets_visible_to(user).get(pk=int(dataset_id))
+    except (Dataset.DoesNotExist, ValueError, TypeError):
+        raise Http404("no such dataset") from None
+
+
+def mask_payload(mask_type: str, input_shape: list[int], shape: list[int], selected_bits: bytes,
+                 fraction: float) -> dict[str, Any]:
+    """The compact mask of websocket messages: packed bits (numpy's big-endian order), base64."""
+    return {
+        "mask_type": mask_type,
+        "input_shape": list(input_shape),
+        "shape": list(shape),
+        "bits": base64.b64encode(selected_bits).decode("ascii"),
+        "fraction": fraction,
+    }
+
+
+def epoch_message(run: Run, row: EpochMetric) -> dict[str, Any]:
+    return {
+        "epoch": row.epoch,
+        "phase": row.phase,
+        "metrics": row.metrics(),
+        "mask": mask_payload(run.mask_type, run.dataset.input_shape, row.mask_shape, bytes(row.mask_bits),
+                             row.fraction),
+    }
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """The run as the REST API and the websocket snapshot show it."""
+    latest = run.epochs.order_by("-epoch").first()
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "epoch": run.epoch,
+        "total_epochs": run.total_epochs,
+        "dataset": run.dataset_id,
+        "dataset_name": run.dataset.name,
+        "mask_type": run.mask_type,
+        "model": run.model_name,
+        "config": run.config,
+        "error": run.error,
+        "worker": run.worker,
+        "device": run.device,
+        "fraction": run.fraction,
+        "val_accuracy": run.val_accuracy,
+        "created_at": run.created_at.isoformat() if run.created_at else None,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "latest": latest.metrics() if latest else None,
+    }
+
+
+def run_metrics(run: Run) -> list[dict[str, Any]]:
+    return [row.metrics() for row in run.epochs.order_by("epoch")]
+
+
+def run_snapshot(run: Run) -> dict[str, Any]:
+    """Everything a late or reconnecting client needs before the live stream."""
+    rows = list(run.epochs.order_by("epoch"))
+    return {"type": "snapshot", "run": run_summary(run), "epochs": [epoch_message(run, row) for row in rows]}
+
+
+def epoch_selected(run: Run, epoch: int | None) -> tuple[np.ndarray, float, int]:
+    """The discrete mask of one epoch (the last one when `epoch` is None)."""
+    rows = run.epochs.order_by("-epoch")
+    row = rows.filter(epoch=epoch).first() if epoch is not None else rows.first()
+    if row is None:
+        raise Http404("no such epoch" if epoch is not None else "this run has no epoch yet")
+    return row.selected(), row.fraction, row.epoch

@@ -1,0 +1,162 @@
+"""Writes: every change to datasets and runs goes through here.
+
+Views, the REST API, the Celery task and management commands call these functions and nothing
+writes rows on its own, so the rules (validation, ownership, broadcast after commit) hold everywhere.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files import File
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+import masksel_core
+from masksel_core import ConfigError, DataError, TrainConfig
+
+from . import progress
+from .models import FINAL_STATUSES, Dataset, EpochMetric, Run, RunStatus
+from .selectors import dataset_get, epoch_message
+
+
+class ServiceError(ValueError):
+    """A request that cannot be carried out; the message is shown to the user as is."""
+
+
+def dataset_seed_builtins() -> list[Dataset]:
+    """Create the rows of the built-in data sets once (idempotent)."""
+    rows = []
+    for name, loader in masksel_core.BUILTINS.items():
+        row = Dataset.objects.filter(builtin=name).first()
+        if row is None:
+            info = loader(0).summary()
+            row = Dataset.objects.create(
+                name=name, builtin=name, input_shape=info["input_shape"], num_classes=info["num_classes"],
+                num_train=info["num_train"], num_test=info["num_test"], channel_names=info["channel_names"],
+            )
+        rows.append(row)
+    return rows
+
+
+def dataset_create(*, owner: Any, name: str, upload: UploadedFile) -> Dataset:
+    """Validate an uploaded `.npz` and store it; nothing is kept when it is refused."""
+    name = (name or "").strip() or Path(upload.name or "dataset").stem
+    if len(name) > 200:
+        raise ServiceError("name is longer than 200 characters")
+    limit = settings.MASKSEL_MAX_UPLOAD_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise ServiceError(f"file is {upload.size} bytes, over the limit of {limit} bytes")
+    tmp_dir = Path(settings.MEDIA_ROOT) / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
+        try:
+            info = masksel_core.load_npz(tmp_name, max_bytes=limit * 8, name=name).summary()
+        except DataError as exc:
+            raise ServiceError(str(exc).replace(Path(tmp_name).name + ": ", "")) from None
+        with transaction.atomic(), open(tmp_name, "rb") as handle:
+            return Dataset.objects.create(
+                name=name, owner=owner, file=File(handle, name=f"{Path(tmp_name).stem}.npz"),
+                input_shape=info["input_shape"], num_classes=info["num_classes"], num_train=info["num_train"],
+                num_test=info["num_test"], channel_names=info["channel_names"],
+            )
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
+def run_create(*, owner: Any, data: dict[str, Any]) -> Run:
+    """Check a run request (dataset visible, config valid) and queue it after the commit."""
+    if not isinstance(data, dict):
+        raise ServiceError("the body must be a JSON object")
+    options = dict(data)
+    if "dataset" not in options:
+        raise ServiceError("dataset is required")
+    dataset_id = options.pop("dataset")
+    if isinstance(dataset_id, bool) or not isinstance(dataset_id, (int, str)):
+        raise ServiceError("dataset must be a dataset id")
+    try:
+        dataset = dataset_get(owner, dataset_id)
+    except Exception:  # noqa: BLE001 - Http404 from the selector
+        raise ServiceError(f"no dataset with id {dataset_id!r}") from None
+    try:
+        config = TrainConfig.from_dict(options)
+    except ConfigError as exc:
+        raise ServiceError(str(exc)) from None
+    with transaction.atomic():
+        run = Run.objects.create(owner=owner, dataset=dataset, config=config.to_dict(),
+                                 total_epochs=config.epochs + config.finalize_epochs)
+        transaction.on_commit(lambda: _enqueue(run.pk))
+    return run
+
+
+def _enqueue(run_id: int) -> None:
+    from .tasks import train_run
+
+    train_run.delay(run_id)
+
+
+def run_start(run_id: int, *, worker: str, device: str) -> Run | None:
+    """Move a queued run to running; None when it was cancelled (or taken) meanwhile."""
+    updated = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, worker=worker, device=device, started_at=timezone.now())
+    if not updated:
+        return None
+    progress.broadcast(run_id, {"type": "status", "status": RunStatus.RUNNING})
+    return Run.objects.select_related("dataset").get(pk=run_id)
+
+
+def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
+    """Store one epoch (metrics and packed mask) in one transaction, then broadcast it."""
+    selected = np.asarray(record.selected, dtype=np.uint8)
+    fields = {
+        "task_loss": record.task_loss, "mask_loss": record.mask_loss, "val_accuracy": record.val_accuracy,
+        "lambda_value": record.lambda_, "tau": record.tau, "fraction": record.fraction, "phase": record.phase,
+        "mask_shape": list(selected.shape), "mask_bits": np.packbits(selected.ravel()).tobytes(),
+    }
+    with transaction.atomic():
+        row, _ = EpochMetric.objects.update_or_create(run=run, epoch=record.epoch, defaults=fields)
+        Run.objects.filter(pk=run.pk).update(epoch=record.epoch, fraction=record.fraction,
+                                             val_accuracy=record.val_accuracy)
+    progress.broadcast(run.pk, {"type": "epoch", **epoch_message(run, row)})
+    return row
+
+
+def run_finish(run: Run, result: masksel_core.TrainResult) -> None:
+    """Write the artifacts (atomically) and mark the run succeeded, or cancelled if it was stopped."""
+    masksel_core.write_outputs(result, run.artifact_dir)
+    cancelled = result.stopped_because == "cancelled"
+    status = RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED
+    Run.objects.filter(pk=run.pk).exclude(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]).update(
+        status=status, finished_at=timezone.now())
+    Run.objects.filter(pk=run.pk).update(fraction=result.fraction)
+    final = Run.objects.values_list("status", flat=True).get(pk=run.pk)
+    progress.broadcast(run.pk, {"type": "status", "status": final})
+
+
+def run_fail(run_id: int, error: str) -> None:
+    Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error[:10_000], finished_at=timezone.now())
+    progress.broadcast(run_id, {"type": "status", "status": RunStatus.FAILED, "error": error[:2000]})
+
+
+def run_cancel(run: Run) -> Run:
+    """Stop a queued or running run; a running one stops within one batch (the worker polls)."""
+    if run.status in FINAL_STATUSES:
+        raise ServiceError(f"run {run.pk} is already {run.status}")
+    Run.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
+        status=RunStatus.CANCELLED, finished_at=timezone.now())
+    run.refresh_from_db()
+    progress.broadcast(run.pk, {"type": "status", "status": run.status})
+    return run
+
+
+def run_is_cancelled(run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id, status=RunStatus.CANCELLED).exists()

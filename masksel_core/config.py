@@ -1,0 +1,136 @@
+"""Training configuration: one frozen dataclass that round-trips through JSON.
+
+Django stores it in a JSONField and the CLI builds it from flags, so validation lives here,
+once, and every front end gets the same error messages.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+MASK_TYPES = ("channel-any", "pixel-any")
+MODEL_NAMES = ("mlp", "lenet5")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the field and the problem."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. Defaults follow the paper (Sec. 4, App. A)."""
+
+    mask_type: str = "channel-any"
+    model: str = "mlp"
+    epochs: int = 10
+    lambda_init: float = 0.1
+    lambda_factor: float = 1.1
+    lambda_patience: int = 2
+    tau_init: float = 10.0
+    tau_decay: float = 0.5
+    tau_min: float = 0.01
+    gamma: float = 0.5
+    mask_lr: float = 0.01
+    model_lr: float = 1e-4
+    batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"
+    target_fraction: float | None = None
+    finalize_epochs: int = 0
+    grid: tuple[int, int] = (3, 3)
+    init_sigma: float = 0.01
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["grid"] = list(self.grid)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from JSON-like data, refusing unknown keys and wrong types by name."""
+        if not isinstance(data, dict):
+            raise ConfigError("config must be a JSON object")
+        known = {f.name: f for f in dataclasses.fields(cls) }
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            kwargs[name] = _coerce(name, known[name].type, value)
+        return cls(**kwargs)
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """Parse the CLI's `GHxGW` grid spelling, e.g. `3x3`."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ConfigError(f"grid must look like 3x3, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _coerce(name: str, annotation: Any, value: Any) -> Any:
+    kind = str(annotation)
+    if name == "grid":
+        if isinstance(value, str):
+            return parse_grid(value)
+        if (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            return (int(value[0]), int(value[1]))
+        raise ConfigError("grid must be two integers, e.g. [3, 3] or '3x3'")
+    if value is None and "None" in kind:
+        return None
+    if kind.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return value
+    if kind.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if kind.startswith("str"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name} must be in {bracket}{low}, {high}], got {value}")
+
+
+def _validate(cfg: TrainConfig) -> None:
+    if cfg.mask_type not in MASK_TYPES:
+        raise ConfigError(f"unknown mask type {cfg.mask_type!r}; choose one of {', '.join(MASK_TYPES)}")
+    if cfg.model not in MODEL_NAMES:
+        raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if cfg.device not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
+    _check_range("epochs", cfg.epochs, 1, 100_000)
+    _check_range("lambda_init", cfg.lambda_init, 0.0, 1e6)
+    _check_range("lambda_factor", cfg.lambda_factor, 1.0, 100.0)
+    _check_range("lambda_patience", cfg.lambda_patience, 0, 10_000)
+    _check_range("tau_init", cfg.tau_init, 0.0, 1e4, low_open=True)
+    _check_range("tau_decay", cfg.tau_decay, 0.0, 1.0, low_open=True)
+    _check_range("tau_min", cfg.tau_min, 0.0, cfg.tau_init, low_open=True)
+    _check_range("gamma", cfg.gamma, 0.0, 1.0)
+    _check_range("mask_lr", cfg.mask_lr, 0.0, 10.0, low_open=True)
+    _check_range("model_lr", cfg.model_lr, 0.0, 10.0, low_open=True)
+    _check_range("batch_size", cfg.batch_size, 1, 1_000_000)
+    _check_range("seed", cfg.seed, 0, 2**63 - 1)
+    _check_range("finalize_epochs", cfg.finalize_epochs, 0, 100_000)
+    _check_range("init_sigma", cfg.init_sigma, 0.0, 10.0)
+    if cfg.target_fraction is not None:
+        _check_range("target_fraction", cfg.target_fraction, 0.0, 1.0)
+    if not all(1 <= g <= 10_000 for g in cfg.grid):
+        raise ConfigError(f"grid sizes must be between 1 and 10000, got {cfg.grid}")

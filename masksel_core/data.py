@@ -1,0 +1,211 @@
+"""Data sets as tensors: the built-in ones and `.npz` files of the dataset contract.
+
+Validation happens before the arrays are read: a zip member's `.npy` header states its shape
+and dtype, so absurd sizes are refused before anything is allocated.
+"""
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_MAX_BYTES = 2 * 1024**3
+TEST_SHARE = 0.2
+
+
+class DataError(ValueError):
+    """The data cannot be used; the message names the problem."""
+
+
+@dataclass
+class TensorDataset:
+    """Train and test tensors `(N, C, H, W)` float32 with int64 labels."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    channel_names: list[str] = field(default_factory=list)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.x_train.shape[1:]
+        return int(c), int(h), int(w)
+
+    def to(self, device: torch.device) -> TensorDataset:
+        return TensorDataset(self.name, self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
+                             self.y_test.to(device), self.num_classes, list(self.channel_names))
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "num_train": int(self.x_train.shape[0]),
+            "num_test": int(self.x_test.shape[0]),
+            "channel_names": list(self.channel_names),
+        }
+
+
+def load_digits(seed: int = 0) -> TensorDataset:
+    """scikit-learn's 8x8 digits (ships with the package, no download), scaled to [0, 1]."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
+    y = bunch.target.astype(np.int64)
+    return _from_arrays("digits", x, y, None, None, ["gray"], seed)
+
+
+BUILTINS = {"digits": load_digits}
+
+
+def load_dataset(spec: str, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES) -> TensorDataset:
+    """A built-in name or a path to an `.npz` file."""
+    if spec in BUILTINS:
+        return BUILTINS[spec](seed)
+    path = Path(spec)
+    if path.suffix != ".npz" and not path.exists():
+        raise DataError(f"unknown dataset {spec!r}: not a built-in ({', '.join(BUILTINS)}) nor an .npz file")
+    return load_npz(path, seed=seed, max_bytes=max_bytes)
+
+
+def load_npz(path: str | Path, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES,
+             name: str | None = None) -> TensorDataset:
+    """Load and validate an `.npz` of the dataset contract."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    _check_headers(path, max_bytes)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise DataError(f"{path.name}: contains an object array (pickled data is refused)") from None
+        raise DataError(f"{path.name}: cannot be read as .npz ({exc})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path.name}: not a readable .npz file ({exc})") from None
+    return _from_npz_arrays(name or path.stem, arrays, seed)
+
+
+def _check_headers(path: Path, max_bytes: int) -> None:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{path.name}: not an .npz (zip) file ({exc})") from None
+    total = 0
+    with archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                try:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                except ValueError as exc:
+                    raise DataError(f"{path.name}: member {info.filename} has a broken header ({exc})") from None
+            key = info.filename[:-4]
+            if dtype.hasobject:
+                raise DataError(f"{path.name}: {key} is an object array (pickled data is refused)")
+            total += int(np.prod(shape, dtype=np.float64)) * max(dtype.itemsize, 1)
+            if total > max_bytes:
+                raise DataError(f"{path.name}: arrays hold more than the limit of {max_bytes} bytes")
+
+
+def _from_npz_arrays(name: str, arrays: dict[str, np.ndarray], seed: int) -> TensorDataset:
+    for key in ("x_train", "y_train"):
+        if key not in arrays:
+            raise DataError(f"missing required array {key!r} (found: {', '.join(sorted(arrays)) or 'none'})")
+    has_x_test, has_y_test = "x_test" in arrays, "y_test" in arrays
+    if has_x_test != has_y_test:
+        raise DataError("x_test and y_test must be given together")
+    names = arrays.get("channel_names")
+    channel_names = [str(n) for n in names.tolist()] if names is not None else None
+    if names is not None and (names.ndim != 1 or names.dtype.kind not in "US"):
+        raise DataError("channel_names must be a 1-d array of strings")
+    return _from_arrays(name, arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
+                        channel_names, seed)
+
+
+def _images(key: str, x: np.ndarray) -> np.ndarray:
+    if x.dtype.kind not in "uif":
+        raise DataError(f"{key} must be numeric (uint8 or float), got dtype {x.dtype}")
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise DataError(f"{key} must have shape (N,C,H,W) or (N,H,W), got rank {x.ndim} shape {x.shape}")
+    if x.shape[0] == 0 or min(x.shape[1:]) == 0:
+        raise DataError(f"{key} is empty: shape {x.shape}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = "NaN" if np.isnan(x).any() else "infinite values"
+        raise DataError(f"{key} contains {bad}")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    return x.astype(np.float32)
+
+
+def _labels(key: str, y: np.ndarray, n: int) -> np.ndarray:
+    if y.ndim != 1:
+        raise DataError(f"{key} must have shape (N,), got {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{key} must hold integer labels, got dtype {y.dtype}")
+    if y.shape[0] != n:
+        raise DataError(f"{key} has {y.shape[0]} labels for {n} samples")
+    if (y < 0).any():
+        raise DataError(f"{key} has negative labels")
+    return y.astype(np.int64)
+
+
+def _from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray | None,
+                 y_test: np.ndarray | None, channel_names: list[str] | None, seed: int) -> TensorDataset:
+    x_train = _images("x_train", x_train)
+    y_train = _labels("y_train", y_train, x_train.shape[0])
+    num_classes = int(y_train.max()) + 1
+    counts = np.bincount(y_train, minlength=num_classes)
+    if num_classes < 2:
+        raise DataError("y_train has a single class; at least two are needed")
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        raise DataError(f"y_train has no samples of class(es) {', '.join(map(str, empty[:10]))}: labels must be 0..K-1")
+    if x_test is not None and y_test is not None:
+        x_test = _images("x_test", x_test)
+        y_test = _labels("y_test", y_test, x_test.shape[0])
+        if x_test.shape[1:] != x_train.shape[1:]:
+            raise DataError(f"x_test samples have shape {x_test.shape[1:]}, x_train {x_train.shape[1:]}")
+        if y_test.max() >= num_classes:
+            raise DataError(f"y_test has label {int(y_test.max())} not present in y_train")
+    else:
+        x_train, y_train, x_test, y_test = _stratified_split(x_train, y_train, seed)
+    if channel_names is not None and len(channel_names) != x_train.shape[1]:
+        raise DataError(f"channel_names has {len(channel_names)} names for {x_train.shape[1]} channels")
+    names = channel_names or [f"ch{i}" for i in range(x_train.shape[1])]
+    return TensorDataset(name, torch.from_numpy(np.ascontiguousarray(x_train)), torch.from_numpy(y_train),
+                         torch.from_numpy(np.ascontiguousarray(x_test)), torch.from_numpy(y_test), num_classes, names)
+
+
+def _stratified_split(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
+    """Hold out TEST_SHARE of every class, chosen with a seeded generator."""
+    rng = np.random.default_rng(seed)
+    test_idx: list[np.ndarray] = []
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        rng.shuffle(members)
+        take = int(round(len(members) * TEST_SHARE))
+        if len(members) > 1:
+            take = min(max(take, 1), len(members) - 1)
+        else:
+            take = 0
+        test_idx.append(members[:take])
+    test = np.sort(np.concatenate(test_idx))
+    train_mask = np.ones(len(y), dtype=bool)
+    train_mask[test] = False
+    return x[train_mask], y[train_mask], x[test], y[test]

@@ -1,0 +1,43 @@
+"""Straight-through Gumbel discretisation (paper Eq. 1 and 2).
+
+Forward: the one-hot argmax of `logits + g`; backward: the gradient of the tempered softmax.
+`g` is Gumbel noise in an exploration step and zero in a fixation step.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def gumbel_noise(shape: torch.Size, *, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """Samples `-log(-log(U))`, with U clamped away from 0 and 1 so the logs stay finite."""
+    u = torch.rand(shape, device=device, generator=generator)
+    u = u.clamp(1e-10, 1.0 - 1e-7)
+    return -torch.log(-torch.log(u))
+
+
+def straight_through(
+    logits: torch.Tensor,
+    *,
+    tau: float,
+    explore: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One-hot over the last dimension whose value is discrete and whose gradient is soft.
+
+    Returns `m_D + m_S - m_S.detach()`: equal to `m_D` in the forward pass, with the gradient of
+    `m_S = softmax((logits + g) / tau)` in the backward pass.
+    """
+    if explore:
+        perturbed = logits + gumbel_noise(logits.shape, device=logits.device, generator=generator)
+    else:
+        perturbed = logits
+    soft = torch.softmax(perturbed / tau, dim=-1)
+    index = perturbed.argmax(dim=-1, keepdim=True)
+    hard = torch.zeros_like(soft).scatter_(-1, index, 1.0)
+    return hard + soft - soft.detach()
+
+
+def discrete(logits: torch.Tensor) -> torch.Tensor:
+    """The noise-free one-hot decision, as the trained mask is exported (Algorithm 1, line 13)."""
+    index = logits.argmax(dim=-1, keepdim=True)
+    return torch.zeros_like(logits).scatter_(-1, index, 1.0)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import make_npz
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "masksel_core", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240)
+
+
+def test_train_writes_the_five_files_of_the_contract(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = cli("train", "--data", "digits", "--mask", "pixel-any", "--model", "mlp", "--epochs", "3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "mask.json", "mask.npy", "metrics.csv", "model.pt"]
+    mask = np.load(out / "mask.npy")
+    assert mask.dtype == np.uint8 and mask.shape == (1, 8, 8) and set(np.unique(mask)) <= {0, 1}
+    document = json.loads((out / "mask.json").read_text())
+    assert document["mask_type"] == "pixel-any" and document["input_shape"] == [1, 8, 8]
+    assert np.array_equal(np.array(document["selected"]), mask)
+    assert document["fraction"] == mask.mean()
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "epoch,task_loss,mask_loss,val_accuracy,lambda,tau,fraction" and len(lines) == 4
+    assert json.loads((out / "config.json").read_text())["epochs"] == 3
+    import torch
+
+    state = torch.load(out / "model.pt")
+    assert state["1.weight"].shape == (128, 64)
+
+
+def test_channel_any_mask_has_one_entry_per_channel(tmp_path: Path) -> None:
+    data = make_npz(tmp_path / "d.npz")
+    done = cli("train", "--data", str(data), "--mask", "channel-any", "--model", "lenet5", "--epochs", "1", "--out",
+               str(tmp_path / "o"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert np.load(tmp_path / "o" / "mask.npy").shape == (2,)
+
+
+def test_nan_in_the_data_exits_2_naming_the_nan(tmp_path: Path) -> None:
+    x = np.zeros((6, 1, 4, 4), dtype=np.float32)
+    x[2, 0, 1, 1] = np.nan
+    data = make_npz(tmp_path / "nan.npz", x_train=x, y_train=np.array([0, 1] * 3))
+    done = cli("train", "--data", str(data), "--mask", "pixel-any", "--model", "mlp", "--epochs", "1", "--out",
+               str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert "NaN" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
+    for args, needle in (
+        (["--mask", "pixel-all", "--epochs", "1"], "unknown mask type 'pixel-all'"),
+        (["--mask", "pixel-any", "--epochs", "-3"], "epochs must be in"),
+        (["--mask", "pixel-any", "--epochs", "x"], "invalid int value"),
+        (["--mask", "pixel-any", "--epochs", "1", "--tau-init", "0"], "tau_init must be in"),
+    ):
+        done = cli("train", "--data", "digits", "--model", "mlp", "--out", str(tmp_path / "o"), *args)
+        assert done.returncode == 2, args
+        assert needle in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rest_framework.test import APIClient
+
+from tests.conftest import make_npz
+
+FAST = {"mask_type": "channel-any", "model": "mlp", "epochs": 2, "batch_size": 64}
+
+
+def test_token_endpoint_returns_a_token_for_good_credentials(alice: Any) -> None:
+    client = APIClient()
+    good = client.post("/api/auth/token/", {"username": "alice", "password": "alice-password-1"}, format="json")
+    assert good.status_code == 200 and len(good.json()["token"]) == 40
+    client.credentials(HTTP_AUTHORIZATION=f"Token {good.json()['token']}")
+    assert client.get("/api/runs/").status_code == 200
+    bad = APIClient().post("/api/auth/token/", {"username": "alice", "password": "nope"}, format="json")
+    assert bad.status_code == 400 and "error" in bad.json()
+
+
+def test_the_api_requires_authentication(db: Any) -> None:
+    response = APIClient().get("/api/runs/")
+    assert response.status_code in (401, 403) and "error" in response.json()
+
+
+def test_upload_returns_the_contract_fields(alice_api: APIClient, tmp_path: Path) -> None:
+    path = make_npz(tmp_path / "d.npz")
+    with path.open("rb") as handle:
+        response = alice_api.post("/api/datasets/", {"file": handle, "name": "mine"}, format="multipart")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert {k: body[k] for k in ("name", "input_shape", "num_classes", "num_train", "num_test")} == {
+        "name": "mine", "input_shape": [2, 6, 6], "num_classes": 3, "num_train": 96, "num_test": 24}
+
+
+def test_a_bad_upload_answers_400_naming_the_problem(alice_api: APIClient, tmp_path: Path) -> None:
+    response = alice_api.post("/api/datasets/", {"file": io.BytesIO(b"not a zip"), "name": "x"}, format="multipart")
+    assert response.status_code == 400 and "not an .npz" in response.json()["error"]
+    missing = alice_api.post("/api/datasets/", {"name": "x"}, format="multipart")
+    assert missing.status_code == 400 and "file is required" in missing.json()["error"]
+
+
+def test_a_run_over_rest_trains_and_serves_its_files(alice_api: APIClient, digits: Any,
+                                                     django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        created = alice_api.post("/api/runs/", {"dataset": digits.pk, **FAST}, format="json")
+    assert created.status_code == 201 and created.json()["status"] == "queued"
+    run_id = created.json()["id"]
+    detail = alice_api.get(f"/api/runs/{run_id}/").json()
+    assert detail["status"] == "succeeded" and detail["epoch"] == 2 and detail["config"]["epochs"] == 2
+    metrics = alice_api.get(f"/api/runs/{run_id}/metrics/").json()
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert set(metrics[0]) == {"epoch", "task_loss", "mask_loss", "val_accuracy", "lambda", "tau", "fraction"}
+    npy = alice_api.get(f"/api/runs/{run_id}/mask.npy")
+    assert npy.status_code == 200 and int(npy["Content-Length"]) == len(npy.content)
+    assert np.load(io.BytesIO(npy.content)).shape == (1,)
+    first = alice_api.get(f"/api/runs/{run_id}/mask.json?epoch=1").json()
+    assert first["mask_type"] == "channel-any" and first["input_shape"] == [1, 8, 8]
+    model = alice_api.get(f"/api/runs/{run_id}/model.pt")
+    assert model.status_code == 200 and int(model["Content-Length"]) > 1000
+    bundle = alice_api.get(f"/api/runs/{run_id}/bundle.zip")
+    names = zipfile.ZipFile(io.BytesIO(bundle.content)).namelist()
+    assert {"mask.npy", "mask.json", "model.pt", "metrics.csv", "config.json", "README.txt"} <= set(names)
+    assert alice_api.get(f"/api/runs/{run_id}/mask.json?epoch=9").status_code == 404
+    assert alice_api.get(f"/api/runs/{run_id}/mask.json?epoch=x").json()["error"].startswith("epoch must be")
+
+
+def test_bad_run_bodies_answer_400_with_an_error(alice_api: APIClient, digits: Any) -> None:
+    for body, needle in (
+        ({"dataset": digits.pk, "mask_type": "nope"}, "unknown mask type"),
+        ({"dataset": digits.pk, "epochs": "many"}, "epochs must be an integer"),
+        ({"mask_type": "pixel-any"}, "dataset is required"),
+        ([1, 2], "JSON object"),
+    ):
+        response = alice_api.post("/api/runs/", body, format="json")
+        assert response.status_code == 400 and needle in response.json()["error"], response.json()
+    garbled = alice_api.post("/api/runs/", "{not json", content_type="application/json")
+    assert garbled.status_code == 400 and "error" in garbled.json()
+
+
+def test_another_users_run_is_404_everywhere(alice_api: APIClient, bob_api: APIClient, digits: Any) -> None:
+    run_id = alice_api.post("/api/runs/", {"dataset": digits.pk, **FAST}, format="json").json()["id"]
+    for suffix in ("", "metrics/", "mask.json", "mask.npy", "model.pt", "bundle.zip"):
+        assert bob_api.get(f"/api/runs/{run_id}/{suffix}").status_code == 404, suffix
+    assert bob_api.post(f"/api/runs/{run_id}/cancel/").status_code == 404
+    assert bob_api.get("/api/runs/").json() == []
+    assert alice_api.post(f"/api/runs/{run_id}/cancel/").json()["status"] == "cancelled"

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from jobs import services
+from jobs.models import Dataset, EpochMetric, Run, RunStatus
+from tests.conftest import make_npz
+
+FAST = {"mask_type": "pixel-any", "model": "mlp", "epochs": 3, "batch_size": 64, "model_lr": 1e-3}
+
+
+def upload(path: Path) -> SimpleUploadedFile:
+    return SimpleUploadedFile(path.name, path.read_bytes())
+
+
+def test_seeding_builtins_is_idempotent(db: Any) -> None:
+    first = services.dataset_seed_builtins()
+    second = services.dataset_seed_builtins()
+    assert [d.pk for d in first] == [d.pk for d in second]
+    assert Dataset.objects.get(builtin="digits").input_shape == [1, 8, 8]
+
+
+def test_a_valid_upload_is_stored_with_its_summary(alice: Any, small_npz: Path) -> None:
+    row = services.dataset_create(owner=alice, name="tiny", upload=upload(small_npz))
+    assert (row.name, row.input_shape, row.num_classes, row.num_train + row.num_test) == ("tiny", [2, 6, 6], 3, 120)
+    assert Path(row.file.path).is_file()
+
+
+def test_a_refused_upload_leaves_no_row_and_no_file(alice: Any, tmp_path: Path, settings: Any) -> None:
+    x = np.zeros((4, 1, 3, 3), dtype=np.float32)
+    x[0, 0, 0, 0] = np.nan
+    bad = make_npz(tmp_path / "bad.npz", x_train=x, y_train=np.array([0, 1, 0, 1]))
+    before = {p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()}
+    with pytest.raises(services.ServiceError, match="NaN"):
+        services.dataset_create(owner=alice, name="bad", upload=upload(bad))
+    assert not Dataset.objects.filter(name="bad").exists()
+    assert {p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()} == before
+
+
+def test_creating_a_run_queues_it_and_the_eager_task_trains_it(alice: Any, digits: Any,
+                                                                django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_create(owner=alice, data={"dataset": digits.pk, **FAST})
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and run.epoch == 3 and run.device == "cpu"
+    rows = list(EpochMetric.objects.filter(run=run))
+    assert [r.epoch for r in rows] == [1, 2, 3]
+    assert rows[-1].selected().shape == (1, 8, 8)
+    assert rows[-1].fraction == pytest.approx(rows[-1].selected().mean())
+    assert sorted(p.name for p in Path(run.artifact_dir).iterdir()) == [
+        "config.json", "mask.json", "mask.npy", "metrics.csv", "model.pt"]
+
+
+def test_recording_an_epoch_twice_keeps_one_row(alice: Any, digits: Any) -> None:
+    from masksel_core import EpochRecord
+
+    run = services.run_create(owner=alice, data={"dataset": digits.pk, **FAST})
+    record = EpochRecord(1, 1.0, 0.5, 0.3, 0.1, 10.0, 0.5, np.ones((1, 8, 8), dtype=np.uint8))
+    services.run_record_epoch(run, record)
+    services.run_record_epoch(run, record)
+    assert EpochMetric.objects.filter(run=run).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"mask_type": "pixel-all"}, "unknown mask type"),
+        ({"epochs": -1}, "epochs must be in"),
+        ({"dataset": 999999}, "no dataset with id 999999"),
+        ({"colour": "red"}, "unknown option(s): colour"),
+    ],
+)
+def test_bad_run_requests_are_refused_and_nothing_is_created(alice: Any, digits: Any, data: dict,
+                                                             message: str) -> None:
+    with pytest.raises(services.ServiceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        services.run_create(owner=alice, data={"dataset": digits.pk, **FAST, **data})
+    assert Run.objects.count() == 0
+
+
+def test_a_user_cannot_train_on_another_users_dataset(alice: Any, bob: Any, small_npz: Path) -> None:
+    theirs = services.dataset_create(owner=bob, name="bobs", upload=upload(small_npz))
+    with pytest.raises(services.ServiceError, match="no dataset with id"):
+        services.run_create(owner=alice, data={"dataset": theirs.pk, **FAST})
+
+
+def test_cancel_moves_a_queued_run_to_cancelled_and_the_task_then_skips_it(alice: Any, digits: Any) -> None:
+    from jobs.training import execute_run
+
+    run = services.run_create(owner=alice, data={"dataset": digits.pk, **FAST})
+    services.run_cancel(run)
+    assert execute_run(run.pk, worker="test") == RunStatus.CANCELLED
+    assert EpochMetric.objects.filter(run=run).count() == 0
+    with pytest.raises(services.ServiceError, match="already cancelled"):
+        services.run_cancel(run)

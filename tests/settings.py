@@ -1,0 +1,21 @@
+"""Settings for in-process tests: eager Celery and the in-memory channel layer (STYLE.md rule 6).
+
+Integration tests under tests/e2e/ do not use these: they start real processes with the
+production settings module and a real Redis.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("MASKSEL_VAR_DIR", tempfile.mkdtemp(prefix="masksel-test-var-"))
+
+from webapp.settings import *  # noqa: E402,F403
+from webapp.settings import VAR_DIR  # noqa: E402
+
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+MEDIA_ROOT = Path(VAR_DIR) / "media"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

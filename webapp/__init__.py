@@ -1,0 +1,6 @@
+"""Django project wiring for the masksel service. Importing it loads the Celery app."""
+from __future__ import annotations
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

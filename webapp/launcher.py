@@ -1,0 +1,108 @@
+"""`make run`: prepare the database, then start Redis (if needed), one worker and the web server.
+
+All children run in their own process groups and are stopped together on Ctrl-C or SIGTERM;
+if one of them dies, the others are stopped too and the launcher exits with an error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .embedded_redis import redis_answers, start_private_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE_SECONDS = 10.0
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], check=True, cwd=ROOT)
+
+
+def prepare() -> None:
+    """Migrate, seed the built-in data sets and the first user (all idempotent)."""
+    _manage("migrate", "--noinput", "-v", "0")
+    _manage("masksel_setup")
+
+
+def _spawn(name: str, command: list[str]) -> tuple[str, subprocess.Popen[bytes]]:
+    return name, subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+
+
+def _stop(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    for _, process in reversed(children):
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for _, process in children:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run masksel: Redis (if needed), a worker and the web server.")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--no-prepare", action="store_true", help="skip migrate and seeding")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+    redis_url = os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    var_dir = Path(os.environ.get("MASKSEL_VAR_DIR", ROOT / "var"))
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if not args.no_prepare:
+            prepare()
+        if redis_answers(redis_url):
+            print(f"masksel: using Redis at {redis_url}", flush=True)
+        else:
+            print(f"masksel: nothing answers at {redis_url}; starting a private redis-server", flush=True)
+            children.append(("redis", start_private_redis(redis_url, var_dir / "redis")))
+        children.append(_spawn("worker", [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool", "solo",
+                                          "--concurrency", "1", "-Q", os.environ.get("MASKSEL_QUEUE", "train"),
+                                          "--loglevel", "INFO", "-n", f"worker-{os.getpid()}@%h"]))
+        children.append(_spawn("web", [sys.executable, "-m", "daphne", "-b", args.host, "-p", str(args.port),
+                                       "webapp.asgi:application"]))
+        _announce(args.host, args.port, var_dir)
+        while not stopping:
+            for name, process in children:
+                if process.poll() is not None:
+                    print(f"masksel: {name} exited with status {process.returncode}; stopping", flush=True)
+                    return 1
+            time.sleep(0.3)
+        print("masksel: stopping", flush=True)
+        return 0
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"masksel: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        _stop(children)
+
+
+def _announce(host: str, port: int, var_dir: Path) -> None:
+    password_file = var_dir / "admin-password"
+    login = (f"log in as admin with the password in {password_file} ({password_file.read_text().strip()})"
+             if password_file.exists() else "log in with your user (python manage.py createsuperuser)")
+    print(f"\nmasksel is running at http://{host}:{port}/ ; {login}. Press Ctrl-C to stop.\n", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
