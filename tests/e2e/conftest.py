@@ -1,0 +1,142 @@
+"""The real stack for integration tests: a real Redis, the launcher's Celery worker and daphne.
+
+Nothing here is mocked. Each module gets its own stack (own SQLite file, media folder, Celery
+queue and channel prefix) so tests never see each other's runs; Redis is the one at
+MASKSEL_TEST_REDIS_URL (default: database 9 of the local server) or, where none answers, a
+private redis-server started the way `make run` starts one.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from webapp.embedded_redis import redis_answers, start_private_redis
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "alice-password-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the launcher exited with {process.returncode} before serving {url}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@dataclass
+class Stack:
+    base_url: str
+    env: dict[str, str]
+    var_dir: Path
+    process: subprocess.Popen[bytes]
+    username: str = "alice"
+    password: str = PASSWORD
+    _token: str = field(default="", repr=False)
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://")
+
+    def token(self) -> str:
+        if not self._token:
+            response = httpx.post(f"{self.base_url}/api/auth/token/",
+                                  data={"username": self.username, "password": self.password})
+            response.raise_for_status()
+            self._token = response.json()["token"]
+        return self._token
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Token {self.token()}"}, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("MASKSEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    if redis_answers(url):
+        yield url
+        return
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    process = start_private_redis(url, tmp_path_factory.mktemp("redis"))
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=180)
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    var_dir = tmp_path_factory.mktemp("var")
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "webapp.settings",
+        "MASKSEL_VAR_DIR": str(var_dir),
+        "REDIS_URL": redis_url,
+        "MASKSEL_QUEUE": f"train-test-{tag}",
+        "CHANNEL_PREFIX": f"masksel-test-{tag}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DATABASE_URL", None)
+    manage(env, "migrate", "--noinput", "-v", "0")
+    manage(env, "masksel_setup")
+    manage(env, "shell", "-c",
+           f"from django.contrib.auth.models import User; User.objects.create_user('alice', password='{PASSWORD}')")
+    port = free_port()
+    log = (var_dir / "stack.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "webapp.launcher", "--no-prepare", "--port", str(port)],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base_url}/accounts/login/", process)
+        yield Stack(base_url, env, var_dir, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def slow_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Big enough that an epoch of lenet5 takes a noticeable fraction of a second on a CPU."""
+    from tests.conftest import make_npz
+
+    path = tmp_path_factory.mktemp("data") / "slow.npz"
+    make_npz(path, n=3000, channels=2, size=16, classes=4)
+    return path
+
+
+def upload(stack: Stack, path: Path, name: str) -> dict[str, object]:
+    with stack.client() as client, path.open("rb") as handle:
+        response = client.post("/api/datasets/", files={"file": (path.name, handle)}, data={"name": name})
+    assert response.status_code == 201, response.text
+    return response.json()

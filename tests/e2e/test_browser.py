@@ -1,0 +1,85 @@
+"""The dashboard in headless Chromium: log in, submit the form, watch the chart grow, download."""
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from .conftest import Stack, upload
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): browser tests cannot run")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield instance
+        instance.close()
+
+
+def log_in(page: Any, stack: Stack) -> None:
+    page.goto(f"{stack.base_url}/runs/")
+    assert "/accounts/login/" in page.url
+    page.fill("#id_username", stack.username)
+    page.fill("#id_password", stack.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{stack.base_url}/runs/")
+
+
+def test_submit_watch_the_chart_grow_live_and_download_the_mask(stack: Stack, browser: Any, slow_npz: Path,
+                                                                tmp_path: Path) -> None:
+    upload(stack, slow_npz, "slow-browser")
+    page = browser.new_page(accept_downloads=True)
+    log_in(page, stack)
+    page.click("text=New run")
+    page.select_option("#id_dataset", label="slow-browser")
+    page.select_option("#id_mask_type", "pixel-any")
+    page.select_option("#id_model", "lenet5")
+    page.fill("#id_epochs", "8")
+    page.fill("#id_batch_size", "32")
+    page.click("#new-run-form button[type=submit]")
+    page.wait_for_url("**/runs/*/")
+
+    counts: list[int] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        counts.append(int(page.get_attribute("#chart", "data-points") or 0))
+        if page.text_content("#run-status") == "succeeded":
+            break
+        page.wait_for_timeout(50)
+    counts.append(int(page.get_attribute("#chart", "data-points") or 0))
+    growth = sorted(set(counts))
+    assert counts[-1] == 8, counts
+    assert len([c for c in growth if 0 < c < 8]) >= 2, f"the chart should gain points while training: {growth}"
+    state = page.evaluate("window.maskselRun")
+    assert state["live"] >= 2 and state["epochs"] == list(range(1, 9))
+    assert page.locator("#mask-view canvas").count() == 2  # one heatmap per channel
+
+    with page.expect_download() as info:
+        page.click("#dl-mask-npy")
+    target = tmp_path / "mask.npy"
+    info.value.save_as(target)
+    mask = np.load(target)
+    assert mask.shape == (2, 16, 16) and mask.dtype == np.uint8
+    page.close()
+
+
+def test_pages_need_a_login(stack: Stack, browser: Any) -> None:
+    page = browser.new_page()
+    for path in ("/runs/", "/runs/new/", "/runs/1/"):
+        page.goto(f"{stack.base_url}{path}")
+        assert "/accounts/login/" in page.url, path
+    page.close()

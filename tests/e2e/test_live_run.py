@@ -1,0 +1,95 @@
+"""A run end to end over REST and the websocket, with a real Redis, worker and ASGI server."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import websockets
+
+from .conftest import Stack, upload
+
+pytestmark = pytest.mark.e2e
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+async def watch(stack: Stack, run_id: int, *, timeout: float = 180) -> list[dict[str, Any]]:
+    """Every message of `/ws/runs/<id>/` until the run's final status."""
+    url = f"{stack.ws_url}/ws/runs/{run_id}/?token={stack.token()}"
+    messages: list[dict[str, Any]] = []
+    async with websockets.connect(url, origin=stack.base_url) as socket:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = json.loads(await asyncio.wait_for(socket.recv(), timeout=deadline - time.monotonic()))
+            messages.append(message)
+            run_status = message.get("status") or message.get("run", {}).get("status")
+            if run_status in FINAL:
+                return messages
+    raise AssertionError(f"no final status within {timeout} s: {messages[-3:]}")
+
+
+def test_an_uploaded_dataset_trains_live_over_rest_and_websocket(stack: Stack, slow_npz: Path) -> None:
+    dataset = upload(stack, slow_npz, "slow")
+    assert dataset["input_shape"] == [2, 16, 16] and dataset["num_classes"] == 4
+    with stack.client() as client:
+        created = client.post("/api/runs/", json={"dataset": dataset["id"], "mask_type": "pixel-any",
+                                                  "model": "lenet5", "epochs": 6, "batch_size": 32})
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
+        messages = asyncio.run(watch(stack, run_id))
+
+        assert messages[0]["type"] == "snapshot" and messages[0]["run"]["id"] == run_id
+        live = [m for m in messages if m["type"] == "epoch"]
+        assert len(live) >= 2, messages
+        snapshot_epochs = [e["epoch"] for e in messages[0]["epochs"]]
+        all_epochs = snapshot_epochs + [m["epoch"] for m in live]
+        assert all_epochs == list(range(1, 7)), "every epoch exactly once, in order"
+        assert all(isinstance(m["sent_at"], float) and m["mask"]["shape"] == [2, 16, 16] for m in live)
+        assert messages[-1] == {"type": "status", "status": "succeeded", "sent_at": messages[-1]["sent_at"]}
+
+        detail = client.get(f"/api/runs/{run_id}/").json()
+        assert detail["status"] == "succeeded" and detail["epoch"] == 6 and detail["device"] == "cpu"
+        metrics = client.get(f"/api/runs/{run_id}/metrics/").json()
+        assert [m["epoch"] for m in metrics] == list(range(1, 7))
+        assert metrics[-1]["val_accuracy"] == pytest.approx(live[-1]["metrics"]["val_accuracy"])
+
+        npy = client.get(f"/api/runs/{run_id}/mask.npy")
+        assert npy.status_code == 200
+        mask = np.load(io.BytesIO(npy.content))
+        assert mask.shape == (2, 16, 16) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+        assert mask.mean() == pytest.approx(detail["fraction"])
+
+
+def test_a_late_client_gets_the_whole_run_from_the_snapshot(stack: Stack) -> None:
+    with stack.client() as client:
+        digits = next(d for d in client.get("/api/datasets/").json() if d["builtin"] == "digits")
+        run_id = client.post("/api/runs/", json={"dataset": digits["id"], "mask_type": "channel-any",
+                                                 "model": "mlp", "epochs": 3}).json()["id"]
+        deadline = time.monotonic() + 120
+        while client.get(f"/api/runs/{run_id}/").json()["status"] not in FINAL:
+            assert time.monotonic() < deadline, "run did not finish"
+            time.sleep(0.2)
+    messages = asyncio.run(watch(stack, run_id))
+    assert len(messages) == 1 and messages[0]["type"] == "snapshot"
+    assert [e["epoch"] for e in messages[0]["epochs"]] == [1, 2, 3]
+
+
+def test_websockets_refuse_strangers(stack: Stack) -> None:
+    async def close_code(url: str, origin: str) -> int | None:
+        try:
+            async with websockets.connect(url, origin=origin) as socket:
+                await asyncio.wait_for(socket.recv(), timeout=10)
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+        except websockets.InvalidStatus as refused:
+            return refused.response.status_code
+        return None
+
+    assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/1/", stack.base_url)) == 4401
+    assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/1/?token=nope", stack.base_url)) == 4401
+    assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/1/?token={stack.token()}", "http://evil.example")) == 403

@@ -1,0 +1,44 @@
+"""The deployment files: compose names its four services; vendored front-end files match package.json."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compose_file_parses_and_names_the_four_services() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"web", "worker", "redis", "postgres"} <= set(services)
+    gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"]
+    for name in ("web", "worker"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://") and env["REDIS_URL"] == "redis://redis:6379/0"
+    assert "--pool" in services["worker"]["command"] and "solo" in services["worker"]["command"]
+
+
+def test_vendored_uplot_is_the_version_package_json_pins() -> None:
+    pinned = json.loads((ROOT / "package.json").read_text())["dependencies"]["uplot"]
+    header = (ROOT / "static/vendor/uplot/uPlot.iife.min.js").read_text()[:200]
+    match = re.search(r"\(v([\d.]+)\)", header)
+    assert match and match.group(1) == pinned
+
+
+def test_settings_switch_to_postgresql_when_database_url_is_set(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    code = "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    env = {"DJANGO_SETTINGS_MODULE": "webapp.settings", "DATABASE_URL": "postgres://u:p@127.0.0.1:5432/test",
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", "import django; django.setup(); " + code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "django.db.backends.postgresql", done.stderr
+    prod = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT,
+                          env={**env, "DEBUG": "0"}, capture_output=True, text=True, timeout=60)
+    assert prod.returncode != 0 and "SECRET_KEY must be set" in prod.stderr
