@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.http import Http404
 from django.utils import timezone
 
 import masksel_core
@@ -85,7 +86,7 @@ def run_create(*, owner: Any, data: dict[str, Any]) -> Run:
         raise ServiceError("dataset must be a dataset id")
     try:
         dataset = dataset_get(owner, dataset_id)
-    except Exception:  # noqa: BLE001 - Http404 from the selector
+    except Http404:
         raise ServiceError(f"no dataset with id {dataset_id!r}") from None
     try:
         config = TrainConfig.from_dict(options)

@@ -26,7 +26,8 @@ def test_channel_selection_keeps_the_informative_channel_and_drops_noise(informa
 
 def test_every_epoch_is_reported_once_in_order_with_the_contract_metrics() -> None:
     seen: list[EpochRecord] = []
-    result = train(TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, **FAST), load_digits(), on_epoch=seen.append)
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, **FAST)
+    result = train(config, load_digits(), on_epoch=seen.append)
     assert [r.epoch for r in seen] == [1, 2, 3] and seen == result.records
     for record in seen:
         metrics = record.metrics()
