@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 REQ_HASH := $(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('requirements.txt','rb').read()).hexdigest()[:16])")
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 
-.PHONY: run test lint vendor clean-venv
+.PHONY: run test test-postgres lint vendor clean-venv
 
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,8 @@ vendor:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The service's tests again on PostgreSQL (DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/test;
+# pytest-django creates and drops its own test_* database there).
+test-postgres: $(STAMP)
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest tests/jobs $(PYTEST_ARGS)

@@ -26,8 +26,10 @@ class RunForm(forms.Form):
                                          help_text="epochs without a better loss before lambda grows")
     tau_init = forms.FloatField(initial=DEFAULTS.tau_init, help_text="temperature after each lambda raise")
     batch_size = forms.IntegerField(initial=DEFAULTS.batch_size, min_value=1)
-    model_lr = forms.FloatField(initial=DEFAULTS.model_lr, help_text="Adam (AMSGrad) learning rate of the network")
-    mask_lr = forms.FloatField(initial=DEFAULTS.mask_lr, help_text="learning rate of the mask logits")
+    model_lr = forms.FloatField(label="Model learning rate", initial=DEFAULTS.model_lr,
+                                help_text="Adam (AMSGrad) learning rate of the network")
+    mask_lr = forms.FloatField(label="Mask learning rate", initial=DEFAULTS.mask_lr,
+                               help_text="learning rate of the mask logits")
     seed = forms.IntegerField(initial=DEFAULTS.seed, min_value=0)
 
     def __init__(self, *args: Any, datasets: Any, **kwargs: Any) -> None:

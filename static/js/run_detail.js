@@ -17,7 +17,8 @@
   const chart = new uPlot({
     width: Math.max(chartEl.clientWidth, 320), height: 280,
     scales: { x: { time: false }, y: { range: [0, 1] } },
-    axes: [{ label: "epoch" }, { label: "share" }],
+    // Epochs are whole numbers: ticks at 1, 2, 5, 10, ... never at 2.5.
+    axes: [{ label: "epoch", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] }, { label: "share" }],
     series: [
       { label: "epoch" },
       { label: "val accuracy", stroke: "#2563eb", width: 2, points: { show: true } },

@@ -31,6 +31,16 @@ async def connect(user: Any, run_id: int) -> WebsocketCommunicator:
     return communicator
 
 
+@pytest.fixture(autouse=True)
+async def close_thread_connections() -> Any:
+    """database_sync_to_async opens connections in its own thread; close them so the test DB can be dropped."""
+    yield
+    from channels.db import database_sync_to_async
+    from django.db import connections
+
+    await database_sync_to_async(connections.close_all)()
+
+
 @pytest.fixture
 def run(alice: Any) -> Any:
     # A queued row without its task: these tests play the worker's part themselves.
