@@ -8,9 +8,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .config import MASK_TYPES, MODEL_NAMES, ConfigError, TrainConfig, parse_grid
+from .config import ConfigError, TrainConfig, parse_grid
 from .data import DataError, load_dataset
 from .export import write_outputs
+from .masks import MASKS
+from .models import MODELS
 from .train import EpochRecord, train
 
 EXIT_USAGE = 2
@@ -30,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = commands.add_parser("train", help="train a network and a selection mask jointly")
     t.add_argument("--data", required=True, help="built-in dataset name (digits) or a path to an .npz file")
-    t.add_argument("--mask", required=True, help=f"mask type: {', '.join(MASK_TYPES)}")
-    t.add_argument("--model", required=True, help=f"network: {', '.join(MODEL_NAMES)}")
+    t.add_argument("--mask", required=True, help=f"mask type: {', '.join(MASKS)}")
+    t.add_argument("--model", required=True, help=f"network: {', '.join(MODELS)}")
     t.add_argument("--epochs", required=True, type=int)
     t.add_argument("--out", required=True, help="folder for mask.json, mask.npy, model.pt, metrics.csv, config.json")
     defaults = TrainConfig()

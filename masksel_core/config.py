@@ -10,8 +10,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-MASK_TYPES = ("channel-any", "pixel-any")
-MODEL_NAMES = ("mlp", "lenet5")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -110,10 +108,13 @@ def _check_range(name: str, value: float, low: float, high: float, *, low_open: 
 
 
 def _validate(cfg: TrainConfig) -> None:
-    if cfg.mask_type not in MASK_TYPES:
-        raise ConfigError(f"unknown mask type {cfg.mask_type!r}; choose one of {', '.join(MASK_TYPES)}")
-    if cfg.model not in MODEL_NAMES:
-        raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    from .masks import MASKS
+    from .models import MODELS
+
+    if cfg.mask_type not in MASKS:
+        raise ConfigError(f"unknown mask type {cfg.mask_type!r}; choose one of {', '.join(MASKS)}")
+    if cfg.model not in MODELS:
+        raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
     if cfg.device not in DEVICES:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
     _check_range("epochs", cfg.epochs, 1, 100_000)
