@@ -5,38 +5,64 @@ from typing import Any
 
 from django import forms
 
-from masksel_core import TrainConfig
+from masksel_core import MODELS, SELECT_STAGES, TrainConfig
+from masksel_core.config import DISCRETIZATIONS, LAMBDA_MONITORS
 
-from .models import Dataset
+MASK_HELP = {
+    "channel-any": "keep or drop whole channels",
+    "pixel-any": "keep or drop every input value",
+    "block-any": "keep or drop cells of a grid per channel",
+    "channel-xor": "keep exactly one channel",
+    "pixel-xor": "keep one channel per pixel",
+    "jpeg-xor": "one JPEG quality (90..10) per channel",
+    "jpeg-xor+pixel-any": "one JPEG quality per channel, then pixels",
+    "thumb-xor": "one thumbnail scale (1, 1/2, 1/4) per channel",
+    "thumb-xor+block-any": "one thumbnail scale per channel, then grid cells",
+}
+MASK_CHOICES = [(name, f"{name}: {MASK_HELP[name]}") for name in (*SELECT_STAGES, *list(MASK_HELP)[5:])]
+MODEL_CHOICES = [(name, name) for name in MODELS]
+D = TrainConfig()
 
-WALKING_MASKS = [("channel-any", "channel-any: keep or drop whole channels"),
-                 ("pixel-any", "pixel-any: keep or drop every input value")]
-WALKING_MODELS = [("mlp", "mlp (two hidden layers of 128)"), ("lenet5", "lenet5 (two convolutions)")]
-DEFAULTS = TrainConfig()
+
+def _optional_float(help_text: str, **kwargs: Any) -> forms.FloatField:
+    return forms.FloatField(required=False, help_text=help_text, **kwargs)
 
 
 class RunForm(forms.Form):
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), empty_label=None)
-    mask_type = forms.ChoiceField(choices=WALKING_MASKS, initial=DEFAULTS.mask_type)
-    model = forms.ChoiceField(choices=WALKING_MODELS, initial=DEFAULTS.model)
-    epochs = forms.IntegerField(min_value=1, max_value=100_000, initial=DEFAULTS.epochs)
-    lambda_init = forms.FloatField(initial=DEFAULTS.lambda_init, help_text="initial weight of the mask loss")
-    lambda_factor = forms.FloatField(initial=DEFAULTS.lambda_factor, help_text="lambda grows by this factor")
-    lambda_patience = forms.IntegerField(initial=DEFAULTS.lambda_patience, min_value=0,
+    dataset = forms.ModelChoiceField(queryset=None, empty_label=None)
+    mask_type = forms.ChoiceField(choices=MASK_CHOICES, initial=D.mask_type)
+    model = forms.ChoiceField(choices=MODEL_CHOICES, initial=D.model)
+    epochs = forms.IntegerField(min_value=1, max_value=100_000, initial=D.epochs)
+    lambda_init = forms.FloatField(initial=D.lambda_init, help_text="initial weight of the mask loss Q")
+    lambda_factor = forms.FloatField(initial=D.lambda_factor, help_text="lambda grows by this factor")
+    lambda_patience = forms.IntegerField(initial=D.lambda_patience, min_value=0,
                                          help_text="epochs without a better loss before lambda grows")
-    tau_init = forms.FloatField(initial=DEFAULTS.tau_init, help_text="temperature after each lambda raise")
-    batch_size = forms.IntegerField(initial=DEFAULTS.batch_size, min_value=1)
-    model_lr = forms.FloatField(label="Model learning rate", initial=DEFAULTS.model_lr,
+    lambda_monitor = forms.ChoiceField(choices=[(m, m) for m in LAMBDA_MONITORS], initial=D.lambda_monitor,
+                                       help_text="total: Lf + lambda*Q (paper); val_mask_loss: Q (later code)")
+    tau_init = forms.FloatField(initial=D.tau_init, help_text="temperature after each lambda raise")
+    tau_decay = forms.FloatField(initial=D.tau_decay, help_text="temperature factor per epoch")
+    tau_min = forms.FloatField(initial=D.tau_min, help_text="lowest temperature")
+    gamma = forms.FloatField(initial=D.gamma, help_text="share of fixation (noise-free) steps")
+    discretization = forms.ChoiceField(choices=[(m, m) for m in DISCRETIZATIONS], initial=D.discretization,
+                                       help_text="gumbel: exploration noise (paper); deterministic: none")
+    batch_size = forms.IntegerField(initial=D.batch_size, min_value=1)
+    model_lr = forms.FloatField(label="Model learning rate", initial=D.model_lr,
                                 help_text="Adam (AMSGrad) learning rate of the network")
-    mask_lr = forms.FloatField(label="Mask learning rate", initial=DEFAULTS.mask_lr,
+    mask_lr = forms.FloatField(label="Mask learning rate", initial=D.mask_lr,
                                help_text="learning rate of the mask logits")
-    seed = forms.IntegerField(initial=DEFAULTS.seed, min_value=0)
+    target_fraction = _optional_float("stop selecting once Q is at most this", min_value=0, max_value=1)
+    max_accuracy_drop = _optional_float("stop once accuracy falls this far below its best", min_value=0,
+                                        max_value=1)
+    finalize_epochs = forms.IntegerField(initial=D.finalize_epochs, min_value=0,
+                                         help_text="then train the network alone on the frozen mask")
+    rescale = forms.BooleanField(required=False, help_text="scale kept inputs up by the kept share")
+    seed = forms.IntegerField(initial=D.seed, min_value=0)
 
     def __init__(self, *args: Any, datasets: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = datasets
 
     def run_data(self) -> dict[str, Any]:
-        data = dict(self.cleaned_data)
+        data = {key: value for key, value in self.cleaned_data.items() if value is not None}
         data["dataset"] = data["dataset"].pk
         return data

@@ -6,6 +6,7 @@ writes rows on its own, so the rules (validation, ownership, broadcast after com
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,12 @@ class ServiceError(ValueError):
 def dataset_seed_builtins() -> list[Dataset]:
     """Create the rows of the built-in data sets once (idempotent)."""
     rows = []
-    for name, loader in masksel_core.BUILTINS.items():
+    from masksel_core.datasets import builtin_summary
+
+    for name in masksel_core.BUILTINS:
         row = Dataset.objects.filter(builtin=name).first()
         if row is None:
-            info = loader(0).summary()
+            info = builtin_summary(name)
             row = Dataset.objects.create(
                 name=name, builtin=name, input_shape=info["input_shape"], num_classes=info["num_classes"],
                 num_train=info["num_train"], num_test=info["num_test"], channel_names=info["channel_names"],
@@ -140,6 +143,7 @@ def run_finish(run: Run, result: masksel_core.TrainResult) -> None:
         status=status, finished_at=timezone.now())
     Run.objects.filter(pk=run.pk).update(fraction=result.fraction)
     final = Run.objects.values_list("status", flat=True).get(pk=run.pk)
+    shutil.rmtree(Path(run.artifact_dir) / "checkpoint", ignore_errors=True)  # only needed to resume
     progress.broadcast(run.pk, {"type": "status", "status": final})
 
 

@@ -57,8 +57,9 @@ def execute_run(run_id: int, *, worker: str) -> str:
         return Run.objects.get(pk=run_id).status
     try:
         data = masksel_core.load_dataset(run.dataset.source, seed=config.seed)
+        # A checkpoint after every epoch: a retried run (lost worker) resumes where it stopped.
         result = masksel_core.train(config, data, on_epoch=lambda record: services.run_record_epoch(run, record),
-                                    should_stop=CancelPoller(run_id))
+                                    should_stop=CancelPoller(run_id), checkpoint_dir=run.artifact_dir / "checkpoint")
         services.run_finish(run, result)
     except Exception as exc:  # noqa: BLE001 - recorded on the run, shown on its page
         log.exception("run %s failed", run_id)

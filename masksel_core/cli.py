@@ -1,21 +1,28 @@
 """`python -m masksel_core train ...`: the command-line contract of ARCHITECTURE.md.
 
-Bad flags or data end with one line `error: ...` on stderr and exit status 2.
+Bad flags or data end with one line `error: ...` on stderr and exit status 2. Every
+`TrainConfig` field has a flag (`lambda_init` -> `--lambda-init`), so the CLI and the REST API
+accept the same options.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from .chain import MASK_NAMES
 from .config import ConfigError, TrainConfig, parse_grid
 from .data import DataError, load_dataset
 from .export import write_outputs
-from .masks import MASKS
 from .models import MODELS
 from .train import EpochRecord, train
 
 EXIT_USAGE = 2
+# Config fields with a flag of their own spelling, or none: everything else is generated.
+SPECIAL = {"mask_type", "model", "epochs", "grid", "device", "costs", "init_selected", "rescale"}
 
 
 class UsageError(Exception):
@@ -27,55 +34,77 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _kind(annotation: str) -> type:
+    for name, kind in (("int", int), ("float", float), ("str", str)):
+        if annotation.startswith(name):
+            return kind
+    raise TypeError(annotation)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m masksel_core", description="Learn input selection masks.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = commands.add_parser("train", help="train a network and a selection mask jointly")
-    t.add_argument("--data", required=True, help="built-in dataset name (digits) or a path to an .npz file")
-    t.add_argument("--mask", required=True, help=f"mask type: {', '.join(MASKS)}")
+    t.add_argument("--data", required=True, help="built-in name (digits, synthetic-remote, ...), mnist/cifar10/svhn "
+                                                 "(read from --data-root), or a path to an .npz file")
+    t.add_argument("--mask", required=True,
+                   help=f"mask type or chain: {', '.join(MASK_NAMES)}; chain with +, e.g. jpeg-xor+pixel-any")
     t.add_argument("--model", required=True, help=f"network: {', '.join(MODELS)}")
     t.add_argument("--epochs", required=True, type=int)
     t.add_argument("--out", required=True, help="folder for mask.json, mask.npy, model.pt, metrics.csv, config.json")
     defaults = TrainConfig()
-    for flag, kind in (("lambda-init", float), ("lambda-factor", float), ("lambda-patience", int),
-                       ("tau-init", float), ("tau-decay", float), ("tau-min", float), ("gamma", float),
-                       ("mask-lr", float), ("model-lr", float), ("batch-size", int), ("seed", int),
-                       ("target-fraction", float), ("finalize-epochs", int)):
-        name = flag.replace("-", "_")
-        t.add_argument(f"--{flag}", type=kind, default=getattr(defaults, name),
-                       help=f"default: {getattr(defaults, name)}")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in SPECIAL:
+            continue
+        t.add_argument(f"--{f.name.replace('_', '-')}", type=_kind(str(f.type)), default=getattr(defaults, f.name),
+                       help=f"default: {getattr(defaults, f.name)}")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("--grid", default="3x3", help="block grid GHxGW for block masks (default 3x3)")
+    t.add_argument("--rescale", action="store_true", help="scale kept inputs up by the kept share, as dropout does")
+    t.add_argument("--costs", help="JSON file with the relative price of every mask element (default: all 1)")
+    t.add_argument("--init-selected", help="comma-separated element indices selected at first (default: all)")
+    t.add_argument("--checkpoint-dir", help="save the whole state after every epoch and resume from it if present")
+    t.add_argument("--data-root", help="folder of the torchvision data sets (default: $MASKSEL_DATA_ROOT)")
+    t.add_argument("--download", action="store_true", help="download mnist/cifar10/svhn into --data-root")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        mask_type=args.mask, model=args.model, epochs=args.epochs, lambda_init=args.lambda_init,
-        lambda_factor=args.lambda_factor, lambda_patience=args.lambda_patience, tau_init=args.tau_init,
-        tau_decay=args.tau_decay, tau_min=args.tau_min, gamma=args.gamma, mask_lr=args.mask_lr,
-        model_lr=args.model_lr, batch_size=args.batch_size, seed=args.seed, device=args.device,
-        target_fraction=args.target_fraction, finalize_epochs=args.finalize_epochs, grid=parse_grid(args.grid),
-    )
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in SPECIAL}
+    costs = None
+    if args.costs:
+        try:
+            costs = json.loads(Path(args.costs).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--costs: cannot read a JSON list from {args.costs} ({exc})") from None
+    init_selected = None
+    if args.init_selected:
+        try:
+            init_selected = [int(part) for part in args.init_selected.split(",")]
+        except ValueError:
+            raise ConfigError(f"--init-selected must be comma-separated integers, got {args.init_selected!r}") from None
+    return TrainConfig(mask_type=args.mask, model=args.model, epochs=args.epochs, device=args.device,
+                       grid=parse_grid(args.grid), rescale=args.rescale, costs=costs, init_selected=init_selected,
+                       **values)
 
 
 def run_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     config = config_from_args(args)
-    data = load_dataset(args.data, seed=config.seed)
+    data = load_dataset(args.data, seed=config.seed, root=args.data_root, download=args.download)
     total = config.epochs + config.finalize_epochs
     with tqdm(total=total, unit="epoch", disable=args.quiet, file=sys.stderr) as bar:
         def on_epoch(record: EpochRecord) -> None:
-            bar.update(1)
+            bar.n = record.epoch
             bar.set_postfix(acc=f"{record.val_accuracy:.3f}", frac=f"{record.fraction:.3f}",
-                            lam=f"{record.lambda_:.3g}")
+                            lam=f"{record.lambda_:.3g}", refresh=True)
 
-        result = train(config, data, on_epoch=on_epoch)
+        result = train(config, data, on_epoch=on_epoch, checkpoint_dir=args.checkpoint_dir)
     paths = write_outputs(result, args.out)
     last = result.records[-1]
-    print(f"done: {len(result.records)} epochs, val_accuracy {last.val_accuracy:.4f}, "
+    print(f"done ({result.stopped_because}): {len(result.records)} epochs, val_accuracy {last.val_accuracy:.4f}, "
           f"fraction {result.fraction:.4f}; wrote {', '.join(sorted(paths))} to {args.out}")
     return 0
 

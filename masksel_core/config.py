@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
+DISCRETIZATIONS = ("gumbel", "deterministic")
+LAMBDA_MONITORS = ("total", "val_mask_loss")
 
 
 class ConfigError(ValueError):
@@ -19,7 +21,15 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a training run. Defaults follow the paper (Sec. 4, App. A)."""
+    """Everything that decides a training run. Defaults follow the paper (Sec. 4, App. A).
+
+    Options of the authors' later code (SDM 2022) sit beside the paper's, off by default:
+    `discretization="deterministic"` (no Gumbel noise: straight-through rounding, the same as
+    gamma = 1), `lambda_monitor="val_mask_loss"` with `lambda_threshold=0.0025`, `rescale=True`
+    (kept inputs scaled up by the kept share, as dropout does) and `init_logit=3` (sigmoid 0.95).
+    `init_selected` lists the elements selected at first (flat indices into the mask's elements;
+    for xor masks the favoured choice of each group); `costs` are relative per-element prices.
+    """
 
     mask_type: str = "channel-any"
     model: str = "mlp"
@@ -40,6 +50,15 @@ class TrainConfig:
     finalize_epochs: int = 0
     grid: tuple[int, int] = (3, 3)
     init_sigma: float = 0.01
+    init_logit: float = 1.0
+    init_selected: list[int] | None = None
+    costs: list[Any] | None = None
+    discretization: str = "gumbel"
+    lambda_monitor: str = "total"
+    lambda_threshold: float = 0.0
+    rescale: bool = False
+    max_accuracy_drop: float | None = None
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -86,6 +105,14 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
         raise ConfigError("grid must be two integers, e.g. [3, 3] or '3x3'")
     if value is None and "None" in kind:
         return None
+    if kind.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if kind.startswith("list"):
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return value
     if kind.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -108,11 +135,13 @@ def _check_range(name: str, value: float, low: float, high: float, *, low_open: 
 
 
 def _validate(cfg: TrainConfig) -> None:
-    from .masks import MASKS
+    from .chain import split_spec
     from .models import MODELS
 
-    if cfg.mask_type not in MASKS:
-        raise ConfigError(f"unknown mask type {cfg.mask_type!r}; choose one of {', '.join(MASKS)}")
+    try:
+        split_spec(cfg.mask_type)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if cfg.model not in MODELS:
         raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
     if cfg.device not in DEVICES:
@@ -131,6 +160,17 @@ def _validate(cfg: TrainConfig) -> None:
     _check_range("seed", cfg.seed, 0, 2**63 - 1)
     _check_range("finalize_epochs", cfg.finalize_epochs, 0, 100_000)
     _check_range("init_sigma", cfg.init_sigma, 0.0, 10.0)
+    if cfg.discretization not in DISCRETIZATIONS:
+        raise ConfigError(f"discretization must be one of {', '.join(DISCRETIZATIONS)}, got {cfg.discretization!r}")
+    if cfg.lambda_monitor not in LAMBDA_MONITORS:
+        raise ConfigError(f"lambda_monitor must be one of {', '.join(LAMBDA_MONITORS)}, got {cfg.lambda_monitor!r}")
+    _check_range("lambda_threshold", cfg.lambda_threshold, 0.0, 1e6)
+    _check_range("init_logit", cfg.init_logit, -100.0, 100.0)
+    if cfg.max_accuracy_drop is not None:
+        _check_range("max_accuracy_drop", cfg.max_accuracy_drop, 0.0, 1.0)
+    if cfg.init_selected is not None and not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in cfg.init_selected):
+        raise ConfigError("init_selected must be a list of non-negative integers")
     if cfg.target_fraction is not None:
         _check_range("target_fraction", cfg.target_fraction, 0.0, 1.0)
     if not all(1 <= g <= 10_000 for g in cfg.grid):

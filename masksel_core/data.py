@@ -1,11 +1,15 @@
 """Data sets as tensors: the built-in ones and `.npz` files of the dataset contract.
 
+The generated built-ins and the torchvision-format loaders live in `masksel_core.datasets`, which
+imports this module; this module imports it only inside functions (no import cycle at load time).
+
 Validation happens before the arrays are read: a zip member's `.npy` header states its shape
 and dtype, so absurd sizes are refused before anything is allocated.
 """
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,16 +66,44 @@ def load_digits(seed: int = 0) -> TensorDataset:
     return _from_arrays("digits", x, y, None, None, ["gray"], seed)
 
 
-BUILTINS = {"digits": load_digits}
+def _deferred(attr: str) -> Callable[[int], TensorDataset]:
+    """The loader `masksel_core.datasets.<attr>`, imported when called (that module imports this one)."""
+
+    def loader(seed: int = 0) -> TensorDataset:
+        from . import datasets
+
+        return getattr(datasets, attr)(seed)
+
+    loader.__name__ = loader.__qualname__ = attr
+    loader.__doc__ = f"`masksel_core.datasets.{attr}` (generated, ships offline)."
+    return loader
 
 
-def load_dataset(spec: str, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES) -> TensorDataset:
-    """A built-in name or a path to an `.npz` file."""
+#: Data sets that ship offline: name -> loader taking a seed. The generated ones live in `datasets.py`.
+BUILTINS: dict[str, Callable[[int], TensorDataset]] = {
+    "digits": load_digits,
+    "synthetic-remote": _deferred("load_synthetic_remote"),
+    "synthetic-supernova": _deferred("load_synthetic_supernova"),
+}
+
+
+def load_dataset(spec: str, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES, root: str | Path | None = None,
+                 download: bool = False) -> TensorDataset:
+    """A built-in name, a torchvision data set name (`datasets.TORCHVISION_DATASETS`) or a path to an `.npz` file.
+
+    `root` and `download` only concern the torchvision data sets: their files are read from `root`
+    (default `datasets.default_data_root()`) and fetched only when `download` is true.
+    """
     if spec in BUILTINS:
         return BUILTINS[spec](seed)
+    from .datasets import TORCHVISION_DATASETS, load_torchvision
+
+    if spec in TORCHVISION_DATASETS:
+        return load_torchvision(spec, root, download=download, seed=seed)
     path = Path(spec)
     if path.suffix != ".npz" and not path.exists():
-        raise DataError(f"unknown dataset {spec!r}: not a built-in ({', '.join(BUILTINS)}) nor an .npz file")
+        raise DataError(f"unknown dataset {spec!r}: not a built-in ({', '.join(BUILTINS)}), a torchvision data set "
+                        f"({', '.join(TORCHVISION_DATASETS)}) nor an .npz file")
     return load_npz(path, seed=seed, max_bytes=max_bytes)
 
 

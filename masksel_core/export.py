@@ -22,14 +22,22 @@ from .train import EpochRecord, TrainResult
 METRIC_COLUMNS = ("epoch", "task_loss", "mask_loss", "val_accuracy", "lambda", "tau", "fraction")
 
 
-def mask_document(mask_type: str, input_shape: Iterable[int], selected: np.ndarray, fraction: float) -> dict[str, Any]:
-    """The `mask.json` object of the contract."""
-    return {
+def mask_document(mask_type: str, input_shape: Iterable[int], selected: np.ndarray, fraction: float,
+                  stages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The `mask.json` object of the contract.
+
+    For a chain (`jpeg-xor+pixel-any`), `selected` is its last select stage and `stages` lists every
+    stage (extend with its levels and costs, each select stage's selection, merges) in order.
+    """
+    document = {
         "mask_type": mask_type,
         "input_shape": [int(s) for s in input_shape],
         "selected": np.asarray(selected, dtype=np.uint8).tolist(),
         "fraction": float(fraction),
     }
+    if stages is not None:
+        document["stages"] = stages
+    return document
 
 
 def atomic_write(path: Path, payload: bytes) -> None:
@@ -73,7 +81,8 @@ def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
     """Write `mask.json`, `mask.npy`, `model.pt`, `metrics.csv` and `config.json` into `out_dir`."""
     out = Path(out_dir)
     selected = result.selected
-    document = mask_document(result.config.mask_type, result.input_shape, selected, result.fraction)
+    stages = result.mask.describe() if "+" in result.config.mask_type or result.mask.extend else None
+    document = mask_document(result.config.mask_type, result.input_shape, selected, result.fraction, stages)
     files = {
         "mask.json": json.dumps(document).encode(),
         "mask.npy": npy_bytes(selected.astype(np.uint8)),

@@ -1,105 +1,273 @@
-"""Selection masks: which channels or values of the input are transferred.
+"""Selection masks: which channels, values, cells or versions of the input are transferred.
 
-Each mask holds logits with a trailing class dimension; for "any" masks class 0 means *select*
-and class 1 *drop*, as in the paper's initialisation `m = (1 + eps, 0 + eps)` (Sec. 3.2.1).
-A mask turns its logits into a {0,1} weight of the input's shape `(C, H, W)` (with the
-straight-through gradient) and prices it: the cost of every selected element summed, where an
-element's default cost is its share of the input values, so the cost is the transferred fraction.
+A mask is a chain of stages (`MaskChain`). Each stage maps a batch `x` of shape `(B, C, H, W)`
+and a *cost map* `(C, H, W)` (the relative price of transferring each value, summing to 1 for the
+raw input) to a new batch and cost map:
+
+- select stages (`channel-any`, `pixel-any`, `block-any`, `channel-xor`, `pixel-xor`) zero what
+  they do not select and zero its cost;
+- `merge` sums groups of channels (the versions an `extend` made) back into one channel each.
+
+`Q` is the sum of the final cost map, so for a plain mask it is the transferred fraction of input
+values and for a chain such as extend -> channel-xor -> merge -> pixel-any it is the product of the
+costs (paper Sec. 4.4): each kept value costs its share times its chosen version's price.
+
+Select stages hold logits with a class dimension last. For "any" masks class 0 means *select* and
+class 1 *drop*, initialised `(init_logit, 0) + eps` as the paper's `m = (1 + eps, 0 + eps)`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .gumbel import discrete, straight_through
+from .gumbel import straight_through
 
 SELECT = 0
+ANY_MASKS = ("channel-any", "pixel-any", "block-any")
+XOR_MASKS = ("channel-xor", "pixel-xor")
+Shape = tuple[int, int, int]
 
 
-class SelectionMask(nn.Module):
-    """Base class: subclasses set the logits' element shape and how it broadcasts to the input."""
+class Stage(nn.Module):
+    """One step of a mask chain; `input_shape` and `output_shape` are `(C, H, W)`."""
 
-    mask_type: str = ""
+    mask_type = ""
+    selects = False
 
-    def __init__(self, input_shape: tuple[int, int, int], element_shape: tuple[int, ...], *, init_sigma: float,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(self, input_shape: Shape) -> None:
         super().__init__()
-        self.input_shape = tuple(int(s) for s in input_shape)
-        init = torch.zeros(*element_shape, 2)
-        init[..., SELECT] = 1.0
-        noise = torch.randn(init.shape, generator=generator) * init_sigma
-        self.logits = nn.Parameter(init + noise)
-        values_per_element = float(np.prod(self.input_shape)) / float(np.prod(element_shape))
-        total = float(np.prod(self.input_shape))
-        self.register_buffer("costs", torch.full(element_shape, values_per_element / total))
+        self.input_shape: Shape = tuple(int(s) for s in input_shape)  # type: ignore[assignment]
 
-    def expand(self, selected: torch.Tensor) -> torch.Tensor:
-        """Broadcast a per-element weight to the input's shape `(C, H, W)`."""
+    @property
+    def output_shape(self) -> Shape:
+        return self.input_shape
+
+    def forward(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,  # type: ignore[override]
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def describe(self) -> dict[str, object]:
+        return {"mask_type": self.mask_type}
+
+
+class SelectStage(Stage):
+    """A stage with learned logits; subclasses say how elements broadcast to `(C, H, W)`."""
+
+    selects = True
+
+    def __init__(self, input_shape: Shape, element_shape: Sequence[int], classes: int, *, init_sigma: float,
+                 init_logit: float, costs: np.ndarray | torch.Tensor | None, rescale: bool,
+                 generator: torch.Generator | None) -> None:
+        super().__init__(input_shape)
+        init = torch.zeros(*element_shape, classes)
+        init[..., SELECT] = init_logit
+        self.logits = nn.Parameter(init + torch.randn(init.shape, generator=generator) * init_sigma)
+        weights = torch.ones(self.weight_shape) if costs is None else torch.as_tensor(costs, dtype=torch.float32)
+        if tuple(weights.shape) != self.weight_shape:
+            raise ValueError(f"{self.mask_type} costs must have shape {list(self.weight_shape)}, "
+                             f"got {list(weights.shape)}")
+        if not torch.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError(f"{self.mask_type} costs must be finite and non-negative")
+        self.register_buffer("weights", weights)
+        self.rescale = rescale
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of the per-element costs, the same as the exported selection."""
+        return tuple(self.logits.shape[:-1])
+
     def sample(self, *, tau: float, explore: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-element selection weights, discrete forward and soft backward: shape of `costs`."""
-        one_hot = straight_through(self.logits, tau=tau, explore=explore, generator=generator)
-        return one_hot[..., SELECT]
+        """Selection weights in the exported shape: discrete forward, soft backward."""
+        return straight_through(self.logits, tau=tau, explore=explore, generator=generator)[..., SELECT]
 
-    def cost(self, selected: torch.Tensor) -> torch.Tensor:
-        """Q: the summed cost of the selected elements (the transferred fraction by default)."""
-        return (selected * self.costs).sum()
+    def expand(self, selected: torch.Tensor) -> torch.Tensor:
+        """Broadcast a selection (or per-element values) to `(C, H, W)`."""
+        raise NotImplementedError
 
-    def mask_input(self, x: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
-        """Zero the input values that are not selected; `x` is `(B, C, H, W)`."""
-        return x * self.expand(selected).unsqueeze(0)
+    def forward(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,  # type: ignore[override]
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        selected = self.expand(self.sample(tau=tau, explore=explore, generator=generator))  # (C, H, W)
+        masked = x * selected.unsqueeze(0)
+        if self.rescale:
+            # As dropout does: keep the input's scale when only a share of it is kept.
+            masked = masked / selected.detach().mean().clamp_min(1e-6)
+        return masked, cost * selected * self.expand(self.weights)
 
     @torch.no_grad()
     def selected(self) -> np.ndarray:
-        """The exported discrete mask (no noise), uint8 in the contract's shape."""
-        return discrete(self.logits)[..., SELECT].to(torch.uint8).cpu().numpy()
+        """The discrete selection (no noise), uint8, in the contract's shape."""
+        return self.sample(tau=1.0, explore=False).round().to(torch.uint8).cpu().numpy()
+
+    def describe(self) -> dict[str, object]:
+        return {"mask_type": self.mask_type, "selected": self.selected().tolist()}
 
     @torch.no_grad()
-    def fraction(self) -> float:
-        """Share of input values that the discrete mask transfers."""
-        chosen = discrete(self.logits)[..., SELECT]
-        return float(self.cost(chosen).item())
+    def prefer(self, indices: Sequence[int], init_logit: float) -> None:
+        """Start with only these elements selected (flat indices into the exported selection).
+
+        Called right after construction: the small random part of the initialisation is kept.
+        """
+        flat = self.logits.reshape(-1, 2)
+        count = flat.shape[0]
+        if any(i >= count for i in indices):
+            raise ValueError(f"{self.mask_type} has {count} elements; init_selected index out of range")
+        chosen = torch.zeros(count, dtype=torch.bool)
+        chosen[list(indices)] = True
+        noise = flat - torch.tensor([init_logit, 0.0])
+        flat[:, SELECT] = torch.where(chosen, init_logit, 0.0)
+        flat[:, 1] = torch.where(chosen, 0.0, init_logit)
+        flat += noise
 
 
-class ChannelAnyMask(SelectionMask):
+class ChannelAny(SelectStage):
     """`channel-any`: keep or drop whole channels; logits `[C, 2]`."""
 
     mask_type = "channel-any"
 
-    def __init__(self, input_shape: tuple[int, int, int], **kwargs: object) -> None:
-        super().__init__(input_shape, (input_shape[0],), **kwargs)  # type: ignore[arg-type]
+    def __init__(self, input_shape: Shape, **kwargs: object) -> None:
+        super().__init__(input_shape, (input_shape[0],), 2, **kwargs)  # type: ignore[arg-type]
 
     def expand(self, selected: torch.Tensor) -> torch.Tensor:
         return selected[:, None, None].expand(self.input_shape)
 
 
-class PixelAnyMask(SelectionMask):
+class PixelAny(SelectStage):
     """`pixel-any`: keep or drop every input value on its own; logits `[C, H, W, 2]`."""
 
     mask_type = "pixel-any"
 
-    def __init__(self, input_shape: tuple[int, int, int], **kwargs: object) -> None:
-        super().__init__(input_shape, tuple(input_shape), **kwargs)  # type: ignore[arg-type]
+    def __init__(self, input_shape: Shape, **kwargs: object) -> None:
+        super().__init__(input_shape, input_shape, 2, **kwargs)  # type: ignore[arg-type]
 
     def expand(self, selected: torch.Tensor) -> torch.Tensor:
         return selected
 
 
-MASKS: dict[str, Callable[..., SelectionMask]] = {
-    ChannelAnyMask.mask_type: ChannelAnyMask,
-    PixelAnyMask.mask_type: PixelAnyMask,
+class BlockAny(SelectStage):
+    """`block-any`: keep or drop rectangular cells of a `GH x GW` grid per channel; logits `[C, GH, GW, 2]`.
+
+    Cells split the image as evenly as possible (an 8-pixel side in 3 cells gives 3, 3, 2).
+    """
+
+    mask_type = "block-any"
+
+    def __init__(self, input_shape: Shape, *, grid: tuple[int, int] = (3, 3), **kwargs: object) -> None:
+        gh, gw = grid
+        if gh > input_shape[1] or gw > input_shape[2]:
+            raise ValueError(f"block grid {gh}x{gw} is finer than the {input_shape[1]}x{input_shape[2]} input")
+        super().__init__(input_shape, (input_shape[0], gh, gw), 2, **kwargs)  # type: ignore[arg-type]
+        self.grid = (gh, gw)
+        self.register_buffer("row_cell", _cell_index(input_shape[1], gh))
+        self.register_buffer("col_cell", _cell_index(input_shape[2], gw))
+
+    def expand(self, selected: torch.Tensor) -> torch.Tensor:
+        return selected[:, self.row_cell][:, :, self.col_cell]
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "grid": list(self.grid)}
+
+
+def _cell_index(size: int, cells: int) -> torch.Tensor:
+    """For each of `size` positions, the cell (0..cells-1) it falls in."""
+    return torch.div(torch.arange(size) * cells, size, rounding_mode="floor")
+
+
+class ChannelXor(SelectStage):
+    """`channel-xor`: exactly one channel per group is kept; logits `[G, V]` for `C = G * V` channels.
+
+    One group (the default) is the paper's channel-xor; after an `extend` with V versions per
+    channel, one group per original channel picks one version of each.
+    """
+
+    mask_type = "channel-xor"
+
+    def __init__(self, input_shape: Shape, *, groups: int = 1, init: Sequence[int] | None = None,
+                 init_logit: float = 1.0, **kwargs: object) -> None:
+        channels = input_shape[0]
+        if groups < 1 or channels % groups:
+            raise ValueError(f"channel-xor: {channels} channels do not split into {groups} groups")
+        self.groups, self.versions = groups, channels // groups
+        super().__init__(input_shape, (groups,), self.versions, init_logit=0.0, **kwargs)  # type: ignore[arg-type]
+        favoured = [0] * groups if init is None else list(init)
+        with torch.no_grad():
+            for group, version in enumerate(favoured):
+                self.logits[group, version] += init_logit
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.input_shape[0],)
+
+    def sample(self, *, tau: float, explore: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        one_hot = straight_through(self.logits, tau=tau, explore=explore, generator=generator)  # (G, V)
+        return one_hot.reshape(-1)
+
+    def expand(self, selected: torch.Tensor) -> torch.Tensor:
+        return selected[:, None, None].expand(self.input_shape)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "groups": self.groups}
+
+    @torch.no_grad()
+    def prefer(self, indices: Sequence[int], init_logit: float) -> None:
+        """Favour version `indices[g]` in group g (e.g. only the best JPEG quality at first)."""
+        if len(indices) != self.groups or any(i >= self.versions for i in indices):
+            raise ValueError(f"channel-xor init_selected needs one index below {self.versions} per group "
+                             f"({self.groups} groups)")
+        self.logits[:, 0] -= init_logit  # undo the default preference
+        self.logits[torch.arange(self.groups), torch.as_tensor(list(indices))] += init_logit
+
+
+class PixelXor(SelectStage):
+    """`pixel-xor`: exactly one channel per pixel is kept; logits `[H, W, C]`, exported as `[C, H, W]`."""
+
+    mask_type = "pixel-xor"
+
+    def __init__(self, input_shape: Shape, *, init_logit: float = 1.0, **kwargs: object) -> None:
+        c, h, w = input_shape
+        super().__init__(input_shape, (h, w), c, init_logit=0.0, **kwargs)  # type: ignore[arg-type]
+        with torch.no_grad():
+            self.logits[..., 0] += init_logit  # favour the first channel, as the paper's example does
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return self.input_shape
+
+    def sample(self, *, tau: float, explore: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        one_hot = straight_through(self.logits, tau=tau, explore=explore, generator=generator)  # (H, W, C)
+        return one_hot.permute(2, 0, 1)
+
+    def expand(self, selected: torch.Tensor) -> torch.Tensor:
+        return selected
+
+
+class Merge(Stage):
+    """`merge` (sum): folds `G * V` channels back to `G`, e.g. the picked version of each channel."""
+
+    mask_type = "merge"
+
+    def __init__(self, input_shape: Shape, *, groups: int) -> None:
+        super().__init__(input_shape)
+        if input_shape[0] % groups:
+            raise ValueError(f"merge: {input_shape[0]} channels do not split into {groups} groups")
+        self.groups = groups
+
+    @property
+    def output_shape(self) -> Shape:
+        return (self.groups, self.input_shape[1], self.input_shape[2])
+
+    def forward(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,  # type: ignore[override]
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c, h, w = x.shape
+        merged = x.reshape(b, self.groups, c // self.groups, h, w).sum(dim=2)
+        return merged, cost.reshape(self.groups, c // self.groups, h, w).sum(dim=1)
+
+    def describe(self) -> dict[str, object]:
+        return {"mask_type": "merge", "groups": self.groups}
+
+
+SELECT_STAGES: dict[str, type[SelectStage]] = {
+    cls.mask_type: cls for cls in (ChannelAny, PixelAny, BlockAny, ChannelXor, PixelXor)
 }
-
-
-def create_mask(mask_type: str, input_shape: tuple[int, int, int], *, init_sigma: float = 0.01,
-                generator: torch.Generator | None = None) -> SelectionMask:
-    """Build a mask by its contract name."""
-    try:
-        factory = MASKS[mask_type]
-    except KeyError:
-        raise ValueError(f"unknown mask type {mask_type!r}; choose one of {', '.join(MASKS)}") from None
-    return factory(input_shape, init_sigma=init_sigma, generator=generator)

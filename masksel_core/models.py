@@ -1,12 +1,15 @@
 """Networks chosen by name; input channels and classes follow the data."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 ModelFactory = Callable[[tuple[int, int, int], int], nn.Module]
+StateDict = Mapping[str, torch.Tensor]
 
 
 def mlp(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
@@ -40,12 +43,139 @@ def lenet5(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     )
 
 
-MODELS: dict[str, ModelFactory] = {"mlp": mlp, "lenet5": lenet5}
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> list[nn.Module]:
+    """Padding of kernel // 2 keeps the size (or halves it when strided), so an 8x8 input never shrinks to zero."""
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
 
 
-def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+def allconvnet(input_shape: tuple[int, int, int], num_classes: int, *, dropout: float = 0.0) -> nn.Module:
+    """All-Convolutional Net, model C (Springenberg et al. 2015): strided convolutions instead of pooling.
+
+    BatchNorm after every hidden convolution lets it train in a few epochs on small data without the paper's
+    long schedule. The last 1x1 convolution gives the logits directly (no BatchNorm or ReLU, so they can be
+    negative) and a global average pool makes any input size from 8x8 up work. The dropout layers are always
+    there (p=0 is the identity) so the state_dict keys do not depend on `dropout`.
+    """
+    return nn.Sequential(
+        *_conv_bn_relu(input_shape[0], 96, 3),  # (B, 96, H, W)
+        *_conv_bn_relu(96, 96, 3),
+        *_conv_bn_relu(96, 96, 3, stride=2),  # (B, 96, H/2, W/2)
+        nn.Dropout(dropout),
+        *_conv_bn_relu(96, 192, 3),
+        *_conv_bn_relu(192, 192, 3),
+        *_conv_bn_relu(192, 192, 3, stride=2),  # (B, 192, H/4, W/4)
+        nn.Dropout(dropout),
+        *_conv_bn_relu(192, 192, 3),
+        *_conv_bn_relu(192, 192, 1),
+        nn.Conv2d(192, num_classes, kernel_size=1),  # (B, classes, H/4, W/4)
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),  # (B, classes)
+    )
+
+
+SMALL_IMAGE = 96  # below this side length the ImageNet stem would leave too little to convolve
+
+
+def _resnet(depth: int, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """A torchvision ResNet, untrained, with its first convolution fitted to the data's channels.
+
+    ImageNet's stem (7x7 stride 2, then a stride-2 max pool) shrinks a 32x32 image to 8x8 before the first block
+    and throws away most of what the mask selects, so small images get the usual CIFAR stem: one 3x3 stride-1
+    convolution and no max pool. torchvision is imported here, not at module level, because it adds about a
+    second to every start of the CLI and only these models need it. Weights are never downloaded.
+    """
+    from torchvision import models as tv_models
+
+    channels, height, width = input_shape
+    net = getattr(tv_models, f"resnet{depth}")(weights=None, num_classes=num_classes)
+    if min(height, width) < SMALL_IMAGE:
+        net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    else:
+        net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return net
+
+
+def resnet18(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """ResNet-18: the ResNet of the CLI contract, small enough to train on a CPU."""
+    return _resnet(18, input_shape, num_classes)
+
+
+def resnet50(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """ResNet-50 (bottleneck blocks) for larger data sets on a GPU."""
+    return _resnet(50, input_shape, num_classes)
+
+
+def resnet101(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """ResNet-101 (bottleneck blocks) for larger data sets on a GPU."""
+    return _resnet(101, input_shape, num_classes)
+
+
+MODELS: dict[str, ModelFactory] = {
+    "mlp": mlp,
+    "lenet5": lenet5,
+    "allconvnet": allconvnet,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+}
+
+
+def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int, *,
+                 state_dict: str | Path | StateDict | None = None) -> nn.Module:
+    """Build a network by name; with `state_dict` (a mapping or a file from `torch.save`) load its weights strictly.
+
+    A state_dict from another model, input shape or number of classes is refused with a ValueError that names the
+    offending keys, rather than torch's long RuntimeError, because users pick both the weights and the data.
+    """
     try:
         factory = MODELS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
-    return factory(input_shape, num_classes)
+    model = factory(input_shape, num_classes)
+    if state_dict is not None:
+        state = _read_state_dict(state_dict)
+        problem = _state_dict_problem(model.state_dict(), state)
+        if problem:
+            shape = "x".join(str(s) for s in input_shape)
+            raise ValueError(f"state_dict does not fit {name} built for input {shape} and {num_classes} classes: "
+                             f"{problem}")
+        model.load_state_dict(state, strict=True)
+    return model
+
+
+def _read_state_dict(source: str | Path | StateDict) -> StateDict:
+    """weights_only=True: a model file may come from an upload, and a full pickle could run code."""
+    state = torch.load(source, map_location="cpu", weights_only=True) if isinstance(source, (str, Path)) else source
+    if not isinstance(state, Mapping):
+        raise ValueError(f"expected a state_dict (a mapping of names to tensors), got {type(state).__name__}")
+    return state
+
+
+def _state_dict_problem(expected: StateDict, given: StateDict, limit: int = 3) -> str:
+    """The first few missing, unexpected or mis-shaped keys, as one short line; empty when the state_dict fits."""
+    def names(keys: list[str]) -> str:
+        more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+        return ", ".join(repr(k) for k in keys[:limit]) + more
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    misshaped = [k for k in expected if k in given and _shape(given[k]) != _shape(expected[k])]
+    parts: list[str] = []
+    if missing:
+        parts.append(f"missing {names(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {names(unexpected)}")
+    if misshaped:
+        first = misshaped[0]
+        parts.append(f"{first!r} has shape {_shape(given[first])}, the model expects {_shape(expected[first])}"
+                     + (f" (and {len(misshaped) - 1} more)" if len(misshaped) > 1 else ""))
+    return "; ".join(parts)
+
+
+def _shape(value: object) -> tuple[int, ...] | str:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__

@@ -12,18 +12,23 @@ from typing import Any
 
 
 class LambdaPlateau:
-    """Multiplies lambda by `factor` after `patience` epochs without a new best loss."""
+    """Multiplies lambda by `factor` after `patience` epochs without a new best loss.
 
-    def __init__(self, init: float, factor: float, patience: int) -> None:
+    A new best must beat the old one by more than `threshold` (0 in the paper; the authors' later
+    code steps on the validation mask loss with 0.0025).
+    """
+
+    def __init__(self, init: float, factor: float, patience: int, *, threshold: float = 0.0) -> None:
         self.value = float(init)
         self.factor = float(factor)
         self.patience = int(patience)
+        self.threshold = float(threshold)
         self.best = math.inf
         self.bad_epochs = 0
 
     def step(self, loss: float) -> bool:
         """Record one epoch's loss; returns True when lambda was raised."""
-        if loss < self.best:
+        if loss < self.best - self.threshold:
             self.best = loss
             self.bad_epochs = 0
             return False

@@ -1,23 +1,32 @@
-"""The training loop of Algorithm 1: masks and network learned jointly.
+"""The training loop of Algorithm 1: masks and network learned jointly, resumable after any epoch.
 
 Progress leaves the loop only through the `on_epoch` callback (one call per epoch, never per
-batch); `should_stop` is polled between batches so a cancel takes effect within one batch.
+batch); `should_stop` is polled between batches so a cancel takes effect within one batch. With a
+`checkpoint_dir`, the whole state (network, masks, both optimisers, schedules, RNG states, records)
+is saved after every epoch, and a later call with the same directory resumes from it: on the CPU
+with a fixed seed the resumed run gives the same numbers, bit for bit, as an uninterrupted one.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .chain import MaskChain, build_chain
 from .config import TrainConfig
 from .data import TensorDataset
-from .masks import SelectionMask, create_mask
 from .models import create_model
 from .schedules import LambdaPlateau, PhaseSchedule, TauCooldown
+
+CHECKPOINT_NAME = "checkpoint.pt"
+EVAL_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -46,15 +55,25 @@ class EpochRecord:
             "fraction": self.fraction,
         }
 
+    def state(self) -> dict[str, Any]:
+        return {**self.metrics(), "selected": torch.from_numpy(self.selected.copy()), "phase": self.phase,
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_state(cls, s: dict[str, Any]) -> EpochRecord:
+        return cls(s["epoch"], s["task_loss"], s["mask_loss"], s["val_accuracy"], s["lambda"], s["tau"],
+                   s["fraction"], s["selected"].numpy(), s["phase"], s["seconds"])
+
 
 @dataclass
 class TrainResult:
     config: TrainConfig
     model: nn.Module
-    mask: SelectionMask
+    mask: MaskChain
     input_shape: tuple[int, int, int]
     records: list[EpochRecord] = field(default_factory=list)
     stopped_because: str = "epochs"
+    start_accuracy: float = 0.0
 
     @property
     def selected(self) -> np.ndarray:
@@ -77,12 +96,33 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def prepare_inputs(chain: MaskChain, data: TensorDataset) -> TensorDataset:
+    """Apply the chain's `extend` (if any) to the whole data set once, before batching."""
+    if chain.extend is None:
+        return data
+    return TensorDataset(data.name, chain.extend.apply(data.x_train), data.y_train, chain.extend.apply(data.x_test),
+                         data.y_test, data.num_classes, list(data.channel_names))
+
+
+def build(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
+          generator: torch.Generator | None = None) -> tuple[MaskChain, nn.Module]:
+    """The mask chain and the network a config describes (the network takes the chain's output)."""
+    costs = np.asarray(config.costs, dtype=np.float32) if config.costs is not None else None
+    chain = build_chain(config.mask_type, input_shape, grid=config.grid, init_sigma=config.init_sigma,
+                        init_logit=config.init_logit, rescale=config.rescale, costs=costs, generator=generator)
+    if config.init_selected is not None:
+        chain.select_stages[0].prefer(config.init_selected, config.init_logit)
+    model = create_model(config.model, chain.output_shape, num_classes, state_dict=config.pretrained)
+    return chain, model
+
+
 def train(
     config: TrainConfig,
     data: TensorDataset,
     *,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> TrainResult:
     """Learn a mask and a network; returns both with one record per epoch.
 
@@ -91,93 +131,132 @@ def train(
     """
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    data = data.to(device)
-    model = create_model(config.model, data.input_shape, data.num_classes).to(device)
-    mask = create_mask(config.mask_type, data.input_shape, init_sigma=config.init_sigma, generator=generator).to(device)
-    device_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    loop = _Loop(config, data, model, mask, device_gen, should_stop or (lambda: False))
-    result = TrainResult(config, model, mask, data.input_shape)
+    chain, model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(config.seed))
+    prepared = prepare_inputs(chain, data).to(device)
+    loop = _Loop(config, prepared, model.to(device), chain.to(device), device, should_stop or (lambda: False))
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if path is not None and path.exists():
+        loop.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    result = TrainResult(config, model, chain, data.input_shape)
+
+    def emit(record: EpochRecord) -> None:
+        if on_epoch is not None:
+            on_epoch(record)
+        if path is not None:
+            _atomic_save(loop.state_dict(), path)
+
     try:
-        result.stopped_because = loop.run(lambda record: _emit(result, record, on_epoch))
+        result.stopped_because = loop.run(emit)
     except Stopped:
         result.stopped_because = "cancelled"
+    result.records = list(loop.records)
+    result.start_accuracy = loop.start_accuracy or 0.0
     model.eval()
     return result
 
 
-def _emit(result: TrainResult, record: EpochRecord, on_epoch: Callable[[EpochRecord], None] | None) -> None:
-    result.records.append(record)
-    if on_epoch is not None:
-        on_epoch(record)
+def _atomic_save(state: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 class _Loop:
-    """The state of one training run; split out so each step stays short."""
+    """The state of one training run; split out so each step stays short and can be saved."""
 
-    def __init__(self, config: TrainConfig, data: TensorDataset, model: nn.Module, mask: SelectionMask,
-                 generator: torch.Generator, should_stop: Callable[[], bool]) -> None:
-        self.config = config
-        self.data = data
-        self.model = model
-        self.mask = mask
-        self.generator = generator
+    def __init__(self, config: TrainConfig, data: TensorDataset, model: nn.Module, chain: MaskChain,
+                 device: torch.device, should_stop: Callable[[], bool]) -> None:
+        self.config, self.data, self.model, self.chain = config, data, model, chain
         self.should_stop = should_stop
+        self.generator = torch.Generator(device=device).manual_seed(config.seed + 1)
         self.model_opt = torch.optim.Adam(model.parameters(), lr=config.model_lr, amsgrad=True)
-        self.mask_opt = torch.optim.Adam(mask.parameters(), lr=config.mask_lr)
-        self.lam = LambdaPlateau(config.lambda_init, config.lambda_factor, config.lambda_patience)
+        self.mask_opt = torch.optim.Adam(chain.parameters(), lr=config.mask_lr)
+        self.lam = LambdaPlateau(config.lambda_init, config.lambda_factor, config.lambda_patience,
+                                 threshold=config.lambda_threshold)
         self.tau = TauCooldown(config.tau_init, config.tau_decay, config.tau_min)
-        self.phase = PhaseSchedule(config.gamma)
+        self.phase = PhaseSchedule(1.0 if config.discretization == "deterministic" else config.gamma)
         self.loss_fn = nn.CrossEntropyLoss()
+        self.epoch = 0
+        self.stage = "select"
+        self.select_end = 0
+        self.stopped_because = "epochs"
+        self.start_accuracy: float | None = None
+        self.records: list[EpochRecord] = []
 
     def run(self, emit: Callable[[EpochRecord], None]) -> str:
-        for epoch in range(1, self.config.epochs + 1):
-            started = time.perf_counter()
-            lam, tau = self.lam.value, self.tau.value
-            task_loss, mask_loss = self._train_epoch(lam, tau, train_mask=True)
-            accuracy = self._evaluate()
-            record = EpochRecord(epoch, task_loss, mask_loss, accuracy, lam, tau, self.mask.fraction(),
-                                 self.mask.selected(), "select", time.perf_counter() - started)
-            raised = self.lam.step(task_loss + lam * mask_loss)
-            self.tau.step(restart=raised)
+        if self.start_accuracy is None:
+            self.start_accuracy = self._evaluate()
+        while self.stage != "done":
+            record = self._select_epoch() if self.stage == "select" else self._finalize_epoch()
+            if record is None:
+                continue
+            self.records.append(record)
             emit(record)
-            target = self.config.target_fraction
-            if target is not None and record.fraction <= target:
-                self._finalize(epoch, emit)
-                return "target_fraction"
-        self._finalize(self.config.epochs, emit)
-        return "epochs"
+        return self.stopped_because
 
-    def _finalize(self, last_epoch: int, emit: Callable[[EpochRecord], None]) -> None:
+    def _select_epoch(self) -> EpochRecord | None:
+        if self.epoch >= self.config.epochs:
+            self._end_selection("epochs")
+            return None
+        started = time.perf_counter()
+        lam, tau = self.lam.value, self.tau.value
+        task_loss, mask_loss = self._train_epoch(lam, tau, train_mask=True)
+        accuracy, fraction = self._evaluate(), self.chain.fraction()
+        monitored = fraction if self.config.lambda_monitor == "val_mask_loss" else task_loss + lam * mask_loss
+        self.tau.step(restart=self.lam.step(monitored))
+        self.epoch += 1
+        record = EpochRecord(self.epoch, task_loss, mask_loss, accuracy, lam, tau, fraction, self.chain.selected(),
+                             "select", time.perf_counter() - started)
+        reason = self._stop_reason(record)
+        if reason:
+            self._end_selection(reason)
+        return record
+
+    def _stop_reason(self, record: EpochRecord) -> str:
+        target, drop = self.config.target_fraction, self.config.max_accuracy_drop
+        if target is not None and record.fraction <= target:
+            return "target_fraction"
+        if drop is not None:
+            reference = max([self.start_accuracy or 0.0] + [r.val_accuracy for r in self.records])
+            if record.val_accuracy < reference - drop:
+                return "accuracy_drop"
+        return ""
+
+    def _end_selection(self, reason: str) -> None:
+        self.stopped_because, self.select_end = reason, self.epoch
+        self.stage = "finalize" if self.config.finalize_epochs else "done"
+
+    def _finalize_epoch(self) -> EpochRecord | None:
         """Train the network alone on the frozen discrete mask (App. A.3)."""
-        for epoch in range(last_epoch + 1, last_epoch + 1 + self.config.finalize_epochs):
-            started = time.perf_counter()
-            task_loss, mask_loss = self._train_epoch(self.lam.value, self.tau.value, train_mask=False)
-            record = EpochRecord(epoch, task_loss, mask_loss, self._evaluate(), self.lam.value, self.tau.value,
-                                 self.mask.fraction(), self.mask.selected(), "finalize",
-                                 time.perf_counter() - started)
-            emit(record)
+        if self.epoch >= self.select_end + self.config.finalize_epochs:
+            self.stage = "done"
+            return None
+        started = time.perf_counter()
+        task_loss, mask_loss = self._train_epoch(self.lam.value, self.tau.value, train_mask=False)
+        self.epoch += 1
+        return EpochRecord(self.epoch, task_loss, mask_loss, self._evaluate(), self.lam.value, self.tau.value,
+                           self.chain.fraction(), self.chain.selected(), "finalize", time.perf_counter() - started)
 
     def _train_epoch(self, lam: float, tau: float, *, train_mask: bool) -> tuple[float, float]:
         self.model.train()
         x_all, y_all = self.data.x_train, self.data.y_train
-        n = x_all.shape[0]
-        order = torch.randperm(n, device=x_all.device, generator=self.generator)
-        task_sum = mask_sum = 0.0
+        order = torch.randperm(x_all.shape[0], device=x_all.device, generator=self.generator)
+        task_sum = torch.zeros((), device=x_all.device)
+        mask_sum = torch.zeros((), device=x_all.device)
         batches = 0
-        for start in range(0, n, self.config.batch_size):
+        for start in range(0, x_all.shape[0], self.config.batch_size):
             if self.should_stop():
                 raise Stopped
             idx = order[start:start + self.config.batch_size]
-            x, y = x_all[idx], y_all[idx]  # (B, C, H, W), (B,)
+            x, y = x_all[idx], y_all[idx]  # (B, C', H, W), (B,)
             if train_mask:
                 explore = self.phase.next_is_exploration()
-                selected = self.mask.sample(tau=tau, explore=explore, generator=self.generator)
+                masked, q = self.chain(x, tau=tau, explore=explore, generator=self.generator)
             else:
                 with torch.no_grad():
-                    selected = self.mask.sample(tau=tau, explore=False).detach()
-            task = self.loss_fn(self.model(self.mask.mask_input(x, selected)), y)
-            q = self.mask.cost(selected)
+                    masked, q = self.chain(x, tau=1.0, explore=False)
+            task = self.loss_fn(self.model(masked), y)
             loss = task + lam * q if train_mask else task
             self.model_opt.zero_grad(set_to_none=True)
             self.mask_opt.zero_grad(set_to_none=True)
@@ -185,19 +264,56 @@ class _Loop:
             self.model_opt.step()
             if train_mask:
                 self.mask_opt.step()
-            task_sum += float(task.detach())
-            mask_sum += float(q.detach())
+            task_sum += task.detach()
+            mask_sum += q.detach()
             batches += 1
-        return task_sum / max(batches, 1), mask_sum / max(batches, 1)
+        # One device-to-host copy per epoch rather than one per batch.
+        return float(task_sum) / max(batches, 1), float(mask_sum) / max(batches, 1)
 
     @torch.no_grad()
     def _evaluate(self) -> float:
         """Accuracy on the hold-out set through the discrete, noise-free mask."""
         self.model.eval()
-        selected = self.mask.sample(tau=1.0, explore=False)
         x, y = self.data.x_test, self.data.y_test
-        correct = 0
-        for start in range(0, x.shape[0], 1024):
-            logits = self.model(self.mask.mask_input(x[start:start + 1024], selected))
-            correct += int((logits.argmax(dim=1) == y[start:start + 1024]).sum())
-        return correct / max(x.shape[0], 1)
+        correct = torch.zeros((), dtype=torch.long, device=x.device)
+        for start in range(0, x.shape[0], EVAL_BATCH):
+            masked, _ = self.chain(x[start:start + EVAL_BATCH], tau=1.0, explore=False)
+            correct += (self.model(masked).argmax(dim=1) == y[start:start + EVAL_BATCH]).sum()
+        return int(correct) / max(x.shape[0], 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": 1, "config": self.config.to_dict(), "epoch": self.epoch, "stage": self.stage,
+            "select_end": self.select_end, "stopped_because": self.stopped_because,
+            "start_accuracy": self.start_accuracy, "records": [r.state() for r in self.records],
+            "model": self.model.state_dict(), "mask": self.chain.state_dict(),
+            "model_opt": self.model_opt.state_dict(), "mask_opt": self.mask_opt.state_dict(),
+            "lambda": self.lam.state_dict(), "tau": self.tau.state_dict(), "phase": self.phase.state_dict(),
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_same_run(state["config"], self.config.to_dict())
+        self.epoch, self.stage, self.select_end = state["epoch"], state["stage"], state["select_end"]
+        self.stopped_because, self.start_accuracy = state["stopped_because"], state["start_accuracy"]
+        self.records = [EpochRecord.from_state(r) for r in state["records"]]
+        self.model.load_state_dict(state["model"])
+        self.chain.load_state_dict(state["mask"])
+        self.model_opt.load_state_dict(state["model_opt"])
+        self.mask_opt.load_state_dict(state["mask_opt"])
+        self.lam.load_state_dict(state["lambda"])
+        self.tau.load_state_dict(state["tau"])
+        self.phase.load_state_dict(state["phase"])
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+
+
+def _check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """A checkpoint resumes only the run it was made by (the epoch budget may grow)."""
+    ignore = {"epochs", "finalize_epochs", "device"}
+    differing = sorted(k for k in set(saved) | set(current) if k not in ignore and saved.get(k) != current.get(k))
+    if differing:
+        raise ValueError(f"the checkpoint belongs to another configuration (differs in {', '.join(differing)})")

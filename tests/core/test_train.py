@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from masksel_core import EpochRecord, TrainConfig, load_digits, load_npz, train
 from tests.conftest import make_npz
@@ -87,3 +88,79 @@ def test_cuda_is_refused_clearly_when_absent(tmp_path: Path) -> None:
         pytest.skip("a CUDA device is present; this checks the message on machines without one")
     with pytest.raises(ValueError, match="no CUDA device"):
         train(TrainConfig(device="cuda", epochs=1), load_digits())
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("mask_type", ["pixel-any", "jpeg-xor+channel-any"])
+def test_a_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path: Path, mask_type: str) -> None:
+    config = TrainConfig(mask_type=mask_type, model="lenet5", epochs=4, finalize_epochs=1, **FAST)
+    data = load_digits()
+    straight = train(config, data)
+
+    def die_after_second(record: EpochRecord) -> None:
+        if record.epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(config, data, on_epoch=die_after_second, checkpoint_dir=tmp_path)
+    seen: list[int] = []
+    resumed = train(config, data, on_epoch=lambda r: seen.append(r.epoch), checkpoint_dir=tmp_path)
+    assert seen == [2, 3, 4, 5]  # the interrupted epoch is redone, nothing else
+    assert [r.metrics() for r in resumed.records] == [r.metrics() for r in straight.records]
+    assert all(np.array_equal(a.selected, b.selected) for a, b in zip(resumed.records, straight.records, strict=True))
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_checkpoint_refuses_another_configuration(tmp_path: Path) -> None:
+    train(TrainConfig(mask_type="channel-any", epochs=1, **FAST), load_digits(), checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="differs in lambda_init"):
+        train(TrainConfig(mask_type="channel-any", epochs=2, lambda_init=1.0, **FAST), load_digits(),
+              checkpoint_dir=tmp_path)
+
+
+def test_deterministic_discretisation_never_explores() -> None:
+    base = {"mask_type": "pixel-any", "model": "mlp", "epochs": 2, **FAST}
+    deterministic = train(TrainConfig(discretization="deterministic", **base), load_digits())
+    all_fixation = train(TrainConfig(gamma=1.0, **base), load_digits())
+    assert [r.metrics() for r in deterministic.records] == [r.metrics() for r in all_fixation.records]
+
+
+def test_the_validation_mask_loss_monitor_raises_lambda_when_q_stalls(informative_first_channel) -> None:  # type: ignore[no-untyped-def]
+    config = TrainConfig(mask_type="channel-any", model="mlp", epochs=12, lambda_init=0.5, lambda_patience=1,
+                         lambda_monitor="val_mask_loss", lambda_threshold=0.0025, **FAST)
+    records = train(config, informative_first_channel).records
+    assert records[-1].lambda_ > records[0].lambda_
+    assert records[-1].fraction == pytest.approx(0.25)  # once Q stops falling, lambda rises
+
+
+def test_an_accuracy_drop_beyond_the_tolerance_stops_selection(informative_first_channel) -> None:  # type: ignore[no-untyped-def]
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=60, lambda_init=20.0, lambda_factor=2.0,
+                         lambda_patience=0, max_accuracy_drop=0.05, **FAST)
+    result = train(config, informative_first_channel)
+    assert result.stopped_because == "accuracy_drop"
+    best = max(r.val_accuracy for r in result.records)
+    assert result.records[-1].val_accuracy < best - 0.05 and len(result.records) < 60
+
+
+def test_a_jpeg_chain_moves_to_lower_qualities_as_lambda_grows() -> None:
+    config = TrainConfig(mask_type="jpeg-xor", model="mlp", epochs=12, lambda_init=1.0, lambda_factor=2.0,
+                         lambda_patience=0, **FAST)
+    result = train(config, load_digits())
+    first, last = result.records[0], result.records[-1]
+    assert last.lambda_ > first.lambda_
+    assert last.fraction < 0.9 and last.fraction < first.fraction  # quality 90 costs 0.9
+    assert result.selected.reshape(1, 5).argmax() > 0
+
+
+def test_a_pretrained_state_dict_is_the_starting_point(tmp_path: Path) -> None:
+    import torch as t
+
+    first = train(TrainConfig(mask_type="channel-any", model="mlp", epochs=3, **FAST), load_digits())
+    t.save(first.model.state_dict(), tmp_path / "pre.pt")
+    again = train(TrainConfig(mask_type="channel-any", model="mlp", epochs=1, pretrained=str(tmp_path / "pre.pt"),
+                              **FAST), load_digits())
+    assert again.start_accuracy == pytest.approx(first.records[-1].val_accuracy)

@@ -1,0 +1,109 @@
+"""Time per training step of a masked network against the same network without masks.
+
+Same data, same batches, same process; plain and masked steps are interleaved in rounds so that
+drift of the machine hits both alike. Prints a table of median milliseconds per step and the
+ratio masked/plain (goal: <= 1.15 on CPU for every mask type).
+
+    python benchmarks/train_overhead.py [--steps 30] [--rounds 5] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from masksel_core import TrainConfig, build, load_dataset  # noqa: E402
+from masksel_core.train import prepare_inputs  # noqa: E402
+
+MASKS = ("channel-any", "pixel-any", "block-any", "channel-xor", "pixel-xor", "jpeg-xor", "jpeg-xor+pixel-any")
+CASES = (("lenet5", "digits"), ("allconvnet", "synthetic-remote"))
+
+
+def make_step(model: nn.Module, chain: nn.Module | None, batches: list[tuple[torch.Tensor, torch.Tensor]]):  # type: ignore[no-untyped-def]
+    """One optimiser step of the network (and the masks, when given) per call, cycling through batches."""
+    model_opt = torch.optim.Adam(model.parameters(), lr=1e-4, amsgrad=True)
+    mask_opt = torch.optim.Adam(chain.parameters(), lr=0.01) if chain is not None else None
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator(device=batches[0][0].device).manual_seed(0)
+    counter = [0]
+
+    def step() -> None:
+        x, y = batches[counter[0] % len(batches)]
+        counter[0] += 1
+        loss = torch.zeros((), device=x.device)
+        if chain is not None:
+            x, q = chain(x, tau=1.0, explore=counter[0] % 2 == 0, generator=generator)
+            loss = loss + 0.1 * q
+        loss = loss + loss_fn(model(x), y)
+        model_opt.zero_grad(set_to_none=True)
+        if mask_opt is not None:
+            mask_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        model_opt.step()
+        if mask_opt is not None:
+            mask_opt.step()
+
+    return step
+
+
+def time_steps(step, count: int, device: torch.device) -> float:  # type: ignore[no-untyped-def]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(count):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / count * 1000.0
+
+
+def measure(model_name: str, data_name: str, mask: str, args: argparse.Namespace) -> tuple[float, float]:
+    device = torch.device(args.device)
+    data = load_dataset(data_name)
+    config = TrainConfig(mask_type=mask, model=model_name)
+    chain, masked_model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(0))
+    prepared = prepare_inputs(chain, data)
+    _, plain_model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(0))
+    chain, masked_model, plain_model = chain.to(device), masked_model.to(device), plain_model.to(device)
+    order = torch.randperm(prepared.x_train.shape[0])[: 8 * args.batch_size]
+    masked_batches = [(prepared.x_train[i].to(device), prepared.y_train[i].to(device))
+                      for i in order.split(args.batch_size)]
+    plain_batches = [(data.x_train[i].to(device), data.y_train[i].to(device)) for i in order.split(args.batch_size)]
+    plain = make_step(plain_model, None, plain_batches)
+    masked = make_step(masked_model, chain, masked_batches)
+    for step in (plain, masked):
+        time_steps(step, 3, device)  # warm-up
+    plain_ms, masked_ms = [], []
+    for _ in range(args.rounds):
+        plain_ms.append(time_steps(plain, args.steps, device))
+        masked_ms.append(time_steps(masked, args.steps, device))
+    return statistics.median(plain_ms), statistics.median(masked_ms)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"batch {args.batch_size}, median of {args.rounds} rounds x {args.steps} steps")
+    print("| model/data | mask | plain ms/step | masked ms/step | masked/plain |")
+    print("|---|---|---:|---:|---:|")
+    for model_name, data_name in CASES:
+        for mask in MASKS:
+            plain, masked = measure(model_name, data_name, mask, args)
+            print(f"| {model_name}/{data_name} | {mask} | {plain:.2f} | {masked:.2f} | {masked / plain:.3f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

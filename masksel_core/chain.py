@@ -1,0 +1,125 @@
+"""Mask specs and chains: from `"pixel-any"` or `"jpeg-xor+pixel-any"` to a `MaskChain`.
+
+Spec grammar (CLI `--mask`, REST `mask_type`, `TrainConfig.mask_type`): stages joined by `+`.
+- a select mask: `channel-any`, `channel-xor`, `pixel-any`, `pixel-xor`, `block-any`;
+- `jpeg-xor`: extend every channel to JPEG versions (qualities 90, 70, 50, 30, 10), pick one
+  version per channel (channel-xor, one group per channel) and merge them back;
+- `thumb-xor`: the same with thumbnails at scales 1, 1/2, 1/4;
+- `jpeg-xor` and `thumb-xor` may only come first, and be followed by more select masks, e.g.
+  `jpeg-xor+pixel-any` (the paper's Sec. 4.4 chain extend -> channel-xor -> merge -> pixel-any).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .masks import SELECT_STAGES, Merge, SelectStage, Shape, Stage
+from .operators import DEFAULT_JPEG_QUALITIES, DEFAULT_THUMB_SCALES, Extend
+
+EXTEND_SPECS = {"jpeg-xor": ("jpeg", DEFAULT_JPEG_QUALITIES), "thumb-xor": ("thumb", DEFAULT_THUMB_SCALES)}
+MASK_NAMES = (*SELECT_STAGES, *EXTEND_SPECS)
+
+
+def split_spec(spec: str) -> list[str]:
+    """The parts of a spec, checked: known names, extends first and at most once."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("mask type must be a non-empty string")
+    parts = [part.strip() for part in spec.split("+")]
+    for i, part in enumerate(parts):
+        if part not in MASK_NAMES:
+            raise ValueError(f"unknown mask type {part!r}; choose one of {', '.join(MASK_NAMES)} "
+                             "(chain them with +, e.g. jpeg-xor+pixel-any)")
+        if part in EXTEND_SPECS and i > 0:
+            raise ValueError(f"{part} must come first in a chain, got {spec!r}")
+    return parts
+
+
+class MaskChain(nn.Module):
+    """Stages applied in order to a batch; `Q` is the sum of the final cost map."""
+
+    def __init__(self, spec: str, input_shape: Shape, stages: Sequence[Stage], extend: Extend | None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.input_shape: Shape = tuple(int(s) for s in input_shape)  # type: ignore[assignment]
+        self.extend = extend
+        self.stages = nn.ModuleList(stages)
+        c, h, w = self.input_shape
+        prices = extend.version_costs() if extend else torch.ones(1)
+        base = prices.repeat(c)[:, None, None].expand(c * len(prices), h, w) / float(c * h * w)
+        self.register_buffer("base_cost", base.contiguous())  # (C*V, H, W), sums to V * mean price
+
+    @property
+    def stage_input_shape(self) -> Shape:
+        return tuple(self.base_cost.shape)  # type: ignore[return-value]
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.stages[-1].output_shape if len(self.stages) else self.stage_input_shape
+
+    @property
+    def select_stages(self) -> list[SelectStage]:
+        return [s for s in self.stages if isinstance(s, SelectStage)]
+
+    def forward(self, x: torch.Tensor, *, tau: float, explore: bool,  # type: ignore[override]
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`x` is the (already extended) batch `(B, C', H, W)`; returns the masked batch and Q."""
+        cost = self.base_cost
+        for stage in self.stages:
+            x, cost = stage(x, cost, tau=tau, explore=explore, generator=generator)
+        return x, cost.sum()
+
+    @torch.no_grad()
+    def fraction(self) -> float:
+        """Q of the discrete (noise-free) mask: the transferred share, priced."""
+        cost = self.base_cost
+        dummy = torch.zeros(1, *self.stage_input_shape, device=cost.device)
+        for stage in self.stages:
+            dummy, cost = stage(dummy, cost, tau=1.0, explore=False)
+        return float(cost.sum())
+
+    def selected(self) -> np.ndarray:
+        """The last select stage's discrete mask, in the contract's shape for its type."""
+        return self.select_stages[-1].selected()
+
+    def describe(self) -> list[dict[str, object]]:
+        """Every stage, for `mask.json` of chains."""
+        out: list[dict[str, object]] = []
+        if self.extend is not None:
+            out.append({"mask_type": "extend", "kind": self.extend.kind, "levels": list(self.extend.levels),
+                        "costs": self.extend.version_costs().tolist()})
+        out.extend(stage.describe() for stage in self.stages)
+        return out
+
+
+def build_chain(spec: str, input_shape: Shape, *, grid: tuple[int, int] = (3, 3), init_sigma: float = 0.01,
+                init_logit: float = 1.0, rescale: bool = False, costs: np.ndarray | None = None,
+                generator: torch.Generator | None = None) -> MaskChain:
+    """Build the chain a spec names for inputs of `input_shape` `(C, H, W)`.
+
+    `costs` (relative per-element prices, default 1) applies to a single select mask.
+    """
+    parts = split_spec(spec)
+    if costs is not None and len(parts) != 1:
+        raise ValueError("per-element costs can be given for a single mask only")
+    extend = None
+    stages: list[Stage] = []
+    shape: Shape = tuple(int(s) for s in input_shape)  # type: ignore[assignment]
+    common = {"init_sigma": init_sigma, "rescale": rescale, "generator": generator}
+    for part in parts:
+        if part in EXTEND_SPECS:
+            kind, levels = EXTEND_SPECS[part]
+            extend = Extend(kind, levels)
+            channels = shape[0]
+            shape = (channels * extend.versions, shape[1], shape[2])
+            xor = SELECT_STAGES["channel-xor"](shape, groups=channels, init_logit=init_logit, costs=None, **common)
+            stages += [xor, Merge(shape, groups=channels)]
+            shape = stages[-1].output_shape
+            continue
+        extra = {"grid": grid} if part == "block-any" else {}
+        stage = SELECT_STAGES[part](shape, init_logit=init_logit, costs=costs, **extra, **common)
+        stages.append(stage)
+        shape = stage.output_shape
+    return MaskChain(spec, input_shape, stages, extend)

@@ -1,0 +1,106 @@
+"""`extend`: several versions of each input channel, computed once per data set and cached.
+
+Versions are a fixed transform of the data (no learned parameters), so they are computed for the
+whole data set before training, stored as uint8 where the versions are images (JPEG), and the
+masks after them work on batch slices like on any other input. Channel `c`'s version `v` lands in
+channel `c * V + v`, so a `channel-xor` with one group per original channel picks one version of
+each, and `merge` folds them back.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_JPEG_QUALITIES = (90, 70, 50, 30, 10)
+DEFAULT_THUMB_SCALES = (1, 2, 4)
+ENCODE_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class Extend:
+    """`kind` is "jpeg" (versions at `levels` = qualities) or "thumb" (`levels` = downscale factors)."""
+
+    kind: str
+    levels: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("jpeg", "thumb"):
+            raise ValueError(f"unknown extend kind {self.kind!r}; choose jpeg or thumb")
+        if not self.levels:
+            raise ValueError("extend needs at least one version")
+        if self.kind == "jpeg" and not all(1 <= q <= 100 for q in self.levels):
+            raise ValueError(f"JPEG qualities must be between 1 and 100, got {list(self.levels)}")
+        if self.kind == "thumb" and not all(s >= 1 for s in self.levels):
+            raise ValueError(f"thumbnail scales must be 1 or more, got {list(self.levels)}")
+
+    @property
+    def versions(self) -> int:
+        return len(self.levels)
+
+    def version_costs(self) -> torch.Tensor:
+        """The paper's price of each version: q/100 for JPEG, the kept share 1/s^2 for thumbnails."""
+        if self.kind == "jpeg":
+            return torch.tensor([q / 100.0 for q in self.levels])
+        return torch.tensor([1.0 / (s * s) for s in self.levels])
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """`(N, C, H, W)` floats in [0, 1] -> `(N, C * V, H, W)` floats, cached on disk when allowed."""
+        path = _cache_path(self, x)
+        if path is not None and path.exists():
+            stored = torch.load(path, weights_only=True)
+        else:
+            stored = _jpeg_versions(x, self.levels) if self.kind == "jpeg" else _thumb_versions(x, self.levels)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(stored, path.with_suffix(".tmp"))
+                os.replace(path.with_suffix(".tmp"), path)
+        return stored.float() / 255.0 if stored.dtype == torch.uint8 else stored
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _jpeg_versions(x: torch.Tensor, qualities: tuple[int, ...]) -> torch.Tensor:
+    """Encode and decode every channel as a grayscale JPEG at each quality, in batches (uint8 result)."""
+    with warnings.catch_warnings():
+        # torchvision 0.29 points to TorchCodec for image codecs; its JPEG codec is still the one we pin.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+    n, c, h, w = x.shape
+    planes = _to_uint8(x.detach().cpu()).reshape(n * c, 1, h, w)
+    out = torch.empty(n * c, len(qualities), h, w, dtype=torch.uint8)
+    for v, quality in enumerate(qualities):
+        for start in range(0, n * c, ENCODE_BATCH):
+            chunk = list(planes[start:start + ENCODE_BATCH])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                decoded = decode_jpeg(encode_jpeg(chunk, quality=quality))
+            out[start:start + len(chunk), v] = torch.stack(decoded)[:, 0]
+    return out.reshape(n, c * len(qualities), h, w)
+
+
+def _thumb_versions(x: torch.Tensor, scales: tuple[int, ...]) -> torch.Tensor:
+    """Average-pool by each factor and blow back up (nearest), as a thumbnail would be shown."""
+    n, c, h, w = x.shape
+    versions = []
+    for s in scales:
+        small = F.avg_pool2d(x, kernel_size=s, stride=s, ceil_mode=True) if s > 1 else x
+        versions.append(F.interpolate(small, size=(h, w), mode="nearest") if s > 1 else x)
+    return torch.stack(versions, dim=2).reshape(n, c * len(scales), h, w)
+
+
+def _cache_path(extend: Extend, x: torch.Tensor) -> Path | None:
+    root = os.environ.get("MASKSEL_CACHE_DIR")
+    if not root:
+        return None
+    digest = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:24]
+    levels = "-".join(map(str, extend.levels))
+    return Path(root) / "extend" / f"{extend.kind}-{levels}-{digest}.pt"
