@@ -41,3 +41,25 @@ def discrete(logits: torch.Tensor) -> torch.Tensor:
     """The noise-free one-hot decision, as the trained mask is exported (Algorithm 1, line 13)."""
     index = logits.argmax(dim=-1, keepdim=True)
     return torch.zeros_like(logits).scatter_(-1, index, 1.0)
+
+
+def straight_through_select(
+    logits: torch.Tensor,
+    *,
+    tau: float,
+    explore: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """`straight_through(logits, ...)[..., 0]` for two classes, in fewer operations.
+
+    With two classes the tempered softmax's first entry is `sigmoid((l0 - l1) / tau)` and the
+    difference of two Gumbel samples is a logistic sample `log(u) - log(1 - u)`, so the same
+    estimator needs one random draw per element instead of two, and no scatter.
+    """
+    diff = logits[..., 0] - logits[..., 1]
+    if explore:
+        u = torch.rand(diff.shape, device=diff.device, generator=generator).clamp_(1e-10, 1.0 - 1e-7)
+        diff = diff + (torch.log(u) - torch.log1p(-u))
+    soft = torch.sigmoid(diff / tau)
+    hard = (diff >= 0).to(soft.dtype)
+    return hard + soft - soft.detach()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .gumbel import straight_through
+from .gumbel import straight_through, straight_through_select
 
 SELECT = 0
 ANY_MASKS = ("channel-any", "pixel-any", "block-any")
@@ -81,7 +81,7 @@ class SelectStage(Stage):
 
     def sample(self, *, tau: float, explore: bool, generator: torch.Generator | None = None) -> torch.Tensor:
         """Selection weights in the exported shape: discrete forward, soft backward."""
-        return straight_through(self.logits, tau=tau, explore=explore, generator=generator)[..., SELECT]
+        return straight_through_select(self.logits, tau=tau, explore=explore, generator=generator)
 
     def expand(self, selected: torch.Tensor) -> torch.Tensor:
         """Broadcast a selection (or per-element values) to `(C, H, W)`."""

@@ -38,3 +38,27 @@ def test_exploration_is_reproducible_with_a_seeded_generator() -> None:
     second = straight_through(logits, tau=1.0, explore=True, generator=torch.Generator().manual_seed(5))
     assert torch.equal(first, second)
     assert 0 < first.detach()[:, 0].sum() < 100
+
+
+@pytest.mark.parametrize("tau", [0.5, 10.0])
+def test_the_two_class_shortcut_matches_the_softmax_estimator(tau: float) -> None:
+    from masksel_core.gumbel import straight_through_select
+
+    logits = torch.randn(50, 2, generator=torch.Generator().manual_seed(4))
+    weights = torch.randn(50, generator=torch.Generator().manual_seed(5))
+    a = logits.clone().requires_grad_(True)
+    fast = straight_through_select(a, tau=tau, explore=False)
+    (fast * weights).sum().backward()
+    b = logits.clone().requires_grad_(True)
+    slow = straight_through(b, tau=tau, explore=False)[..., 0]
+    (slow * weights).sum().backward()
+    assert torch.equal(fast.detach(), slow.detach())
+    assert torch.allclose(a.grad, b.grad, atol=1e-6)
+
+
+def test_the_two_class_shortcut_explores_with_the_softmax_probability() -> None:
+    from masksel_core.gumbel import straight_through_select
+
+    logits = torch.tensor([1.0, 0.0]).expand(20000, 2).contiguous()
+    out = straight_through_select(logits, tau=1.0, explore=True, generator=torch.Generator().manual_seed(0))
+    assert out.detach().mean().item() == pytest.approx(torch.sigmoid(torch.tensor(1.0)).item(), abs=0.015)
