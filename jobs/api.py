@@ -97,8 +97,13 @@ class RunDownload(APIView):
     def get(self, request: Request, run_id: int, name: str) -> HttpResponse:
         run = selectors.run_get(request.user, run_id)
         prefix = f"run{run.pk}"
+        epoch_asked = _epoch_param(request) if name in ("mask.json", "mask.npy") else None
+        final_json = Path(run.artifact_dir) / "mask.json"
+        if name == "mask.json" and epoch_asked is None and run.is_final and final_json.is_file():
+            # The trained mask as written by the core: for chains it also lists every stage.
+            return _attachment(final_json.read_bytes(), f"{prefix}-mask.json", "application/json")
         if name in ("mask.json", "mask.npy"):
-            selected, fraction, epoch = selectors.epoch_selected(run, _epoch_param(request))
+            selected, fraction, epoch = selectors.epoch_selected(run, epoch_asked)
             if name == "mask.npy":
                 return _attachment(npy_bytes(selected), f"{prefix}-epoch{epoch}-mask.npy", "application/octet-stream")
             document = mask_document(run.mask_type, run.dataset.input_shape, selected, fraction)

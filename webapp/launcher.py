@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
     redis_url = os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     var_dir = Path(os.environ.get("MASKSEL_VAR_DIR", ROOT / "var"))
+    # JPEG and thumbnail versions of a data set are computed once and reused by later runs.
+    os.environ.setdefault("MASKSEL_CACHE_DIR", str(var_dir / "cache"))
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = False
 

@@ -90,3 +90,15 @@ def test_another_users_run_is_404_everywhere(alice_api: APIClient, bob_api: APIC
     assert bob_api.post(f"/api/runs/{run_id}/cancel/").status_code == 404
     assert bob_api.get("/api/runs/").json() == []
     assert alice_api.post(f"/api/runs/{run_id}/cancel/").json()["status"] == "cancelled"
+
+
+def test_a_finished_chain_runs_mask_json_lists_every_stage(alice_api: APIClient, digits: Any,
+                                                          django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = alice_api.post("/api/runs/", {"dataset": digits.pk, "mask_type": "jpeg-xor+pixel-any",
+                                               "model": "mlp", "epochs": 1}, format="json").json()["id"]
+    document = alice_api.get(f"/api/runs/{run_id}/mask.json").json()
+    assert [s["mask_type"] for s in document["stages"]] == ["extend", "channel-xor", "merge", "pixel-any"]
+    assert np.array(document["selected"]).shape == (1, 8, 8)
+    one_epoch = alice_api.get(f"/api/runs/{run_id}/mask.json?epoch=1").json()
+    assert one_epoch["selected"] == document["selected"] and "stages" not in one_epoch
