@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", help="folder of the torchvision data sets (default: $MASKSEL_DATA_ROOT)")
     t.add_argument("--download", action="store_true", help="download mnist/cifar10/svhn into --data-root")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .reproduce import add_parser
+
+    add_parser(commands)
     return parser
 
 
@@ -115,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "train":
             return run_train(args)
+        if args.command == "reproduce":
+            from .reproduce import main as reproduce
+
+            return reproduce(args)
     except (UsageError, ConfigError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
