@@ -66,6 +66,11 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The lease: at most one worker trains a run; a worker that stops beating loses it.
+    lease_owner = models.CharField(max_length=200, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    retries = models.JSONField(default=list, blank=True)  # [{"attempt", "reason", "at"}], why each retry happened
 
     class Meta:
         ordering = ["-id"]

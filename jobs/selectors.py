@@ -81,6 +81,9 @@ def run_summary(run: Run) -> dict[str, Any]:
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
+        "attempts": run.attempts,
+        "retries": run.retries,
         "latest": latest.metrics() if latest else None,
     }
 

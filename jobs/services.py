@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
@@ -109,13 +112,58 @@ def _enqueue(run_id: int) -> None:
 
 
 def run_start(run_id: int, *, worker: str, device: str) -> Run | None:
-    """Move a queued run to running; None when it was cancelled (or taken) meanwhile."""
+    """Take the lease of a queued run; None when it is not queued (cancelled, or another worker has it).
+
+    The conditional UPDATE is the lock: of two workers handed the same run (a redelivered task),
+    exactly one moves it from queued to running.
+    """
+    now = timezone.now()
     updated = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, worker=worker, device=device, started_at=timezone.now())
+        status=RunStatus.RUNNING, worker=worker, device=device, lease_owner=worker, heartbeat_at=now,
+        attempts=F("attempts") + 1, started_at=Coalesce(F("started_at"), Value(now)))
     if not updated:
         return None
     progress.broadcast(run_id, {"type": "status", "status": RunStatus.RUNNING})
     return Run.objects.select_related("dataset").get(pk=run_id)
+
+
+def run_heartbeat(run_id: int, *, worker: str) -> bool:
+    """Renew the lease; False when this worker no longer holds it (cancelled, or given to another)."""
+    return bool(Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=worker).update(
+        heartbeat_at=timezone.now()))
+
+
+def run_holds_lease(run_id: int, *, worker: str) -> bool:
+    return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=worker).exists()
+
+
+def recover_stale_runs(*, stale_seconds: float, max_attempts: int) -> list[int]:
+    """Requeue runs whose worker stopped beating (killed, machine lost); fail them after `max_attempts`.
+
+    Each retry keeps its reason, so a lost worker (infrastructure) is told apart from an error in
+    the run itself (which fails the run at once and is never retried).
+    """
+    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
+    requeued = []
+    for run in Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff):
+        reason = f"worker {run.lease_owner or '?'} lost (no heartbeat since {run.heartbeat_at.isoformat()})"
+        retries = [*run.retries, {"attempt": run.attempts, "reason": reason, "at": timezone.now().isoformat()}]
+        fields: dict[str, Any] = {"lease_owner": "", "retries": retries}
+        if run.attempts >= max_attempts:
+            fields |= {"status": RunStatus.FAILED, "finished_at": timezone.now(),
+                       "error": f"{reason}; gave up after {run.attempts} attempts"}
+        else:
+            fields |= {"status": RunStatus.QUEUED}
+        # Guarded by the heartbeat we read: a worker that beat meanwhile keeps its run.
+        with transaction.atomic():
+            if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at).update(
+                    **fields):
+                continue
+            if fields["status"] == RunStatus.QUEUED:
+                transaction.on_commit(lambda run_id=run.pk: _enqueue(run_id))
+        progress.broadcast(run.pk, {"type": "status", "status": fields["status"], "error": reason})
+        requeued.append(run.pk)
+    return requeued
 
 
 def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:

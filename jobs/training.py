@@ -6,13 +6,17 @@ services, and polls the row for a cancel at most a few times per second.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 
 import torch
+from django.conf import settings
+from django.db import connection
 
 import masksel_core
 from masksel_core import TrainConfig
+from masksel_core.train import CHECKPOINT_NAME
 
 from . import services
 from .models import Run
@@ -27,20 +31,46 @@ def device_label(device: torch.device) -> str:
     return "cpu"
 
 
-class CancelPoller:
-    """`should_stop` for the training loop: asks the database, but not on every batch."""
+class Lease:
+    """Holds a run's lease while it trains: a heartbeat thread renews it, `should_stop` watches it.
 
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-        self.last_check = 0.0
-        self.cancelled = False
+    The thread keeps beating while data is prepared and between batches alike. `should_stop` (called
+    between batches) also reads the row a few times a second, so a cancel stops training within
+    a batch or so. When the lease is gone (cancelled, or handed to another worker after this one
+    was thought dead), training stops: a run is never trained by two workers at once.
+    """
 
-    def __call__(self) -> bool:
+    def __init__(self, run_id: int, worker: str) -> None:
+        self.run_id, self.worker = run_id, worker
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._last_check = 0.0
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        try:
+            while not self._done.wait(settings.MASKSEL_HEARTBEAT_SECONDS):
+                if not services.run_heartbeat(self.run_id, worker=self.worker):
+                    self.lost.set()
+                    return
+        finally:
+            connection.close()
+
+    def should_stop(self) -> bool:
         now = time.monotonic()
-        if not self.cancelled and now - self.last_check >= CANCEL_POLL_SECONDS:
-            self.last_check = now
-            self.cancelled = services.run_is_cancelled(self.run_id)
-        return self.cancelled
+        if not self.lost.is_set() and now - self._last_check >= CANCEL_POLL_SECONDS:
+            self._last_check = now
+            if not services.run_holds_lease(self.run_id, worker=self.worker):
+                self.lost.set()
+        return self.lost.is_set()
 
 
 def execute_run(run_id: int, *, worker: str) -> str:
@@ -56,10 +86,17 @@ def execute_run(run_id: int, *, worker: str) -> str:
         log.info("run %s is no longer queued; skipping", run_id)
         return Run.objects.get(pk=run_id).status
     try:
-        data = masksel_core.load_dataset(run.dataset.source, seed=config.seed)
-        # A checkpoint after every epoch: a retried run (lost worker) resumes where it stopped.
-        result = masksel_core.train(config, data, on_epoch=lambda record: services.run_record_epoch(run, record),
-                                    should_stop=CancelPoller(run_id), checkpoint_dir=run.artifact_dir / "checkpoint")
+        if (run.artifact_dir / "checkpoint" / CHECKPOINT_NAME).exists():
+            log.warning("resuming run %s from its checkpoint (attempt %s)", run_id, run.attempts)
+        with Lease(run_id, worker) as lease:
+            data = masksel_core.load_dataset(run.dataset.source, seed=config.seed)
+            # A checkpoint after every epoch: a retried run (lost worker) resumes where it stopped.
+            result = masksel_core.train(config, data, should_stop=lease.should_stop,
+                                        on_epoch=lambda record: services.run_record_epoch(run, record),
+                                        checkpoint_dir=run.artifact_dir / "checkpoint")
+        if lease.lost.is_set() and not services.run_is_cancelled(run_id):
+            log.warning("run %s: lease lost to another worker; stopping without finishing", run_id)
+            return "lease_lost"
         services.run_finish(run, result)
     except Exception as exc:  # noqa: BLE001 - recorded on the run, shown on its page
         log.exception("run %s failed", run_id)

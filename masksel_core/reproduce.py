@@ -37,7 +37,7 @@ class Experiment:
 
 
 EXPERIMENTS = {
-    "channel": Experiment("Fig. 6", "synthetic-remote", "channel-any", "lenet5", 0.1, 1.25, 40),
+    "channel": Experiment("Fig. 6", "synthetic-remote", "channel-any", "mlp", 1.0, 1.25, 50),
     "pixel": Experiment("Fig. 9", "digits", "pixel-any", "lenet5", 0.1, 1.25, 60),
     "jpeg": Experiment("Fig. 10", "digits", "jpeg-xor", "lenet5", 0.1, 1.25, 60),
     "combined": Experiment("Fig. 13", "digits", "jpeg-xor+pixel-any", "lenet5", 0.1, 1.25, 60),

@@ -108,6 +108,15 @@ CHANNEL_LAYERS = {
     }
 }
 
+# Leases of running runs: a worker renews its lease every MASKSEL_HEARTBEAT_SECONDS; a run whose
+# lease is older than MASKSEL_STALE_SECONDS is requeued (resuming from its checkpoint), at most
+# MASKSEL_MAX_ATTEMPTS times in all.
+MASKSEL_HEARTBEAT_SECONDS = env.float("MASKSEL_HEARTBEAT_SECONDS", default=5.0)
+MASKSEL_STALE_SECONDS = env.float("MASKSEL_STALE_SECONDS", default=60.0)
+MASKSEL_MAX_ATTEMPTS = env.int("MASKSEL_MAX_ATTEMPTS", default=3)
+if MASKSEL_STALE_SECONDS < 2 * MASKSEL_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("MASKSEL_STALE_SECONDS must be at least twice MASKSEL_HEARTBEAT_SECONDS")
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = env.str("MASKSEL_QUEUE", default="train")
 CELERY_TASK_ROUTES = {"jobs.train_run": {"queue": CELERY_TASK_DEFAULT_QUEUE}}

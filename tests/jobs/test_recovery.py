@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from jobs import services
+from jobs.models import Run, RunStatus
+
+
+@pytest.fixture
+def queued(alice: Any, digits: Any) -> Run:
+    return Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any", "epochs": 2},
+                              total_epochs=2)
+
+
+def test_only_one_worker_takes_the_lease_of_a_queued_run(queued: Run) -> None:
+    first = services.run_start(queued.pk, worker="a:1", device="cpu")
+    second = services.run_start(queued.pk, worker="b:2", device="cpu")
+    assert first is not None and second is None
+    queued.refresh_from_db()
+    assert (queued.status, queued.lease_owner, queued.attempts) == ("running", "a:1", 1)
+
+
+def test_the_heartbeat_renews_only_the_holders_lease(queued: Run) -> None:
+    services.run_start(queued.pk, worker="a:1", device="cpu")
+    assert services.run_heartbeat(queued.pk, worker="a:1")
+    assert not services.run_heartbeat(queued.pk, worker="b:2")
+    services.run_cancel(Run.objects.get(pk=queued.pk))
+    assert not services.run_heartbeat(queued.pk, worker="a:1")
+    assert not services.run_holds_lease(queued.pk, worker="a:1")
+
+
+def age(run: Run, seconds: float) -> None:
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def test_a_run_whose_worker_stopped_beating_is_requeued_with_the_reason(
+        queued: Run, django_capture_on_commit_callbacks: Any) -> None:
+    services.run_start(queued.pk, worker="a:1", device="cpu")
+    age(queued, 120)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.recover_stale_runs(stale_seconds=60, max_attempts=3) == [queued.pk]
+    queued.refresh_from_db()
+    assert queued.status == "queued" and queued.lease_owner == ""
+    assert len(callbacks) == 1  # the task is sent again once the requeue is committed
+    assert queued.retries[0]["attempt"] == 1 and "worker a:1 lost" in queued.retries[0]["reason"]
+    assert services.run_start(queued.pk, worker="b:2", device="cpu") is not None
+    assert Run.objects.get(pk=queued.pk).attempts == 2
+
+
+def test_a_fresh_heartbeat_is_left_alone(queued: Run) -> None:
+    services.run_start(queued.pk, worker="a:1", device="cpu")
+    age(queued, 10)
+    assert services.recover_stale_runs(stale_seconds=60, max_attempts=3) == []
+    assert Run.objects.get(pk=queued.pk).status == RunStatus.RUNNING
+
+
+def test_retries_are_bounded(queued: Run) -> None:
+    for attempt in range(1, 4):
+        assert services.run_start(queued.pk, worker=f"w:{attempt}", device="cpu") is not None
+        age(queued, 120)
+        services.recover_stale_runs(stale_seconds=60, max_attempts=3)
+    queued.refresh_from_db()
+    assert queued.status == RunStatus.FAILED and "gave up after 3 attempts" in queued.error
+    assert [r["attempt"] for r in queued.retries] == [1, 2, 3]
