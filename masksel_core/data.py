@@ -113,16 +113,18 @@ def load_npz(path: str | Path, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BY
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    _check_headers(path, max_bytes)
     try:
+        _check_headers(path, max_bytes)
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
+    except DataError:
+        raise
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise DataError(f"{path.name}: contains an object array (pickled data is refused)") from None
         raise DataError(f"{path.name}: cannot be read as .npz ({exc})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path.name}: not a readable .npz file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged zip can fail in many ways; all mean the same here
+        raise DataError(f"{path.name}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     return _from_npz_arrays(name or path.stem, arrays, seed)
 
 
@@ -161,9 +163,9 @@ def _from_npz_arrays(name: str, arrays: dict[str, np.ndarray], seed: int) -> Ten
     if has_x_test != has_y_test:
         raise DataError("x_test and y_test must be given together")
     names = arrays.get("channel_names")
-    channel_names = [str(n) for n in names.tolist()] if names is not None else None
     if names is not None and (names.ndim != 1 or names.dtype.kind not in "US"):
         raise DataError("channel_names must be a 1-d array of strings")
+    channel_names = [str(n) for n in names.tolist()] if names is not None else None
     return _from_arrays(name, arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
                         channel_names, seed)
 
@@ -175,6 +177,9 @@ def _images(key: str, x: np.ndarray) -> np.ndarray:
         x = x[:, None]
     if x.ndim != 4:
         raise DataError(f"{key} must have shape (N,C,H,W) or (N,H,W), got rank {x.ndim} shape {x.shape}")
+    if x.shape[3] <= 4 < min(x.shape[1], x.shape[2]):
+        raise DataError(f"{key} has shape {x.shape}, which looks channel-last (N,H,W,C); "
+                        "store it as (N,C,H,W), e.g. x.transpose(0, 3, 1, 2)")
     if x.shape[0] == 0 or min(x.shape[1:]) == 0:
         raise DataError(f"{key} is empty: shape {x.shape}")
     if x.dtype.kind == "f" and not np.isfinite(x).all():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,21 @@ def test_a_finished_chain_runs_mask_json_lists_every_stage(alice_api: APIClient,
     assert np.array(document["selected"]).shape == (1, 8, 8)
     one_epoch = alice_api.get(f"/api/runs/{run_id}/mask.json?epoch=1").json()
     assert one_epoch["selected"] == document["selected"] and "stages" not in one_epoch
+
+
+def test_a_huge_json_body_is_refused_with_413(alice_api: APIClient, digits: Any) -> None:
+    body = json.dumps({"dataset": digits.pk, "mask_type": "pixel-any", "pad": "x" * (11 * 1024**2)})
+    response = alice_api.post("/api/runs/", body, content_type="application/json")
+    assert response.status_code == 413 and "larger than" in response.json()["error"]
+
+
+def test_uploads_refused_for_any_reason_leave_no_file_behind(alice_api: APIClient, tmp_path: Path,
+                                                             settings: Any) -> None:
+    bad = [b"", b"PK\x03\x04garbage", make_npz(tmp_path / "one.npz", y_train=np.zeros(120, dtype=np.int64))
+           .read_bytes()]
+    media = Path(settings.MEDIA_ROOT)
+    before = set(media.rglob("*"))
+    for payload in bad:
+        response = alice_api.post("/api/datasets/", {"file": io.BytesIO(payload), "name": "bad"}, format="multipart")
+        assert response.status_code == 400 and response.json()["error"]
+    assert set(media.rglob("*")) == before
