@@ -42,3 +42,18 @@ def test_settings_switch_to_postgresql_when_database_url_is_set(monkeypatch) -> 
     prod = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT,
                           env={**env, "DEBUG": "0"}, capture_output=True, text=True, timeout=60)
     assert prod.returncode != 0 and "SECRET_KEY must be set" in prod.stderr
+
+
+def test_check_deploy_passes_with_production_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import secrets
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "webapp.settings", "DEBUG": "0",
+           "SECRET_KEY": secrets.token_urlsafe(64), "ALLOWED_HOSTS": "masksel.example.org",
+           "SECURE_HSTS_SECONDS": "31536000", "SECURE_HSTS_PRELOAD": "1", "SECURE_SSL_REDIRECT": "1",
+           "MASKSEL_VAR_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout

@@ -93,3 +93,30 @@ def test_websockets_refuse_strangers(stack: Stack) -> None:
     assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/1/", stack.base_url)) == 4401
     assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/1/?token=nope", stack.base_url)) == 4401
     assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/1/?token={stack.token()}", "http://evil.example")) == 403
+
+
+def test_cancel_stops_a_running_run_and_keeps_what_it_learned(stack: Stack, slow_npz: Path) -> None:
+    dataset = upload(stack, slow_npz, "slow-cancel")
+    with stack.client() as client:
+        run_id = client.post("/api/runs/", json={"dataset": dataset["id"], "mask_type": "channel-any",
+                                                 "model": "lenet5", "epochs": 200, "batch_size": 32}).json()["id"]
+        deadline = time.monotonic() + 120
+        while client.get(f"/api/runs/{run_id}/").json()["epoch"] < 1:
+            assert time.monotonic() < deadline, "no epoch recorded"
+            time.sleep(0.1)
+        cancelled = client.post(f"/api/runs/{run_id}/cancel/")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        at_cancel = client.get(f"/api/runs/{run_id}/").json()["epoch"]
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/runs/{run_id}/model.pt").status_code != 200:  # written once training stopped
+            assert time.monotonic() < deadline, "the worker did not stop"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        final = client.get(f"/api/runs/{run_id}/").json()
+        assert final["status"] == "cancelled" and final["epoch"] <= at_cancel + 1
+        epochs = [m["epoch"] for m in client.get(f"/api/runs/{run_id}/metrics/").json()]
+        assert epochs == list(range(1, final["epoch"] + 1))
+        mask = np.load(io.BytesIO(client.get(f"/api/runs/{run_id}/mask.npy").content))
+        assert mask.shape == (2,)
+        again = client.post(f"/api/runs/{run_id}/cancel/")
+        assert again.status_code == 400 and "already cancelled" in again.json()["error"]
