@@ -8,6 +8,7 @@ private redis-server started the way `make run` starts one.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -140,3 +142,69 @@ def upload(stack: Stack, path: Path, name: str) -> dict[str, object]:
         response = client.post("/api/datasets/", files={"file": (path.name, handle)}, data={"name": name})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """One Celery worker process in its own process group (so a test can SIGKILL it alone)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool", "solo", "--concurrency", "1",
+         "-Q", env["MASKSEL_QUEUE"], "-n", f"w-{uuid.uuid4().hex[:6]}@%h", "--loglevel", "INFO"],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                "webapp.asgi:application"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    wait_for_http(f"http://127.0.0.1:{port}/accounts/login/", process)
+    return process
+
+
+@pytest.fixture
+def web_only(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """daphne without a worker: the test starts, kills and restarts processes itself. Short leases."""
+    tag = uuid.uuid4().hex[:8]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(tmp_path),
+           "REDIS_URL": redis_url, "MASKSEL_QUEUE": f"train-test-{tag}", "CHANNEL_PREFIX": f"masksel-test-{tag}",
+           "MASKSEL_HEARTBEAT_SECONDS": "0.5", "MASKSEL_STALE_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
+    env.pop("DATABASE_URL", None)
+    manage(env, "migrate", "--noinput", "-v", "0")
+    manage(env, "masksel_setup")
+    manage(env, "shell", "-c",
+           f"from django.contrib.auth.models import User; User.objects.create_user('alice', password='{PASSWORD}')")
+    port = free_port()
+    stack = Stack(f"http://127.0.0.1:{port}", env, tmp_path, start_web(env, port))
+    try:
+        yield stack
+    finally:
+        stack.process.terminate()
+        stack.process.wait(timeout=20)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (never a browser Playwright downloads)."""
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): browser tests cannot run")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield instance
+        instance.close()
+
+
+def log_in(page: Any, stack: Stack) -> None:
+    page.goto(f"{stack.base_url}/runs/")
+    assert "/accounts/login/" in page.url
+    page.fill("#id_username", stack.username)
+    page.fill("#id_password", stack.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{stack.base_url}/runs/")
+
+

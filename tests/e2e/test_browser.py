@@ -1,42 +1,16 @@
 """The dashboard in headless Chromium: log in, submit the form, watch the chart grow, download."""
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from .conftest import Stack, upload
+from .conftest import Stack, log_in, upload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it): browser tests cannot run")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield instance
-        instance.close()
-
-
-def log_in(page: Any, stack: Stack) -> None:
-    page.goto(f"{stack.base_url}/runs/")
-    assert "/accounts/login/" in page.url
-    page.fill("#id_username", stack.username)
-    page.fill("#id_password", stack.password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{stack.base_url}/runs/")
 
 
 def test_submit_watch_the_chart_grow_live_and_download_the_mask(stack: Stack, browser: Any, slow_npz: Path,

@@ -3,50 +3,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import PASSWORD, ROOT, Stack, free_port, manage, upload, wait_for_http
+from .conftest import Stack, start_worker, upload
 
 pytestmark = pytest.mark.e2e
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool", "solo", "--concurrency", "1",
-         "-Q", env["MASKSEL_QUEUE"], "-n", f"w-{uuid.uuid4().hex[:6]}@%h", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-@pytest.fixture
-def web_only(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
-    """daphne without a worker: the test starts and kills workers itself. Short leases."""
-    tag = uuid.uuid4().hex[:8]
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(tmp_path),
-           "REDIS_URL": redis_url, "MASKSEL_QUEUE": f"train-test-{tag}", "CHANNEL_PREFIX": f"masksel-test-{tag}",
-           "MASKSEL_HEARTBEAT_SECONDS": "0.5", "MASKSEL_STALE_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
-    env.pop("DATABASE_URL", None)
-    manage(env, "migrate", "--noinput", "-v", "0")
-    manage(env, "masksel_setup")
-    manage(env, "shell", "-c",
-           f"from django.contrib.auth.models import User; User.objects.create_user('alice', password='{PASSWORD}')")
-    port = free_port()
-    web = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                            "webapp.asgi:application"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/accounts/login/", web)
-        yield Stack(f"http://127.0.0.1:{port}", env, tmp_path, web)
-    finally:
-        web.terminate()
-        web.wait(timeout=20)
 
 
 def wait_for(client: httpx.Client, run_id: int, condition, timeout: float = 120):  # type: ignore[no-untyped-def]
