@@ -104,7 +104,12 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_PREFIX", default="masksel")},
+        # redis-py 8 caps a pool at 100 connections and fails past it; hundreds of viewers joining
+        # a run at once each borrow one (group_add), so the web server gets a larger pool.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "max_connections": env.int("CHANNEL_MAX_CONNECTIONS", default=1000)}],
+            "prefix": env.str("CHANNEL_PREFIX", default="masksel"),
+        },
     }
 }
 
