@@ -127,7 +127,7 @@ its input shape and transferred fraction. To apply it, zero what is not selected
     from masksel_core import create_model
     mask = np.load("mask.npy")            # {shape}
     model = create_model("{model}", {input_shape}, {num_classes})
-    model.load_state_dict(torch.load("model.pt"))
+    model.load_state_dict(torch.load("model.pt", weights_only=True))
     x_masked = x * torch.from_numpy(mask).float()  # broadcast over (B, C, H, W){broadcast}
 """
 

@@ -21,6 +21,7 @@ class Dataset(models.Model):
     num_train = models.PositiveIntegerField(default=0)
     num_test = models.PositiveIntegerField(default=0)
     channel_names = models.JSONField(default=list, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -63,6 +64,7 @@ class Run(models.Model):
     device = models.CharField(max_length=100, blank=True, default="")
     fraction = models.FloatField(null=True, blank=True)
     val_accuracy = models.FloatField(null=True, blank=True)
+    artifact_bytes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, Sum, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -58,7 +58,8 @@ def dataset_create(*, owner: Any, name: str, upload: UploadedFile) -> Dataset:
         raise ServiceError("name is longer than 200 characters")
     limit = settings.MASKSEL_MAX_UPLOAD_BYTES
     if upload.size is not None and upload.size > limit:
-        raise ServiceError(f"file is {upload.size} bytes, over the limit of {limit} bytes")
+        raise ServiceError(f"file is {upload.size} bytes, over the upload limit of {limit} bytes")
+    _check_storage(owner, extra=upload.size or 0)
     tmp_dir = Path(settings.MEDIA_ROOT) / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".npz")
@@ -74,7 +75,7 @@ def dataset_create(*, owner: Any, name: str, upload: UploadedFile) -> Dataset:
             return Dataset.objects.create(
                 name=name, owner=owner, file=File(handle, name=f"{Path(tmp_name).stem}.npz"),
                 input_shape=info["input_shape"], num_classes=info["num_classes"], num_train=info["num_train"],
-                num_test=info["num_test"], channel_names=info["channel_names"],
+                num_test=info["num_test"], channel_names=info["channel_names"], size_bytes=upload.size or 0,
             )
     finally:
         Path(tmp_name).unlink(missing_ok=True)
@@ -98,11 +99,37 @@ def run_create(*, owner: Any, data: dict[str, Any]) -> Run:
         config = TrainConfig.from_dict(options)
     except ConfigError as exc:
         raise ServiceError(str(exc)) from None
+    _check_open_runs(owner)
+    _check_storage(owner, extra=0)
     with transaction.atomic():
         run = Run.objects.create(owner=owner, dataset=dataset, config=config.to_dict(),
                                  total_epochs=config.epochs + config.finalize_epochs)
         transaction.on_commit(lambda: _enqueue(run.pk))
     return run
+
+
+def storage_used(owner: Any) -> int:
+    """Bytes a user's uploads and run artifacts take on disk."""
+    datasets = Dataset.objects.filter(owner=owner).aggregate(total=Sum("size_bytes"))["total"] or 0
+    runs = Run.objects.filter(owner=owner).aggregate(total=Sum("artifact_bytes"))["total"] or 0
+    return int(datasets + runs)
+
+
+def _check_storage(owner: Any, *, extra: int) -> None:
+    limit = settings.MASKSEL_MAX_STORAGE_BYTES
+    used = storage_used(owner)
+    if used >= limit or used + extra > limit:
+        raise ServiceError(f"storage limit reached: {used} of {limit} bytes used"
+                           + (f", and this upload adds {extra}" if extra else "")
+                           + "; delete datasets or runs to make room")
+
+
+def _check_open_runs(owner: Any) -> None:
+    limit = settings.MASKSEL_MAX_OPEN_RUNS
+    open_runs = Run.objects.filter(owner=owner, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
+    if open_runs >= limit:
+        raise ServiceError(f"you have {open_runs} runs queued or running, the limit is {limit}; "
+                           "wait for some to finish or cancel them")
 
 
 def _enqueue(run_id: int) -> None:
@@ -184,7 +211,8 @@ def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
 
 def run_finish(run: Run, result: masksel_core.TrainResult) -> None:
     """Write the artifacts (atomically) and mark the run succeeded, or cancelled if it was stopped."""
-    masksel_core.write_outputs(result, run.artifact_dir)
+    paths = masksel_core.write_outputs(result, run.artifact_dir)
+    Run.objects.filter(pk=run.pk).update(artifact_bytes=sum(p.stat().st_size for p in paths.values()))
     cancelled = result.stopped_because == "cancelled"
     status = RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED
     Run.objects.filter(pk=run.pk).exclude(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]).update(

@@ -98,7 +98,10 @@ WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
+# Per-user limits (a clear message names the limit when one is reached).
 MASKSEL_MAX_UPLOAD_BYTES = env.int("MASKSEL_MAX_UPLOAD_BYTES", default=512 * 1024**2)
+MASKSEL_MAX_STORAGE_BYTES = env.int("MASKSEL_MAX_STORAGE_BYTES", default=20 * 1024**3)
+MASKSEL_MAX_OPEN_RUNS = env.int("MASKSEL_MAX_OPEN_RUNS", default=100)
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
