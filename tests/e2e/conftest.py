@@ -7,6 +7,7 @@ private redis-server started the way `make run` starts one.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -160,11 +161,11 @@ def start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     return process
 
 
-@pytest.fixture
-def web_only(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
+@contextlib.contextmanager
+def web_server_only(redis_url: str, var_dir: Path) -> Iterator[Stack]:
     """daphne without a worker: the test starts, kills and restarts processes itself. Short leases."""
     tag = uuid.uuid4().hex[:8]
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(tmp_path),
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(var_dir),
            "REDIS_URL": redis_url, "MASKSEL_QUEUE": f"train-test-{tag}", "CHANNEL_PREFIX": f"masksel-test-{tag}",
            "MASKSEL_HEARTBEAT_SECONDS": "0.5", "MASKSEL_STALE_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
     env.pop("DATABASE_URL", None)
@@ -173,12 +174,18 @@ def web_only(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
     manage(env, "shell", "-c",
            f"from django.contrib.auth.models import User; User.objects.create_user('alice', password='{PASSWORD}')")
     port = free_port()
-    stack = Stack(f"http://127.0.0.1:{port}", env, tmp_path, start_web(env, port))
+    stack = Stack(f"http://127.0.0.1:{port}", env, var_dir, start_web(env, port))
     try:
         yield stack
     finally:
         stack.process.terminate()
         stack.process.wait(timeout=20)
+
+
+@pytest.fixture
+def web_only(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
+    with web_server_only(redis_url, tmp_path) as stack:
+        yield stack
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
