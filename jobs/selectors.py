@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from .models import Dataset, EpochMetric, Run
 
@@ -60,6 +63,13 @@ def epoch_message(run: Run, row: EpochMetric) -> dict[str, Any]:
     }
 
 
+def run_worker_lost(run: Run) -> bool:
+    """Running, but its worker has not renewed the lease for longer than the stale limit."""
+    if run.status != "running" or run.heartbeat_at is None:
+        return False
+    return run.heartbeat_at < timezone.now() - timedelta(seconds=settings.MASKSEL_STALE_SECONDS)
+
+
 def run_summary(run: Run) -> dict[str, Any]:
     """The run as the REST API and the websocket snapshot show it."""
     latest = run.epochs.order_by("-epoch").first()
@@ -83,6 +93,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
         "attempts": run.attempts,
+        "worker_lost": run_worker_lost(run),
         "retries": run.retries,
         "latest": latest.metrics() if latest else None,
     }

@@ -55,6 +55,16 @@
     el("downloads").classList.toggle("pending", !FINAL.includes(status));
   }
 
+  // A run whose worker stopped renewing its lease: say so until a worker takes it back.
+  function showWorkerLost(run) {
+    const warning = el("run-warning");
+    warning.hidden = !run.worker_lost;
+    if (run.worker_lost) {
+      warning.textContent = `No heartbeat from worker ${run.worker} since ${run.heartbeat_at}: ` +
+        "the run will be requeued and resume from its last epoch when a worker is up.";
+    }
+  }
+
   function unpackBits(b64, count) {
     const raw = atob(b64);
     const out = new Uint8Array(count);
@@ -93,6 +103,7 @@
       if (added) redraw();
       setStatus(msg.run.status, msg.run.error);
       if (msg.run.device) el("run-device").textContent = msg.run.device;
+      showWorkerLost(msg.run);
     } else if (msg.type === "epoch") {
       if (addEpoch(msg, true)) redraw();
     } else if (msg.type === "status") {
@@ -128,6 +139,7 @@
       for (const m of metrics) added = addEpoch({ epoch: m.epoch, metrics: m }, false) || added;
       if (added) redraw();
       setStatus(run.status, run.error);
+      showWorkerLost(run);
       if (FINAL.includes(run.status)) stopPolling();
     } catch (err) { /* keep trying */ }
   }

@@ -66,3 +66,20 @@ def test_retries_are_bounded(queued: Run) -> None:
     queued.refresh_from_db()
     assert queued.status == RunStatus.FAILED and "gave up after 3 attempts" in queued.error
     assert [r["attempt"] for r in queued.retries] == [1, 2, 3]
+
+
+def test_the_api_and_page_say_when_a_runs_worker_is_lost(queued: Run, alice: Any) -> None:
+    from django.test import Client
+    from rest_framework.test import APIClient
+
+    services.run_start(queued.pk, worker="a:1", device="cpu")
+    api = APIClient()
+    api.force_authenticate(alice)
+    assert api.get(f"/api/runs/{queued.pk}/").json()["worker_lost"] is False
+    age(queued, 600)
+    assert api.get(f"/api/runs/{queued.pk}/").json()["worker_lost"] is True
+    services.recover_stale_runs(stale_seconds=60, max_attempts=3)
+    web = Client()
+    web.force_login(alice)
+    page = web.get(f"/runs/{queued.pk}/").content.decode()
+    assert "Retried 1 time" in page and "worker a:1 lost" in page

@@ -1,0 +1,59 @@
+"""Every route needs a login, and another user's run answers 404 on every route that names it."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from jobs import api_urls, urls
+from jobs.models import Run
+
+RUN_PAGES = ["/runs/{id}/"]
+LIST_PAGES = ["/runs/", "/runs/new/"]
+RUN_API = ["/api/runs/{id}/", "/api/runs/{id}/metrics/", "/api/runs/{id}/mask.json", "/api/runs/{id}/mask.npy",
+           "/api/runs/{id}/model.pt", "/api/runs/{id}/metrics.csv", "/api/runs/{id}/config.json",
+           "/api/runs/{id}/bundle.zip"]
+LIST_API = ["/api/datasets/", "/api/runs/"]
+POST_RUN_API = ["/api/runs/{id}/cancel/"]
+
+
+def test_the_lists_here_cover_every_route_of_the_app() -> None:
+    """A new route fails this test until it is added to the access checks below."""
+    assert len(urls.urlpatterns) == len(RUN_PAGES) + len(LIST_PAGES)
+    # api_urls: token endpoint (public by design), datasets, runs, run, metrics, cancel, one download pattern.
+    assert len(api_urls.urlpatterns) == 7
+
+
+@pytest.fixture
+def alices_run(alice: Any, digits: Any) -> Run:
+    return Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any"}, total_epochs=1)
+
+
+def test_anonymous_users_are_sent_to_login_or_refused(alices_run: Run) -> None:
+    web, api = Client(), APIClient()
+    for path in LIST_PAGES + RUN_PAGES:
+        response = web.get(path.format(id=alices_run.pk))
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/"), path
+    for path in LIST_API + RUN_API:
+        assert api.get(path.format(id=alices_run.pk)).status_code in (401, 403), path
+    for path in POST_RUN_API:
+        assert api.post(path.format(id=alices_run.pk)).status_code in (401, 403), path
+
+
+def test_another_users_run_is_404_on_every_route(alices_run: Run, bob: Any) -> None:
+    web, api = Client(), APIClient()
+    web.force_login(bob)
+    api.force_authenticate(bob)
+    for path in RUN_PAGES:
+        assert web.get(path.format(id=alices_run.pk)).status_code == 404, path
+    for path in RUN_API:
+        response = api.get(path.format(id=alices_run.pk))
+        assert response.status_code == 404 and "error" in response.json(), path
+    for path in POST_RUN_API:
+        assert api.post(path.format(id=alices_run.pk)).status_code == 404, path
+    assert api.get("/api/runs/").json() == []
+    listing = web.get("/runs/").content.decode()
+    assert f"/runs/{alices_run.pk}/" not in listing and "No runs yet" in listing
+    assert Run.objects.get(pk=alices_run.pk).status == "queued"  # bob's cancel did nothing
