@@ -91,3 +91,17 @@ def test_a_header_claiming_huge_arrays_is_refused_before_reading(tmp_path: Path)
 def test_an_unknown_dataset_name_is_refused() -> None:
     with pytest.raises(DataError, match="unknown dataset 'mnistt'"):
         load_dataset("mnistt")
+
+
+def test_test_labels_outside_the_training_classes_are_refused(tmp_path: Path) -> None:
+    x = np.zeros((6, 1, 4, 4), dtype=np.float32)
+    path = make_npz(tmp_path / "labels.npz", x_train=x, y_train=np.array([0, 1] * 3), x_test=x[:2],
+                    y_test=np.array([0, 7]))
+    with pytest.raises(DataError, match="y_test has label 7 not present in y_train"):
+        load_npz(path)
+
+
+def test_negative_labels_are_refused(tmp_path: Path) -> None:
+    path = make_npz(tmp_path / "neg.npz", x_train=np.zeros((4, 1, 3, 3)), y_train=np.array([0, -1, 0, 1]))
+    with pytest.raises(DataError, match="negative labels"):
+        load_npz(path)
