@@ -116,3 +116,39 @@ def epoch_selected(run: Run, epoch: int | None) -> tuple[np.ndarray, float, int]
     if row is None:
         raise Http404("no such epoch" if epoch is not None else "this run has no epoch yet")
     return row.selected(), row.fraction, row.epoch
+
+
+def runs_for_compare(user: User, ids_text: str) -> list[Run]:
+    """The runs named in `?runs=1,2,3` that this user may see, in the order given."""
+    try:
+        ids = [int(part) for part in ids_text.split(",") if part.strip()]
+    except ValueError:
+        raise Http404("runs must be a comma-separated list of run ids") from None
+    found = {run.pk: run for run in runs_visible_to(user).filter(pk__in=ids).prefetch_related("epochs")}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise Http404(f"no such run: {', '.join(map(str, missing))}")
+    return [found[i] for i in ids]
+
+
+def config_differences(runs: list[Run]) -> list[tuple[str, list[Any]]]:
+    """The options whose values differ between the runs (dataset included), one row per option."""
+    rows: list[tuple[str, list[Any]]] = [("dataset", [run.dataset.name for run in runs])]
+    keys = sorted({key for run in runs for key in run.config})
+    for key in keys:
+        values = [run.config.get(key) for run in runs]
+        rows.append((key, values))
+    return [(key, values) for key, values in rows if len({repr(v) for v in values}) > 1]
+
+
+def compare_payload(runs: list[Run]) -> list[dict[str, Any]]:
+    """Per run: its label and every epoch's metrics as columns (what the compare charts draw)."""
+    out = []
+    for run in runs:
+        rows = sorted(run.epochs.all(), key=lambda row: row.epoch)
+        out.append({
+            "id": run.pk, "label": f"#{run.pk} {run.mask_type} {run.model_name} seed {run.config.get('seed', 0)}",
+            "status": run.status, "epoch": [r.epoch for r in rows], "val_accuracy": [r.val_accuracy for r in rows],
+            "fraction": [r.fraction for r in rows], "task_loss": [r.task_loss for r in rows],
+        })
+    return out

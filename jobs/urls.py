@@ -8,4 +8,6 @@ urlpatterns = [
     path("runs/", views.run_list, name="run-list"),
     path("runs/new/", views.run_new, name="run-new"),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
+    path("compare/", views.compare, name="compare"),
+    path("compare/metrics.csv", views.compare_csv, name="compare-csv"),
 ]

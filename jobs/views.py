@@ -5,6 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from masksel_core import METRIC_COLUMNS
+
 from . import selectors, services
 from .forms import RunForm
 
@@ -33,3 +35,27 @@ def run_new(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = selectors.run_get(request.user, run_id)
     return render(request, "runs/detail.html", {"run": run})
+
+
+@login_required
+def compare(request: HttpRequest) -> HttpResponse:
+    runs = selectors.runs_for_compare(request.user, request.GET.get("runs", ""))
+    return render(request, "runs/compare.html", {
+        "runs": runs, "differences": selectors.config_differences(runs),
+        "payload": selectors.compare_payload(runs), "ids": ",".join(str(run.pk) for run in runs),
+    })
+
+
+@login_required
+def compare_csv(request: HttpRequest) -> HttpResponse:
+    """Every epoch of the compared runs, one row each: `run,epoch,<metrics.csv columns>`."""
+    runs = selectors.runs_for_compare(request.user, request.GET.get("runs", ""))
+    lines = ["run," + ",".join(METRIC_COLUMNS)]
+    for run in runs:
+        for row in selectors.run_metrics(run):
+            lines.append(f"{run.pk}," + ",".join(str(row[column]) for column in METRIC_COLUMNS))
+    payload = ("\n".join(lines) + "\n").encode()
+    response = HttpResponse(payload, content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="masksel-compare.csv"'
+    response["Content-Length"] = str(len(payload))
+    return response

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "--loglevel", "INFO", "-n", f"worker-{os.getpid()}@%h"]))
         children.append(_spawn("web", [sys.executable, "-m", "daphne", "-b", args.host, "-p", str(args.port),
                                        "webapp.asgi:application"]))
+        _wait_for_port(args.host, args.port, children)
         _announce(args.host, args.port, var_dir)
         while not stopping:
             for name, process in children:
@@ -97,6 +99,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         _stop(children)
+
+
+def _wait_for_port(host: str, port: int, children: list[tuple[str, subprocess.Popen[bytes]]],
+                   timeout: float = 60.0) -> None:
+    """Announce the URL only once the web server accepts connections there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, process in children:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with status {process.returncode} during start-up")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the web server did not listen on {host}:{port} within {timeout:.0f} s")
 
 
 def _announce(host: str, port: int, var_dir: Path) -> None:

@@ -1,50 +1,97 @@
 // Live run page: the snapshot on connect, then one message per epoch, pushed by the server.
 // Epoch numbers make the stream idempotent: an epoch already drawn is ignored, so a reconnect
 // (which sends a fresh snapshot) never duplicates points. If the socket cannot connect at all,
-// the page falls back to polling the REST API.
+// the page falls back to polling the REST API. One epoch slider drives the mask panel and the
+// charts' cursor, exact to the epoch: every epoch's mask is kept (compact packed bits).
 (function () {
   "use strict";
   const root = document.getElementById("run");
   const runId = root.dataset.runId;
   const FINAL = ["succeeded", "failed", "cancelled"];
-  const state = { epochs: [], acc: [], frac: [], status: null, live: 0, snapshots: 0, lastMask: null };
+  const PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777"];
+  const state = {
+    epochs: [], acc: [], frac: [], taskLoss: [], lambda: [], tau: [], masks: {},
+    status: null, live: 0, snapshots: 0, selectedEpoch: null, followLatest: true,
+  };
   window.maskselRun = state;  // read by tests and handy in the console
 
   const el = (id) => document.getElementById(id);
   const fmt = (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(4));
+  const EPOCH_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];  // whole epochs only
 
-  const chartEl = el("chart");
-  const chart = new uPlot({
-    width: Math.max(chartEl.clientWidth, 320), height: 280,
-    scales: { x: { time: false }, y: { range: [0, 1] } },
-    // Epochs are whole numbers: ticks at 1, 2, 5, 10, ... never at 2.5.
-    axes: [{ label: "epoch", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] }, { label: "share" }],
-    series: [
-      { label: "epoch" },
-      { label: "val accuracy", stroke: "#2563eb", width: 2, points: { show: true } },
-      { label: "fraction", stroke: "#ea580c", width: 2, points: { show: true } },
-    ],
-  }, [[], [], []], chartEl);
-  window.addEventListener("resize", () => chart.setSize({ width: Math.max(chartEl.clientWidth, 320), height: 280 }));
+  function makeChart(element, series, yScale, yLabel) {
+    const width = () => Math.max(element.clientWidth, 300);
+    const chart = new uPlot({
+      width: width(), height: 220,
+      cursor: { sync: { key: `run-${runId}` } },
+      scales: { x: { time: false }, y: yScale },
+      axes: [{ label: "epoch", incrs: EPOCH_TICKS }, { label: yLabel }],
+      series: [{ label: "epoch" }, ...series],
+    }, [[], ...series.map(() => [])], element);
+    window.addEventListener("resize", () => chart.setSize({ width: width(), height: 220 }));
+    return chart;
+  }
+
+  const charts = {
+    share: makeChart(el("chart"), [
+      { label: "val accuracy", stroke: PALETTE[0], width: 2, points: { show: true } },
+      { label: "fraction (Q)", stroke: PALETTE[1], width: 2, points: { show: true } },
+    ], { range: [0, 1] }, "share"),
+    loss: makeChart(el("chart-loss"), [{ label: "task loss", stroke: PALETTE[3], width: 2 }], {}, "loss"),
+    schedule: makeChart(el("chart-schedule"), [
+      { label: "lambda", stroke: PALETTE[4], width: 2 },
+      { label: "tau", stroke: PALETTE[5], width: 2 },
+    ], { distr: 3 }, "value (log)"),
+  };
 
   function redraw() {
-    chart.setData([state.epochs.slice(), state.acc.slice(), state.frac.slice()]);
-    chartEl.dataset.points = String(state.epochs.length);
+    const x = state.epochs.slice();
+    charts.share.setData([x, state.acc.slice(), state.frac.slice()]);
+    charts.loss.setData([x, state.taskLoss.slice()]);
+    charts.schedule.setData([x, state.lambda.slice(), state.tau.slice()]);
+    el("chart").dataset.points = String(state.epochs.length);
+    const slider = el("epoch-slider");
+    slider.max = String(Math.max(state.epochs.length, 1));
+    slider.disabled = state.epochs.length === 0;
+    if (state.followLatest && state.epochs.length) selectEpoch(state.epochs[state.epochs.length - 1]);
   }
 
   function addEpoch(msg, live) {
     const last = state.epochs.length ? state.epochs[state.epochs.length - 1] : 0;
     if (msg.epoch <= last) return false;
+    const m = msg.metrics;
     state.epochs.push(msg.epoch);
-    state.acc.push(msg.metrics.val_accuracy);
-    state.frac.push(msg.metrics.fraction);
+    state.acc.push(m.val_accuracy);
+    state.frac.push(m.fraction);
+    state.taskLoss.push(m.task_loss);
+    state.lambda.push(m.lambda);
+    state.tau.push(m.tau);
+    if (msg.mask) state.masks[msg.epoch] = msg.mask;
     if (live) state.live += 1;
     el("run-epoch").textContent = msg.epoch;
-    el("run-accuracy").textContent = fmt(msg.metrics.val_accuracy);
-    el("run-fraction").textContent = fmt(msg.metrics.fraction);
-    if (msg.mask) { state.lastMask = msg.mask; drawMask(msg.mask, msg.epoch); }
+    el("run-accuracy").textContent = fmt(m.val_accuracy);
+    el("run-fraction").textContent = fmt(m.fraction);
     return true;
   }
+
+  // The slider: epoch N shows N's mask and puts every chart's cursor on N.
+  function selectEpoch(epoch) {
+    state.selectedEpoch = epoch;
+    const index = state.epochs.indexOf(epoch);
+    el("epoch-slider").value = String(index + 1);
+    el("mask-epoch").textContent = epoch;
+    const mask = state.masks[epoch];
+    if (mask) drawMask(mask);
+    for (const chart of Object.values(charts)) {
+      if (index >= 0) chart.setCursor({ left: chart.valToPos(epoch, "x"), top: 10 });
+    }
+  }
+
+  el("epoch-slider").addEventListener("input", (event) => {
+    const index = Number(event.target.value) - 1;
+    state.followLatest = index === state.epochs.length - 1;
+    selectEpoch(state.epochs[index]);
+  });
 
   function setStatus(status, error) {
     state.status = status;
@@ -72,26 +119,45 @@
     return out;
   }
 
-  // Channel masks as a strip of cells, pixel masks as one heatmap per channel.
-  function drawMask(mask, epoch) {
-    el("mask-epoch").textContent = epoch;
+  function canvasFor(width, height, cell, title) {
+    const canvas = document.createElement("canvas");
+    canvas.width = width * cell; canvas.height = height * cell; canvas.title = title;
+    el("mask-view").appendChild(canvas);
+    return canvas.getContext("2d");
+  }
+
+  // Channel masks as a strip (paper Fig. 7), pixel and block masks as a heatmap per channel
+  // (Fig. 8), pixel-xor as one map coloured by the chosen channel.
+  function drawMask(mask) {
     const view = el("mask-view");
-    const shape = mask.shape;
-    const count = shape.reduce((a, b) => a * b, 1);
-    const bits = unpackBits(mask.bits, count);
     view.textContent = "";
-    const [C, H, W] = shape.length === 3 ? shape : [shape[0], 1, 1];
-    const cell = Math.max(4, Math.min(24, Math.floor(240 / Math.max(H, W))));
+    const shape = mask.shape;
+    const bits = unpackBits(mask.bits, shape.reduce((a, b) => a * b, 1));
+    if (shape.length === 1) {
+      const ctx = canvasFor(shape[0], 1, 22, "channels");
+      for (let c = 0; c < shape[0]; c++) {
+        ctx.fillStyle = bits[c] ? "#16a34a" : "#e5e7eb";
+        ctx.fillRect(c * 22, 0, 21, 21);
+      }
+      return;
+    }
+    const [C, H, W] = shape;
+    const cell = Math.max(3, Math.min(24, Math.floor(240 / Math.max(H, W))));
+    if (mask.mask_type === "pixel-xor") {
+      const ctx = canvasFor(W, H, cell, "chosen channel per pixel");
+      for (let c = 0; c < C; c++) for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) {
+        if (!bits[(c * H + h) * W + w]) continue;
+        ctx.fillStyle = PALETTE[c % PALETTE.length];
+        ctx.fillRect(w * cell, h * cell, cell - 1, cell - 1);
+      }
+      return;
+    }
     for (let c = 0; c < C; c++) {
-      const canvas = document.createElement("canvas");
-      canvas.width = W * cell; canvas.height = H * cell;
-      canvas.title = "channel " + c;
-      const ctx = canvas.getContext("2d");
+      const ctx = canvasFor(W, H, cell, "channel " + c);
       for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) {
         ctx.fillStyle = bits[(c * H + h) * W + w] ? "#16a34a" : "#e5e7eb";
         ctx.fillRect(w * cell, h * cell, cell - 1, cell - 1);
       }
-      view.appendChild(canvas);
     }
   }
 

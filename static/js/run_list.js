@@ -23,4 +23,12 @@
     }
   }
   setInterval(refresh, 3000);
+
+  // Ticked runs go to /compare/?runs=... in the order they appear.
+  const picks = () => Array.from(table.querySelectorAll(".compare-pick:checked")).map((box) => box.value);
+  table.addEventListener("change", () => {
+    const ids = picks();
+    document.getElementById("compare-runs").value = ids.join(",");
+    document.getElementById("compare-button").disabled = ids.length < 2;
+  });
 })();

@@ -41,6 +41,10 @@ def test_submit_watch_the_chart_grow_live_and_download_the_mask(stack: Stack, br
     state = page.evaluate("window.maskselRun")
     assert state["live"] >= 2 and state["epochs"] == list(range(1, 9))
     assert page.locator("#mask-view canvas").count() == 2  # one heatmap per channel
+    assert page.text_content("#mask-epoch") == "8"  # follows the latest epoch
+    page.eval_on_selector("#epoch-slider", "s => { s.value = '3'; s.dispatchEvent(new Event('input')); }")
+    assert page.text_content("#mask-epoch") == "3" and page.evaluate("window.maskselRun.selectedEpoch") == 3
+    assert len(page.evaluate("Object.keys(window.maskselRun.masks)")) == 8  # every epoch's mask is at hand
 
     with page.expect_download() as info:
         page.click("#dl-mask-npy")
@@ -56,4 +60,33 @@ def test_pages_need_a_login(stack: Stack, browser: Any) -> None:
     for path in ("/runs/", "/runs/new/", "/runs/1/"):
         page.goto(f"{stack.base_url}{path}")
         assert "/accounts/login/" in page.url, path
+    page.close()
+
+
+def test_compare_three_runs_from_the_list(stack: Stack, browser: Any, tmp_path: Path) -> None:
+    with stack.client() as client:
+        digits = next(d for d in client.get("/api/datasets/").json() if d["builtin"] == "digits")
+        ids = [client.post("/api/runs/", json={"dataset": digits["id"], "mask_type": "pixel-any", "model": "mlp",
+                                               "epochs": 4, "seed": seed, "lambda_init": 0.5,
+                                               "model_lr": 0.003}).json()["id"] for seed in range(3)]
+        deadline = time.monotonic() + 120
+        while any(client.get(f"/api/runs/{i}/").json()["status"] != "succeeded" for i in ids):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+    page = browser.new_page(accept_downloads=True, viewport={"width": 1200, "height": 900})
+    log_in(page, stack)
+    for run_id in ids:
+        page.check(f".compare-pick[value='{run_id}']")
+    page.click("#compare-button")
+    page.wait_for_url("**/compare/?runs=*")
+    page.wait_for_function("window.maskselCompare && window.maskselCompare.drawn === 3")
+    compare = page.evaluate("window.maskselCompare")
+    assert compare["runs"] == 3 and len(compare["fronts"]) == 3 and all(n >= 1 for n in compare["fronts"])
+    assert "seed" in page.text_content("#config-diff")
+    with page.expect_download() as info:
+        page.click("#compare-csv")
+    target = tmp_path / "compare.csv"
+    info.value.save_as(target)
+    assert len(target.read_text().splitlines()) == 1 + 3 * 4
+    page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     page.close()

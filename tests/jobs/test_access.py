@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from jobs import api_urls, urls
 from jobs.models import Run
 
-RUN_PAGES = ["/runs/{id}/"]
+RUN_PAGES = ["/runs/{id}/", "/compare/?runs={id}", "/compare/metrics.csv?runs={id}"]
 LIST_PAGES = ["/runs/", "/runs/new/"]
 RUN_API = ["/api/runs/{id}/", "/api/runs/{id}/metrics/", "/api/runs/{id}/mask.json", "/api/runs/{id}/mask.npy",
            "/api/runs/{id}/model.pt", "/api/runs/{id}/metrics.csv", "/api/runs/{id}/config.json",

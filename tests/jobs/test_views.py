@@ -53,3 +53,30 @@ def test_a_bad_form_shows_the_error_next_to_the_field(alice_web: Client, digits:
 def test_another_users_run_page_is_404(alice_web: Client, bob: Any, digits: Any) -> None:
     run = Run.objects.create(owner=bob, dataset=digits, config={"mask_type": "pixel-any"}, total_epochs=1)
     assert alice_web.get(f"/runs/{run.pk}/").status_code == 404
+
+
+def test_the_compare_page_shows_differences_and_exports_every_epoch(alice_web: Client, alice: Any,
+                                                                    digits: Any) -> None:
+    import numpy as np
+
+    from jobs import services
+    from masksel_core import EpochRecord
+
+    runs = []
+    for lam in (0.1, 1.0):
+        run = Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any", "lambda_init": lam,
+                                                                      "seed": 0}, total_epochs=2)
+        for epoch in (1, 2):
+            services.run_record_epoch(run, EpochRecord(epoch, 1.0, 0.5, 0.5 + lam / 10, lam, 10.0, 0.5,
+                                                       np.ones((1, 8, 8), dtype=np.uint8)))
+        runs.append(run)
+    ids = f"{runs[0].pk},{runs[1].pk}"
+    page = alice_web.get(f"/compare/?runs={ids}").content.decode()
+    assert 'id="config-diff"' in page and "lambda_init" in page and "seed</td>" not in page
+    assert 'id="compare-data"' in page
+    csv_lines = alice_web.get(f"/compare/metrics.csv?runs={ids}").content.decode().splitlines()
+    assert csv_lines[0] == "run,epoch,task_loss,mask_loss,val_accuracy,lambda,tau,fraction"
+    assert [line.split(",")[:2] for line in csv_lines[1:]] == [[str(runs[0].pk), "1"], [str(runs[0].pk), "2"],
+                                                                [str(runs[1].pk), "1"], [str(runs[1].pk), "2"]]
+    assert alice_web.get("/compare/?runs=1,x").status_code == 404
+    assert alice_web.get(f"/compare/?runs={ids},999999").status_code == 404
