@@ -43,6 +43,18 @@ class DatasetList(APIView):
         return Response(dataset_json(row), status=status.HTTP_201_CREATED)
 
 
+class DatasetDetail(APIView):
+    def get(self, request: Request, dataset_id: int) -> Response:
+        return Response(dataset_json(selectors.dataset_get(request.user, dataset_id)))
+
+
+class DatasetPreview(APIView):
+    """The first sample of each class, per channel, as 8-bit grey images (base64)."""
+
+    def get(self, request: Request, dataset_id: int) -> Response:
+        return Response(selectors.dataset_preview(selectors.dataset_get(request.user, dataset_id)))
+
+
 class RunList(APIView):
     parser_classes = [JSONParser]
 

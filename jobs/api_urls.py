@@ -8,6 +8,8 @@ from . import api
 urlpatterns = [
     path("auth/token/", obtain_auth_token),
     path("datasets/", api.DatasetList.as_view()),
+    path("datasets/<int:dataset_id>/", api.DatasetDetail.as_view()),
+    path("datasets/<int:dataset_id>/preview/", api.DatasetPreview.as_view()),
     path("runs/", api.RunList.as_view()),
     path("runs/<int:run_id>/", api.RunDetail.as_view()),
     path("runs/<int:run_id>/metrics/", api.RunMetrics.as_view()),

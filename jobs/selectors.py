@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -152,3 +153,36 @@ def compare_payload(runs: list[Run]) -> list[dict[str, Any]]:
             "fraction": [r.fraction for r in rows], "task_loss": [r.task_loss for r in rows],
         })
     return out
+
+
+PREVIEW_CHANNELS = 8
+
+
+def dataset_preview(dataset: Dataset) -> dict[str, Any]:
+    """The first training sample of every class, each channel as 8-bit grey (base64), for the page.
+
+    Computed once per data set and kept next to the media files: loading a data set can take a second.
+    """
+    import json
+
+    cache = Path(settings.MEDIA_ROOT) / "previews" / f"{dataset.pk}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    import masksel_core
+
+    data = masksel_core.load_dataset(dataset.source)
+    samples = []
+    for label in range(data.num_classes):
+        index = int((data.y_train == label).nonzero()[0][0]) if (data.y_train == label).any() else None
+        if index is None:
+            continue
+        x = data.x_train[index][:PREVIEW_CHANNELS].numpy()  # (C, H, W)
+        low, high = float(x.min()), float(x.max())
+        scaled = ((x - low) / (high - low) * 255 if high > low else x * 0).astype(np.uint8)
+        samples.append({"label": label, "channels": [base64.b64encode(c.tobytes()).decode("ascii") for c in scaled]})
+    preview = {"height": data.input_shape[1], "width": data.input_shape[2],
+               "channel_names": data.channel_names[:PREVIEW_CHANNELS], "channels_total": data.input_shape[0],
+               "samples": samples}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(preview))
+    return preview

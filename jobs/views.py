@@ -1,6 +1,7 @@
 """Server-rendered pages; live updates come from `static/js/run_detail.js` over the websocket."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -20,7 +21,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def run_new(request: HttpRequest) -> HttpResponse:
     datasets = selectors.datasets_visible_to(request.user)
-    form = RunForm(request.POST or None, datasets=datasets)
+    form = RunForm(request.POST or None, datasets=datasets, initial=_initial_for(request))
     if request.method == "POST" and form.is_valid():
         try:
             run = services.run_create(owner=request.user, data=form.run_data())
@@ -29,6 +30,18 @@ def run_new(request: HttpRequest) -> HttpResponse:
         else:
             return redirect("run-detail", run_id=run.pk)
     return render(request, "runs/new.html", {"form": form})
+
+
+def _initial_for(request: HttpRequest) -> dict[str, object]:
+    """`?clone=<run>` pre-fills every option of an earlier run; `?dataset=<id>` picks the data set."""
+    initial: dict[str, object] = {}
+    if request.GET.get("clone"):
+        source = selectors.run_get(request.user, request.GET["clone"])
+        initial.update({key: value for key, value in source.config.items() if value is not None})
+        initial["dataset"] = source.dataset_id
+    if request.GET.get("dataset"):
+        initial["dataset"] = selectors.dataset_get(request.user, request.GET["dataset"]).pk
+    return initial
 
 
 @login_required
@@ -59,3 +72,15 @@ def compare_csv(request: HttpRequest) -> HttpResponse:
     response["Content-Disposition"] = 'attachment; filename="masksel-compare.csv"'
     response["Content-Length"] = str(len(payload))
     return response
+
+
+@login_required
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    datasets = selectors.datasets_visible_to(request.user)
+    return render(request, "datasets/list.html", {"datasets": datasets,
+                                                  "max_upload": settings.MASKSEL_MAX_UPLOAD_BYTES})
+
+
+@login_required
+def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    return render(request, "datasets/detail.html", {"dataset": selectors.dataset_get(request.user, dataset_id)})

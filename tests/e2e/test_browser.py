@@ -90,3 +90,28 @@ def test_compare_three_runs_from_the_list(stack: Stack, browser: Any, tmp_path: 
     assert len(target.read_text().splitlines()) == 1 + 3 * 4
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     page.close()
+
+
+def test_upload_a_dataset_in_the_page_see_refusals_and_the_preview(stack: Stack, browser: Any,
+                                                                  tmp_path: Path) -> None:
+    from tests.conftest import make_npz
+
+    good = make_npz(tmp_path / "good.npz", n=60, channels=3, size=8, classes=3)
+    bad = make_npz(tmp_path / "bad.npz", x_train=np.full((4, 1, 3, 3), np.nan, dtype=np.float32),
+                   y_train=np.array([0, 1, 0, 1]))
+    page = browser.new_page()
+    log_in(page, stack)
+    page.click("text=Datasets")
+    page.set_input_files("#upload-file", str(bad))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_function("document.getElementById('upload-message').textContent.startsWith('Refused')")
+    assert "NaN" in page.text_content("#upload-message")
+    page.fill("#upload-name", "three-channels")
+    page.set_input_files("#upload-file", str(good))
+    page.click("#upload-form button[type=submit]")
+    link = "#datasets-table a:has-text('three-channels')"
+    page.wait_for_selector(link)  # the list reloads with the new data set
+    page.click(link)
+    page.wait_for_function("document.getElementById('preview').dataset.samples === '3'")
+    assert page.locator("#preview canvas").count() == 9  # 3 classes x 3 channels
+    page.close()

@@ -11,19 +11,21 @@ from jobs import api_urls, urls
 from jobs.models import Run
 
 RUN_PAGES = ["/runs/{id}/", "/compare/?runs={id}", "/compare/metrics.csv?runs={id}"]
-LIST_PAGES = ["/runs/", "/runs/new/"]
+LIST_PAGES = ["/runs/", "/runs/new/", "/datasets/"]
 RUN_API = ["/api/runs/{id}/", "/api/runs/{id}/metrics/", "/api/runs/{id}/mask.json", "/api/runs/{id}/mask.npy",
            "/api/runs/{id}/model.pt", "/api/runs/{id}/metrics.csv", "/api/runs/{id}/config.json",
            "/api/runs/{id}/bundle.zip"]
 LIST_API = ["/api/datasets/", "/api/runs/"]
 POST_RUN_API = ["/api/runs/{id}/cancel/"]
+DATASET_PAGES = ["/datasets/{id}/"]
+DATASET_API = ["/api/datasets/{id}/", "/api/datasets/{id}/preview/"]
 
 
 def test_the_lists_here_cover_every_route_of_the_app() -> None:
     """A new route fails this test until it is added to the access checks below."""
-    assert len(urls.urlpatterns) == len(RUN_PAGES) + len(LIST_PAGES)
-    # api_urls: token endpoint (public by design), datasets, runs, run, metrics, cancel, one download pattern.
-    assert len(api_urls.urlpatterns) == 7
+    assert len(urls.urlpatterns) == len(RUN_PAGES) + len(LIST_PAGES) + len(DATASET_PAGES)
+    # api_urls: the token endpoint (public by design) and the ones listed here (downloads: one pattern).
+    assert len(api_urls.urlpatterns) == 1 + len(LIST_API) + len(DATASET_API) + len(RUN_API) - 5 + len(POST_RUN_API)
 
 
 @pytest.fixture
@@ -57,3 +59,24 @@ def test_another_users_run_is_404_on_every_route(alices_run: Run, bob: Any) -> N
     listing = web.get("/runs/").content.decode()
     assert f"/runs/{alices_run.pk}/" not in listing and "No runs yet" in listing
     assert Run.objects.get(pk=alices_run.pk).status == "queued"  # bob's cancel did nothing
+
+
+def test_another_users_dataset_is_404_on_every_route(alice: Any, bob: Any, tmp_path: Any) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from jobs import services
+    from tests.conftest import make_npz
+
+    path = make_npz(tmp_path / "d.npz")
+    theirs = services.dataset_create(owner=bob, name="bobs", upload=SimpleUploadedFile("d.npz", path.read_bytes()))
+    web, api = Client(), APIClient()
+    assert web.get(f"/datasets/{theirs.pk}/").status_code == 302  # anonymous: to the login page
+    assert api.get(f"/api/datasets/{theirs.pk}/").status_code in (401, 403)
+    web.force_login(alice)
+    api.force_authenticate(alice)
+    for path_ in DATASET_PAGES:
+        assert web.get(path_.format(id=theirs.pk)).status_code == 404
+    for path_ in DATASET_API:
+        assert api.get(path_.format(id=theirs.pk)).status_code == 404
+    assert web.get(f"/runs/new/?dataset={theirs.pk}").status_code == 404
+    assert "bobs" not in web.get("/datasets/").content.decode()

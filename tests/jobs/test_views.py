@@ -80,3 +80,24 @@ def test_the_compare_page_shows_differences_and_exports_every_epoch(alice_web: C
                                                                 [str(runs[1].pk), "1"], [str(runs[1].pk), "2"]]
     assert alice_web.get("/compare/?runs=1,x").status_code == 404
     assert alice_web.get(f"/compare/?runs={ids},999999").status_code == 404
+
+
+def test_datasets_page_lists_builtins_and_the_preview_has_one_sample_per_class(alice_web: Client, alice: Any,
+                                                                                  digits: Any) -> None:
+    from rest_framework.test import APIClient
+
+    page = alice_web.get("/datasets/").content.decode()
+    assert "digits" in page and 'id="upload-form"' in page
+    assert alice_web.get(f"/datasets/{digits.pk}/").status_code == 200
+    api = APIClient()
+    api.force_authenticate(alice)
+    preview = api.get(f"/api/datasets/{digits.pk}/preview/").json()
+    assert [s["label"] for s in preview["samples"]] == list(range(10))
+    assert preview["height"] == 8 and len(preview["samples"][0]["channels"]) == 1
+
+
+def test_clone_prefills_the_form_with_the_earlier_runs_options(alice_web: Client, alice: Any, digits: Any) -> None:
+    run = Run.objects.create(owner=alice, dataset=digits, total_epochs=7,
+                             config={"mask_type": "block-any", "model": "lenet5", "epochs": 7, "lambda_init": 0.25})
+    page = alice_web.get(f"/runs/new/?clone={run.pk}").content.decode()
+    assert 'value="block-any" selected' in page and 'value="7"' in page and 'value="0.25"' in page
