@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 from django.http import FileResponse, Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -17,6 +19,7 @@ from rest_framework.views import APIView
 
 from masksel_core.export import mask_document, npy_bytes
 
+from . import api_schema as doc
 from . import selectors, services
 from .models import Dataset, Run
 
@@ -32,9 +35,12 @@ def dataset_json(row: Dataset) -> dict[str, Any]:
 class DatasetList(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(responses=doc.DatasetOut(many=True), summary="Data sets you may use (built-ins and yours)")
     def get(self, request: Request) -> Response:
         return Response([dataset_json(row) for row in selectors.datasets_visible_to(request.user)])
 
+    @extend_schema(request={"multipart/form-data": doc.DatasetUpload}, responses={201: doc.DatasetOut, 400: doc.Error},
+                   summary="Upload an .npz; refused with a message naming the problem")
     def post(self, request: Request) -> Response:
         upload = request.FILES.get("file")
         if upload is None:
@@ -44,6 +50,7 @@ class DatasetList(APIView):
 
 
 class DatasetDetail(APIView):
+    @extend_schema(responses={200: doc.DatasetOut, 404: doc.Error})
     def get(self, request: Request, dataset_id: int) -> Response:
         return Response(dataset_json(selectors.dataset_get(request.user, dataset_id)))
 
@@ -51,6 +58,7 @@ class DatasetDetail(APIView):
 class DatasetPreview(APIView):
     """The first sample of each class, per channel, as 8-bit grey images (base64)."""
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: doc.Error})
     def get(self, request: Request, dataset_id: int) -> Response:
         return Response(selectors.dataset_preview(selectors.dataset_get(request.user, dataset_id)))
 
@@ -58,26 +66,45 @@ class DatasetPreview(APIView):
 class RunList(APIView):
     parser_classes = [JSONParser]
 
+    @extend_schema(responses=doc.RunOut(many=True), summary="Your runs, newest first")
     def get(self, request: Request) -> Response:
         runs = selectors.runs_visible_to(request.user)[:500]
         return Response([selectors.run_summary(run) for run in runs])
 
+    @extend_schema(request=doc.RunCreate, responses={201: doc.RunCreated, 400: doc.Error},
+                   summary="Queue a run: a data set, a mask (or chain), a model and any TrainConfig option")
     def post(self, request: Request) -> Response:
         run = services.run_create(owner=request.user, data=request.data)
         return Response({"id": run.pk, "status": run.status}, status=status.HTTP_201_CREATED)
 
 
 class RunDetail(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses={200: doc.RunOut, 404: doc.Error})
     def get(self, request: Request, run_id: int) -> Response:
         return Response(selectors.run_summary(selectors.run_get(request.user, run_id)))
 
+    @extend_schema(request=doc.RunAnnotate, responses={200: doc.RunOut, 400: doc.Error, 404: doc.Error})
+    def patch(self, request: Request, run_id: int) -> Response:
+        """Change tags (a list of strings) and notes (text)."""
+        run = services.run_annotate(selectors.run_get(request.user, run_id), request.data)
+        return Response(selectors.run_summary(run))
+
+    @extend_schema(responses={204: None, 400: doc.Error, 404: doc.Error})
+    def delete(self, request: Request, run_id: int) -> Response:
+        services.run_delete(selectors.run_get(request.user, run_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 class RunMetrics(APIView):
+    @extend_schema(responses={200: doc.MetricRow(many=True), 404: doc.Error}, summary="Every epoch so far")
     def get(self, request: Request, run_id: int) -> Response:
         return Response(selectors.run_metrics(selectors.run_get(request.user, run_id)))
 
 
 class RunCancel(APIView):
+    @extend_schema(request=None, responses={200: doc.RunCreated, 400: doc.Error, 404: doc.Error})
     def post(self, request: Request, run_id: int) -> Response:
         run = services.run_cancel(selectors.run_get(request.user, run_id))
         return Response({"id": run.pk, "status": run.status})
@@ -106,6 +133,13 @@ def _attachment(payload: bytes, filename: str, content_type: str) -> HttpRespons
 class RunDownload(APIView):
     """`mask.json`, `mask.npy`, `model.pt`, `metrics.csv`, `config.json`, `bundle.zip`."""
 
+    @extend_schema(
+        parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH,
+                                     enum=["mask.json", "mask.npy", "model.pt", "metrics.csv", "config.json",
+                                           "bundle.zip"]),
+                    OpenApiParameter("epoch", int, description="the mask of this epoch (mask.json, mask.npy)")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: doc.Error},
+        operation_id="runs_download", summary="A run's files; the mask of any epoch with ?epoch=N")
     def get(self, request: Request, run_id: int, name: str) -> HttpResponse:
         run = selectors.run_get(request.user, run_id)
         prefix = f"run{run.pk}"

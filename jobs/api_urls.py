@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from . import api
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("datasets/", api.DatasetList.as_view()),
     path("datasets/<int:dataset_id>/", api.DatasetDetail.as_view()),
     path("datasets/<int:dataset_id>/preview/", api.DatasetPreview.as_view()),

@@ -65,6 +65,8 @@ class Run(models.Model):
     fraction = models.FloatField(null=True, blank=True)
     val_accuracy = models.FloatField(null=True, blank=True)
     artifact_bytes = models.BigIntegerField(default=0)
+    tags = models.JSONField(default=list, blank=True)
+    notes = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

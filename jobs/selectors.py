@@ -93,6 +93,8 @@ def run_summary(run: Run) -> dict[str, Any]:
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
+        "tags": run.tags,
+        "notes": run.notes,
         "attempts": run.attempts,
         "worker_lost": run_worker_lost(run),
         "retries": run.retries,

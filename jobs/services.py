@@ -241,3 +241,41 @@ def run_cancel(run: Run) -> Run:
 
 def run_is_cancelled(run_id: int) -> bool:
     return Run.objects.filter(pk=run_id, status=RunStatus.CANCELLED).exists()
+
+
+MAX_TAGS, MAX_TAG_LENGTH, MAX_NOTES = 20, 50, 10_000
+
+
+def run_annotate(run: Run, data: dict[str, Any]) -> Run:
+    """Set a run's tags and notes (the only fields a user may change after submitting)."""
+    if not isinstance(data, dict):
+        raise ServiceError("the body must be a JSON object")
+    unknown = sorted(set(data) - {"tags", "notes"})
+    if unknown:
+        raise ServiceError(f"only tags and notes can be changed, not {', '.join(unknown)}")
+    fields: dict[str, Any] = {}
+    if "tags" in data:
+        tags = data["tags"]
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+            raise ServiceError("tags must be a list of non-empty strings")
+        tags = list(dict.fromkeys(t.strip() for t in tags))
+        if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG_LENGTH for t in tags):
+            raise ServiceError(f"at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters")
+        fields["tags"] = tags
+    if "notes" in data:
+        if not isinstance(data["notes"], str) or len(data["notes"]) > MAX_NOTES:
+            raise ServiceError(f"notes must be text of at most {MAX_NOTES} characters")
+        fields["notes"] = data["notes"]
+    Run.objects.filter(pk=run.pk).update(**fields)
+    run.refresh_from_db()
+    return run
+
+
+def run_delete(run: Run) -> None:
+    """Delete a finished or queued run with its metrics and files; a running one must be cancelled first."""
+    if run.status == RunStatus.RUNNING:
+        raise ServiceError(f"run {run.pk} is running; cancel it before deleting it")
+    directory = Path(run.artifact_dir)
+    with transaction.atomic():
+        Run.objects.filter(pk=run.pk).delete()
+        transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))

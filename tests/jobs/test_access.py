@@ -55,6 +55,8 @@ def test_another_users_run_is_404_on_every_route(alices_run: Run, bob: Any) -> N
         assert response.status_code == 404 and "error" in response.json(), path
     for path in POST_RUN_API:
         assert api.post(path.format(id=alices_run.pk)).status_code == 404, path
+    assert api.patch(f"/api/runs/{alices_run.pk}/", {"notes": "mine"}, format="json").status_code == 404
+    assert api.delete(f"/api/runs/{alices_run.pk}/").status_code == 404
     assert api.get("/api/runs/").json() == []
     listing = web.get("/runs/").content.decode()
     assert f"/runs/{alices_run.pk}/" not in listing and "No runs yet" in listing

@@ -121,3 +121,47 @@ def test_uploads_refused_for_any_reason_leave_no_file_behind(alice_api: APIClien
         response = alice_api.post("/api/datasets/", {"file": io.BytesIO(payload), "name": "bad"}, format="multipart")
         assert response.status_code == 400 and response.json()["error"]
     assert set(media.rglob("*")) == before
+
+
+def test_tags_and_notes_can_be_changed_and_nothing_else(alice_api: APIClient, digits: Any) -> None:
+    run_id = alice_api.post("/api/runs/", {"dataset": digits.pk, **FAST}, format="json").json()["id"]
+    changed = alice_api.patch(f"/api/runs/{run_id}/", {"tags": ["baseline", "baseline", " pixel "],
+                                                       "notes": "first try"}, format="json")
+    assert changed.status_code == 200 and changed.json()["tags"] == ["baseline", "pixel"]
+    assert alice_api.get(f"/api/runs/{run_id}/").json()["notes"] == "first try"
+    for body, needle in (({"status": "succeeded"}, "only tags and notes"), ({"tags": "x"}, "list of non-empty"),
+                         ({"tags": ["x" * 51]}, "at most 20 tags"), ({"notes": 5}, "notes must be text")):
+        response = alice_api.patch(f"/api/runs/{run_id}/", body, format="json")
+        assert response.status_code == 400 and needle in response.json()["error"], body
+
+
+def test_deleting_a_run_removes_its_rows_and_files_but_not_while_it_runs(
+        alice_api: APIClient, digits: Any, django_capture_on_commit_callbacks: Any) -> None:
+    from jobs import services
+    from jobs.models import EpochMetric, Run
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = alice_api.post("/api/runs/", {"dataset": digits.pk, **FAST}, format="json").json()["id"]
+    directory = Path(Run.objects.get(pk=run_id).artifact_dir)
+    assert directory.is_dir() and EpochMetric.objects.filter(run_id=run_id).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_api.delete(f"/api/runs/{run_id}/").status_code == 204
+    assert not Run.objects.filter(pk=run_id).exists() and not EpochMetric.objects.filter(run_id=run_id).exists()
+    assert not directory.exists()
+    other = alice_api.post("/api/runs/", {"dataset": digits.pk, **FAST}, format="json").json()["id"]
+    services.run_start(other, worker="w:1", device="cpu")
+    refused = alice_api.delete(f"/api/runs/{other}/")
+    assert refused.status_code == 400 and "cancel it before deleting" in refused.json()["error"]
+
+
+def test_the_openapi_schema_documents_every_endpoint_and_the_docs_page_works_offline(alice_api: APIClient) -> None:
+    import yaml
+
+    schema = yaml.safe_load(alice_api.get("/api/schema/").content)
+    paths = set(schema["paths"])
+    assert {"/api/runs/", "/api/runs/{run_id}/", "/api/runs/{run_id}/metrics/", "/api/runs/{run_id}/cancel/",
+            "/api/datasets/", "/api/runs/{run_id}/{name}"} <= paths
+    run_request = schema["components"]["schemas"]["RunCreate"]["properties"]
+    assert {"dataset", "mask_type", "lambda_init", "tau_init", "target_fraction"} <= set(run_request)
+    docs = alice_api.get("/api/docs/").content.decode()
+    assert "swagger-ui" in docs and "cdn" not in docs.lower()
