@@ -15,7 +15,7 @@ LIST_PAGES = ["/runs/", "/runs/new/", "/datasets/"]
 RUN_API = ["/api/runs/{id}/", "/api/runs/{id}/metrics/", "/api/runs/{id}/mask.json", "/api/runs/{id}/mask.npy",
            "/api/runs/{id}/model.pt", "/api/runs/{id}/metrics.csv", "/api/runs/{id}/config.json",
            "/api/runs/{id}/bundle.zip"]
-LIST_API = ["/api/datasets/", "/api/runs/"]
+LIST_API = ["/api/datasets/", "/api/runs/", "/api/schema/", "/api/docs/"]
 POST_RUN_API = ["/api/runs/{id}/cancel/"]
 DATASET_PAGES = ["/datasets/{id}/"]
 DATASET_API = ["/api/datasets/{id}/", "/api/datasets/{id}/preview/"]
