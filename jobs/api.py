@@ -66,10 +66,14 @@ class DatasetPreview(APIView):
 class RunList(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(responses=doc.RunOut(many=True), summary="Your runs, newest first")
+    @extend_schema(responses=doc.RunOut(many=True), summary="Your runs, newest first (500 at most; ?ids=1,2,3)",
+                   parameters=[OpenApiParameter("ids", str, description="only these runs (comma-separated ids)")])
     def get(self, request: Request) -> Response:
-        runs = selectors.runs_visible_to(request.user)[:500]
-        return Response([selectors.run_summary(run) for run in runs])
+        runs = selectors.runs_visible_to(request.user).order_by("-id")
+        if request.query_params.get("ids"):
+            ids = [part for part in request.query_params["ids"].split(",") if part.strip().isdigit()]
+            runs = runs.filter(pk__in=[int(part) for part in ids])
+        return Response([selectors.run_summary(run, with_latest=False) for run in runs[:500]])
 
     @extend_schema(request=doc.RunCreate, responses={201: doc.RunCreated, 400: doc.Error},
                    summary="Queue a run: a data set, a mask (or chain), a model and any TrainConfig option")

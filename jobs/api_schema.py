@@ -90,6 +90,7 @@ class RunOut(serializers.Serializer):
     device = serializers.CharField()
     fraction = serializers.FloatField(allow_null=True)
     val_accuracy = serializers.FloatField(allow_null=True)
+    best_accuracy = serializers.FloatField(allow_null=True)
     tags = serializers.ListField(child=serializers.CharField())
     notes = serializers.CharField()
     attempts = serializers.IntegerField()

@@ -66,6 +66,8 @@ class Run(models.Model):
     val_accuracy = models.FloatField(null=True, blank=True)
     artifact_bytes = models.BigIntegerField(default=0)
     tags = models.JSONField(default=list, blank=True)
+    tag_index = models.CharField(max_length=1100, blank=True, default="", db_index=True)  # "|a|b|", to filter by tag
+    best_accuracy = models.FloatField(null=True, blank=True)
     notes = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -71,9 +71,9 @@ def run_worker_lost(run: Run) -> bool:
     return run.heartbeat_at < timezone.now() - timedelta(seconds=settings.MASKSEL_STALE_SECONDS)
 
 
-def run_summary(run: Run) -> dict[str, Any]:
-    """The run as the REST API and the websocket snapshot show it."""
-    latest = run.epochs.order_by("-epoch").first()
+def run_summary(run: Run, *, with_latest: bool = True) -> dict[str, Any]:
+    """The run as the REST API and the websocket snapshot show it (lists leave out `latest`: one query less per run)."""
+    latest = run.epochs.order_by("-epoch").first() if with_latest else None
     return {
         "id": run.pk,
         "status": run.status,
@@ -89,6 +89,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "device": run.device,
         "fraction": run.fraction,
         "val_accuracy": run.val_accuracy,
+        "best_accuracy": run.best_accuracy,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
@@ -188,3 +189,34 @@ def dataset_preview(dataset: Dataset) -> dict[str, Any]:
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(preview))
     return preview
+
+
+RUNS_PER_PAGE = 50
+
+
+def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
+    """One page of the run table, filtered by status, data set, mask type, tag and a search text.
+
+    A fixed number of queries whatever the page size: the count, the page (with its data set
+    joined) and nothing per row; every column is a field of the run row.
+    """
+    from django.core.paginator import Paginator
+
+    filters = {key: str(params.get(key, "")).strip() for key in ("status", "dataset", "mask", "tag", "q")}
+    runs = runs_visible_to(user)
+    if filters["status"]:
+        runs = runs.filter(status=filters["status"])
+    if filters["dataset"].isdigit():
+        runs = runs.filter(dataset_id=int(filters["dataset"]))
+    if filters["mask"]:
+        runs = runs.filter(config__mask_type=filters["mask"])
+    if filters["tag"]:
+        runs = runs.filter(tag_index__contains=f"|{filters['tag']}|")
+    if filters["q"]:
+        text = filters["q"].lstrip("#")
+        match = Q(notes__icontains=text) | Q(tag_index__icontains=text) | Q(config__model=text)
+        if text.isdigit():
+            match |= Q(pk=int(text))
+        runs = runs.filter(match)
+    page = Paginator(runs.order_by("-id"), RUNS_PER_PAGE).get_page(params.get("page"))
+    return page, filters

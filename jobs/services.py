@@ -18,7 +18,7 @@ from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.http import Http404
 from django.utils import timezone
 
@@ -203,8 +203,9 @@ def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
     }
     with transaction.atomic():
         row, _ = EpochMetric.objects.update_or_create(run=run, epoch=record.epoch, defaults=fields)
-        Run.objects.filter(pk=run.pk).update(epoch=record.epoch, fraction=record.fraction,
-                                             val_accuracy=record.val_accuracy)
+        Run.objects.filter(pk=run.pk).update(
+            epoch=record.epoch, fraction=record.fraction, val_accuracy=record.val_accuracy,
+            best_accuracy=Greatest(Coalesce(F("best_accuracy"), Value(-1.0)), Value(record.val_accuracy)))
     progress.broadcast(run.pk, {"type": "epoch", **epoch_message(run, row)})
     return row
 
@@ -262,6 +263,7 @@ def run_annotate(run: Run, data: dict[str, Any]) -> Run:
         if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG_LENGTH for t in tags):
             raise ServiceError(f"at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters")
         fields["tags"] = tags
+        fields["tag_index"] = "|" + "|".join(tags) + "|" if tags else ""
     if "notes" in data:
         if not isinstance(data["notes"], str) or len(data["notes"]) > MAX_NOTES:
             raise ServiceError(f"notes must be text of at most {MAX_NOTES} characters")

@@ -1,21 +1,29 @@
 """Server-rendered pages; live updates come from `static/js/run_detail.js` over the websocket."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from masksel_core import METRIC_COLUMNS
+from masksel_core import MASK_NAMES, METRIC_COLUMNS
 
 from . import selectors, services
 from .forms import RunForm
+from .models import RunStatus
 
 
 @login_required
 def run_list(request: HttpRequest) -> HttpResponse:
-    runs = selectors.runs_visible_to(request.user)[:200]
-    return render(request, "runs/list.html", {"runs": runs})
+    page, filters = selectors.runs_page(request.user, request.GET)
+    query = urlencode({key: value for key, value in filters.items() if value})
+    return render(request, "runs/list.html", {
+        "runs": page.object_list, "page": page, "filters": filters, "query": query,
+        "datasets": selectors.datasets_visible_to(request.user), "statuses": RunStatus.values,
+        "mask_types": MASK_NAMES,
+    })
 
 
 @login_required

@@ -9,7 +9,8 @@
     const rows = table.querySelectorAll("tr[data-run]");
     const open = Array.from(rows).some((row) => !FINAL.includes(row.querySelector("[data-field=status]").textContent));
     if (!open) return;
-    const runs = await fetch("/api/runs/").then((r) => r.json()).catch(() => []);
+    const ids = Array.from(rows).map((row) => row.dataset.run).join(",");
+    const runs = await fetch(`/api/runs/?ids=${ids}`).then((r) => r.json()).catch(() => []);
     for (const run of runs) {
       const row = table.querySelector(`tr[data-run="${run.id}"]`);
       if (!row) continue;
@@ -18,7 +19,7 @@
       badge.className = "status status-" + run.status;
       row.querySelector("[data-field=progress]").value = run.epoch;
       row.querySelector("[data-field=epoch]").textContent = run.epoch;
-      row.querySelector("[data-field=val_accuracy]").textContent = fmt(run.val_accuracy);
+      row.querySelector("[data-field=val_accuracy]").textContent = fmt(run.best_accuracy);
       row.querySelector("[data-field=fraction]").textContent = fmt(run.fraction);
     }
   }

@@ -165,3 +165,15 @@ def test_the_openapi_schema_documents_every_endpoint_and_the_docs_page_works_off
     assert {"dataset", "mask_type", "lambda_init", "tau_init", "target_fraction"} <= set(run_request)
     docs = alice_api.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower()
+
+
+def test_the_run_list_api_costs_the_same_queries_for_many_runs(alice_api: APIClient, alice: Any, digits: Any,
+                                                                django_assert_max_num_queries: Any) -> None:
+    from jobs.models import Run
+
+    runs = [Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any"}, total_epochs=1)
+            for _ in range(60)]
+    with django_assert_max_num_queries(4):
+        assert len(alice_api.get("/api/runs/").json()) == 60
+    picked = alice_api.get(f"/api/runs/?ids={runs[0].pk},{runs[3].pk},x").json()
+    assert sorted(r["id"] for r in picked) == sorted([runs[0].pk, runs[3].pk])

@@ -101,3 +101,26 @@ def test_clone_prefills_the_form_with_the_earlier_runs_options(alice_web: Client
                              config={"mask_type": "block-any", "model": "lenet5", "epochs": 7, "lambda_init": 0.25})
     page = alice_web.get(f"/runs/new/?clone={run.pk}").content.decode()
     assert 'value="block-any" selected' in page and 'value="7"' in page and 'value="0.25"' in page
+
+
+def test_the_run_table_filters_searches_and_pages_with_a_fixed_number_of_queries(
+        alice_web: Client, alice: Any, digits: Any, django_assert_max_num_queries: Any) -> None:
+    from jobs import services
+
+    runs = [Run.objects.create(owner=alice, dataset=digits, total_epochs=1,
+                               config={"mask_type": "pixel-any" if i % 2 else "channel-any", "model": "mlp"},
+                               status="succeeded" if i % 3 else "failed") for i in range(120)]
+    services.run_annotate(runs[5], {"tags": ["baseline"], "notes": "the very first sweep"})
+    with django_assert_max_num_queries(8):  # session, user, count, page, data sets for the filter
+        page = alice_web.get("/runs/").content.decode()
+    assert page.count('class="compare-pick"') == 50 and "page 1 of 3" in page
+    with django_assert_max_num_queries(8):
+        last = alice_web.get("/runs/?page=3").content.decode()
+    assert last.count('class="compare-pick"') == 20
+    failed = alice_web.get("/runs/?status=failed&mask=channel-any").content.decode()
+    assert failed.count('class="compare-pick"') == len([i for i in range(120) if i % 3 == 0 and i % 2 == 0])
+    tagged = alice_web.get("/runs/?tag=baseline").content.decode()
+    assert tagged.count('class="compare-pick"') == 1 and f"/runs/{runs[5].pk}/" in tagged
+    assert f"/runs/{runs[5].pk}/" in alice_web.get("/runs/?q=first+sweep").content.decode()
+    assert alice_web.get(f"/runs/?q=%23{runs[7].pk}").content.decode().count('class="compare-pick"') == 1
+    assert "No run matches" in alice_web.get("/runs/?tag=nothing").content.decode()
