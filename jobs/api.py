@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from masksel_core.export import mask_document, npy_bytes
+from masksel_core.export import mask_document, mask_png, npy_bytes
 
 from . import api_schema as doc
 from . import selectors, services
@@ -139,21 +139,23 @@ class RunDownload(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH,
-                                     enum=["mask.json", "mask.npy", "model.pt", "metrics.csv", "config.json",
-                                           "bundle.zip"]),
-                    OpenApiParameter("epoch", int, description="the mask of this epoch (mask.json, mask.npy)")],
+                                     enum=["mask.json", "mask.npy", "mask.png", "model.pt", "model.ts", "metrics.csv",
+                                           "config.json", "bundle.zip"]),
+                    OpenApiParameter("epoch", int, description="the mask of this epoch (mask.json, .npy, .png)")],
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: doc.Error},
         operation_id="runs_download", summary="A run's files; the mask of any epoch with ?epoch=N")
     def get(self, request: Request, run_id: int, name: str) -> HttpResponse:
         run = selectors.run_get(request.user, run_id)
         prefix = f"run{run.pk}"
-        epoch_asked = _epoch_param(request) if name in ("mask.json", "mask.npy") else None
+        epoch_asked = _epoch_param(request) if name.startswith("mask.") else None
         final_json = Path(run.artifact_dir) / "mask.json"
         if name == "mask.json" and epoch_asked is None and run.is_final and final_json.is_file():
             # The trained mask as written by the core: for chains it also lists every stage.
             return _attachment(final_json.read_bytes(), f"{prefix}-mask.json", "application/json")
-        if name in ("mask.json", "mask.npy"):
+        if name.startswith("mask."):
             selected, fraction, epoch = selectors.epoch_selected(run, epoch_asked)
+            if name == "mask.png":
+                return _attachment(mask_png(selected), f"{prefix}-epoch{epoch}-mask.png", "image/png")
             if name == "mask.npy":
                 return _attachment(npy_bytes(selected), f"{prefix}-epoch{epoch}-mask.npy", "application/octet-stream")
             document = mask_document(run.mask_type, run.dataset.input_shape, selected, fraction)
@@ -161,7 +163,7 @@ class RunDownload(APIView):
         if name == "bundle.zip":
             return _attachment(_bundle(run), f"{prefix}-bundle.zip", "application/zip")
         path = Path(run.artifact_dir) / name
-        if name not in ("model.pt", "metrics.csv", "config.json") or not path.is_file():
+        if name not in ("model.pt", "model.ts", "metrics.csv", "config.json") or not path.is_file():
             raise Http404(f"{name} is not available for run {run.pk} (status {run.status})")
         response = FileResponse(path.open("rb"), as_attachment=True, filename=f"{prefix}-{name}")
         response["Content-Length"] = str(path.stat().st_size)
@@ -179,6 +181,14 @@ its input shape and transferred fraction. To apply it, zero what is not selected
     model = create_model("{model}", {input_shape}, {num_classes})
     model.load_state_dict(torch.load("model.pt", weights_only=True))
     x_masked = x * torch.from_numpy(mask).float()  # broadcast over (B, C, H, W){broadcast}
+
+Or, with nothing but torch: model.ts is the network behind its frozen mask and takes the full input
+(for JPEG/thumbnail chains: the merged picked versions):
+
+    net = torch.jit.load("model.ts")
+    prediction = net(x).argmax(dim=1)
+
+mask.png shows the mask: channels side by side, transferred cells in green.
 """
 
 
@@ -190,7 +200,8 @@ def _bundle(run: Run) -> bytes:
         archive.writestr("mask.npy", npy_bytes(selected))
         archive.writestr("mask.json", json.dumps(mask_document(run.mask_type, run.dataset.input_shape, selected,
                                                                 fraction)))
-        for name in ("model.pt", "metrics.csv", "config.json"):
+        archive.writestr("mask.png", mask_png(selected))
+        for name in ("model.pt", "model.ts", "metrics.csv", "config.json"):
             if (directory / name).is_file():
                 archive.write(directory / name, name)
         broadcast = "; channel masks: mask[:, None, None]" if run.mask_type.startswith("channel") else ""

@@ -5,11 +5,15 @@ sees a half-written artifact, even if the process dies mid-write.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
 import os
+import struct
 import tempfile
+import warnings
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -78,7 +82,8 @@ def metrics_csv(records: Iterable[EpochRecord | dict[str, Any]]) -> str:
 
 
 def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write `mask.json`, `mask.npy`, `model.pt`, `metrics.csv` and `config.json` into `out_dir`."""
+    """Write `mask.json`, `mask.npy`, `model.pt`, `metrics.csv` and `config.json` into `out_dir`,
+    and beside them `model.ts` (TorchScript of network-with-mask) and `mask.png`."""
     out = Path(out_dir)
     selected = result.selected
     stages = result.mask.describe() if "+" in result.config.mask_type or result.mask.extend else None
@@ -89,9 +94,97 @@ def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
         "model.pt": model_bytes(result.model),
         "metrics.csv": metrics_csv(result.records).encode(),
         "config.json": json.dumps(result.config.to_dict(), indent=2).encode(),
+        "model.ts": torchscript_bytes(result),
+        "mask.png": mask_png(selected),
     }
     paths = {}
     for name, payload in files.items():
         paths[name] = out / name
         atomic_write(paths[name], payload)
     return paths
+
+
+class MaskedNetwork(torch.nn.Module):
+    """The trained network behind its frozen mask: takes the full input, zeroes what is not transferred.
+
+    For chains that start with `extend` (JPEG or thumbnail versions) the input is the merged picked
+    versions, i.e. what a client rebuilds from the transferred data; the select stages after the
+    merge are applied here.
+    """
+
+    def __init__(self, network: torch.nn.Module, keep: torch.Tensor, scale: float) -> None:
+        super().__init__()
+        self.network = network
+        self.register_buffer("keep", keep)  # (C, H, W) of 0/1
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x * self.keep * self.scale)
+
+
+def frozen_keep(result: TrainResult) -> tuple[torch.Tensor, float]:
+    """The discrete mask of the stages that act on the network's input, as one 0/1 tensor, and its scale."""
+    from .masks import Merge, SelectStage
+
+    chain = result.mask
+    stages = list(chain.stages)
+    merges = [i for i, stage in enumerate(stages) if isinstance(stage, Merge)]
+    after = stages[merges[-1] + 1:] if merges else stages
+    keep = torch.ones(chain.output_shape, device=chain.base_cost.device)
+    scale = 1.0
+    with torch.no_grad():
+        for stage in after:
+            if isinstance(stage, SelectStage):
+                selected = stage.expand(stage.sample(tau=1.0, explore=False)).round()
+                keep = keep * selected
+                if stage.rescale:
+                    scale /= max(float(selected.mean()), 1e-6)
+    return keep.detach().cpu(), scale
+
+
+def torchscript_bytes(result: TrainResult) -> bytes:
+    """A TorchScript module of network-with-mask: `torch.jit.load(...)(x)` needs nothing of masksel."""
+    keep, scale = frozen_keep(result)
+    network = copy.deepcopy(result.model).cpu().eval()
+    module = MaskedNetwork(network, keep, scale).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # torch 2.14 points to torch.export; TorchScript is still what users can load anywhere with torch alone.
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            scripted = torch.jit.script(module)
+        except Exception:  # noqa: BLE001 - some networks only trace; the input shape is fixed anyway
+            scripted = torch.jit.trace(module, torch.zeros(1, *keep.shape))
+        torch.jit.save(scripted, buffer)
+    return buffer.getvalue()
+
+
+def mask_png(selected: np.ndarray, *, cell: int = 8) -> bytes:
+    """The mask as a picture: channels side by side (a strip for channel masks), kept cells green.
+
+    Written with the standard library (zlib) so the core needs no imaging package.
+    """
+    array = np.asarray(selected, dtype=np.uint8)
+    if array.ndim == 1:
+        array = array[:, None, None]
+    c, h, w = array.shape
+    gap = 1 if c > 1 else 0
+    width, height = c * w * cell + (c - 1) * cell * gap, h * cell
+    image = np.full((height, width, 3), 255, dtype=np.uint8)
+    kept, dropped = np.array([22, 163, 74], np.uint8), np.array([229, 231, 235], np.uint8)
+    for channel in range(c):
+        big = np.kron(array[channel], np.ones((cell, cell), dtype=np.uint8)).astype(bool)  # (h*cell, w*cell)
+        left = channel * (w + gap) * cell
+        image[:, left:left + w * cell] = np.where(big[..., None], kept, dropped)
+    return _png_rgb(image)
+
+
+def _png_rgb(image: np.ndarray) -> bytes:
+    height, width, _ = image.shape
+    raw = b"".join(b"\x00" + image[row].tobytes() for row in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")

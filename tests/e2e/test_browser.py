@@ -52,7 +52,35 @@ def test_submit_watch_the_chart_grow_live_and_download_the_mask(stack: Stack, br
     info.value.save_as(target)
     mask = np.load(target)
     assert mask.shape == (2, 16, 16) and mask.dtype == np.uint8
+
+    with page.expect_download() as info:
+        page.click("#dl-bundle")
+    bundle = tmp_path / "bundle.zip"
+    info.value.save_as(bundle)
+    check_bundle_predicts_like_the_model(bundle, slow_npz)
     page.close()
+
+
+def check_bundle_predicts_like_the_model(bundle: Path, data: Path) -> None:
+    """The bundle's TorchScript model, given full inputs, predicts what the network on masked inputs does."""
+    import zipfile
+
+    import torch
+
+    from masksel_core import create_model
+
+    folder = bundle.parent / "bundle"
+    zipfile.ZipFile(bundle).extractall(folder)
+    x = torch.from_numpy(np.load(data)["x_train"][:16])  # full inputs, as stored on the server
+    mask = torch.from_numpy(np.load(folder / "mask.npy")).float()
+    network = create_model("lenet5", (2, 16, 16), 4)
+    network.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    network.eval()
+    scripted = torch.jit.load(str(folder / "model.ts"))
+    with torch.no_grad():
+        expected = network(x * mask).argmax(dim=1)
+        assert torch.equal(scripted(x).argmax(dim=1), expected)
+    assert "torch.jit.load" in (folder / "README.txt").read_text()
 
 
 def test_pages_need_a_login(stack: Stack, browser: Any) -> None:

@@ -66,7 +66,15 @@ def test_a_run_over_rest_trains_and_serves_its_files(alice_api: APIClient, digit
     assert model.status_code == 200 and int(model["Content-Length"]) > 1000
     bundle = alice_api.get(f"/api/runs/{run_id}/bundle.zip")
     names = zipfile.ZipFile(io.BytesIO(bundle.content)).namelist()
-    assert {"mask.npy", "mask.json", "model.pt", "metrics.csv", "config.json", "README.txt"} <= set(names)
+    assert {"mask.npy", "mask.json", "mask.png", "model.pt", "model.ts", "metrics.csv", "config.json",
+            "README.txt"} <= set(names)
+    png = alice_api.get(f"/api/runs/{run_id}/mask.png?epoch=1")
+    assert png.status_code == 200 and png["Content-Type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    scripted = alice_api.get(f"/api/runs/{run_id}/model.ts")
+    import torch
+
+    net = torch.jit.load(io.BytesIO(b"".join(scripted.streaming_content)))
+    assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     assert alice_api.get(f"/api/runs/{run_id}/mask.json?epoch=9").status_code == 404
     assert alice_api.get(f"/api/runs/{run_id}/mask.json?epoch=x").json()["error"].startswith("epoch must be")
 
