@@ -57,3 +57,13 @@ def test_check_deploy_passes_with_production_settings(tmp_path) -> None:  # type
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
+
+
+def test_the_channel_layer_outwaits_its_own_blocking_reads() -> None:
+    """channels_redis blocks 5 s in BZPOPMIN; a socket timeout at or below that kills consumers (code 1011)."""
+    from channels_redis.core import RedisChannelLayer
+    from django.conf import settings
+
+    host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    assert host["socket_timeout"] > RedisChannelLayer.brpop_timeout * 2
+    assert host["max_connections"] >= 500

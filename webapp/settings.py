@@ -110,9 +110,12 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # redis-py 8 caps a pool at 100 connections and fails past it; hundreds of viewers joining
-        # a run at once each borrow one (group_add), so the web server gets a larger pool.
+        # a run at once each borrow one (group_add), so the web server gets a larger pool. It also
+        # reads with a 5 s socket timeout, the same 5 s that channels_redis blocks in BZPOPMIN for:
+        # on a busy machine the read lost that race and the consumer died with close code 1011.
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "max_connections": env.int("CHANNEL_MAX_CONNECTIONS", default=1000)}],
+            "hosts": [{"address": REDIS_URL, "max_connections": env.int("CHANNEL_MAX_CONNECTIONS", default=1000),
+                       "socket_timeout": 30}],
             "prefix": env.str("CHANNEL_PREFIX", default="masksel"),
         },
     }
