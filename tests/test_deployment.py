@@ -62,8 +62,9 @@ def test_check_deploy_passes_with_production_settings(tmp_path) -> None:  # type
 def test_the_channel_layer_outwaits_its_own_blocking_reads() -> None:
     """channels_redis blocks 5 s in BZPOPMIN; a socket timeout at or below that kills consumers (code 1011)."""
     from channels_redis.core import RedisChannelLayer
-    from django.conf import settings
 
-    host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    import webapp.settings as production  # the in-process tests swap in the in-memory layer
+
+    host = production.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
     assert host["socket_timeout"] > RedisChannelLayer.brpop_timeout * 2
     assert host["max_connections"] >= 500
