@@ -82,6 +82,17 @@ class RunList(APIView):
         return Response({"id": run.pk, "status": run.status}, status=status.HTTP_201_CREATED)
 
 
+class SweepCreate(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: doc.RunCreated(many=True), 400: doc.Error},
+                   summary="One run per (lambda_init, lambda_factor) cell and seed: the options of a run, with "
+                           "lambda_init and lambda_factor as lists and seeds a count; optional name (the tag)")
+    def post(self, request: Request) -> Response:
+        runs = services.run_sweep(owner=request.user, data=request.data)
+        return Response([{"id": run.pk, "status": run.status} for run in runs], status=status.HTTP_201_CREATED)
+
+
 class RunDetail(APIView):
     parser_classes = [JSONParser]
 

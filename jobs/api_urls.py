@@ -14,6 +14,7 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/", api.DatasetDetail.as_view()),
     path("datasets/<int:dataset_id>/preview/", api.DatasetPreview.as_view()),
     path("runs/", api.RunList.as_view()),
+    path("sweeps/", api.SweepCreate.as_view()),
     path("runs/<int:run_id>/", api.RunDetail.as_view()),
     path("runs/<int:run_id>/metrics/", api.RunMetrics.as_view()),
     path("runs/<int:run_id>/cancel/", api.RunCancel.as_view()),

@@ -66,3 +66,41 @@ class RunForm(forms.Form):
         data = {key: value for key, value in self.cleaned_data.items() if value is not None}
         data["dataset"] = data["dataset"].pk
         return data
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise forms.ValidationError("give numbers separated by commas, e.g. 0.1, 1.0") from None
+    if not values:
+        raise forms.ValidationError("give at least one number")
+    return values
+
+
+class SweepForm(RunForm):
+    """The new-run form with a grid: one run per (lambda_init, lambda_factor) cell and seed."""
+
+    name = forms.CharField(required=False, max_length=50, help_text="tag of every run (default: sweep-<time>)")
+    lambda_inits = forms.CharField(initial="0.1, 1.0", help_text="lambda_init values (the paper: 0.1, 1.0)")
+    lambda_factors = forms.CharField(initial="1.1, 1.25", help_text="lambda_factor values (the paper: 1.1, 1.25)")
+    seeds = forms.IntegerField(initial=10, min_value=1, max_value=100, help_text="runs per cell (the paper: 10)")
+
+    field_order = ["name", "dataset", "mask_type", "model", "epochs", "lambda_inits", "lambda_factors", "seeds"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for replaced in ("lambda_init", "lambda_factor"):
+            del self.fields[replaced]
+
+    def clean_lambda_inits(self) -> list[float]:
+        return _numbers(self.cleaned_data["lambda_inits"])
+
+    def clean_lambda_factors(self) -> list[float]:
+        return _numbers(self.cleaned_data["lambda_factors"])
+
+    def run_data(self) -> dict[str, Any]:
+        data = super().run_data()
+        data["lambda_init"] = data.pop("lambda_inits")
+        data["lambda_factor"] = data.pop("lambda_factors")
+        return data

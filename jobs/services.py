@@ -81,7 +81,7 @@ def dataset_create(*, owner: Any, name: str, upload: UploadedFile) -> Dataset:
         Path(tmp_name).unlink(missing_ok=True)
 
 
-def run_create(*, owner: Any, data: dict[str, Any]) -> Run:
+def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = None) -> Run:
     """Check a run request (dataset visible, config valid) and queue it after the commit."""
     if not isinstance(data, dict):
         raise ServiceError("the body must be a JSON object")
@@ -103,7 +103,8 @@ def run_create(*, owner: Any, data: dict[str, Any]) -> Run:
     _check_storage(owner, extra=0)
     with transaction.atomic():
         run = Run.objects.create(owner=owner, dataset=dataset, config=config.to_dict(),
-                                 total_epochs=config.epochs + config.finalize_epochs)
+                                 total_epochs=config.epochs + config.finalize_epochs, tags=tags or [],
+                                 tag_index="|" + "|".join(tags) + "|" if tags else "")
         transaction.on_commit(lambda: _enqueue(run.pk))
     return run
 
@@ -281,3 +282,42 @@ def run_delete(run: Run) -> None:
     with transaction.atomic():
         Run.objects.filter(pk=run.pk).delete()
         transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
+
+
+MAX_SWEEP_RUNS = 200
+
+
+def run_sweep(*, owner: Any, data: dict[str, Any]) -> list[Run]:
+    """One run per (lambda_init, lambda_factor, seed) cell, all tagged with the sweep's name.
+
+    `data` holds the options of a single run, except that `lambda_init` and `lambda_factor` are
+    lists and `seeds` a count (the paper: {0.1, 1.0} x {1.1, 1.25} x 10 seeds). All or nothing:
+    any bad cell, or the open-run limit, refuses the whole sweep.
+    """
+    if not isinstance(data, dict):
+        raise ServiceError("the body must be a JSON object")
+    options = dict(data)
+    grid = {}
+    for key in ("lambda_init", "lambda_factor"):
+        values = options.pop(key, None)
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ServiceError(f"{key} must be a non-empty list of numbers")
+        grid[key] = [float(v) for v in values]
+    seeds = options.pop("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ServiceError("seeds must be a positive integer")
+    name = str(options.pop("name", "") or f"sweep-{timezone.now():%Y%m%d-%H%M%S}")[:MAX_TAG_LENGTH]
+    cells = [(li, lf, seed) for li in grid["lambda_init"] for lf in grid["lambda_factor"] for seed in range(seeds)]
+    if len(cells) > MAX_SWEEP_RUNS:
+        raise ServiceError(f"a sweep makes at most {MAX_SWEEP_RUNS} runs, this one {len(cells)}")
+    open_runs = Run.objects.filter(owner=owner, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
+    if open_runs + len(cells) > settings.MASKSEL_MAX_OPEN_RUNS:
+        raise ServiceError(f"the sweep's {len(cells)} runs and your {open_runs} open ones exceed the limit of "
+                           f"{settings.MASKSEL_MAX_OPEN_RUNS} queued or running runs")
+    base_seed = int(options.pop("seed", 0) or 0)
+    with transaction.atomic():
+        runs = [run_create(owner=owner, data={**options, "lambda_init": li, "lambda_factor": lf,
+                                              "seed": base_seed + seed}, tags=[name])
+                for li, lf, seed in cells]
+    return runs

@@ -7,6 +7,7 @@ from . import views
 urlpatterns = [
     path("runs/", views.run_list, name="run-list"),
     path("runs/new/", views.run_new, name="run-new"),
+    path("runs/sweep/", views.run_sweep, name="run-sweep"),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("compare/", views.compare, name="compare"),
     path("datasets/", views.dataset_list, name="dataset-list"),

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from masksel_core import MASK_NAMES, METRIC_COLUMNS
 
 from . import selectors, services
-from .forms import RunForm
+from .forms import RunForm, SweepForm
 from .models import RunStatus
 
 
@@ -50,6 +50,19 @@ def _initial_for(request: HttpRequest) -> dict[str, object]:
     if request.GET.get("dataset"):
         initial["dataset"] = selectors.dataset_get(request.user, request.GET["dataset"]).pk
     return initial
+
+
+@login_required
+def run_sweep(request: HttpRequest) -> HttpResponse:
+    form = SweepForm(request.POST or None, datasets=selectors.datasets_visible_to(request.user))
+    if request.method == "POST" and form.is_valid():
+        try:
+            runs = services.run_sweep(owner=request.user, data=form.run_data())
+        except services.ServiceError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect(f"/runs/?{urlencode({'tag': runs[0].tags[0]})}")
+    return render(request, "runs/new.html", {"form": form, "sweep": True})
 
 
 @login_required

@@ -182,15 +182,20 @@
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${runId}/`);
-    let opened = false;
-    socket.onopen = () => { opened = true; attempts = 0; el("live").classList.add("on"); stopPolling(); };
-    socket.onmessage = (event) => onMessage(JSON.parse(event.data));
+    // A socket counts as working once the snapshot arrived: some proxies accept websockets and
+    // drop them at once, which must fall back to polling too.
+    let delivered = false;
+    socket.onopen = () => el("live").classList.add("on");
+    socket.onmessage = (event) => {
+      if (!delivered) { delivered = true; attempts = 0; stopPolling(); }
+      onMessage(JSON.parse(event.data));
+    };
     socket.onclose = (event) => {
       el("live").classList.remove("on");
       if (event.code === 4401 || event.code === 4404) return;
-      if (FINAL.includes(state.status) && opened) return;
+      if (FINAL.includes(state.status) && delivered) return;
       attempts += 1;
-      if (!opened && attempts >= 3) startPolling();
+      if (!delivered && attempts >= 3) startPolling();
       setTimeout(connect, Math.min(10000, 500 * 2 ** Math.min(attempts, 5)));
     };
   }
@@ -209,7 +214,7 @@
       if (FINAL.includes(run.status)) stopPolling();
     } catch (err) { /* keep trying */ }
   }
-  function startPolling() { if (!polling) { polling = setInterval(poll, 3000); poll(); } }
+  function startPolling() { if (!polling) { state.polling = true; polling = setInterval(poll, 3000); poll(); } }
   function stopPolling() { if (polling) { clearInterval(polling); polling = null; } }
 
   connect();

@@ -143,3 +143,19 @@ def test_upload_a_dataset_in_the_page_see_refusals_and_the_preview(stack: Stack,
     page.wait_for_function("document.getElementById('preview').dataset.samples === '3'")
     assert page.locator("#preview canvas").count() == 9  # 3 classes x 3 channels
     page.close()
+
+
+def test_the_run_page_falls_back_to_polling_when_websockets_never_work(stack: Stack, browser: Any) -> None:
+    with stack.client() as client:
+        digits = next(d for d in client.get("/api/datasets/").json() if d["builtin"] == "digits")
+        run_id = client.post("/api/runs/", json={"dataset": digits["id"], "mask_type": "channel-any", "model": "mlp",
+                                                 "epochs": 3}).json()["id"]
+    page = browser.new_page()
+    log_in(page, stack)
+    page.route_web_socket("**/ws/runs/**", lambda socket: socket.close())  # a proxy that drops websockets
+    page.goto(f"{stack.base_url}/runs/{run_id}/")
+    page.wait_for_function("window.maskselRun.polling === true", timeout=30_000)
+    page.wait_for_function("document.getElementById('run-status').textContent === 'succeeded'", timeout=120_000)
+    page.wait_for_function("document.getElementById('chart').dataset.points === '3'", timeout=10_000)
+    assert page.evaluate("window.maskselRun.snapshots") == 0
+    page.close()

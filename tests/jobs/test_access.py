@@ -11,12 +11,13 @@ from jobs import api_urls, urls
 from jobs.models import Run
 
 RUN_PAGES = ["/runs/{id}/", "/compare/?runs={id}", "/compare/metrics.csv?runs={id}"]
-LIST_PAGES = ["/runs/", "/runs/new/", "/datasets/"]
+LIST_PAGES = ["/runs/", "/runs/new/", "/runs/sweep/", "/datasets/"]
 RUN_API = ["/api/runs/{id}/", "/api/runs/{id}/metrics/", "/api/runs/{id}/mask.json", "/api/runs/{id}/mask.npy",
            "/api/runs/{id}/model.pt", "/api/runs/{id}/metrics.csv", "/api/runs/{id}/config.json",
            "/api/runs/{id}/bundle.zip"]
 LIST_API = ["/api/datasets/", "/api/runs/", "/api/schema/", "/api/docs/"]
 POST_RUN_API = ["/api/runs/{id}/cancel/"]
+POST_API = ["/api/sweeps/"]
 DATASET_PAGES = ["/datasets/{id}/"]
 DATASET_API = ["/api/datasets/{id}/", "/api/datasets/{id}/preview/"]
 
@@ -25,7 +26,8 @@ def test_the_lists_here_cover_every_route_of_the_app() -> None:
     """A new route fails this test until it is added to the access checks below."""
     assert len(urls.urlpatterns) == len(RUN_PAGES) + len(LIST_PAGES) + len(DATASET_PAGES)
     # api_urls: the token endpoint (public by design) and the ones listed here (downloads: one pattern).
-    assert len(api_urls.urlpatterns) == 1 + len(LIST_API) + len(DATASET_API) + len(RUN_API) - 5 + len(POST_RUN_API)
+    assert len(api_urls.urlpatterns) == (1 + len(LIST_API) + len(DATASET_API) + len(RUN_API) - 5 + len(POST_RUN_API)
+                                         + len(POST_API))
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def test_anonymous_users_are_sent_to_login_or_refused(alices_run: Run) -> None:
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/"), path
     for path in LIST_API + RUN_API:
         assert api.get(path.format(id=alices_run.pk)).status_code in (401, 403), path
-    for path in POST_RUN_API:
+    for path in POST_RUN_API + POST_API:
         assert api.post(path.format(id=alices_run.pk)).status_code in (401, 403), path
 
 

@@ -97,3 +97,21 @@ def test_cancel_moves_a_queued_run_to_cancelled_and_the_task_then_skips_it(alice
     assert EpochMetric.objects.filter(run=run).count() == 0
     with pytest.raises(services.ServiceError, match="already cancelled"):
         services.run_cancel(run)
+
+
+def test_a_sweep_makes_one_tagged_run_per_cell_and_seed(alice: Any, digits: Any, settings: Any) -> None:
+    runs = services.run_sweep(owner=alice, data={"dataset": digits.pk, **FAST, "lambda_init": [0.1, 1.0],
+                                                 "lambda_factor": [1.1, 1.25], "seeds": 3, "name": "paper-grid"})
+    assert len(runs) == 12 and all(run.tags == ["paper-grid"] for run in runs)
+    cells = sorted((r.config["lambda_init"], r.config["lambda_factor"], r.config["seed"]) for r in runs)
+    assert cells == sorted((li, lf, s) for li in (0.1, 1.0) for lf in (1.1, 1.25) for s in range(3))
+    settings.MASKSEL_MAX_OPEN_RUNS = 20
+    with pytest.raises(services.ServiceError, match="exceed the limit of 20"):
+        services.run_sweep(owner=alice, data={"dataset": digits.pk, **FAST, "lambda_init": [0.1, 1.0],
+                                              "lambda_factor": [1.1, 1.25], "seeds": 3})
+    with pytest.raises(services.ServiceError, match="lambda_factor must be a non-empty list"):
+        services.run_sweep(owner=alice, data={"dataset": digits.pk, "lambda_init": [0.1], "lambda_factor": 1.1})
+    with pytest.raises(services.ServiceError, match="tau_init must be in"):
+        services.run_sweep(owner=alice, data={"dataset": digits.pk, "lambda_init": [0.1], "lambda_factor": [1.1],
+                                              "tau_init": -1})
+    assert Run.objects.count() == 12  # refused sweeps leave nothing

@@ -124,3 +124,15 @@ def test_the_run_table_filters_searches_and_pages_with_a_fixed_number_of_queries
     assert f"/runs/{runs[5].pk}/" in alice_web.get("/runs/?q=first+sweep").content.decode()
     assert alice_web.get(f"/runs/?q=%23{runs[7].pk}").content.decode().count('class="compare-pick"') == 1
     assert "No run matches" in alice_web.get("/runs/?tag=nothing").content.decode()
+
+
+def test_the_sweep_form_submits_the_grid_and_shows_its_runs(alice_web: Client, digits: Any) -> None:
+    from jobs.forms import SweepForm
+
+    data = {name: field.initial for name, field in SweepForm.base_fields.items() if field.initial is not None}
+    data.update(dataset=digits.pk, name="grid", seeds=2, epochs=1)
+    response = alice_web.post("/runs/sweep/", data)
+    assert response.status_code == 302 and response["Location"] == "/runs/?tag=grid"
+    assert Run.objects.filter(tag_index__contains="|grid|").count() == 8
+    bad = alice_web.post("/runs/sweep/", {**data, "lambda_inits": "0.1, lots"})
+    assert bad.status_code == 200 and "give numbers separated by commas" in bad.content.decode()
