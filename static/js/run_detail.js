@@ -100,7 +100,17 @@
     badge.className = "status status-" + status;
     if (error) { const e = el("run-error"); e.textContent = error; e.hidden = false; }
     el("downloads").classList.toggle("pending", !FINAL.includes(status));
+    el("cancel-run").hidden = FINAL.includes(status);
   }
+
+  // Cancel: the worker notices within a batch or so; the status message then arrives as usual.
+  el("cancel-run").addEventListener("click", async () => {
+    if (!window.confirm(`Cancel run ${runId}? Its epochs so far and its last mask are kept.`)) return;
+    const token = (document.cookie.match(/csrftoken=([^;]+)/) || [])[1] || "";
+    const reply = await fetch(`/api/runs/${runId}/cancel/`, { method: "POST", headers: { "X-CSRFToken": token } });
+    const body = await reply.json().catch(() => ({}));
+    if (reply.ok) setStatus(body.status); else window.alert(body.error || reply.statusText);
+  });
 
   // A run whose worker stopped renewing its lease: say so until a worker takes it back.
   function showWorkerLost(run) {

@@ -159,3 +159,41 @@ def test_the_run_page_falls_back_to_polling_when_websockets_never_work(stack: St
     page.wait_for_function("document.getElementById('chart').dataset.points === '3'", timeout=10_000)
     assert page.evaluate("window.maskselRun.snapshots") == 0
     page.close()
+
+
+def test_cancel_a_running_run_from_its_page(stack: Stack, browser: Any, slow_npz: Path) -> None:
+    dataset = upload(stack, slow_npz, "slow-cancel-page")
+    with stack.client() as client:
+        run_id = client.post("/api/runs/", json={"dataset": dataset["id"], "mask_type": "pixel-any",
+                                                 "model": "lenet5", "epochs": 300, "batch_size": 32}).json()["id"]
+    page = browser.new_page()
+    log_in(page, stack)
+    page.goto(f"{stack.base_url}/runs/{run_id}/")
+    page.wait_for_function("window.maskselRun.epochs.length >= 1", timeout=60_000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel-run")
+    page.wait_for_function("document.getElementById('run-status').textContent === 'cancelled'", timeout=30_000)
+    assert page.is_hidden("#cancel-run")
+    with stack.client() as client:
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/runs/{run_id}/model.pt").status_code != 200:  # the worker stopped and saved
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert client.get(f"/api/runs/{run_id}/").json()["epoch"] < 300
+    page.close()
+
+
+def test_a_sweep_from_the_form_lists_its_runs(stack: Stack, browser: Any) -> None:
+    page = browser.new_page()
+    log_in(page, stack)
+    page.goto(f"{stack.base_url}/runs/sweep/")
+    page.fill("#id_name", "browser-grid")
+    page.fill("#id_epochs", "1")
+    page.fill("#id_lambda_inits", "0.1, 1.0")
+    page.fill("#id_lambda_factors", "1.25")
+    page.fill("#id_seeds", "2")
+    page.click("#new-run-form button[type=submit]")
+    page.wait_for_url("**/runs/?tag=browser-grid")
+    assert page.locator("#runs-table tbody tr").count() == 4
+    assert page.locator("#runs-table a.tag:has-text('browser-grid')").count() == 4
+    page.close()
