@@ -137,3 +137,22 @@ class EpochMetric(models.Model):
         count = int(np.prod(self.mask_shape)) if self.mask_shape else 0
         bits = np.unpackbits(np.frombuffer(bytes(self.mask_bits), dtype=np.uint8), count=count)
         return bits.reshape(self.mask_shape).astype(np.uint8)
+
+
+class WorkerNode(models.Model):
+    """A Celery worker process as it last reported itself (every few seconds while it is up)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    device = models.CharField(max_length=100, blank=True, default="")
+    gpu_memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    queue = models.CharField(max_length=100, blank=True, default="")
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField()
+    current_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    stopped = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,4 +1,4 @@
-"""Finding runs whose worker died: at every worker start and then every few seconds in a thread.
+"""Finding runs whose worker died, and reporting this worker: at start and then every few seconds.
 
 With late acknowledgement a killed worker's task would only come back after Redis'
 visibility timeout (hours, since runs are long); the heartbeat in the database finds it sooner,
@@ -26,20 +26,34 @@ def recover_once() -> list[int]:
     return recovered
 
 
-def _loop(stop: threading.Event) -> None:
-    while not stop.wait(settings.MASKSEL_STALE_SECONDS / 2):
+def _loop(stop: threading.Event, name: str) -> None:
+    while not stop.wait(min(settings.MASKSEL_STALE_SECONDS / 2, 5.0)):
         try:
             close_old_connections()
+            services.worker_report(name, device=_device())
             recover_once()
         except Exception:  # noqa: BLE001 - the sweeper must outlive a database hiccup
-            log.exception("stale-run recovery failed; trying again later")
+            log.exception("worker report or stale-run recovery failed; trying again later")
 
 
-def start_recovery_thread() -> threading.Event:
-    """Recover now, then keep sweeping in a daemon thread (once per process)."""
+def _device() -> dict[str, object]:
+    import torch
+
+    from .training import device_label
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return {"device": device_label(torch.device("cuda")), "gpu_memory_mb": props.total_memory // 2**20}
+    return {"device": "cpu", "gpu_memory_mb": None}
+
+
+def start_recovery_thread(name: str = "") -> threading.Event:
+    """Report this worker and recover now, then keep doing both in a daemon thread (once per process)."""
     stop = threading.Event()
+    if name:
+        services.worker_report(name, device=_device())
     recover_once()
     if not _started.is_set():
         _started.set()
-        threading.Thread(target=_loop, args=(stop,), name="masksel-recovery", daemon=True).start()
+        threading.Thread(target=_loop, args=(stop, name), name="masksel-recovery", daemon=True).start()
     return stop

@@ -220,3 +220,20 @@ def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
         runs = runs.filter(match)
     page = Paginator(runs.order_by("-id"), RUNS_PER_PAGE).get_page(params.get("page"))
     return page, filters
+
+
+
+def workers_and_queue(user: User) -> dict[str, Any]:
+    """Workers seen lately (up, or lost when silent past the stale limit) and the user's queued runs in order."""
+    from .models import WorkerNode
+
+    cutoff = timezone.now() - timedelta(seconds=max(settings.MASKSEL_STALE_SECONDS, 30))
+    workers = list(WorkerNode.objects.filter(last_seen__gte=timezone.now() - timedelta(hours=24))
+                   .select_related("current_run"))
+    for worker in workers:
+        worker.state = "stopped" if worker.stopped else ("up" if worker.last_seen >= cutoff else "lost")
+        # Runs are private: another user's run shows as busy, without its id.
+        run = worker.current_run
+        worker.visible_run = run if run is not None and run.owner_id == user.pk else None
+    queued = runs_visible_to(user).filter(status="queued").order_by("id")
+    return {"workers": workers, "queued": queued}

@@ -26,7 +26,7 @@ import masksel_core
 from masksel_core import ConfigError, DataError, TrainConfig
 
 from . import progress
-from .models import FINAL_STATUSES, Dataset, EpochMetric, Run, RunStatus
+from .models import FINAL_STATUSES, Dataset, EpochMetric, Run, RunStatus, WorkerNode
 from .selectors import dataset_get, epoch_message
 
 
@@ -321,3 +321,16 @@ def run_sweep(*, owner: Any, data: dict[str, Any]) -> list[Run]:
                                               "seed": base_seed + seed}, tags=[name])
                 for li, lf, seed in cells]
     return runs
+
+
+def worker_report(name: str, *, device: dict[str, object]) -> None:
+    """A worker says it is alive, on which device, and which run it holds (from the leases)."""
+    holding = Run.objects.filter(status=RunStatus.RUNNING, lease_owner=name).values_list("pk", flat=True).first()
+    WorkerNode.objects.update_or_create(name=name, defaults={
+        "device": device.get("device", ""), "gpu_memory_mb": device.get("gpu_memory_mb"),
+        "queue": settings.CELERY_TASK_DEFAULT_QUEUE, "last_seen": timezone.now(), "current_run_id": holding,
+        "stopped": False})
+
+
+def worker_stopped(name: str) -> None:
+    WorkerNode.objects.filter(name=name).update(stopped=True, current_run=None, last_seen=timezone.now())

@@ -4,18 +4,29 @@ from __future__ import annotations
 import os
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 
+from . import services
 from .recovery import start_recovery_thread
 from .training import execute_run
 
 
 @shared_task(bind=True, name="jobs.train_run")
 def train_run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
-    return execute_run(run_id, worker=f"{self.request.hostname or 'eager'}:{os.getpid()}")
+    return execute_run(run_id, worker=worker_name(self.request.hostname))
+
+
+def worker_name(hostname: str | None) -> str:
+    """The name a worker reports and holds leases under: Celery's node name and the process id."""
+    return f"{hostname or 'eager'}:{os.getpid()}"
 
 
 @worker_ready.connect
-def recover_on_start(**_: object) -> None:
-    """A worker that comes up requeues runs whose worker died, then keeps checking in the background."""
-    start_recovery_thread()
+def recover_on_start(sender: object = None, **_: object) -> None:
+    """A worker that comes up reports itself, requeues runs whose worker died, then keeps doing both."""
+    start_recovery_thread(worker_name(getattr(sender, "hostname", None)))
+
+
+@worker_shutdown.connect
+def report_stop(sender: object = None, **_: object) -> None:
+    services.worker_stopped(worker_name(getattr(sender, "hostname", None)))

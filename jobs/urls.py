@@ -11,6 +11,7 @@ urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("compare/", views.compare, name="compare"),
     path("datasets/", views.dataset_list, name="dataset-list"),
+    path("workers/", views.workers, name="workers"),
     path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset-detail"),
     path("compare/metrics.csv", views.compare_csv, name="compare-csv"),
 ]

@@ -105,3 +105,8 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return render(request, "datasets/detail.html", {"dataset": selectors.dataset_get(request.user, dataset_id)})
+
+
+@login_required
+def workers(request: HttpRequest) -> HttpResponse:
+    return render(request, "workers.html", selectors.workers_and_queue(request.user))

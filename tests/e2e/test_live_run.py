@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import websockets
@@ -120,3 +121,21 @@ def test_cancel_stops_a_running_run_and_keeps_what_it_learned(stack: Stack, slow
         assert mask.shape == (2,)
         again = client.post(f"/api/runs/{run_id}/cancel/")
         assert again.status_code == 400 and "already cancelled" in again.json()["error"]
+
+
+def test_the_running_worker_reports_itself_on_the_workers_page(stack: Stack) -> None:
+    import re
+
+    session = httpx.Client(base_url=stack.base_url, follow_redirects=True)
+    page = session.get("/accounts/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    session.post("/accounts/login/", data={"username": stack.username, "password": stack.password,
+                                           "csrfmiddlewaretoken": token}, headers={"Referer": stack.base_url})
+    deadline = time.monotonic() + 30
+    while True:
+        workers = session.get("/workers/").text
+        if ">up<" in workers:
+            break
+        assert time.monotonic() < deadline, "no worker reported itself"
+        time.sleep(0.5)
+    assert "cpu" in workers

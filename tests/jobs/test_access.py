@@ -11,7 +11,7 @@ from jobs import api_urls, urls
 from jobs.models import Run
 
 RUN_PAGES = ["/runs/{id}/", "/compare/?runs={id}", "/compare/metrics.csv?runs={id}"]
-LIST_PAGES = ["/runs/", "/runs/new/", "/runs/sweep/", "/datasets/"]
+LIST_PAGES = ["/runs/", "/runs/new/", "/runs/sweep/", "/datasets/", "/workers/"]
 RUN_API = ["/api/runs/{id}/", "/api/runs/{id}/metrics/", "/api/runs/{id}/mask.json", "/api/runs/{id}/mask.npy",
            "/api/runs/{id}/model.pt", "/api/runs/{id}/metrics.csv", "/api/runs/{id}/config.json",
            "/api/runs/{id}/bundle.zip"]

@@ -83,3 +83,26 @@ def test_the_api_and_page_say_when_a_runs_worker_is_lost(queued: Run, alice: Any
     web.force_login(alice)
     page = web.get(f"/runs/{queued.pk}/").content.decode()
     assert "Retried 1 time" in page and "worker a:1 lost" in page
+
+
+def test_workers_report_themselves_and_the_page_shows_state_device_and_run(queued: Run, alice: Any,
+                                                                          bob: Any) -> None:
+    from django.test import Client
+
+    from jobs.models import WorkerNode
+
+    services.run_start(queued.pk, worker="w1@host:11", device="cpu")
+    services.worker_report("w1@host:11", device={"device": "cuda:NVIDIA H100", "gpu_memory_mb": 81000})
+    services.worker_report("w2@host:12", device={"device": "cpu"})
+    services.worker_stopped("w2@host:12")
+    services.worker_report("w3@host:13", device={"device": "cpu"})
+    WorkerNode.objects.filter(name="w3@host:13").update(last_seen=timezone.now() - timedelta(seconds=600))
+    assert WorkerNode.objects.get(name="w1@host:11").current_run_id == queued.pk
+    web = Client()
+    web.force_login(alice)
+    page = web.get("/workers/").content.decode()
+    assert "cuda:NVIDIA H100" in page and "81000 MiB" in page and f"/runs/{queued.pk}/" in page
+    assert ">stopped<" in page and ">lost<" in page and ">up<" in page
+    web.force_login(bob)
+    other = web.get("/workers/").content.decode()
+    assert f"/runs/{queued.pk}/" not in other and "busy" in other
