@@ -82,6 +82,24 @@ class RunList(APIView):
         return Response({"id": run.pk, "status": run.status}, status=status.HTTP_201_CREATED)
 
 
+class RunBatch(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT, 400: doc.Error},
+                   summary='{"action": "cancel"|"requeue"|"delete", "ids": [...]}: "ok" or the reason, per run')
+    def post(self, request: Request) -> Response:
+        body = request.data if isinstance(request.data, dict) else {}
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                           for i in ids):
+            raise services.ServiceError("ids must be a non-empty list of run ids")
+        runs = list(selectors.runs_visible_to(request.user).filter(pk__in=ids))
+        missing = sorted(set(ids) - {run.pk for run in runs})
+        if missing:
+            raise Http404(f"no such run: {', '.join(map(str, missing))}")
+        return Response({"results": services.runs_batch(runs, str(body.get("action", "")))})
+
+
 class SweepCreate(APIView):
     parser_classes = [JSONParser]
 

@@ -334,3 +334,38 @@ def worker_report(name: str, *, device: dict[str, object]) -> None:
 
 def worker_stopped(name: str) -> None:
     WorkerNode.objects.filter(name=name).update(stopped=True, current_run=None, last_seen=timezone.now())
+
+
+def run_requeue(run: Run) -> Run:
+    """Train a failed or cancelled run again from the start (its old epochs and files are dropped)."""
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise ServiceError(f"run {run.pk} is {run.status}; only failed or cancelled runs can be requeued")
+    _check_open_runs(run.owner)
+    directory = Path(run.artifact_dir)
+    with transaction.atomic():
+        EpochMetric.objects.filter(run=run).delete()
+        Run.objects.filter(pk=run.pk).update(
+            status=RunStatus.QUEUED, epoch=0, error="", fraction=None, val_accuracy=None, best_accuracy=None,
+            started_at=None, finished_at=None, lease_owner="", heartbeat_at=None, artifact_bytes=0)
+        transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
+        transaction.on_commit(lambda: _enqueue(run.pk))
+    run.refresh_from_db()
+    progress.broadcast(run.pk, {"type": "status", "status": run.status})
+    return run
+
+
+BATCH_ACTIONS = {"cancel": run_cancel, "requeue": run_requeue, "delete": run_delete}
+
+
+def runs_batch(runs: list[Run], action: str) -> dict[int, str]:
+    """Apply one action to several runs; each answers "ok" or why not, and the others go on."""
+    if action not in BATCH_ACTIONS:
+        raise ServiceError(f"unknown action {action!r}; choose one of {', '.join(BATCH_ACTIONS)}")
+    outcome: dict[int, str] = {}
+    for run in runs:
+        try:
+            BATCH_ACTIONS[action](run)
+            outcome[run.pk] = "ok"
+        except ServiceError as exc:
+            outcome[run.pk] = str(exc)
+    return outcome

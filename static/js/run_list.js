@@ -31,5 +31,26 @@
     const ids = picks();
     document.getElementById("compare-runs").value = ids.join(",");
     document.getElementById("compare-button").disabled = ids.length < 2;
+    for (const button of document.querySelectorAll(".batch-action")) button.disabled = ids.length === 0;
   });
+
+  // Batch actions: each run answers "ok" or why not; the page then reloads to show the result.
+  for (const button of document.querySelectorAll(".batch-action")) {
+    button.addEventListener("click", async () => {
+      const ids = picks().map(Number);
+      const action = button.dataset.action;
+      if (!window.confirm(`${action} ${ids.length} run(s)?`)) return;
+      const token = document.querySelector("[name=csrfmiddlewaretoken]").value;
+      const reply = await fetch("/api/runs/batch/", {
+        method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": token },
+        body: JSON.stringify({ action, ids }),
+      });
+      const body = await reply.json().catch(() => ({}));
+      const refused = Object.entries(body.results || {}).filter(([, result]) => result !== "ok");
+      document.getElementById("batch-message").textContent = reply.ok
+        ? (refused.length ? refused.map(([id, why]) => `#${id}: ${why}`).join("; ") : `${action}: done`)
+        : (body.error || reply.statusText);
+      if (reply.ok && !refused.length) setTimeout(() => location.reload(), 500);
+    });
+  }
 })();

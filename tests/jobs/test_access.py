@@ -17,7 +17,7 @@ RUN_API = ["/api/runs/{id}/", "/api/runs/{id}/metrics/", "/api/runs/{id}/mask.js
            "/api/runs/{id}/bundle.zip"]
 LIST_API = ["/api/datasets/", "/api/runs/", "/api/schema/", "/api/docs/"]
 POST_RUN_API = ["/api/runs/{id}/cancel/"]
-POST_API = ["/api/sweeps/"]
+POST_API = ["/api/sweeps/", "/api/runs/batch/"]
 DATASET_PAGES = ["/datasets/{id}/"]
 DATASET_API = ["/api/datasets/{id}/", "/api/datasets/{id}/preview/"]
 
