@@ -93,24 +93,25 @@ def manage(env: dict[str, str], *args: str) -> None:
                    timeout=180)
 
 
-@pytest.fixture(scope="module")
-def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    var_dir = tmp_path_factory.mktemp("var")
+def prepared_env(redis_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a private installation (own database, media, queue and channel prefix), migrated,
+    seeded, and with the user alice."""
     tag = uuid.uuid4().hex[:8]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "webapp.settings",
-        "MASKSEL_VAR_DIR": str(var_dir),
-        "REDIS_URL": redis_url,
-        "MASKSEL_QUEUE": f"train-test-{tag}",
-        "CHANNEL_PREFIX": f"masksel-test-{tag}",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(var_dir),
+           "REDIS_URL": redis_url, "MASKSEL_QUEUE": f"train-test-{tag}", "CHANNEL_PREFIX": f"masksel-test-{tag}",
+           "PYTHONUNBUFFERED": "1", **extra}
     env.pop("DATABASE_URL", None)
     manage(env, "migrate", "--noinput", "-v", "0")
     manage(env, "masksel_setup")
     manage(env, "shell", "-c",
            f"from django.contrib.auth.models import User; User.objects.create_user('alice', password='{PASSWORD}')")
+    return env
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    var_dir = tmp_path_factory.mktemp("var")
+    env = prepared_env(redis_url, var_dir)
     port = free_port()
     log = (var_dir / "stack.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "webapp.launcher", "--no-prepare", "--port", str(port)],
@@ -164,15 +165,7 @@ def start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 @contextlib.contextmanager
 def web_server_only(redis_url: str, var_dir: Path) -> Iterator[Stack]:
     """daphne without a worker: the test starts, kills and restarts processes itself. Short leases."""
-    tag = uuid.uuid4().hex[:8]
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(var_dir),
-           "REDIS_URL": redis_url, "MASKSEL_QUEUE": f"train-test-{tag}", "CHANNEL_PREFIX": f"masksel-test-{tag}",
-           "MASKSEL_HEARTBEAT_SECONDS": "0.5", "MASKSEL_STALE_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
-    env.pop("DATABASE_URL", None)
-    manage(env, "migrate", "--noinput", "-v", "0")
-    manage(env, "masksel_setup")
-    manage(env, "shell", "-c",
-           f"from django.contrib.auth.models import User; User.objects.create_user('alice', password='{PASSWORD}')")
+    env = prepared_env(redis_url, var_dir, MASKSEL_HEARTBEAT_SECONDS="0.5", MASKSEL_STALE_SECONDS="2")
     port = free_port()
     stack = Stack(f"http://127.0.0.1:{port}", env, var_dir, start_web(env, port))
     try:
