@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import Dataset, EpochMetric, Run
+from .models import Dataset, EpochMetric, MaskConfig, Run, WorkerNode
 
 
 @admin.register(Dataset)
@@ -20,3 +20,13 @@ class RunAdmin(admin.ModelAdmin):
 class EpochMetricAdmin(admin.ModelAdmin):
     list_display = ("run", "epoch", "val_accuracy", "fraction", "lambda_value", "tau")
     exclude = ("mask_bits",)
+
+
+@admin.register(MaskConfig)
+class MaskConfigAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "owner", "created_at")
+
+
+@admin.register(WorkerNode)
+class WorkerNodeAdmin(admin.ModelAdmin):
+    list_display = ("name", "device", "gpu_memory_mb", "queue", "last_seen", "current_run", "stopped")

@@ -21,7 +21,7 @@ from masksel_core.export import mask_document, mask_png, npy_bytes
 
 from . import api_schema as doc
 from . import selectors, services
-from .models import Dataset, Run
+from .models import Dataset, MaskConfig, Run
 
 
 def dataset_json(row: Dataset) -> dict[str, Any]:
@@ -98,6 +98,22 @@ class RunBatch(APIView):
         if missing:
             raise Http404(f"no such run: {', '.join(map(str, missing))}")
         return Response({"results": services.runs_batch(runs, str(body.get("action", "")))})
+
+
+class MaskConfigList(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Your saved configurations")
+    def get(self, request: Request) -> Response:
+        rows = MaskConfig.objects.filter(owner=request.user)
+        return Response([{"id": row.pk, "name": row.name, "config": row.config} for row in rows])
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT, 400: doc.Error},
+                   summary='Save {"name": ..., "config": {run options}}; use it with "mask_config": id in a run')
+    def post(self, request: Request) -> Response:
+        body = request.data if isinstance(request.data, dict) else {}
+        row = services.mask_config_create(owner=request.user, name=body.get("name", ""), config=body.get("config"))
+        return Response({"id": row.pk, "name": row.name, "config": row.config}, status=status.HTTP_201_CREATED)
 
 
 class SweepCreate(APIView):

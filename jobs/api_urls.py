@@ -15,6 +15,7 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/preview/", api.DatasetPreview.as_view()),
     path("runs/", api.RunList.as_view()),
     path("sweeps/", api.SweepCreate.as_view()),
+    path("configs/", api.MaskConfigList.as_view()),
     path("runs/batch/", api.RunBatch.as_view()),
     path("runs/<int:run_id>/", api.RunDetail.as_view()),
     path("runs/<int:run_id>/metrics/", api.RunMetrics.as_view()),

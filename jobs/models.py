@@ -39,6 +39,22 @@ class Dataset(models.Model):
         return self.builtin or self.file.path
 
 
+class MaskConfig(models.Model):
+    """A named, reusable set of run options (mask chain, costs, lambda/tau/gamma, model, ...)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mask_configs")
+    name = models.CharField(max_length=100)
+    config = models.JSONField()  # a subset of TrainConfig's fields, validated on save by the service
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="unique_config_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class RunStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"

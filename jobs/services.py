@@ -26,7 +26,7 @@ import masksel_core
 from masksel_core import ConfigError, DataError, TrainConfig
 
 from . import progress
-from .models import FINAL_STATUSES, Dataset, EpochMetric, Run, RunStatus, WorkerNode
+from .models import FINAL_STATUSES, Dataset, EpochMetric, MaskConfig, Run, RunStatus, WorkerNode
 from .selectors import dataset_get, epoch_message
 
 
@@ -89,6 +89,9 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
     if "dataset" not in options:
         raise ServiceError("dataset is required")
     dataset_id = options.pop("dataset")
+    if "mask_config" in options:
+        # A saved configuration fills in what the request leaves out.
+        options = {**mask_config_get(owner, options.pop("mask_config")).config, **options}
     if isinstance(dataset_id, bool) or not isinstance(dataset_id, (int, str)):
         raise ServiceError("dataset must be a dataset id")
     try:
@@ -369,3 +372,28 @@ def runs_batch(runs: list[Run], action: str) -> dict[int, str]:
         except ServiceError as exc:
             outcome[run.pk] = str(exc)
     return outcome
+
+
+def mask_config_get(owner: Any, config_id: Any) -> MaskConfig:
+    if isinstance(config_id, bool) or not isinstance(config_id, (int, str)) or not str(config_id).isdigit():
+        raise ServiceError("mask_config must be the id of a saved configuration")
+    found = MaskConfig.objects.filter(owner=owner, pk=int(config_id)).first()
+    if found is None:
+        raise ServiceError(f"no saved configuration with id {config_id}")
+    return found
+
+
+def mask_config_create(*, owner: Any, name: str, config: Any) -> MaskConfig:
+    """Save a named set of run options after checking them as a run would (dataset excluded)."""
+    name = (name or "").strip() if isinstance(name, str) else ""
+    if not name or len(name) > 100:
+        raise ServiceError("name is required (at most 100 characters)")
+    if not isinstance(config, dict) or "dataset" in config:
+        raise ServiceError("config must be a JSON object of run options (without the dataset)")
+    try:
+        TrainConfig.from_dict(config)
+    except ConfigError as exc:
+        raise ServiceError(str(exc)) from None
+    if MaskConfig.objects.filter(owner=owner, name=name).exists():
+        raise ServiceError(f"you already have a configuration named {name!r}")
+    return MaskConfig.objects.create(owner=owner, name=name, config=config)

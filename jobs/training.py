@@ -22,7 +22,9 @@ from . import services
 from .models import Run
 
 log = logging.getLogger(__name__)
-CANCEL_POLL_SECONDS = 0.5
+# A read of the run row at most every 0.1 s, between batches: a cancel stops training within one batch, or
+# within 0.1 s where batches are shorter than that, for well under 1% of a step even on tiny networks.
+CANCEL_POLL_SECONDS = 0.1
 
 
 def device_label(device: torch.device) -> str:

@@ -15,7 +15,7 @@ LIST_PAGES = ["/runs/", "/runs/new/", "/runs/sweep/", "/datasets/", "/workers/"]
 RUN_API = ["/api/runs/{id}/", "/api/runs/{id}/metrics/", "/api/runs/{id}/mask.json", "/api/runs/{id}/mask.npy",
            "/api/runs/{id}/model.pt", "/api/runs/{id}/metrics.csv", "/api/runs/{id}/config.json",
            "/api/runs/{id}/bundle.zip"]
-LIST_API = ["/api/datasets/", "/api/runs/", "/api/schema/", "/api/docs/"]
+LIST_API = ["/api/datasets/", "/api/runs/", "/api/configs/", "/api/schema/", "/api/docs/"]
 POST_RUN_API = ["/api/runs/{id}/cancel/"]
 POST_API = ["/api/sweeps/", "/api/runs/batch/"]
 DATASET_PAGES = ["/datasets/{id}/"]
