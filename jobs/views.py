@@ -5,14 +5,14 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from masksel_core import MASK_NAMES, METRIC_COLUMNS
 
 from . import selectors, services
 from .forms import RunForm, SweepForm
-from .models import RunStatus
+from .models import MaskConfig, RunStatus
 
 
 @login_required
@@ -37,7 +37,8 @@ def run_new(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             return redirect("run-detail", run_id=run.pk)
-    return render(request, "runs/new.html", {"form": form})
+    configs = MaskConfig.objects.filter(owner=request.user)
+    return render(request, "runs/new.html", {"form": form, "configs": configs})
 
 
 def _initial_for(request: HttpRequest) -> dict[str, object]:
@@ -47,6 +48,11 @@ def _initial_for(request: HttpRequest) -> dict[str, object]:
         source = selectors.run_get(request.user, request.GET["clone"])
         initial.update({key: value for key, value in source.config.items() if value is not None})
         initial["dataset"] = source.dataset_id
+    if request.GET.get("config"):
+        try:
+            initial.update(services.mask_config_get(request.user, request.GET["config"]).config)
+        except services.ServiceError:
+            raise Http404("no such saved configuration") from None
     if request.GET.get("dataset"):
         initial["dataset"] = selectors.dataset_get(request.user, request.GET["dataset"]).pk
     return initial

@@ -136,3 +136,17 @@ def test_the_sweep_form_submits_the_grid_and_shows_its_runs(alice_web: Client, d
     assert Run.objects.filter(tag_index__contains="|grid|").count() == 8
     bad = alice_web.post("/runs/sweep/", {**data, "lambda_inits": "0.1, lots"})
     assert bad.status_code == 200 and "give numbers separated by commas" in bad.content.decode()
+
+
+def test_a_saved_configuration_prefills_the_new_run_form(alice_web: Client, alice: Any, bob: Any) -> None:
+    from jobs import services
+
+    saved = services.mask_config_create(owner=alice, name="blocks", config={"mask_type": "block-any",
+                                                                           "lambda_init": 0.75})
+    page = alice_web.get("/runs/new/").content.decode()
+    assert f"?config={saved.pk}" in page and "blocks" in page
+    filled = alice_web.get(f"/runs/new/?config={saved.pk}").content.decode()
+    assert 'value="block-any" selected' in filled and 'value="0.75"' in filled
+    other = Client()
+    other.force_login(bob)
+    assert other.get(f"/runs/new/?config={saved.pk}").status_code == 404
