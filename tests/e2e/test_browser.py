@@ -28,16 +28,19 @@ def test_submit_watch_the_chart_grow_live_and_download_the_mask(stack: Stack, br
     page.wait_for_url("**/runs/*/")
 
     counts: list[int] = []
+    mask_epochs: set[str] = set()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         counts.append(int(page.get_attribute("#chart", "data-points") or 0))
         if page.text_content("#run-status") == "succeeded":
             break
+        mask_epochs.add(page.text_content("#mask-epoch") or "")
         page.wait_for_timeout(50)
     counts.append(int(page.get_attribute("#chart", "data-points") or 0))
     growth = sorted(set(counts))
     assert counts[-1] == 8, counts
     assert len([c for c in growth if 0 < c < 8]) >= 2, f"the chart should gain points while training: {growth}"
+    assert len(mask_epochs - {"–", "", "8"}) >= 2, f"the mask panel should follow the epochs live: {mask_epochs}"
     state = page.evaluate("window.maskselRun")
     assert state["live"] >= 2 and state["epochs"] == list(range(1, 9))
     assert page.locator("#mask-view canvas").count() == 2  # one heatmap per channel
