@@ -93,10 +93,7 @@ class RunBatch(APIView):
         if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool)
                                                            for i in ids):
             raise services.ServiceError("ids must be a non-empty list of run ids")
-        runs = list(selectors.runs_visible_to(request.user).filter(pk__in=ids))
-        missing = sorted(set(ids) - {run.pk for run in runs})
-        if missing:
-            raise Http404(f"no such run: {', '.join(map(str, missing))}")
+        runs = selectors.runs_by_ids(request.user, ids)
         return Response({"results": services.runs_batch(runs, str(body.get("action", "")))})
 
 

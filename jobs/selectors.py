@@ -122,17 +122,24 @@ def epoch_selected(run: Run, epoch: int | None) -> tuple[np.ndarray, float, int]
     return row.selected(), row.fraction, row.epoch
 
 
+def runs_by_ids(user: User, ids: list[int], *, with_epochs: bool = False) -> list[Run]:
+    """These runs, in the order given (each once), or 404 naming the ids this user cannot see."""
+    wanted = list(dict.fromkeys(ids))
+    runs = runs_visible_to(user).filter(pk__in=wanted)
+    found = {run.pk: run for run in (runs.prefetch_related("epochs") if with_epochs else runs)}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise Http404(f"no such run: {', '.join(map(str, missing))}")
+    return [found[i] for i in wanted]
+
+
 def runs_for_compare(user: User, ids_text: str) -> list[Run]:
     """The runs named in `?runs=1,2,3` that this user may see, in the order given."""
     try:
         ids = [int(part) for part in ids_text.split(",") if part.strip()]
     except ValueError:
         raise Http404("runs must be a comma-separated list of run ids") from None
-    found = {run.pk: run for run in runs_visible_to(user).filter(pk__in=ids).prefetch_related("epochs")}
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise Http404(f"no such run: {', '.join(map(str, missing))}")
-    return [found[i] for i in ids]
+    return runs_by_ids(user, ids, with_epochs=True)
 
 
 def config_differences(runs: list[Run]) -> list[tuple[str, list[Any]]]:

@@ -128,12 +128,17 @@ def _check_storage(owner: Any, *, extra: int) -> None:
                            + "; delete datasets or runs to make room")
 
 
-def _check_open_runs(owner: Any) -> None:
+def _check_open_runs(owner: Any, *, adding: int = 1) -> None:
+    """Refuse `adding` more runs when they would take the user past the limit of open runs."""
     limit = settings.MASKSEL_MAX_OPEN_RUNS
     open_runs = Run.objects.filter(owner=owner, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
-    if open_runs >= limit:
+    if open_runs + adding <= limit:
+        return
+    if adding == 1:
         raise ServiceError(f"you have {open_runs} runs queued or running, the limit is {limit}; "
                            "wait for some to finish or cancel them")
+    raise ServiceError(f"the sweep's {adding} runs and your {open_runs} open ones exceed the limit of "
+                       f"{limit} queued or running runs")
 
 
 def _enqueue(run_id: int) -> None:
@@ -314,10 +319,7 @@ def run_sweep(*, owner: Any, data: dict[str, Any]) -> list[Run]:
     cells = [(li, lf, seed) for li in grid["lambda_init"] for lf in grid["lambda_factor"] for seed in range(seeds)]
     if len(cells) > MAX_SWEEP_RUNS:
         raise ServiceError(f"a sweep makes at most {MAX_SWEEP_RUNS} runs, this one {len(cells)}")
-    open_runs = Run.objects.filter(owner=owner, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
-    if open_runs + len(cells) > settings.MASKSEL_MAX_OPEN_RUNS:
-        raise ServiceError(f"the sweep's {len(cells)} runs and your {open_runs} open ones exceed the limit of "
-                           f"{settings.MASKSEL_MAX_OPEN_RUNS} queued or running runs")
+    _check_open_runs(owner, adding=len(cells))
     base_seed = int(options.pop("seed", 0) or 0)
     with transaction.atomic():
         runs = [run_create(owner=owner, data={**options, "lambda_init": li, "lambda_factor": lf,
