@@ -20,6 +20,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TrainConfig, build, load_dataset  # noqa: E402
+from masksel_core.input_grad import fast_first_conv_input_grad  # noqa: E402
 from masksel_core.train import prepare_inputs  # noqa: E402
 
 MASKS = ("channel-any", "pixel-any", "block-any", "channel-xor", "pixel-xor", "jpeg-xor", "jpeg-xor+pixel-any")
@@ -29,7 +30,7 @@ CASES = (("lenet5", "digits"), ("allconvnet", "synthetic-remote"))
 def make_step(model: nn.Module, chain: nn.Module | None, batches: list[tuple[torch.Tensor, torch.Tensor]]):  # type: ignore[no-untyped-def]
     """One optimiser step of the network (and the masks, when given) per call, cycling through batches."""
     model_opt = torch.optim.Adam(model.parameters(), lr=1e-4, amsgrad=True)
-    mask_opt = torch.optim.Adam(chain.parameters(), lr=0.01) if chain is not None else None
+    mask_opt = torch.optim.Adam(chain.parameters(), lr=0.01, fused=True) if chain is not None else None
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator(device=batches[0][0].device).manual_seed(0)
     counter = [0]
@@ -72,6 +73,7 @@ def measure(model_name: str, data_name: str, mask: str, args: argparse.Namespace
     prepared = prepare_inputs(chain, data)
     _, plain_model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(0))
     chain, masked_model, plain_model = chain.to(device), masked_model.to(device), plain_model.to(device)
+    fast_first_conv_input_grad(masked_model, device)  # as train() does for the masked network
     order = torch.randperm(prepared.x_train.shape[0])[: 8 * args.batch_size]
     masked_batches = [(prepared.x_train[i].to(device), prepared.y_train[i].to(device))
                       for i in order.split(args.batch_size)]

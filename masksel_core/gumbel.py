@@ -43,6 +43,26 @@ def discrete(logits: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(logits).scatter_(-1, index, 1.0)
 
 
+class _SelectST(torch.autograd.Function):
+    """Straight-through select in one autograd node: forward the 0/1 decision, backward the sigmoid's slope."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, noise: torch.Tensor | None, tau: float) -> torch.Tensor:  # type: ignore[override]
+        diff = logits[..., 0] - logits[..., 1]
+        if noise is not None:
+            diff = diff + noise
+        soft = torch.sigmoid(diff / tau)
+        ctx.save_for_backward(soft)
+        ctx.tau = tau
+        return (diff >= 0).to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        (soft,) = ctx.saved_tensors
+        slope = grad * soft * (1.0 - soft) / ctx.tau
+        return torch.stack((slope, -slope), dim=-1), None, None
+
+
 def straight_through_select(
     logits: torch.Tensor,
     *,
@@ -54,12 +74,13 @@ def straight_through_select(
 
     With two classes the tempered softmax's first entry is `sigmoid((l0 - l1) / tau)` and the
     difference of two Gumbel samples is a logistic sample `log(u) - log(1 - u)`, so the same
-    estimator needs one random draw per element instead of two, and no scatter.
+    estimator needs one random draw per element instead of two, no scatter, and one autograd node
+    whose backward is the sigmoid's slope (the masks' share of a training step is mostly per-op
+    overhead on small inputs, so fewer ops is what makes them cheap).
     """
-    diff = logits[..., 0] - logits[..., 1]
+    noise = None
     if explore:
-        u = torch.rand(diff.shape, device=diff.device, generator=generator).clamp_(1e-10, 1.0 - 1e-7)
-        diff = diff + (torch.log(u) - torch.log1p(-u))
-    soft = torch.sigmoid(diff / tau)
-    hard = (diff >= 0).to(soft.dtype)
-    return hard + soft - soft.detach()
+        shape = logits.shape[:-1]
+        u = torch.rand(shape, device=logits.device, generator=generator).clamp_(1e-10, 1.0 - 1e-7)
+        noise = torch.log(u) - torch.log1p(-u)
+    return _SelectST.apply(logits, noise, tau)

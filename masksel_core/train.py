@@ -22,6 +22,7 @@ from torch import nn
 from .chain import MaskChain, build_chain
 from .config import TrainConfig
 from .data import TensorDataset
+from .input_grad import fast_first_conv_input_grad
 from .models import create_model
 from .schedules import LambdaPlateau, PhaseSchedule, TauCooldown
 
@@ -138,6 +139,7 @@ def train(
     if path is not None and path.exists():
         loop.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     result = TrainResult(config, model, chain, data.input_shape)
+    restore_first_conv = fast_first_conv_input_grad(model, device)
 
     def emit(record: EpochRecord) -> None:
         if on_epoch is not None:
@@ -149,6 +151,8 @@ def train(
         result.stopped_because = loop.run(emit)
     except Stopped:
         result.stopped_because = "cancelled"
+    finally:
+        restore_first_conv()
     result.records = list(loop.records)
     result.start_accuracy = loop.start_accuracy or 0.0
     model.eval()
@@ -171,7 +175,7 @@ class _Loop:
         self.should_stop = should_stop
         self.generator = torch.Generator(device=device).manual_seed(config.seed + 1)
         self.model_opt = torch.optim.Adam(model.parameters(), lr=config.model_lr, amsgrad=True)
-        self.mask_opt = torch.optim.Adam(chain.parameters(), lr=config.mask_lr)
+        self.mask_opt = torch.optim.Adam(chain.parameters(), lr=config.mask_lr, fused=True)
         self.lam = LambdaPlateau(config.lambda_init, config.lambda_factor, config.lambda_patience,
                                  threshold=config.lambda_threshold)
         self.tau = TauCooldown(config.tau_init, config.tau_decay, config.tau_min)
