@@ -9,6 +9,6 @@ py=python3
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/device.txt"
 $py -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, torch.cuda.get_device_name(0))" | tee -a "$out/device.txt"
 $py -m pytest -p no:cacheprovider -o addopts="" -q -rs tests/core/test_gpu.py 2>&1 | tee "$out/gpu_tests.log"
-timeout 120 $py -m pytest -p no:cacheprovider -o addopts="" -q -x -n 8 tests/core --ignore=tests/core/test_layering.py 2>&1 | tail -15 | tee "$out/core_tests.log"
+timeout 150 $py -m pytest -p no:cacheprovider -o addopts="" -q -n 8 tests/core --ignore=tests/core/test_layering.py -W ignore::DeprecationWarning 2>&1 | tail -60 | tee "$out/core_tests.log"
 timeout 200 $py benchmarks/epoch_time.py --epochs 3 2>&1 | tee "$out/epoch_time.txt"
 timeout 150 $py benchmarks/train_overhead.py --device cuda --steps 30 --rounds 5 2>&1 | tee "$out/overhead_cuda.txt"

@@ -63,7 +63,7 @@ class EpochRecord:
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> EpochRecord:
         return cls(s["epoch"], s["task_loss"], s["mask_loss"], s["val_accuracy"], s["lambda"], s["tau"],
-                   s["fraction"], s["selected"].numpy(), s["phase"], s["seconds"])
+                   s["fraction"], s["selected"].cpu().numpy(), s["phase"], s["seconds"])
 
 
 @dataclass

@@ -12,7 +12,7 @@ from masksel_core import TrainConfig, load_digits, train
 from masksel_core.export import mask_png, torchscript_bytes
 from masksel_core.train import prepare_inputs
 
-FAST = {"model_lr": 1e-3, "batch_size": 64, "seed": 2, "epochs": 2}
+FAST = {"model_lr": 1e-3, "batch_size": 64, "seed": 2, "epochs": 2, "device": "cpu"}  # GPU export: test_gpu.py
 
 
 @pytest.mark.parametrize(("mask_type", "model"), [("channel-any", "mlp"), ("pixel-xor", "lenet5"),
