@@ -133,7 +133,7 @@ class RunDetail(APIView):
 
     @extend_schema(request=doc.RunAnnotate, responses={200: doc.RunOut, 400: doc.Error, 404: doc.Error})
     def patch(self, request: Request, run_id: int) -> Response:
-        """Change tags (a list of strings) and notes (text)."""
+        """Change tags (a list of strings), notes (text) and, while the run is queued, its priority (-10..10)."""
         run = services.run_annotate(selectors.run_get(request.user, run_id), request.data)
         return Response(selectors.run_summary(run))
 

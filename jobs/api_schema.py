@@ -96,9 +96,12 @@ class RunOut(serializers.Serializer):
     attempts = serializers.IntegerField()
     worker_lost = serializers.BooleanField()
     retries = serializers.ListField(child=serializers.DictField())
+    priority = serializers.IntegerField(help_text="queued runs start highest priority first, then oldest first")
     latest = MetricRow(allow_null=True)
 
 
 class RunAnnotate(serializers.Serializer):
     tags = serializers.ListField(child=serializers.CharField(), required=False)
     notes = serializers.CharField(required=False)
+    priority = serializers.IntegerField(required=False, min_value=-10, max_value=10,
+                                        help_text="only while the run is queued; higher starts first")

@@ -8,6 +8,8 @@ from django import forms
 from masksel_core import MODELS, SELECT_STAGES, TrainConfig
 from masksel_core.config import DISCRETIZATIONS, LAMBDA_MONITORS
 
+from .models import PRIORITY_RANGE
+
 MASK_HELP = {
     "channel-any": "keep or drop whole channels",
     "pixel-any": "keep or drop every input value",
@@ -57,6 +59,8 @@ class RunForm(forms.Form):
                                          help_text="then train the network alone on the frozen mask")
     rescale = forms.BooleanField(required=False, help_text="scale kept inputs up by the kept share")
     seed = forms.IntegerField(initial=D.seed, min_value=0)
+    priority = forms.IntegerField(initial=0, min_value=PRIORITY_RANGE[0], max_value=PRIORITY_RANGE[1],
+                                  help_text="queued runs start highest priority first, then oldest first")
 
     def __init__(self, *args: Any, datasets: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -66,6 +66,10 @@ class RunStatus(models.TextChoices):
 FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+PRIORITY_RANGE = (-10, 10)
+QUEUE_ORDER = ("-priority", "id")
+
+
 class Run(models.Model):
     """One training job; `config` is a `masksel_core.TrainConfig` as JSON."""
 
@@ -93,9 +97,12 @@ class Run(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     retries = models.JSONField(default=list, blank=True)  # [{"attempt", "reason", "at"}], why each retry happened
+    # Queued runs start highest priority first, then oldest first (QUEUE_ORDER); changeable while queued.
+    priority = models.SmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "-priority", "id"], name="run_queue_order")]
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"

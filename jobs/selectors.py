@@ -13,7 +13,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from .models import Dataset, EpochMetric, Run
+from .models import PRIORITY_RANGE, QUEUE_ORDER, Dataset, EpochMetric, Run
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -99,6 +99,7 @@ def run_summary(run: Run, *, with_latest: bool = True) -> dict[str, Any]:
         "attempts": run.attempts,
         "worker_lost": run_worker_lost(run),
         "retries": run.retries,
+        "priority": run.priority,
         "latest": latest.metrics() if latest else None,
     }
 
@@ -242,5 +243,11 @@ def workers_and_queue(user: User) -> dict[str, Any]:
         # Runs are private: another user's run shows as busy, without its id.
         run = worker.current_run
         worker.visible_run = run if run is not None and run.owner_id == user.pk else None
-    queued = runs_visible_to(user).filter(status="queued").order_by("id")
-    return {"workers": workers, "queued": queued}
+    # The whole queue's order decides when a run starts; the user sees their own runs' places in it.
+    queued = list(runs_visible_to(user).filter(status="queued").select_related("dataset").order_by(*QUEUE_ORDER))
+    if queued:
+        order = Run.objects.filter(status="queued").order_by(*QUEUE_ORDER).values_list("pk", flat=True)
+        place = {pk: i for i, pk in enumerate(order, start=1)}
+        for run in queued:
+            run.place = place.get(run.pk)
+    return {"workers": workers, "queued": queued, "priority_range": PRIORITY_RANGE}

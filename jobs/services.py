@@ -26,7 +26,17 @@ import masksel_core
 from masksel_core import ConfigError, DataError, TrainConfig
 
 from . import progress
-from .models import FINAL_STATUSES, Dataset, EpochMetric, MaskConfig, Run, RunStatus, WorkerNode
+from .models import (
+    FINAL_STATUSES,
+    PRIORITY_RANGE,
+    QUEUE_ORDER,
+    Dataset,
+    EpochMetric,
+    MaskConfig,
+    Run,
+    RunStatus,
+    WorkerNode,
+)
 from .selectors import dataset_get, epoch_message
 
 
@@ -89,6 +99,7 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
     if "dataset" not in options:
         raise ServiceError("dataset is required")
     dataset_id = options.pop("dataset")
+    priority = _parse_priority(options.pop("priority", 0))
     if "mask_config" in options:
         # A saved configuration fills in what the request leaves out.
         options = {**mask_config_get(owner, options.pop("mask_config")).config, **options}
@@ -107,9 +118,22 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
     with transaction.atomic():
         run = Run.objects.create(owner=owner, dataset=dataset, config=config.to_dict(),
                                  total_epochs=config.epochs + config.finalize_epochs, tags=tags or [],
-                                 tag_index="|" + "|".join(tags) + "|" if tags else "")
+                                 tag_index="|" + "|".join(tags) + "|" if tags else "", priority=priority)
         transaction.on_commit(lambda: _enqueue(run.pk))
     return run
+
+
+def _parse_priority(value: Any) -> int:
+    low, high = PRIORITY_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ServiceError(f"priority must be a whole number from {low} to {high} (higher starts first), "
+                           f"got {value!r}")
+    return value
+
+
+def next_queued_run_id() -> int | None:
+    """The queued run a free worker should take: highest priority first, then the oldest."""
+    return Run.objects.filter(status=RunStatus.QUEUED).order_by(*QUEUE_ORDER).values_list("pk", flat=True).first()
 
 
 def storage_used(owner: Any) -> int:
@@ -142,6 +166,8 @@ def _check_open_runs(owner: Any, *, adding: int = 1) -> None:
 
 
 def _enqueue(run_id: int) -> None:
+    """One message per queued run; the worker that takes a message trains whichever queued run is first
+    in QUEUE_ORDER at that moment, so priorities set or changed after submitting take effect."""
     from .tasks import train_run
 
     train_run.delay(run_id)
@@ -257,13 +283,18 @@ MAX_TAGS, MAX_TAG_LENGTH, MAX_NOTES = 20, 50, 10_000
 
 
 def run_annotate(run: Run, data: dict[str, Any]) -> Run:
-    """Set a run's tags and notes (the only fields a user may change after submitting)."""
+    """Set a run's tags, notes and (while it is queued) priority: the only fields a user may change."""
     if not isinstance(data, dict):
         raise ServiceError("the body must be a JSON object")
-    unknown = sorted(set(data) - {"tags", "notes"})
+    unknown = sorted(set(data) - {"tags", "notes", "priority"})
     if unknown:
-        raise ServiceError(f"only tags and notes can be changed, not {', '.join(unknown)}")
+        raise ServiceError(f"only tags, notes and priority can be changed, not {', '.join(unknown)}")
     fields: dict[str, Any] = {}
+    if "priority" in data:
+        fields["priority"] = _parse_priority(data["priority"])
+        if run.status != RunStatus.QUEUED and fields["priority"] != run.priority:
+            raise ServiceError(f"run {run.pk} is {run.status}; the priority of a run can only change while it "
+                               "is queued")
     if "tags" in data:
         tags = data["tags"]
         if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
@@ -277,7 +308,12 @@ def run_annotate(run: Run, data: dict[str, Any]) -> Run:
         if not isinstance(data["notes"], str) or len(data["notes"]) > MAX_NOTES:
             raise ServiceError(f"notes must be text of at most {MAX_NOTES} characters")
         fields["notes"] = data["notes"]
-    Run.objects.filter(pk=run.pk).update(**fields)
+    if "priority" in fields:
+        # Guarded: a worker may have started the run since it was read.
+        if not Run.objects.filter(pk=run.pk, status=run.status).update(**fields):
+            raise ServiceError(f"run {run.pk} has just started; its priority can no longer change")
+    else:
+        Run.objects.filter(pk=run.pk).update(**fields)
     run.refresh_from_db()
     return run
 

@@ -8,12 +8,13 @@ from celery.signals import worker_ready, worker_shutdown
 
 from . import services
 from .recovery import start_recovery_thread
-from .training import execute_run
+from .training import execute_next
 
 
 @shared_task(bind=True, name="jobs.train_run")
 def train_run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
-    return execute_run(run_id, worker=worker_name(self.request.hostname))
+    """`run_id` is the run whose submission sent this message; the worker trains the first run in the queue."""
+    return execute_next(worker=worker_name(self.request.hostname))
 
 
 def worker_name(hostname: str | None) -> str:

@@ -75,8 +75,34 @@ class Lease:
         return self.lost.is_set()
 
 
+# How many times a worker looks for the next queued run when others keep taking the one it picked.
+CLAIM_TRIES = 5
+
+
+def execute_next(*, worker: str) -> str:
+    """Train the queued run that is first in the queue order (priority, then age); "idle" when none is queued.
+
+    Every queued run has one task message, and each message trains whichever run is first at that
+    moment, so the messages' own order does not matter and a priority changed after submitting counts.
+    """
+    for _ in range(CLAIM_TRIES):
+        run_id = services.next_queued_run_id()
+        if run_id is None:
+            return "idle"
+        status = _execute(run_id, worker=worker)
+        if status is not None:
+            return status
+    return "idle"
+
+
 def execute_run(run_id: int, *, worker: str) -> str:
-    """Train one run to its end; returns the final status. Errors in the run mark it failed."""
+    """Train this run to its end; returns the final status (or its status now, when it is not queued)."""
+    status = _execute(run_id, worker=worker)
+    return status if status is not None else Run.objects.get(pk=run_id).status
+
+
+def _execute(run_id: int, *, worker: str) -> str | None:
+    """Train one run to its end; None when it could not be claimed. Errors in the run mark it failed."""
     try:
         config = TrainConfig.from_dict(Run.objects.get(pk=run_id).config)
         device = masksel_core.resolve_device(config.device)
@@ -86,7 +112,7 @@ def execute_run(run_id: int, *, worker: str) -> str:
     run = services.run_start(run_id, worker=worker, device=device_label(device))
     if run is None:
         log.info("run %s is no longer queued; skipping", run_id)
-        return Run.objects.get(pk=run_id).status
+        return None
     try:
         if (run.artifact_dir / "checkpoint" / CHECKPOINT_NAME).exists():
             log.warning("resuming run %s from its checkpoint (attempt %s)", run_id, run.attempts)

@@ -48,6 +48,7 @@ def _initial_for(request: HttpRequest) -> dict[str, object]:
         source = selectors.run_get(request.user, request.GET["clone"])
         initial.update({key: value for key, value in source.config.items() if value is not None})
         initial["dataset"] = source.dataset_id
+        initial["priority"] = source.priority
     if request.GET.get("config"):
         try:
             initial.update(services.mask_config_get(request.user, request.GET["config"]).config)

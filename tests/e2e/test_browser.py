@@ -200,3 +200,30 @@ def test_a_sweep_from_the_form_lists_its_runs(stack: Stack, browser: Any) -> Non
     assert page.locator("#runs-table tbody tr").count() == 4
     assert page.locator("#runs-table a.tag:has-text('browser-grid')").count() == 4
     page.close()
+
+
+def test_raise_a_queued_runs_priority_on_the_workers_page(web_only: Stack, browser: Any) -> None:
+    """No worker runs here, so the three runs stay queued; the page reorders them by the new priority."""
+    with web_only.client() as api:
+        digits = next(d["id"] for d in api.get("/api/datasets/").json() if d["name"] == "digits")
+        ids = [str(api.post("/api/runs/", json={"dataset": digits, "epochs": 1}).json()["id"]) for _ in range(3)]
+    page = browser.new_page()
+    log_in(page, web_only)
+    page.goto(f"{web_only.base_url}/workers/")
+    rows = page.locator("#queue tbody tr")
+    assert [rows.nth(i).get_attribute("data-run") for i in range(3)] == ids
+
+    last = page.locator(f"input[name=priority-{ids[2]}]")
+    last.fill("5")
+    with page.expect_navigation():
+        last.dispatch_event("change")
+    assert [rows.nth(i).get_attribute("data-run") for i in range(3)] == [ids[2], ids[0], ids[1]]
+    assert page.locator("#queue tbody tr td.place").first.text_content() == "1"
+
+    first_old = page.locator(f"input[name=priority-{ids[0]}]")
+    first_old.fill("50")
+    first_old.dispatch_event("change")
+    error = page.locator(f"tr[data-run='{ids[0]}'] .priority-error")
+    error.wait_for(state="visible")
+    assert "priority must be a whole number from -10 to 10" in (error.text_content() or "")
+    page.close()

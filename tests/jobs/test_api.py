@@ -137,8 +137,9 @@ def test_tags_and_notes_can_be_changed_and_nothing_else(alice_api: APIClient, di
                                                        "notes": "first try"}, format="json")
     assert changed.status_code == 200 and changed.json()["tags"] == ["baseline", "pixel"]
     assert alice_api.get(f"/api/runs/{run_id}/").json()["notes"] == "first try"
-    for body, needle in (({"status": "succeeded"}, "only tags and notes"), ({"tags": "x"}, "list of non-empty"),
-                         ({"tags": ["x" * 51]}, "at most 20 tags"), ({"notes": 5}, "notes must be text")):
+    for body, needle in (({"status": "succeeded"}, "only tags, notes and priority"),
+                         ({"tags": "x"}, "list of non-empty"), ({"tags": ["x" * 51]}, "at most 20 tags"),
+                         ({"notes": 5}, "notes must be text")):
         response = alice_api.patch(f"/api/runs/{run_id}/", body, format="json")
         assert response.status_code == 400 and needle in response.json()["error"], body
 

@@ -1,0 +1,92 @@
+"""The queue: queued runs start highest priority first, then oldest first; a priority can change while queued."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.test import Client
+from rest_framework.test import APIClient
+
+from jobs import selectors, services
+from jobs.models import Run, RunStatus
+from jobs.training import execute_next
+from masksel_core import TrainConfig
+
+CONFIG = TrainConfig(mask_type="channel-any", model="mlp", epochs=1, batch_size=256, device="cpu").to_dict()
+
+
+def queued_run(owner: Any, dataset: Any, priority: int = 0) -> Run:
+    """A queued row without its task message: these tests play the worker's part."""
+    return Run.objects.create(owner=owner, dataset=dataset, config=CONFIG, total_epochs=1, priority=priority)
+
+
+def test_the_queue_order_is_priority_then_age(alice: Any, digits: Any) -> None:
+    low, high, later_high = queued_run(alice, digits, -1), queued_run(alice, digits, 3), queued_run(alice, digits, 3)
+    plain = queued_run(alice, digits)
+    order = []
+    while (run_id := services.next_queued_run_id()) is not None:
+        order.append(run_id)
+        Run.objects.filter(pk=run_id).update(status=RunStatus.RUNNING)
+    assert order == [high.pk, later_high.pk, plain.pk, low.pk]
+
+
+def test_a_worker_trains_the_first_run_in_the_queue_whatever_message_it_got(alice: Any, digits: Any) -> None:
+    first, urgent = queued_run(alice, digits), queued_run(alice, digits)
+    services.run_annotate(urgent, {"priority": 5})
+    assert execute_next(worker="w:1") == RunStatus.SUCCEEDED
+    assert Run.objects.get(pk=urgent.pk).status == RunStatus.SUCCEEDED
+    assert Run.objects.get(pk=first.pk).status == RunStatus.QUEUED
+    assert execute_next(worker="w:1") == RunStatus.SUCCEEDED
+    assert Run.objects.get(pk=first.pk).status == RunStatus.SUCCEEDED
+    assert execute_next(worker="w:1") == "idle"  # the extra message of a run already trained finds nothing
+
+
+def test_priority_over_rest_create_and_change(alice_api: APIClient, bob_api: APIClient, alice: Any,
+                                              digits: Any) -> None:
+    created = alice_api.post("/api/runs/", {"dataset": digits.pk, **CONFIG, "priority": 2}, format="json")
+    assert created.status_code == 201, created.json()
+    run_id = created.json()["id"]
+    Run.objects.filter(pk=run_id).update(status=RunStatus.QUEUED)  # eager Celery trained it; put it back
+    assert alice_api.get(f"/api/runs/{run_id}/").json()["priority"] == 2
+    changed = alice_api.patch(f"/api/runs/{run_id}/", {"priority": -4}, format="json")
+    assert changed.status_code == 200 and changed.json()["priority"] == -4
+    for bad in (11, -11, 1.5, "high", True, None):
+        response = alice_api.patch(f"/api/runs/{run_id}/", {"priority": bad}, format="json")
+        assert response.status_code == 400 and "priority must be a whole number" in response.json()["error"], bad
+    assert bob_api.patch(f"/api/runs/{run_id}/", {"priority": 9}, format="json").status_code == 404
+    assert Run.objects.get(pk=run_id).priority == -4
+    refused = alice_api.post("/api/runs/", {"dataset": digits.pk, **CONFIG, "priority": 99}, format="json")
+    assert refused.status_code == 400 and "priority" in refused.json()["error"]
+
+
+def test_the_priority_of_a_started_run_cannot_change(alice: Any, digits: Any) -> None:
+    run = queued_run(alice, digits)
+    services.run_start(run.pk, worker="w:1", device="cpu")
+    run.refresh_from_db()
+    try:
+        services.run_annotate(run, {"priority": 4})
+    except services.ServiceError as exc:
+        assert "only change while it is queued" in str(exc)
+    else:
+        raise AssertionError("a running run's priority changed")
+    services.run_annotate(run, {"priority": 0, "notes": "same priority is fine"})
+    assert Run.objects.get(pk=run.pk).notes == "same priority is fine"
+
+
+def test_the_workers_page_lists_the_queue_in_order_with_places(alice: Any, bob: Any, digits: Any) -> None:
+    bobs = queued_run(bob, digits, 9)
+    mine = [queued_run(alice, digits, 0), queued_run(alice, digits, 1)]
+    client = Client()
+    client.force_login(alice)
+    page = client.get("/workers/").content.decode()
+    assert page.index(f'data-run="{mine[1].pk}"') < page.index(f'data-run="{mine[0].pk}"')
+    assert f'data-run="{bobs.pk}"' not in page  # another user's run counts for places but is not shown
+    places = [run.place for run in selectors.workers_and_queue(alice)["queued"]]
+    assert places == [2, 3]
+
+
+def test_clone_prefills_the_priority(alice: Any, digits: Any) -> None:
+    source = queued_run(alice, digits, 7)
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/runs/new/?clone={source.pk}").content.decode()
+    assert 'name="priority" value="7"' in page
