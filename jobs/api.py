@@ -17,10 +17,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from masksel_core import DataError
 from masksel_core.export import mask_document, mask_png, npy_bytes
 
 from . import api_schema as doc
-from . import selectors, services
+from . import samples, selectors, services
 from .models import Dataset, MaskConfig, Run
 
 
@@ -61,6 +62,35 @@ class DatasetPreview(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: doc.Error})
     def get(self, request: Request, dataset_id: int) -> Response:
         return Response(selectors.dataset_preview(selectors.dataset_get(request.user, dataset_id)))
+
+
+class DatasetSamples(APIView):
+    """Samples packed by `masksel_core.transfer`: whole, or only what a run's trained mask selects."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("run", int, description="pack only what this (succeeded) run's mask selects"),
+            OpenApiParameter("start", int, description="first sample (default 0)"),
+            OpenApiParameter("count", int, description=f"how many (default 256, at most {samples.MAX_COUNT})"),
+            OpenApiParameter("split", str, enum=["test", "train"], description="default test"),
+            OpenApiParameter("dtype", str, enum=list(samples.DTYPE_CHOICES),
+                             description="value type on the wire (default float32; the others are lossy)"),
+            OpenApiParameter("compress", bool, description="zlib the body (lossless)")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 400: doc.Error, 404: doc.Error},
+        summary="Packed samples (masksel_core.transfer.unpack reads them); headers give the total and the plan")
+    def get(self, request: Request, dataset_id: int) -> HttpResponse:
+        dataset = selectors.dataset_get(request.user, dataset_id)
+        run_param = request.query_params.get("run")
+        run = selectors.run_get(request.user, run_param) if run_param not in (None, "") else None
+        try:
+            page = samples.sample_page(dataset, run, request.query_params)
+        except (samples.SampleRequestError, DataError) as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        response = HttpResponse(page.payload, content_type="application/octet-stream")
+        response["Content-Length"] = str(len(page.payload))
+        response["X-Masksel-Total"] = str(page.total)
+        response["X-Masksel-Plan"] = page.plan.plan_id
+        return response
 
 
 class RunList(APIView):

@@ -13,6 +13,7 @@ urlpatterns = [
     path("datasets/", api.DatasetList.as_view()),
     path("datasets/<int:dataset_id>/", api.DatasetDetail.as_view()),
     path("datasets/<int:dataset_id>/preview/", api.DatasetPreview.as_view()),
+    path("datasets/<int:dataset_id>/samples/", api.DatasetSamples.as_view()),
     path("runs/", api.RunList.as_view()),
     path("sweeps/", api.SweepCreate.as_view()),
     path("configs/", api.MaskConfigList.as_view()),

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .chain import MASK_NAMES
+from .client import RemoteError
 from .config import ConfigError, TrainConfig, parse_grid
 from .data import DataError, load_dataset
 from .export import write_outputs
@@ -21,6 +22,7 @@ from .models import MODELS
 from .train import EpochRecord, train
 
 EXIT_USAGE = 2
+EXIT_REMOTE = 3  # the server refused or could not be reached
 # Config fields with a flag of their own spelling, or none: everything else is generated.
 SPECIAL = {"mask_type", "model", "epochs", "grid", "device", "costs", "init_selected", "rescale"}
 
@@ -67,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", help="folder of the torchvision data sets (default: $MASKSEL_DATA_ROOT)")
     t.add_argument("--download", action="store_true", help="download mnist/cifar10/svhn into --data-root")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .predict import add_parser as add_predict
     from .reproduce import add_parser
 
     add_parser(commands)
+    add_predict(commands)
     return parser
 
 
@@ -122,7 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .reproduce import main as reproduce
 
             return reproduce(args)
+        if args.command == "predict":
+            from .predict import main as predict
+
+            return predict(args)
     except (UsageError, ConfigError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RemoteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REMOTE
     return EXIT_USAGE

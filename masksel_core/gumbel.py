@@ -15,6 +15,23 @@ def gumbel_noise(shape: torch.Size, *, device: torch.device, generator: torch.Ge
     return -torch.log(-torch.log(u))
 
 
+class _OneHotST(torch.autograd.Function):
+    """Straight-through one-hot in one autograd node: forward exactly `m_D`, backward the tempered softmax's
+    Jacobian (so the masked input is exactly the selected values, with no `m_S - m_S` rounding)."""
+
+    @staticmethod
+    def forward(ctx, perturbed: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
+        soft = torch.softmax(perturbed / tau, dim=-1)
+        ctx.save_for_backward(soft)
+        ctx.tau = tau
+        return torch.zeros_like(soft).scatter_(-1, perturbed.argmax(dim=-1, keepdim=True), 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (soft,) = ctx.saved_tensors
+        return soft * (grad - (grad * soft).sum(dim=-1, keepdim=True)) / ctx.tau, None
+
+
 def straight_through(
     logits: torch.Tensor,
     *,
@@ -24,17 +41,14 @@ def straight_through(
 ) -> torch.Tensor:
     """One-hot over the last dimension whose value is discrete and whose gradient is soft.
 
-    Returns `m_D + m_S - m_S.detach()`: equal to `m_D` in the forward pass, with the gradient of
-    `m_S = softmax((logits + g) / tau)` in the backward pass.
+    Equal to `m_D` in the forward pass, with the gradient of `m_S = softmax((logits + g) / tau)`
+    in the backward pass (the paper's `m_D + m_S - m_S.detach()`, computed without its rounding).
     """
     if explore:
         perturbed = logits + gumbel_noise(logits.shape, device=logits.device, generator=generator)
     else:
         perturbed = logits
-    soft = torch.softmax(perturbed / tau, dim=-1)
-    index = perturbed.argmax(dim=-1, keepdim=True)
-    hard = torch.zeros_like(soft).scatter_(-1, index, 1.0)
-    return hard + soft - soft.detach()
+    return _OneHotST.apply(perturbed, tau)
 
 
 def discrete(logits: torch.Tensor) -> torch.Tensor:

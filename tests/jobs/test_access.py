@@ -19,7 +19,7 @@ LIST_API = ["/api/datasets/", "/api/runs/", "/api/configs/", "/api/schema/", "/a
 POST_RUN_API = ["/api/runs/{id}/cancel/"]
 POST_API = ["/api/sweeps/", "/api/runs/batch/"]
 DATASET_PAGES = ["/datasets/{id}/"]
-DATASET_API = ["/api/datasets/{id}/", "/api/datasets/{id}/preview/"]
+DATASET_API = ["/api/datasets/{id}/", "/api/datasets/{id}/preview/", "/api/datasets/{id}/samples/"]
 
 
 def test_the_lists_here_cover_every_route_of_the_app() -> None:

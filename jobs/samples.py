@@ -1,0 +1,107 @@
+"""Serve samples of a data set as `masksel_core.transfer` payloads: whole, or only what a run's mask selects.
+
+This is the selective data server of the method: a client with a trained model asks for the
+samples it needs and receives only the selected parts, in bytes the mask predicts. Data sets are
+loaded once per process (a few are kept) and a run's plan once per trained mask.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import masksel_core
+from masksel_core import TensorDataset
+from masksel_core.transfer import TransferPlan, full_plan, pack, plan_from_mask_document
+
+from .models import Dataset, Run, RunStatus
+
+MAX_COUNT = 4096
+DTYPE_CHOICES = ("float32", "float16", "uint8")
+_KEEP_DATASETS = 4
+_datasets: OrderedDict[tuple[str, int], TensorDataset] = OrderedDict()
+_plans: dict[tuple[int, float], TransferPlan] = {}
+_lock = threading.Lock()
+
+
+class SampleRequestError(ValueError):
+    """A request the server refuses (400), with the reason."""
+
+
+@dataclass(frozen=True)
+class SamplePage:
+    payload: bytes
+    total: int
+    plan: TransferPlan
+
+
+def _dataset_tensors(dataset: Dataset, seed: int) -> TensorDataset:
+    """The data set as training split it (the seed decides the hold-out of files without a test split)."""
+    key = (dataset.source, seed)
+    with _lock:
+        if key in _datasets:
+            _datasets.move_to_end(key)
+            return _datasets[key]
+    data = masksel_core.load_dataset(dataset.source, seed=seed)
+    with _lock:
+        _datasets[key] = data
+        while len(_datasets) > _KEEP_DATASETS:
+            _datasets.popitem(last=False)
+    return data
+
+
+def run_plan(run: Run) -> TransferPlan:
+    """The transfer plan of a run's trained mask (from its `mask.json`)."""
+    path = Path(run.artifact_dir) / "mask.json"
+    if run.status != RunStatus.SUCCEEDED or not path.is_file():
+        raise SampleRequestError(f"run {run.pk} has no trained mask (it is {run.status}); "
+                                 "samples can be packed for succeeded runs only")
+    key = (run.pk, path.stat().st_mtime)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = plan_from_mask_document(json.loads(path.read_text()))
+        _plans[key] = plan
+    return plan
+
+
+def _int_param(params: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise SampleRequestError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SampleRequestError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def sample_page(dataset: Dataset, run: Run | None, params: Any) -> SamplePage:
+    """Samples `start .. start+count` of a split, packed whole or for `run`'s mask."""
+    unknown = sorted(set(params) - {"run", "start", "count", "split", "dtype", "compress", "format"})
+    if unknown:
+        raise SampleRequestError(f"unknown parameter(s): {', '.join(unknown)}")
+    split = params.get("split") or "test"
+    if split not in ("train", "test"):
+        raise SampleRequestError(f"split must be train or test, got {split!r}")
+    dtype = params.get("dtype") or "float32"
+    if dtype not in DTYPE_CHOICES:
+        raise SampleRequestError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
+    compress = str(params.get("compress") or "0").lower() in ("1", "true", "yes")
+    if run is not None and run.dataset_id != dataset.pk:
+        raise SampleRequestError(f"run {run.pk} was trained on another data set, not on {dataset.pk}")
+    plan = run_plan(run) if run is not None else None
+    seed = int(run.config.get("seed", 0)) if run is not None else 0
+    data = _dataset_tensors(dataset, seed)
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    total = int(x.shape[0])
+    start = _int_param(params, "start", 0, 0, max(total - 1, 0))
+    count = _int_param(params, "count", min(256, total), 1, MAX_COUNT)
+    stop = min(start + count, total)
+    plan = plan or full_plan(data.input_shape)
+    payload = pack(x[start:stop], plan, labels=y[start:stop], dtype=dtype, compress=compress)
+    return SamplePage(payload, total, plan)

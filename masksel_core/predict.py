@@ -1,0 +1,91 @@
+"""`python -m masksel_core predict`: run a trained model on samples fetched from a masksel server.
+
+It fetches the masked samples of a run (only the selected parts travel), predicts with the run's
+TorchScript model (`model.ts`, downloaded unless `--model` names a local copy), and does the same
+with the whole samples, so the two can be compared: accuracy, bytes received, seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import time
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .client import RemoteDataset, RemoteError
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser("predict", help="predict on samples fetched from a server, masked and whole")
+    p.add_argument("--server", required=True, help="e.g. http://127.0.0.1:8000")
+    p.add_argument("--token", required=True, help="an API token (POST /api/auth/token/)")
+    p.add_argument("--dataset", required=True, type=int, help="the data set's id on the server")
+    p.add_argument("--run", required=True, type=int, help="the (succeeded) run whose mask and model to use")
+    p.add_argument("--count", type=int, help="how many test samples (default: all)")
+    p.add_argument("--model", help="a local model.ts of the run (default: download it from the server)")
+    p.add_argument("--page", type=int, default=512, help="samples per request")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "uint8"),
+                   help="value type on the wire (the others are lossy)")
+    p.add_argument("--compress", action="store_true", help="zlib the payloads (lossless)")
+    p.add_argument("--skip-full", action="store_true", help="do not fetch the whole samples for comparison")
+
+
+@dataclass(frozen=True)
+class Measured:
+    samples: int
+    correct: int
+    bytes_received: int
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.samples, 1)
+
+
+def load_model(args: argparse.Namespace) -> torch.nn.Module:
+    if args.model:
+        source: Any = args.model
+    else:
+        request = urllib.request.Request(f"{args.server.rstrip('/')}/api/runs/{args.run}/model.ts",
+                                         headers={"Authorization": f"Token {args.token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - the user's server
+                source = io.BytesIO(response.read())
+        except OSError as exc:
+            raise RemoteError(f"cannot download model.ts of run {args.run}: {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
+        return torch.jit.load(source, map_location="cpu").eval()
+
+
+def measure(model: torch.nn.Module, remote: RemoteDataset, count: int | None) -> Measured:
+    started = time.perf_counter()
+    samples = correct = 0
+    with torch.no_grad():
+        for batch in remote.iter(limit=count):
+            assert batch.labels is not None
+            correct += int((model(batch.x).argmax(dim=1) == batch.labels).sum())
+            samples += batch.x.shape[0]
+    return Measured(samples, correct, remote.bytes_received, time.perf_counter() - started)
+
+
+def main(args: argparse.Namespace) -> int:
+    model = load_model(args)
+    common = {"page": args.page, "dtype": args.dtype, "compress": args.compress}
+    masked = measure(model, RemoteDataset(args.server, args.token, args.dataset, args.run, **common), args.count)
+    rows = [("masked", masked)]
+    if not args.skip_full:
+        rows.append(("full", measure(model, RemoteDataset(args.server, args.token, args.dataset, None, **common),
+                                     args.count)))
+    print("| data | samples | accuracy | bytes received | bytes/sample | seconds |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, m in rows:
+        print(f"| {label} | {m.samples} | {m.accuracy:.4f} | {m.bytes_received} | "
+              f"{m.bytes_received / max(m.samples, 1):.1f} | {m.seconds:.3f} |")
+    if len(rows) == 2:
+        print(f"masked/full bytes: {masked.bytes_received / max(rows[1][1].bytes_received, 1):.4f}")
+    return 0

@@ -1,0 +1,386 @@
+"""Send only what a trained mask selects: `pack` a batch into bytes, `unpack` it into the network's input.
+
+The paper counts the transferred share of input *values*; users pay for *bytes*. A payload holds
+exactly the selected parts, so its size is what the mask predicts plus a small header:
+
+- plain masks (`channel-any`, `pixel-any`, `block-any`, `channel-xor`, `pixel-xor` and chains of
+  them): the kept values, in a fixed order, as float32 (or float16 / uint8 when asked: lossy);
+- chains that start with `jpeg-xor`: per sample and kept channel, the JPEG of that channel at the
+  quality the mask picked (the receiver decodes it: the same pixels the network was trained on);
+  select stages after the merge zero values after decoding (they save bytes only where they drop
+  a whole channel: a JPEG is sent whole);
+- chains that start with `thumb-xor`: per sample and kept channel, the thumbnail at the picked
+  scale (its values), blown back up by the receiver as in training.
+
+A payload describes itself (its plan: the keep map and the picked versions), so a client that has
+only the trained model can rebuild the input, and `unpack(payload, plan)` checks that the payload
+was packed for `plan`. Layout (little-endian):
+
+    b"MSEL" | u8 format | u8 kind | u8 dtype | u8 flags | 8-byte plan id | u32 count
+    | u16 C | u16 H | u16 W | u32 plan length | plan | [count x i64 labels] | u64 body length | body
+
+`flags`: 1 = body compressed with zlib (lossless; sizes then depend on the data), 2 = labels.
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+import warnings
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MAGIC = b"MSEL"
+FORMAT = 1
+KINDS = ("values", "jpeg", "thumb")
+DTYPES = {"float32": (0, np.float32), "float16": (1, np.float16), "uint8": (2, np.uint8)}
+FLAG_ZLIB, FLAG_LABELS = 1, 2
+_HEAD = struct.Struct("<4sBBBB8sIHHHI")
+
+
+class TransferError(ValueError):
+    """A payload that is not masksel's, is damaged, or was packed for another mask."""
+
+
+@dataclass(frozen=True, eq=False)
+class TransferPlan:
+    """What is sent of each sample: `keep` (C, H, W) over the network's input channels and, for
+    `jpeg`/`thumb` chains, the picked version of each original channel (`versions`, index into `levels`)."""
+
+    kind: str
+    keep: np.ndarray  # bool (C, H, W)
+    levels: tuple[int, ...] = ()
+    versions: tuple[int, ...] = ()
+    _id: bytes = field(default=b"", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown transfer kind {self.kind!r}")
+        keep = np.asarray(self.keep, dtype=bool)
+        if keep.ndim != 3:
+            raise ValueError(f"keep must be (C, H, W), got shape {list(keep.shape)}")
+        object.__setattr__(self, "keep", keep)
+        if self.kind != "values" and len(self.versions) != keep.shape[0]:
+            raise ValueError(f"{self.kind} plan needs one picked version per channel ({keep.shape[0]})")
+        object.__setattr__(self, "_id", hashlib.sha256(self.encode()).digest()[:8])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.keep.shape)  # type: ignore[return-value]
+
+    @property
+    def plan_id(self) -> str:
+        return self._id.hex()
+
+    @property
+    def kept_values(self) -> int:
+        return int(self.keep.sum())
+
+    def kept_channels(self) -> list[int]:
+        return [c for c in range(self.shape[0]) if self.keep[c].any()]
+
+    def encode(self) -> bytes:
+        c, h, w = self.keep.shape
+        head = struct.pack("<BHHHB", KINDS.index(self.kind), c, h, w, len(self.levels))
+        levels = struct.pack(f"<{len(self.levels)}H", *self.levels)
+        versions = bytes(self.versions)
+        return head + levels + versions + np.packbits(self.keep.reshape(-1)).tobytes()
+
+    @classmethod
+    def decode(cls, blob: bytes) -> TransferPlan:
+        try:
+            kind, c, h, w, n_levels = struct.unpack_from("<BHHHB", blob)
+            offset = struct.calcsize("<BHHHB")
+            levels = struct.unpack_from(f"<{n_levels}H", blob, offset)
+            offset += 2 * n_levels
+            n_versions = c if KINDS[kind] != "values" else 0
+            versions = tuple(blob[offset:offset + n_versions])
+            offset += n_versions
+            bits = np.frombuffer(blob, dtype=np.uint8, offset=offset)
+            keep = np.unpackbits(bits)[: c * h * w]
+            if keep.size != c * h * w:
+                raise ValueError("short keep map")
+            return cls(KINDS[kind], keep.reshape(c, h, w).astype(bool), tuple(levels), versions)
+        except (struct.error, IndexError, ValueError) as exc:
+            raise TransferError(f"the payload's mask description is damaged ({exc})") from None
+
+    def raw_bytes_per_sample(self, dtype: str = "float32") -> int:
+        """What sending the whole input costs: every value of every original channel."""
+        return int(np.prod(self.shape)) * np.dtype(DTYPES[dtype][1]).itemsize
+
+    def predicted_bytes_per_sample(self, dtype: str = "float32", version_bytes: Sequence[float] | None = None) -> float:
+        """Bytes of one sample's body: kept values for plain masks; for JPEG, `version_bytes[v]` (mean
+        encoded size of one channel at version v, e.g. measured on the training set) per kept channel."""
+        itemsize = np.dtype(DTYPES[dtype][1]).itemsize
+        if self.kind == "values":
+            return float(self.kept_values * itemsize)
+        channels = self.kept_channels()
+        if self.kind == "thumb":
+            _, h, w = self.shape
+            return float(sum(_thumb_size(h, w, self.levels[self.versions[c]]) for c in channels) * itemsize)
+        if version_bytes is None:
+            raise ValueError("a JPEG plan's size needs the mean encoded bytes of each version")
+        return float(sum(version_bytes[self.versions[c]] for c in channels) + 4 * len(channels))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "plan_id": self.plan_id, "input_shape": list(self.shape),
+                "kept_values": self.kept_values, "levels": list(self.levels), "versions": list(self.versions)}
+
+
+def full_plan(shape: Sequence[int]) -> TransferPlan:
+    """Every value: what is sent without a mask."""
+    return TransferPlan("values", np.ones(tuple(int(s) for s in shape), dtype=bool))
+
+
+def plan_from_chain(chain: Any) -> TransferPlan:
+    """The plan of a trained `MaskChain`'s discrete (noise-free) mask."""
+    from .masks import Merge, SelectStage
+
+    stages = list(chain.stages)
+    with torch.no_grad():
+        selections = [(stage, stage.sample(tau=1.0, explore=False).round().cpu().numpy())
+                      if isinstance(stage, SelectStage) else (stage, None) for stage in stages]
+    if chain.extend is None:
+        keep = np.ones(chain.input_shape, dtype=bool)
+        for stage, selected in selections:
+            keep &= stage.expand(torch.from_numpy(selected)).numpy().astype(bool)
+        return TransferPlan("values", keep)
+    xor, merge = selections[0], selections[1]
+    assert isinstance(merge[0], Merge)
+    groups, versions_count = merge[0].groups, chain.extend.versions
+    picked = xor[1].reshape(groups, versions_count).argmax(axis=1)
+    keep = np.ones(chain.input_shape, dtype=bool)
+    for stage, selected in selections[2:]:
+        keep &= stage.expand(torch.from_numpy(selected)).numpy().astype(bool)
+    return TransferPlan(chain.extend.kind, keep, tuple(chain.extend.levels), tuple(int(v) for v in picked))
+
+
+def plan_from_mask_document(document: dict[str, Any]) -> TransferPlan:
+    """The plan of a `mask.json` (single masks and chains), as the service and clients read it."""
+    try:
+        shape = tuple(int(s) for s in document["input_shape"])
+        stages = document.get("stages") or [{"mask_type": document["mask_type"], "selected": document["selected"]}]
+        kind, levels, versions = "values", (), ()
+        keep = np.ones(shape, dtype=bool)
+        rest = list(stages)
+        if rest and rest[0].get("mask_type") == "extend":
+            extend, xor = rest[0], rest[1]
+            kind, levels = str(extend["kind"]), tuple(int(v) for v in extend["levels"])
+            picked = np.asarray(xor["selected"], dtype=np.uint8).reshape(shape[0], len(levels))
+            versions = tuple(int(v) for v in picked.argmax(axis=1))
+            rest = rest[3:]  # extend, channel-xor, merge
+        for stage in rest:
+            if stage.get("mask_type") == "merge":
+                continue
+            keep &= expand_selection(stage["mask_type"], np.asarray(stage["selected"], dtype=np.uint8), shape)
+        return TransferPlan(kind, keep, levels, versions)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a mask.json this version understands ({exc})") from None
+
+
+def expand_selection(mask_type: str, selected: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """A contract-shaped selection broadcast to `(C, H, W)` booleans."""
+    c, h, w = shape
+    if mask_type in ("channel-any", "channel-xor"):
+        return np.broadcast_to(selected.reshape(c, 1, 1).astype(bool), shape).copy()
+    if mask_type in ("pixel-any", "pixel-xor"):
+        return selected.reshape(shape).astype(bool)
+    if mask_type == "block-any":
+        gh, gw = selected.shape[1:]
+        rows = (np.arange(h) * gh) // h
+        cols = (np.arange(w) * gw) // w
+        return selected[:, rows][:, :, cols].astype(bool)
+    raise ValueError(f"unknown mask type {mask_type!r}")
+
+
+def pack(x: torch.Tensor, plan: TransferPlan, *, labels: torch.Tensor | None = None, dtype: str = "float32",
+         compress: bool = False) -> bytes:
+    """The selected parts of a batch `(B, C, H, W)` of inputs in [0, 1] (the original channels)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if x.ndim != 4 or tuple(x.shape[1:]) != plan.shape:
+        raise ValueError(f"batch of shape {list(x.shape)} does not fit the plan's input {list(plan.shape)}")
+    x = x.detach().cpu().float()
+    if plan.kind == "values":
+        values = x.numpy()[:, plan.keep]  # (B, kept), C-order over (C, H, W)
+        body = _as_dtype(values, dtype).tobytes()
+    elif plan.kind == "jpeg":
+        body = _jpeg_body(x, plan)
+    else:
+        body = _thumb_body(x, plan, dtype)
+    flags = 0
+    if compress:
+        body, flags = zlib.compress(body, 6), flags | FLAG_ZLIB
+    label_bytes = b""
+    if labels is not None:
+        if labels.shape != (x.shape[0],):
+            raise ValueError(f"labels must be ({x.shape[0]},), got {list(labels.shape)}")
+        label_bytes, flags = labels.detach().cpu().numpy().astype("<i8").tobytes(), flags | FLAG_LABELS
+    plan_blob = plan.encode()
+    c, h, w = plan.shape
+    head = _HEAD.pack(MAGIC, FORMAT, KINDS.index(plan.kind), DTYPES[dtype][0], flags, plan._id, x.shape[0],
+                      c, h, w, len(plan_blob))
+    return head + plan_blob + label_bytes + struct.pack("<Q", len(body)) + body
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    x: torch.Tensor  # (B, C, H, W) float32: kept values, zeros elsewhere (merged picked versions for extends)
+    labels: torch.Tensor | None
+    plan: TransferPlan
+
+
+def unpack(payload: bytes, plan: TransferPlan | None = None) -> Unpacked:
+    """Rebuild the network's input from a payload; with `plan`, refuse a payload packed for another mask."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise TransferError("a payload is bytes")
+    payload = bytes(payload)
+    if len(payload) < _HEAD.size or payload[:4] != MAGIC:
+        raise TransferError("not a masksel payload (no MSEL header)")
+    magic, fmt, kind, dtype_code, flags, plan_id, count, c, h, w, plan_len = _HEAD.unpack_from(payload)
+    if fmt != FORMAT:
+        raise TransferError(f"payload format {fmt} is not supported (this version reads format {FORMAT})")
+    offset = _HEAD.size
+    carried = TransferPlan.decode(payload[offset:offset + plan_len])
+    offset += plan_len
+    if carried._id != plan_id or carried.shape != (c, h, w) or KINDS.index(carried.kind) != kind:
+        raise TransferError("the payload's header and mask description disagree: it is damaged")
+    if plan is not None and plan._id != plan_id:
+        raise TransferError(f"the payload was packed for mask {plan_id.hex()}, not for this mask ({plan.plan_id})")
+    labels = None
+    if flags & FLAG_LABELS:
+        raw = payload[offset:offset + 8 * count]
+        if len(raw) != 8 * count:
+            raise TransferError("payload truncated in its labels")
+        labels = torch.from_numpy(np.frombuffer(raw, dtype="<i8").astype(np.int64))
+        offset += 8 * count
+    if len(payload) < offset + 8:
+        raise TransferError("payload truncated before its body")
+    (body_len,) = struct.unpack_from("<Q", payload, offset)
+    body = payload[offset + 8:]
+    if len(body) != body_len:
+        raise TransferError(f"payload truncated or padded: body of {len(body)} bytes, header says {body_len}")
+    if flags & FLAG_ZLIB:
+        try:
+            body = zlib.decompress(body)
+        except zlib.error as exc:
+            raise TransferError(f"the payload's compressed body is damaged ({exc})") from None
+    dtype = next((name for name, (code, _) in DTYPES.items() if code == dtype_code), None)
+    if dtype is None:
+        raise TransferError(f"unknown value type code {dtype_code}")
+    if carried.kind == "values":
+        x = _values_from(body, carried, count, dtype)
+    elif carried.kind == "jpeg":
+        x = _jpeg_from(body, carried, count)
+    else:
+        x = _thumb_from(body, carried, count, dtype)
+    return Unpacked(x, labels, carried)
+
+
+def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "uint8":
+        return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return values.astype(np.dtype(DTYPES[dtype][1]).newbyteorder("<"))
+
+
+def _from_dtype(raw: bytes, dtype: str, count: int) -> np.ndarray:
+    numpy_type = np.dtype(DTYPES[dtype][1]).newbyteorder("<")
+    if len(raw) != count * numpy_type.itemsize:
+        raise TransferError(f"payload body holds {len(raw)} bytes, the mask needs {count * numpy_type.itemsize}")
+    values = np.frombuffer(raw, dtype=numpy_type).astype(np.float32)
+    return values / 255.0 if dtype == "uint8" else values
+
+
+def _values_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> torch.Tensor:
+    values = _from_dtype(body, dtype, count * plan.kept_values).reshape(count, plan.kept_values)
+    out = np.zeros((count, *plan.shape), dtype=np.float32)
+    out[:, plan.keep] = values
+    return torch.from_numpy(out)
+
+
+def _codecs() -> tuple[Any, Any]:
+    with warnings.catch_warnings():
+        # torchvision 0.29 points to TorchCodec for image codecs; its JPEG codec is the one training used.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import decode_jpeg, encode_jpeg
+    return encode_jpeg, decode_jpeg
+
+
+def _jpeg_body(x: torch.Tensor, plan: TransferPlan) -> bytes:
+    from .operators import _to_uint8
+
+    encode_jpeg, _ = _codecs()
+    channels = plan.kept_channels()
+    planes = _to_uint8(x)  # (B, C, H, W) uint8, as `extend` encodes
+    parts = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        encoded = {c: encode_jpeg(list(planes[:, c:c + 1]), quality=plan.levels[plan.versions[c]]) for c in channels}
+    for i in range(x.shape[0]):
+        for c in channels:
+            data = encoded[c][i].numpy().tobytes()
+            parts += [struct.pack("<I", len(data)), data]
+    return b"".join(parts)
+
+
+def _jpeg_from(body: bytes, plan: TransferPlan, count: int) -> torch.Tensor:
+    _, decode_jpeg = _codecs()
+    channels = plan.kept_channels()
+    out = torch.zeros(count, *plan.shape)
+    blobs, offset = [], 0
+    try:
+        for _ in range(count * len(channels)):
+            (size,) = struct.unpack_from("<I", body, offset)
+            blobs.append(torch.frombuffer(bytearray(body[offset + 4:offset + 4 + size]), dtype=torch.uint8))
+            if blobs[-1].numel() != size:
+                raise struct.error("short image")
+            offset += 4 + size
+    except struct.error:
+        raise TransferError("payload body truncated inside a JPEG image") from None
+    if offset != len(body):
+        raise TransferError("payload body holds more than its images")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            decoded = decode_jpeg(blobs) if blobs else []
+    except RuntimeError as exc:
+        raise TransferError(f"a JPEG image in the payload is damaged ({exc})") from None
+    for k, image in enumerate(decoded):
+        i, c = divmod(k, len(channels))
+        out[i, channels[c]] = image[0].float() / 255.0
+    return out * torch.from_numpy(plan.keep)
+
+
+def _thumb_size(h: int, w: int, scale: int) -> int:
+    return -(-h // scale) * -(-w // scale)
+
+
+def _thumb_body(x: torch.Tensor, plan: TransferPlan, dtype: str) -> bytes:
+    parts = []
+    for c in plan.kept_channels():
+        s = plan.levels[plan.versions[c]]
+        small = F.avg_pool2d(x[:, c:c + 1], kernel_size=s, stride=s, ceil_mode=True) if s > 1 else x[:, c:c + 1]
+        parts.append(small.reshape(x.shape[0], -1).numpy())
+    if not parts:
+        return b""
+    return _as_dtype(np.concatenate(parts, axis=1), dtype).tobytes()
+
+
+def _thumb_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> torch.Tensor:
+    _, h, w = plan.shape
+    channels = plan.kept_channels()
+    sizes = [_thumb_size(h, w, plan.levels[plan.versions[c]]) for c in channels]
+    values = torch.from_numpy(_from_dtype(body, dtype, count * sum(sizes)).reshape(count, sum(sizes)))
+    out = torch.zeros(count, *plan.shape)
+    start = 0
+    for c, size in zip(channels, sizes, strict=True):
+        s = plan.levels[plan.versions[c]]
+        small = values[:, start:start + size].reshape(count, 1, -(-h // s), -(-w // s))
+        out[:, c:c + 1] = F.interpolate(small, size=(h, w), mode="nearest") if s > 1 else small
+        start += size
+    return out * torch.from_numpy(plan.keep)

@@ -1,0 +1,89 @@
+"""GET /api/datasets/<id>/samples/: whole samples, or only what a run's trained mask selects."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from rest_framework.test import APIClient
+
+from jobs.models import Run
+from masksel_core import load_dataset
+from masksel_core.transfer import full_plan, unpack
+
+RUN = {"mask_type": "pixel-any", "model": "mlp", "epochs": 3, "batch_size": 64, "model_lr": 1e-3,
+       "lambda_init": 1.0, "device": "cpu"}
+
+
+@pytest.fixture
+def trained(alice_api: APIClient, digits: Any, django_capture_on_commit_callbacks: Any) -> Run:
+    with django_capture_on_commit_callbacks(execute=True):
+        created = alice_api.post("/api/runs/", {"dataset": digits.pk, **RUN}, format="json")
+    run = Run.objects.get(pk=created.json()["id"])
+    assert run.status == "succeeded"
+    return run
+
+
+def test_whole_samples_come_with_labels_and_the_total(alice_api: APIClient, digits: Any) -> None:
+    response = alice_api.get(f"/api/datasets/{digits.pk}/samples/?start=10&count=20")
+    assert response.status_code == 200 and response["Content-Type"] == "application/octet-stream"
+    assert int(response["Content-Length"]) == len(response.content)
+    data = load_dataset("digits")
+    assert int(response["X-Masksel-Total"]) == data.x_test.shape[0]
+    batch = unpack(response.content, full_plan((1, 8, 8)))
+    assert torch_equal(batch.x, data.x_test[10:30]) and batch.labels.tolist() == data.y_test[10:30].tolist()
+
+
+def test_a_runs_samples_hold_only_what_its_mask_selects(alice_api: APIClient, digits: Any, trained: Run) -> None:
+    masked = alice_api.get(f"/api/datasets/{digits.pk}/samples/?run={trained.pk}&count=300")
+    full = alice_api.get(f"/api/datasets/{digits.pk}/samples/?count=300")
+    batch = unpack(masked.content)
+    keep = batch.plan.keep
+    assert keep.mean() == pytest.approx(trained.fraction)
+    assert masked["X-Masksel-Plan"] == batch.plan.plan_id
+    data = load_dataset("digits", seed=0)
+    assert torch_equal(batch.x, data.x_test[:300] * torch_from(keep))
+    body_masked, body_full = 300 * keep.sum() * 4, 300 * 64 * 4
+    assert body_masked <= len(masked.content) <= body_masked + 100 + 8 * 300
+    assert body_full <= len(full.content) <= body_full + 100 + 8 * 300
+
+
+def test_bad_requests_name_the_problem(alice_api: APIClient, digits: Any, trained: Run, alice: Any) -> None:
+    base = f"/api/datasets/{digits.pk}/samples/"
+    for query, needle in (("count=0", "count must be between 1 and 4096"), ("start=x", "start must be a whole"),
+                          ("start=100000", "start must be between"), ("split=dev", "split must be train or test"),
+                          ("dtype=int64", "dtype must be one of"), ("bogus=1", "unknown parameter(s): bogus")):
+        response = alice_api.get(f"{base}?{query}")
+        assert response.status_code == 400 and needle in response.json()["error"], query
+    running = Run.objects.create(owner=alice, dataset=digits, config=trained.config, total_epochs=1,
+                                 status="running")
+    response = alice_api.get(f"{base}?run={running.pk}")
+    assert response.status_code == 400 and "has no trained mask" in response.json()["error"]
+    Run.objects.filter(pk=running.pk).update(status="succeeded")
+    from jobs.services import dataset_seed_builtins
+
+    remote = next(d for d in dataset_seed_builtins() if d.builtin == "synthetic-remote")
+    response = alice_api.get(f"/api/datasets/{remote.pk}/samples/?run={trained.pk}")
+    assert response.status_code == 400 and "trained on another data set" in response.json()["error"]
+
+
+def test_another_users_run_cannot_be_used(bob_api: APIClient, digits: Any, trained: Run) -> None:
+    response = bob_api.get(f"/api/datasets/{digits.pk}/samples/?run={trained.pk}")
+    assert response.status_code == 404 and "error" in response.json()
+
+
+def test_lossy_types_and_compression_shrink_the_payload(alice_api: APIClient, digits: Any) -> None:
+    base = f"/api/datasets/{digits.pk}/samples/?count=200"
+    sizes = {q: len(alice_api.get(f"{base}&{q}").content) for q in ("dtype=float32", "dtype=uint8", "compress=1")}
+    assert sizes["dtype=uint8"] < sizes["dtype=float32"] / 3
+    assert sizes["compress=1"] < sizes["dtype=float32"]
+
+
+def torch_equal(a: Any, b: Any) -> bool:
+    return bool((a == b).all())
+
+
+def torch_from(keep: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(keep.astype(np.float32))
