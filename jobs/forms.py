@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 
 from masksel_core import MODELS, SELECT_STAGES, TrainConfig
-from masksel_core.config import DISCRETIZATIONS, LAMBDA_MONITORS
+from masksel_core.config import DISCRETIZATIONS, EXTEND_COSTS, LAMBDA_MONITORS
 
 from .models import PRIORITY_RANGE
 
@@ -58,6 +58,11 @@ class RunForm(forms.Form):
     finalize_epochs = forms.IntegerField(initial=D.finalize_epochs, min_value=0,
                                          help_text="then train the network alone on the frozen mask")
     rescale = forms.BooleanField(required=False, help_text="scale kept inputs up by the kept share")
+    extend_costs = forms.ChoiceField(choices=[(m, m) for m in EXTEND_COSTS], initial=D.extend_costs,
+                                     help_text="price of JPEG/thumbnail versions: proxy (q/100, paper) or bytes "
+                                               "(measured size on the wire)")
+    target_bytes = _optional_float("stop selecting once a sample's transfer is at most this many bytes",
+                                   min_value=0)
     seed = forms.IntegerField(initial=D.seed, min_value=0)
     priority = forms.IntegerField(initial=0, min_value=PRIORITY_RANGE[0], max_value=PRIORITY_RANGE[1],
                                   help_text="queued runs start highest priority first, then oldest first")

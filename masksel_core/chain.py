@@ -46,10 +46,18 @@ class MaskChain(nn.Module):
         self.input_shape: Shape = tuple(int(s) for s in input_shape)  # type: ignore[assignment]
         self.extend = extend
         self.stages = nn.ModuleList(stages)
+        self.register_buffer("base_cost", self._base_cost(extend.version_costs() if extend else torch.ones(1)))
+
+    def _base_cost(self, prices: torch.Tensor) -> torch.Tensor:
+        """(C*V, H, W): each value's price as a share of the raw input; sums to V * mean price."""
         c, h, w = self.input_shape
-        prices = extend.version_costs() if extend else torch.ones(1)
-        base = prices.repeat(c)[:, None, None].expand(c * len(prices), h, w) / float(c * h * w)
-        self.register_buffer("base_cost", base.contiguous())  # (C*V, H, W), sums to V * mean price
+        return (prices.float().repeat(c)[:, None, None].expand(c * len(prices), h, w) / float(c * h * w)).contiguous()
+
+    def set_version_costs(self, prices: torch.Tensor) -> None:
+        """Price the extend versions anew (e.g. by their measured bytes), so Q counts those prices."""
+        if self.extend is None or prices.shape != (self.extend.versions,):
+            raise ValueError("version costs need an extend chain and one price per version")
+        self.base_cost.copy_(self._base_cost(prices).to(self.base_cost.device))
 
     @property
     def stage_input_shape(self) -> Shape:

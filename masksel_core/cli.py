@@ -113,6 +113,12 @@ def run_train(args: argparse.Namespace) -> int:
     last = result.records[-1]
     print(f"done ({result.stopped_because}): {len(result.records)} epochs, val_accuracy {last.val_accuracy:.4f}, "
           f"fraction {result.fraction:.4f}; wrote {', '.join(sorted(paths))} to {args.out}")
+    if result.transfer:
+        t = result.transfer
+        held = "" if t["budget_held"] is None else (" (budget held)" if t["budget_held"] else
+                                                      f" (over the budget of {t['budget_bytes']:g})")
+        print(f"transfer: {t['bytes_per_sample']:.1f} bytes per test sample of {t['raw_bytes_per_sample']} raw "
+              f"({t['fraction_of_raw']:.4f}){held}")
     return 0
 
 

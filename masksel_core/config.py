@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+EXTEND_COSTS = ("proxy", "bytes")
 DEVICES = ("auto", "cpu", "cuda")
 DISCRETIZATIONS = ("gumbel", "deterministic")
 LAMBDA_MONITORS = ("total", "val_mask_loss")
@@ -59,6 +60,11 @@ class TrainConfig:
     rescale: bool = False
     max_accuracy_drop: float | None = None
     pretrained: str | None = None
+    # "proxy": the paper's price of an extend version (q/100 for JPEG, 1/s^2 for thumbnails); "bytes": its
+    # measured mean size on the wire relative to the raw input, so that Q is expected bytes per sample / raw.
+    extend_costs: str = "proxy"
+    # Stop selecting once the mask's bytes per sample (float32 values, or measured JPEG sizes) are at most this.
+    target_bytes: float | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -173,5 +179,15 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError("init_selected must be a list of non-negative integers")
     if cfg.target_fraction is not None:
         _check_range("target_fraction", cfg.target_fraction, 0.0, 1.0)
+    if cfg.extend_costs not in EXTEND_COSTS:
+        raise ConfigError(f"extend_costs must be one of {', '.join(EXTEND_COSTS)}, got {cfg.extend_costs!r}")
+    if cfg.target_bytes is not None:
+        _check_range("target_bytes", cfg.target_bytes, 0.0, 1e12, low_open=True)
+        if cfg.target_fraction is not None:
+            raise ConfigError("give target_bytes or target_fraction, not both")
+        extend_first = cfg.mask_type.split("+")[0].strip() in ("jpeg-xor", "thumb-xor")
+        if extend_first and cfg.extend_costs != "bytes":
+            raise ConfigError("target_bytes with a jpeg-xor/thumb-xor chain needs extend_costs='bytes' "
+                              "(the q/100 proxy says nothing about bytes)")
     if not all(1 <= g <= 10_000 for g in cfg.grid):
         raise ConfigError(f"grid sizes must be between 1 and 10000, got {cfg.grid}")

@@ -97,6 +97,8 @@ def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
         "model.ts": torchscript_bytes(result),
         "mask.png": mask_png(selected),
     }
+    if result.transfer:
+        files["transfer.json"] = json.dumps(result.transfer, indent=2).encode()
     paths = {}
     for name, payload in files.items():
         paths[name] = out / name

@@ -49,6 +49,40 @@ class Extend:
             return torch.tensor([q / 100.0 for q in self.levels])
         return torch.tensor([1.0 / (s * s) for s in self.levels])
 
+    def measured_costs(self, x: torch.Tensor, *, itemsize: int = 4) -> torch.Tensor:
+        """Each version's mean bytes on the wire for one channel of one sample (as `transfer.pack` sends it),
+        relative to the channel's raw values (`H * W * itemsize` bytes, float32 by default).
+
+        JPEG: the encoded image plus its 4-byte length, averaged over every channel of `x` (the training
+        set); measured once per data set and kept under MASKSEL_CACHE_DIR when set. Thumbnails: exact.
+        """
+        n, c, h, w = x.shape
+        raw = float(h * w * itemsize)
+        if self.kind == "thumb":
+            return torch.tensor([-(-h // s) * -(-w // s) * itemsize / raw for s in self.levels])
+        path = _cache_path(self, x, suffix="bytes")
+        if path is not None and path.exists():
+            return torch.load(path, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torchvision.io import encode_jpeg
+        planes = _to_uint8(x.detach().cpu()).reshape(n * c, 1, h, w)
+        means = []
+        for quality in self.levels:
+            total = 0
+            for start in range(0, n * c, ENCODE_BATCH):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    encoded = encode_jpeg(list(planes[start:start + ENCODE_BATCH]), quality=quality)
+                total += sum(int(e.numel()) + 4 for e in encoded)
+            means.append(total / max(n * c, 1) / raw)
+        costs = torch.tensor(means)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(costs, path.with_suffix(".tmp"))
+            os.replace(path.with_suffix(".tmp"), path)
+        return costs
+
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """`(N, C, H, W)` floats in [0, 1] -> `(N, C * V, H, W)` floats, cached on disk when allowed."""
         path = _cache_path(self, x)
@@ -97,10 +131,12 @@ def _thumb_versions(x: torch.Tensor, scales: tuple[int, ...]) -> torch.Tensor:
     return torch.stack(versions, dim=2).reshape(n, c * len(scales), h, w)
 
 
-def _cache_path(extend: Extend, x: torch.Tensor) -> Path | None:
+def _cache_path(extend: Extend, x: torch.Tensor, suffix: str = "versions") -> Path | None:
     root = os.environ.get("MASKSEL_CACHE_DIR")
     if not root:
         return None
     digest = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:24]
     levels = "-".join(map(str, extend.levels))
-    return Path(root) / "extend" / f"{extend.kind}-{levels}-{digest}.pt"
+    tail = "" if suffix == "versions" else f"-{suffix}"
+    name = f"{extend.kind}-{levels}-{digest}{tail}.pt"
+    return Path(root) / "extend" / name

@@ -75,6 +75,7 @@ class TrainResult:
     records: list[EpochRecord] = field(default_factory=list)
     stopped_because: str = "epochs"
     start_accuracy: float = 0.0
+    transfer: dict[str, Any] = field(default_factory=dict)  # bytes of the final mask on the test set
 
     @property
     def selected(self) -> np.ndarray:
@@ -133,6 +134,8 @@ def train(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     chain, model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(config.seed))
+    if config.extend_costs == "bytes" and chain.extend is not None:
+        chain.set_version_costs(chain.extend.measured_costs(data.x_train))
     prepared = prepare_inputs(chain, data).to(device)
     loop = _Loop(config, prepared, model.to(device), chain.to(device), device, should_stop or (lambda: False))
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
@@ -156,6 +159,10 @@ def train(
     result.records = list(loop.records)
     result.start_accuracy = loop.start_accuracy or 0.0
     model.eval()
+    if result.records:
+        from .transfer import transfer_summary
+
+        result.transfer = transfer_summary(chain, data, budget_bytes=config.target_bytes)
     return result
 
 
@@ -187,6 +194,8 @@ class _Loop:
         self.stopped_because = "epochs"
         self.start_accuracy: float | None = None
         self.records: list[EpochRecord] = []
+        # What one sample costs whole (float32 values of the original channels): Q is relative to it.
+        self.raw_bytes = float(np.prod(chain.input_shape) * 4)
 
     def run(self, emit: Callable[[EpochRecord], None]) -> str:
         if self.start_accuracy is None:
@@ -221,6 +230,9 @@ class _Loop:
         target, drop = self.config.target_fraction, self.config.max_accuracy_drop
         if target is not None and record.fraction <= target:
             return "target_fraction"
+        budget = self.config.target_bytes
+        if budget is not None and record.fraction * self.raw_bytes <= budget:
+            return "target_bytes"
         if drop is not None:
             reference = max([self.start_accuracy or 0.0] + [r.val_accuracy for r in self.records])
             if record.val_accuracy < reference - drop:

@@ -316,6 +316,8 @@ def _jpeg_body(x: torch.Tensor, plan: TransferPlan) -> bytes:
 
     encode_jpeg, _ = _codecs()
     channels = plan.kept_channels()
+    if x.shape[0] == 0 or not channels:
+        return b""
     planes = _to_uint8(x)  # (B, C, H, W) uint8, as `extend` encodes
     parts = []
     with warnings.catch_warnings():
@@ -384,3 +386,25 @@ def _thumb_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> torc
         out[:, c:c + 1] = F.interpolate(small, size=(h, w), mode="nearest") if s > 1 else small
         start += size
     return out * torch.from_numpy(plan.keep)
+
+
+def transfer_summary(chain: Any, data: Any, *, budget_bytes: float | None = None, batch: int = 1024) -> dict[str, Any]:
+    """What the final mask sends per test sample, measured by packing the test set (float32 values).
+
+    `bytes_per_sample` counts the payload bodies (what grows with the samples); `header_bytes` is
+    paid once per payload. `value_fraction` is the paper's Q (share of values, or priced versions).
+    """
+    plan = plan_from_chain(chain)
+    x = data.x_test
+    header = len(pack(x[:0], plan))
+    body = sum(len(pack(x[start:start + batch], plan)) - header for start in range(0, x.shape[0], batch))
+    samples = max(int(x.shape[0]), 1)
+    raw = plan.raw_bytes_per_sample()
+    per_sample = body / samples
+    summary: dict[str, Any] = {
+        "plan_id": plan.plan_id, "kind": plan.kind, "samples": int(x.shape[0]),
+        "raw_bytes_per_sample": raw, "bytes_per_sample": per_sample, "fraction_of_raw": per_sample / raw,
+        "value_fraction": float(chain.fraction()), "header_bytes": header,
+        "budget_bytes": budget_bytes, "budget_held": None if budget_bytes is None else per_sample <= budget_bytes,
+    }
+    return summary

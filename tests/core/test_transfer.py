@@ -137,3 +137,48 @@ def test_corrupt_or_foreign_payloads_are_refused_with_a_reason() -> None:
 def test_a_batch_of_the_wrong_shape_is_refused() -> None:
     with pytest.raises(ValueError, match="does not fit"):
         pack(torch.rand(2, 1, 8, 8), full_plan(SHAPE))
+
+
+def test_measured_version_costs_are_the_bytes_pack_sends() -> None:
+    from masksel_core.operators import Extend
+
+    x = torch.rand(40, *SHAPE, generator=torch.Generator().manual_seed(7))
+    chain = build_chain("jpeg-xor", SHAPE)  # qualities 90, 70, 50, 30, 10
+    jpeg = chain.extend.measured_costs(x)
+    assert jpeg.tolist() == sorted(jpeg.tolist(), reverse=True)
+    chain.set_version_costs(jpeg)
+    with torch.no_grad():
+        chain.stages[0].logits.zero_()
+        chain.stages[0].logits[:, 2] = 5.0  # quality 50 everywhere
+    plan = plan_from_chain(chain)
+    header = len(pack(x[:0], plan))
+    measured = (len(pack(x, plan)) - header) / 40
+    assert measured == pytest.approx(chain.fraction() * plan.raw_bytes_per_sample(), rel=1e-6)
+    thumb = Extend("thumb", (1, 2, 4)).measured_costs(x)
+    assert thumb.tolist() == pytest.approx([1.0, 6 * 5 / 120, 3 * 3 / 120])
+
+
+def test_a_byte_budget_stops_selection_and_the_result_says_it_held() -> None:
+    from masksel_core import TrainConfig, load_dataset, train
+
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=40, lambda_init=2.0, model_lr=1e-3,
+                         batch_size=64, target_bytes=120.0, finalize_epochs=1, device="cpu")
+    result = train(config, load_dataset("digits"))
+    assert result.stopped_because == "target_bytes"
+    assert result.records[-1].phase == "finalize"
+    summary = result.transfer
+    assert summary["budget_held"] is True and summary["bytes_per_sample"] <= 120.0
+    assert summary["bytes_per_sample"] == pytest.approx(result.fraction * 256)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"target_bytes": 0.0}, "target_bytes must be in"),
+    ({"target_bytes": 10.0, "target_fraction": 0.5}, "not both"),
+    ({"mask_type": "jpeg-xor", "target_bytes": 10.0}, "needs extend_costs='bytes'"),
+    ({"extend_costs": "megabytes"}, "extend_costs must be one of"),
+])
+def test_budget_options_are_checked(options: dict, message: str) -> None:
+    from masksel_core import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        TrainConfig.from_dict(options)

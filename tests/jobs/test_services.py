@@ -53,7 +53,7 @@ def test_creating_a_run_queues_it_and_the_eager_task_trains_it(alice: Any, digit
     assert rows[-1].selected().shape == (1, 8, 8)
     assert rows[-1].fraction == pytest.approx(rows[-1].selected().mean())
     assert sorted(p.name for p in Path(run.artifact_dir).iterdir()) == [
-        "config.json", "mask.json", "mask.npy", "mask.png", "metrics.csv", "model.pt", "model.ts"]
+        "config.json", "mask.json", "mask.npy", "mask.png", "metrics.csv", "model.pt", "model.ts", "transfer.json"]
 
 
 def test_recording_an_epoch_twice_keeps_one_row(alice: Any, digits: Any) -> None:
