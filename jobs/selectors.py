@@ -251,3 +251,26 @@ def workers_and_queue(user: User) -> dict[str, Any]:
         for run in queued:
             run.place = place.get(run.pk)
     return {"workers": workers, "queued": queued, "priority_range": PRIORITY_RANGE}
+
+
+def run_transfer(run: Run) -> dict[str, Any] | None:
+    """The final mask's transfer figures (`transfer.json`) and the trade-off curve in bytes, or None.
+
+    The curve: each epoch's accuracy against its mask's bytes per sample, estimated as Q x the raw
+    size (exact for plain masks; for JPEG chains only when Q is priced in measured bytes).
+    """
+    import json
+
+    path = Path(run.artifact_dir) / "transfer.json"
+    if not run.is_final or not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+        raw = float(summary["raw_bytes_per_sample"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    in_bytes = summary.get("kind") != "jpeg" or run.config.get("extend_costs") == "bytes"
+    points = [{"epoch": e, "bytes": round(f * raw, 1), "accuracy": a}
+              for e, f, a in run.epochs.order_by("epoch").values_list("epoch", "fraction", "val_accuracy")]
+    return {**summary, "curve": points if in_bytes else [], "curve_in_bytes": in_bytes}
+

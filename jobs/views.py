@@ -75,7 +75,7 @@ def run_sweep(request: HttpRequest) -> HttpResponse:
 @login_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = selectors.run_get(request.user, run_id)
-    return render(request, "runs/detail.html", {"run": run})
+    return render(request, "runs/detail.html", {"run": run, "transfer": selectors.run_transfer(run)})
 
 
 @login_required

@@ -11,13 +11,14 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from masksel_core.client import RemoteDataset
 
-from .conftest import Stack
+from .conftest import Stack, log_in
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,3 +79,16 @@ def test_the_predict_command_prints_accuracy_and_bytes(stack: Stack) -> None:
          "--dataset", str(run["dataset"]), "--run", str(run["id"])],
         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 3 and "cannot download model.ts" in refused.stderr and "403" in refused.stderr
+
+
+@pytest.mark.browser
+def test_the_run_page_draws_the_curve_in_bytes(stack: Stack, browser: Any) -> None:
+    run = train_run(stack, mask_type="block-any", seed=2)
+    page = browser.new_page()
+    log_in(page, stack)
+    page.goto(f"{stack.base_url}/runs/{run['id']}/")
+    page.wait_for_selector("#chart-bytes canvas")
+    assert page.get_attribute("#chart-bytes", "data-points") == "4"
+    shown = float((page.text_content("#transfer-bytes") or "").split()[0])
+    assert shown == pytest.approx(run["fraction"] * 256, abs=0.05)
+    page.close()

@@ -87,3 +87,15 @@ def torch_from(keep: np.ndarray) -> Any:
     import torch
 
     return torch.from_numpy(keep.astype(np.float32))
+
+
+def test_the_run_page_shows_the_transfer_figures_and_the_curve_in_bytes(alice: Any, trained: Run) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/runs/{trained.pk}/").content.decode()
+    summary = __import__("json").loads((trained.artifact_dir / "transfer.json").read_text())
+    assert 'id="transfer"' in page and f"{summary['bytes_per_sample']:.1f}" in page
+    assert summary["bytes_per_sample"] == pytest.approx(trained.fraction * 256)
+    assert 'id="transfer-curve"' in page and page.count('"epoch":') == 3
