@@ -143,20 +143,23 @@ def plan_from_chain(chain: Any) -> TransferPlan:
 
     stages = list(chain.stages)
     with torch.no_grad():
-        selections = [(stage, stage.sample(tau=1.0, explore=False).round().cpu().numpy())
-                      if isinstance(stage, SelectStage) else (stage, None) for stage in stages]
+        # Expanded where the stage lives (its index buffers may be on a GPU), then brought to the CPU.
+        keeps = [stage.expand(stage.sample(tau=1.0, explore=False).round()).cpu().numpy().astype(bool)
+                 if isinstance(stage, SelectStage) else None for stage in stages]
+        first = stages[0].sample(tau=1.0, explore=False).round().cpu().numpy() if chain.extend is not None else None
     if chain.extend is None:
         keep = np.ones(chain.input_shape, dtype=bool)
-        for stage, selected in selections:
-            keep &= stage.expand(torch.from_numpy(selected)).numpy().astype(bool)
+        for stage_keep in keeps:
+            if stage_keep is not None:
+                keep &= stage_keep
         return TransferPlan("values", keep)
-    xor, merge = selections[0], selections[1]
-    assert isinstance(merge[0], Merge)
-    groups, versions_count = merge[0].groups, chain.extend.versions
-    picked = xor[1].reshape(groups, versions_count).argmax(axis=1)
+    merge = stages[1]
+    assert isinstance(merge, Merge) and first is not None
+    picked = first.reshape(merge.groups, chain.extend.versions).argmax(axis=1)
     keep = np.ones(chain.input_shape, dtype=bool)
-    for stage, selected in selections[2:]:
-        keep &= stage.expand(torch.from_numpy(selected)).numpy().astype(bool)
+    for stage_keep in keeps[2:]:
+        if stage_keep is not None:
+            keep &= stage_keep
     return TransferPlan(chain.extend.kind, keep, tuple(chain.extend.levels), tuple(int(v) for v in picked))
 
 

@@ -1,0 +1,139 @@
+"""The peer selectors of the method benchmark (benchmarks/peers.py) on a tiny problem: 2 informative features
+among 20. The informative ones also have the largest variance, so the variance filter must find them too."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import peers
+
+INFORMATIVE = [3, 11]
+FAST = {"concrete": {"epochs": 60}, "stg": {"epochs": 30}, "lassonet": {"epochs": 30}}
+_CACHE: dict[tuple[str, bool], dict[int, list[int]]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny networks: a second thread only slows them down (badly so on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _problem() -> tuple[np.ndarray, np.ndarray]:
+    """4 classes = 2 bits; bit 0 shows in feature 3, bit 1 in feature 11, the other 18 are uniform noise."""
+    rng = np.random.default_rng(0)
+    n = 400
+    bits = rng.integers(0, 2, size=(n, 2))
+    x = rng.uniform(0.0, 0.3, size=(n, 20))
+    x[:, INFORMATIVE] += 0.7 * bits
+    return x.astype(np.float32), (2 * bits[:, 0] + bits[:, 1]).astype(np.int64)
+
+
+def _chosen(name: str, grouped: bool = False) -> dict[int, list[int]]:
+    """{k: indices} for k = 1, 2 (concrete: 2 only), seed 0; each selector is fitted once per module run."""
+    if name == "lassonet" and peers.LASSONET_MISSING:
+        pytest.skip(peers.LASSONET_MISSING)
+    if (name, grouped) not in _CACHE:
+        fn: Any = peers.SELECTORS[name]
+        if name in FAST:
+            fn = partial(fn, **FAST[name])
+            fn.all_budgets = getattr(peers.SELECTORS[name], "all_budgets", False)
+        x, y = _problem()
+        groups = [list(range(4 * g, 4 * g + 4)) for g in range(5)] if grouped else None
+        budgets = [2] if name == "concrete" else [1, 2]  # concrete trains once per budget: the slowest here
+        chosen = peers.select(fn, x, y, budgets, seed=0, groups=groups)
+        _CACHE[name, grouped] = {k: indices for k, (indices, _) in chosen.items()}
+    return _CACHE[name, grouped]
+
+
+@pytest.mark.parametrize("name", sorted(peers.SELECTORS))
+def test_every_selector_returns_at_most_k_distinct_valid_indices(name: str) -> None:
+    for k, indices in _chosen(name).items():
+        assert len(indices) <= k
+        assert len(set(indices)) == len(indices)
+        assert all(isinstance(i, int) and 0 <= i < 20 for i in indices)
+
+
+@pytest.mark.parametrize("name", sorted(set(peers.SELECTORS) - {"random"}))
+def test_finds_the_two_informative_features(name: str) -> None:
+    assert _chosen(name)[2] == INFORMATIVE
+
+
+@pytest.mark.parametrize("name", sorted(set(peers.SELECTORS) - {"lassonet"}))
+def test_groups_choose_group_indices(name: str) -> None:
+    """5 groups of 4 features; features 3 and 11 sit in groups 0 and 2. (Group LassoNet is left to the channel
+    task of benchmarks/quality.py: too slow for this test.)"""
+    chosen = _chosen(name, grouped=True)
+    assert all(len(indices) <= k and all(0 <= i < 5 for i in indices) for k, indices in chosen.items())
+    if name != "random":
+        assert chosen[2] == [0, 2]
+
+
+def test_random_depends_on_the_seed() -> None:
+    x, y = _problem()
+    draws = {tuple(peers.SELECTORS["random"](x, y, 5, seed)) for seed in range(5)}
+    assert len(draws) > 1
+
+
+def test_select_counts_duplicates_once_and_rejects_too_many() -> None:
+    x, y = _problem()
+    assert peers.select(lambda x, y, k, seed, groups=None: [7, 5, 5], x, y, [2], 0)[2][0] == [5, 7]
+    with pytest.raises(AssertionError, match="> k=2"):
+        peers.select(lambda x, y, k, seed, groups=None: [1, 2, 3], x, y, [2], 0)
+    with pytest.raises(AssertionError, match="out of range"):
+        peers.select(lambda x, y, k, seed, groups=None: [20], x, y, [2], 0)
+
+
+def test_a_selector_without_groups_serves_pixels_only() -> None:
+    x, y = _problem()
+
+    def pixels_only(x, y, k, seed):  # type: ignore[no-untyped-def]
+        return [0]
+
+    assert peers.select(pixels_only, x, y, [1], 0)[1][0] == [0]
+    assert not peers.supports_groups(pixels_only)
+    assert all(peers.supports_groups(fn) for fn in peers.SELECTORS.values())
+
+
+def test_an_all_budgets_selector_is_fitted_once_for_every_budget() -> None:
+    x, y = _problem()
+    calls = []
+
+    @peers.all_budgets
+    def ranking(x, y, budgets, seed, groups=None):  # type: ignore[no-untyped-def]
+        calls.append(budgets)
+        return {k: list(range(k)) for k in budgets}
+
+    chosen = peers.select(ranking, x, y, [1, 4], 0)
+    assert calls == [(1, 4)]
+    assert {k: indices for k, (indices, _) in chosen.items()} == {1: [0], 4: [0, 1, 2, 3]}
+
+
+def test_quality_protocol_helpers() -> None:
+    from benchmarks.quality import channel_task, evaluate_pixels
+
+    x, y, groups = channel_task(0)
+    assert x.shape[1] == 8 * 32 and len(groups) == 8 and len(x) == len(y)
+    top = x[:, :32]
+    assert 0.05 < np.std(x[:, 64:96] - top) < 0.15 and 0.05 < np.std(x[:, 96:128] - top) < 0.15
+    assert not np.allclose(x[:, 64:96], x[:, 96:128])  # the two noisy copies have their own noise
+    assert evaluate_pixels(range(64), seed=0, epochs=2) > 0.5
+    assert evaluate_pixels([], seed=0, epochs=1) < 0.2  # nothing to see: chance level
+
+
+def test_masksel_ranks_elements_by_how_long_they_survive_the_lambda_path() -> None:
+    import numpy as np
+
+    from benchmarks.masksel_selector import survival_ranking
+
+    path = [np.array(m, dtype=bool) for m in ([1, 1, 1, 1], [1, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 0], [0, 0, 0, 0])]
+    assert survival_ranking(path) == [2, 3, 0, 1]
+    # a tie in the last epoch goes to the element selected more often, then to the lower index
+    assert survival_ranking([np.array([0, 1, 1]), np.array([1, 1, 1])]) == [1, 2, 0]
