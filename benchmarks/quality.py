@@ -201,17 +201,17 @@ def main() -> None:
     parser.add_argument("--no-channels", action="store_true", help="skip the channel task")
     parser.add_argument("--ablation", action="store_true", help="also masksel's variants (one option changed each)")
     args = parser.parse_args()
-    if args.ablation:
-        masksel_selector.register_ablation()
+    variants = masksel_selector.register_ablation()  # named by --only, or all with --ablation
     global EPOCHS
     torch.set_num_threads(1)
     budgets = [int(k) for k in args.budgets.split(",")]
     n_seeds, channel_seeds = args.seeds, args.channel_seeds
     if args.quick:
         EPOCHS, peers.TRAIN_EPOCHS, n_seeds, channel_seeds = 30, 30, 1, min(channel_seeds, 3)
-    wanted = [name for name in args.only.split(",") if name] or [*peers.SELECTORS, "all64"]
+    default = [name for name in peers.SELECTORS if name not in variants] + ["all64"]
+    wanted = [name for name in args.only.split(",") if name] or default
     if args.ablation:
-        wanted += [name for name in masksel_selector.ABLATION if name not in wanted]
+        wanted += [name for name in variants if name not in wanted]
     unknown = set(wanted) - set(peers.SELECTORS) - {"all64"}
     if unknown:
         parser.error(f"unknown selectors {sorted(unknown)}; known: {', '.join(peers.SELECTORS)}, all64")
