@@ -40,9 +40,16 @@ def train_run(stack: Stack, **options: object) -> dict[str, object]:
     return run
 
 
+@pytest.fixture(scope="module")
+def pixel_run(stack: Stack) -> dict[str, object]:
+    """One trained pixel-any run shared by the tests that only read it."""
+    return train_run(stack, mask_type="pixel-any")
+
+
 @pytest.mark.parametrize("mask_type", ["pixel-any", "jpeg-xor+channel-any"])
-def test_masked_samples_over_http_give_the_runs_accuracy(stack: Stack, mask_type: str) -> None:
-    run = train_run(stack, mask_type=mask_type)
+def test_masked_samples_over_http_give_the_runs_accuracy(stack: Stack, pixel_run: dict[str, object],
+                                                        mask_type: str) -> None:
+    run = pixel_run if mask_type == "pixel-any" else train_run(stack, mask_type=mask_type)
     with stack.client() as api:
         model_bytes = api.get(f"/api/runs/{run['id']}/model.ts").content  # the only file downloaded
     with warnings.catch_warnings():
@@ -63,8 +70,8 @@ def test_masked_samples_over_http_give_the_runs_accuracy(stack: Stack, mask_type
         assert remote.bytes_received < whole.bytes_received
 
 
-def test_the_predict_command_prints_accuracy_and_bytes(stack: Stack) -> None:
-    run = train_run(stack, mask_type="pixel-any", seed=4)
+def test_the_predict_command_prints_accuracy_and_bytes(stack: Stack, pixel_run: dict[str, object]) -> None:
+    run = pixel_run
     result = subprocess.run(
         [sys.executable, "-m", "masksel_core", "predict", "--server", stack.base_url, "--token", stack.token(),
          "--dataset", str(run["dataset"]), "--run", str(run["id"])],
@@ -82,8 +89,8 @@ def test_the_predict_command_prints_accuracy_and_bytes(stack: Stack) -> None:
 
 
 @pytest.mark.browser
-def test_the_run_page_draws_the_curve_in_bytes(stack: Stack, browser: Any) -> None:
-    run = train_run(stack, mask_type="block-any", seed=2)
+def test_the_run_page_draws_the_curve_in_bytes(stack: Stack, browser: Any, pixel_run: dict[str, object]) -> None:
+    run = pixel_run
     page = browser.new_page()
     log_in(page, stack)
     page.goto(f"{stack.base_url}/runs/{run['id']}/")
