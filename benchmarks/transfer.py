@@ -94,9 +94,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--page", type=int, default=500)
     parser.add_argument("--only", help="comma-separated data set names")
+    parser.add_argument("--masks", help="comma-separated mask types (default: all of each data set's)")
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    cases = {k: v for k, v in CASES.items() if not args.only or k in args.only.split(",")}
+    cases = {k: [m for m in v if not args.masks or m in args.masks.split(",")]
+             for k, v in CASES.items() if not args.only or k in args.only.split(",")}
     var = tempfile.mkdtemp(prefix="masksel-transfer-")
     os.environ["MASKSEL_VAR_DIR"] = var
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")

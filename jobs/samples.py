@@ -15,7 +15,7 @@ from typing import Any
 
 import masksel_core
 from masksel_core import TensorDataset
-from masksel_core.transfer import TransferPlan, full_plan, pack, plan_from_mask_document
+from masksel_core.transfer import TransferPlan, encode_channel, full_plan, pack, plan_from_mask_document
 
 from .models import Dataset, Run, RunStatus
 
@@ -25,6 +25,10 @@ _KEEP_DATASETS = 4
 _datasets: OrderedDict[tuple[str, int], TensorDataset] = OrderedDict()
 _plans: dict[tuple[int, float], TransferPlan] = {}
 _lock = threading.Lock()
+# Encoded JPEG versions, per (data set, seed, split, channel, quality): encoded once, sent many times.
+_JPEG_CACHE_BYTES = 512 * 2**20
+_jpegs: OrderedDict[tuple[str, int, str, int, int], list[bytes]] = OrderedDict()
+_jpeg_bytes = 0
 
 
 class SampleRequestError(ValueError):
@@ -103,5 +107,29 @@ def sample_page(dataset: Dataset, run: Run | None, params: Any) -> SamplePage:
     count = _int_param(params, "count", min(256, total), 1, MAX_COUNT)
     stop = min(start + count, total)
     plan = plan or full_plan(data.input_shape)
-    payload = pack(x[start:stop], plan, labels=y[start:stop], dtype=dtype, compress=compress)
+
+    def encoded(channel: int, quality: int) -> list[bytes]:
+        return _encoded_split(dataset.source, seed, split, x, channel, quality)[start:stop]
+
+    payload = pack(x[start:stop], plan, labels=y[start:stop], dtype=dtype, compress=compress,
+                   encoded=encoded if plan.kind == "jpeg" else None)
     return SamplePage(payload, total, plan)
+
+
+def _encoded_split(source: str, seed: int, split: str, x: Any, channel: int, quality: int) -> list[bytes]:
+    """One channel of a whole split as JPEGs at one quality, kept (least recently used out past 512 MiB)."""
+    global _jpeg_bytes
+    key = (source, seed, split, channel, quality)
+    with _lock:
+        if key in _jpegs:
+            _jpegs.move_to_end(key)
+            return _jpegs[key]
+    images = encode_channel(x, channel, quality)
+    with _lock:
+        if key not in _jpegs:
+            _jpegs[key] = images
+            _jpeg_bytes += sum(len(image) for image in images)
+            while _jpeg_bytes > _JPEG_CACHE_BYTES and len(_jpegs) > 1:
+                _, dropped = _jpegs.popitem(last=False)
+                _jpeg_bytes -= sum(len(image) for image in dropped)
+        return _jpegs[key]

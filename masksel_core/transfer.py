@@ -27,7 +27,7 @@ import hashlib
 import struct
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ KINDS = ("values", "jpeg", "thumb")
 DTYPES = {"float32": (0, np.float32), "float16": (1, np.float16), "uint8": (2, np.uint8)}
 FLAG_ZLIB, FLAG_LABELS = 1, 2
 _HEAD = struct.Struct("<4sBBBB8sIHHHI")
+JpegSource = Callable[[int, int], Sequence[bytes]]  # (channel, quality) -> the batch's encoded images
 
 
 class TransferError(ValueError):
@@ -202,8 +203,12 @@ def expand_selection(mask_type: str, selected: np.ndarray, shape: tuple[int, int
 
 
 def pack(x: torch.Tensor, plan: TransferPlan, *, labels: torch.Tensor | None = None, dtype: str = "float32",
-         compress: bool = False) -> bytes:
-    """The selected parts of a batch `(B, C, H, W)` of inputs in [0, 1] (the original channels)."""
+         compress: bool = False, encoded: JpegSource | None = None) -> bytes:
+    """The selected parts of a batch `(B, C, H, W)` of inputs in [0, 1] (the original channels).
+
+    `encoded(channel, quality)`, where given, returns the batch's JPEG images of that channel already
+    encoded (a server keeps them: the versions of a data set never change); otherwise they are encoded here.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if x.ndim != 4 or tuple(x.shape[1:]) != plan.shape:
@@ -213,7 +218,7 @@ def pack(x: torch.Tensor, plan: TransferPlan, *, labels: torch.Tensor | None = N
         values = x.numpy()[:, plan.keep]  # (B, kept), C-order over (C, H, W)
         body = _as_dtype(values, dtype).tobytes()
     elif plan.kind == "jpeg":
-        body = _jpeg_body(x, plan)
+        body = _jpeg_body(x, plan, encoded)
     else:
         body = _thumb_body(x, plan, dtype)
     flags = 0
@@ -314,22 +319,31 @@ def _codecs() -> tuple[Any, Any]:
     return encode_jpeg, decode_jpeg
 
 
-def _jpeg_body(x: torch.Tensor, plan: TransferPlan) -> bytes:
+def encode_channel(x: torch.Tensor, channel: int, quality: int) -> list[bytes]:
+    """Channel `channel` of every sample of `x` as a grayscale JPEG, as `extend` and `pack` encode it."""
     from .operators import _to_uint8
 
+    if x.shape[0] == 0:
+        return []
     encode_jpeg, _ = _codecs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        images = encode_jpeg(list(_to_uint8(x[:, channel:channel + 1].detach().cpu().float())), quality=quality)
+    return [image.numpy().tobytes() for image in images]
+
+
+def _jpeg_body(x: torch.Tensor, plan: TransferPlan, source: JpegSource | None) -> bytes:
     channels = plan.kept_channels()
     if x.shape[0] == 0 or not channels:
         return b""
-    planes = _to_uint8(x)  # (B, C, H, W) uint8, as `extend` encodes
+    get = source or (lambda c, quality: encode_channel(x, c, quality))
+    encoded = {c: get(c, plan.levels[plan.versions[c]]) for c in channels}
+    if any(len(images) != x.shape[0] for images in encoded.values()):
+        raise ValueError("the encoded images given do not match the batch")
     parts = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        encoded = {c: encode_jpeg(list(planes[:, c:c + 1]), quality=plan.levels[plan.versions[c]]) for c in channels}
     for i in range(x.shape[0]):
         for c in channels:
-            data = encoded[c][i].numpy().tobytes()
-            parts += [struct.pack("<I", len(data)), data]
+            parts += [struct.pack("<I", len(encoded[c][i])), encoded[c][i]]
     return b"".join(parts)
 
 

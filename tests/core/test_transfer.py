@@ -182,3 +182,15 @@ def test_budget_options_are_checked(options: dict, message: str) -> None:
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         TrainConfig.from_dict(options)
+
+
+def test_pre_encoded_jpegs_give_the_same_payload() -> None:
+    from masksel_core.transfer import encode_channel
+
+    chain = trained_like_chain("jpeg-xor+channel-any", seed=11)
+    plan = plan_from_chain(chain)
+    x = torch.rand(6, *SHAPE, generator=torch.Generator().manual_seed(3))
+    kept = pack(x, plan, encoded=lambda c, quality: encode_channel(x, c, quality))
+    assert kept == pack(x, plan)
+    with pytest.raises(ValueError, match="do not match the batch"):
+        pack(x, plan, encoded=lambda c, quality: encode_channel(x[:2], c, quality))

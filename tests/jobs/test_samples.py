@@ -99,3 +99,25 @@ def test_the_run_page_shows_the_transfer_figures_and_the_curve_in_bytes(alice: A
     assert 'id="transfer"' in page and f"{summary['bytes_per_sample']:.1f}" in page
     assert summary["bytes_per_sample"] == pytest.approx(trained.fraction * 256)
     assert 'id="transfer-curve"' in page and page.count('"epoch":') == 3
+
+
+def test_jpeg_samples_are_encoded_once_and_equal_packing_on_the_spot(alice_api: APIClient, alice: Any,
+                                                                      digits: Any) -> None:
+    import json
+
+    from masksel_core.chain import build_chain
+    from masksel_core.export import mask_document
+    from masksel_core.transfer import pack, plan_from_chain
+
+    chain = build_chain("jpeg-xor", (1, 8, 8))
+    with __import__("torch").no_grad():
+        chain.stages[0].logits[0, 3] = 9.0  # quality 30
+    run = Run.objects.create(owner=alice, dataset=digits, config={**RUN, "mask_type": "jpeg-xor"}, total_epochs=1,
+                             status="succeeded")
+    run.artifact_dir.mkdir(parents=True, exist_ok=True)
+    document = mask_document("jpeg-xor", (1, 8, 8), chain.selected(), chain.fraction(), chain.describe())
+    (run.artifact_dir / "mask.json").write_text(json.dumps(document))
+    url = f"/api/datasets/{digits.pk}/samples/?run={run.pk}&start=5&count=40"
+    first, again = alice_api.get(url).content, alice_api.get(url).content
+    data = load_dataset("digits", seed=0)
+    assert first == again == pack(data.x_test[5:45], plan_from_chain(chain), labels=data.y_test[5:45])
