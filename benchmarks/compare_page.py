@@ -182,14 +182,10 @@ def main() -> None:
     client = Client()
     client.login(username="bench", password="bench-password-1")
     url = f"/compare/?runs={query}"
-    client.get(url)
-    server = []
-    for _ in range(args.repeat):
-        started = time.perf_counter()
-        response = client.get(url)
-        server.append((time.perf_counter() - started) * 1000)
+    response = client.get(url)
     assert response.status_code == 200
     size = len(response.content)
+    server = timed(args.repeat, lambda: client.get(url))
 
     port = free_port()
     env = {**os.environ, "MASKSEL_VAR_DIR": var}

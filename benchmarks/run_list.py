@@ -12,10 +12,11 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.compare_page import timed  # noqa: E402
 
 
 def main() -> None:
@@ -54,13 +55,8 @@ def main() -> None:
     for label, url in (("first page", "/runs/"), ("page 100", "/runs/?page=100"),
                        ("status + mask filter", "/runs/?status=failed&mask=pixel-any"),
                        ("tag filter", "/runs/?tag=sweep"), ("search", "/runs/?q=lenet5")):
-        client.get(url)
-        times = []
-        for _ in range(args.repeat):
-            started = time.perf_counter()
-            response = client.get(url)
-            times.append((time.perf_counter() - started) * 1000)
-            assert response.status_code == 200
+        assert client.get(url).status_code == 200
+        times = timed(args.repeat, lambda url=url: client.get(url))
         with CaptureQueriesContext(connection) as queries:
             client.get(url)
         print(f"| {label} | {statistics.median(times):.1f} | {max(times):.1f} | {len(queries)} |", flush=True)

@@ -195,10 +195,10 @@ def expand_selection(mask_type: str, selected: np.ndarray, shape: tuple[int, int
     if mask_type in ("pixel-any", "pixel-xor"):
         return selected.reshape(shape).astype(bool)
     if mask_type == "block-any":
+        from .masks import _cell_index  # the cells exactly as BlockAny broadcasts them
+
         gh, gw = selected.shape[1:]
-        rows = (np.arange(h) * gh) // h
-        cols = (np.arange(w) * gw) // w
-        return selected[:, rows][:, :, cols].astype(bool)
+        return selected[:, _cell_index(h, gh).numpy()][:, :, _cell_index(w, gw).numpy()].astype(bool)
     raise ValueError(f"unknown mask type {mask_type!r}")
 
 
