@@ -6,18 +6,24 @@ they survived along the path (the last epoch in which they were selected, then h
 they were selected in), like the order in which a lasso path drops features, and a budget of k
 takes the k that survived longest. No refit per budget. Validation for lambda's plateau rule is a
 held-out part of the *training* split; the benchmark's test split is never seen.
+
+For each budget the network is also kept as it was when the path first had at most k pixels, so the
+benchmark can report masksel's own jointly trained accuracy on its k pixels without the retrain.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
+from torch import nn
 
 from benchmarks import peers
 from masksel_core import TensorDataset, TrainConfig, train
+from masksel_core.train import EpochRecord
 
 # Chosen with the ablation in benchmarks/quality.py (see docs/benchmarks.md): lambda stepped on the
 # validation Q (the authors' later code) so the path goes from every pixel down to a few, and logits
@@ -45,8 +51,10 @@ ABLATION: dict[str, dict[str, Any]] = {
 
 
 def path_records(x: np.ndarray, y: np.ndarray, seed: int, groups: peers.Groups = None,
-                 **options: Any) -> list[np.ndarray]:
-    """The discrete mask of every epoch (flat, one entry per element) of one training run."""
+                 snapshot_at: Sequence[int] = (), **options: Any) -> tuple[list[np.ndarray], dict[int, nn.Module]]:
+    """The discrete mask of every epoch (flat, one entry per element) of one training run, and for each
+    count in ``snapshot_at`` a copy of the jointly trained network at the first epoch with at most that
+    many elements selected (or at the last epoch, where the path never got there)."""
     if groups is None:
         side = int(round(np.sqrt(x.shape[1])))
         images, mask_type = x.reshape(len(x), 1, side, side), "pixel-any"
@@ -58,7 +66,31 @@ def path_records(x: np.ndarray, y: np.ndarray, seed: int, groups: peers.Groups =
                          torch.as_tensor(images[val]), torch.as_tensor(y[val]), int(y.max()) + 1,
                          [f"c{i}" for i in range(images.shape[1])])
     config = TrainConfig.from_dict({**DEFAULTS, **options, "mask_type": mask_type, "seed": seed})
-    return [record.selected.reshape(-1).astype(bool) for record in train(config, data).records]
+    snapshots: dict[int, nn.Module] = {}
+
+    def keep(record: EpochRecord, model: nn.Module, _chain: object) -> None:
+        for k in snapshot_at:
+            if k not in snapshots and int(record.selected.sum()) <= k:
+                snapshots[k] = copy.deepcopy(model).eval()
+
+    result = train(config, data, inspect=keep if snapshot_at else None)
+    for k in snapshot_at:
+        snapshots.setdefault(k, copy.deepcopy(result.model).eval())
+    return [record.selected.reshape(-1).astype(bool) for record in result.records], snapshots
+
+
+def joint_predictor(model: nn.Module, chosen: Sequence[int], n_pixels: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``x (N, n_pixels) -> labels`` from the jointly trained network with only ``chosen`` pixels kept."""
+    keep = torch.zeros(n_pixels)
+    keep[torch.as_tensor(list(chosen), dtype=torch.long)] = 1.0
+    side = int(round(n_pixels ** 0.5))
+
+    @torch.no_grad()
+    def predict(x: np.ndarray) -> np.ndarray:
+        masked = torch.as_tensor(x, dtype=torch.float32) * keep
+        return model(masked.reshape(len(x), 1, side, side)).argmax(dim=1).numpy()
+
+    return predict
 
 
 def survival_ranking(masks: Sequence[np.ndarray]) -> list[int]:
@@ -74,8 +106,10 @@ def survival_ranking(masks: Sequence[np.ndarray]) -> list[int]:
 @peers.all_budgets
 def masksel(x: np.ndarray, y: np.ndarray, budgets: Sequence[int], seed: int, groups: peers.Groups = None,
             **options: Any) -> dict[int, list[int]]:
-    ranking = survival_ranking(path_records(x, y, seed, groups, **options))
-    return {k: ranking[:k] for k in budgets}
+    masks, snapshots = path_records(x, y, seed, groups, snapshot_at=() if groups else budgets, **options)
+    ranking = survival_ranking(masks)
+    chosen = {k: ranking[:k] for k in budgets}
+    return peers.Answers(chosen, {k: joint_predictor(snapshots[k], chosen[k], x.shape[1]) for k in snapshots})
 
 
 def register_ablation() -> list[str]:

@@ -61,12 +61,23 @@ def all_budgets(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+class Answers(dict):
+    """What an ``@all_budgets`` selector may return instead of a plain dict: ``{k: indices}`` plus, in
+    ``joint``, ``{k: predict}`` where ``predict(x (N, F)) -> labels`` is the selector's own network trained
+    jointly with its selection (so the benchmark can score it on the test split without a retrain)."""
+
+    def __init__(self, chosen: dict[int, list[int]], joint: dict[int, Callable[[np.ndarray], np.ndarray]]) -> None:
+        super().__init__(chosen)
+        self.joint = joint
+
+
 def select(fn: Callable[..., Any], x: np.ndarray, y: np.ndarray, budgets: Sequence[int], seed: int,
-           groups: Groups = None) -> dict[int, tuple[list[int], float]]:
+           groups: Groups = None, joint: dict[int, Any] | None = None) -> dict[int, tuple[list[int], float]]:
     """Run a selector of either kind for all ``budgets``: ``{k: (sorted unique indices, seconds)}``.
 
     For an ``@all_budgets`` selector the seconds are those of its one shared fit, repeated for every k.
-    Checks that each answer holds at most k distinct valid indices.
+    Checks that each answer holds at most k distinct valid indices. Where the selector returns
+    :class:`Answers`, its jointly trained predictors are put into ``joint`` (when given).
     """
     n_choices = x.shape[1] if groups is None else len(groups)
     extra = {} if groups is None else {"groups": groups}  # a pixel-only selector need not take ``groups``
@@ -74,6 +85,8 @@ def select(fn: Callable[..., Any], x: np.ndarray, y: np.ndarray, budgets: Sequen
         started = time.perf_counter()
         answers = fn(x, y, tuple(budgets), seed, **extra)
         seconds = time.perf_counter() - started
+        if joint is not None:
+            joint.update(getattr(answers, "joint", {}))
         timed = {k: (answers[k], seconds) for k in budgets}
     else:
         timed = {}

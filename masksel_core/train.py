@@ -123,13 +123,16 @@ def train(
     data: TensorDataset,
     *,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    inspect: Callable[[EpochRecord, nn.Module, MaskChain], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> TrainResult:
     """Learn a mask and a network; returns both with one record per epoch.
 
     If `should_stop` answers True the loop ends after the current batch and the result's
-    `stopped_because` is "cancelled"; the epochs recorded so far are kept.
+    `stopped_because` is "cancelled"; the epochs recorded so far are kept. `inspect`, when given, is
+    called after every epoch with the live network and masks (to read, not to change: e.g. to score
+    them on data `train` never sees, or to keep a snapshot of one epoch's network).
     """
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -147,6 +150,8 @@ def train(
     def emit(record: EpochRecord) -> None:
         if on_epoch is not None:
             on_epoch(record)
+        if inspect is not None:
+            inspect(record, model, chain)
         if path is not None:
             _atomic_save(loop.state_dict(), path)
 

@@ -116,6 +116,36 @@ def test_an_all_budgets_selector_is_fitted_once_for_every_budget() -> None:
     assert {k: indices for k, (indices, _) in chosen.items()} == {1: [0], 4: [0, 1, 2, 3]}
 
 
+def test_a_selector_can_hand_over_its_jointly_trained_predictors() -> None:
+    x, y = _problem()
+
+    @peers.all_budgets
+    def with_network(x, y, budgets, seed, groups=None):  # type: ignore[no-untyped-def]
+        return peers.Answers({k: list(range(k)) for k in budgets}, {k: (lambda z, k=k: np.full(len(z), k))
+                                                                    for k in budgets})
+
+    joint: dict[int, Any] = {}
+    chosen = peers.select(with_network, x, y, [1, 3], 0, joint=joint)
+    assert chosen[3][0] == [0, 1, 2] and sorted(joint) == [1, 3]
+    assert joint[3](x[:5]).tolist() == [3] * 5
+    assert peers.select(with_network, x, y, [1], 0)[1][0] == [0]  # without ``joint`` the networks are dropped
+
+
+def test_masksel_joint_predictor_keeps_only_the_chosen_pixels() -> None:
+    from benchmarks.masksel_selector import joint_predictor
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            seen.append(z.clone())
+            return torch.stack((z.sum(dim=(1, 2, 3)), -z.sum(dim=(1, 2, 3))), dim=1)
+
+    predict = joint_predictor(Spy(), [0, 5], 16)
+    assert predict(np.ones((3, 16), dtype=np.float32)).tolist() == [0, 0, 0]
+    assert seen[0].shape == (3, 1, 4, 4) and seen[0].reshape(3, 16)[0].nonzero().flatten().tolist() == [0, 5]
+
+
 def test_quality_protocol_helpers() -> None:
     from benchmarks.quality import channel_task, evaluate_pixels
 

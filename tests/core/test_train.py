@@ -41,6 +41,21 @@ def test_every_epoch_is_reported_once_in_order_with_the_contract_metrics() -> No
     assert [r.tau for r in seen] == [10.0, 5.0, 2.5]  # paper's cool-down, no raise in 3 epochs (patience 2)
 
 
+def test_inspect_sees_the_live_network_and_masks_after_every_epoch() -> None:
+    seen: list[tuple[int, float, float]] = []
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=2, **FAST)
+
+    def look(record: EpochRecord, model: torch.nn.Module, chain: torch.nn.Module) -> None:
+        first = next(model.parameters())
+        seen.append((record.epoch, float(first.detach().sum()), chain.fraction()))
+
+    result = train(config, load_digits(), inspect=look)
+    assert [epoch for epoch, _, _ in seen] == [1, 2]
+    assert seen[0][1] != seen[1][1]  # the network it is shown is the one being trained, not a copy
+    assert seen[-1][1] == pytest.approx(float(next(result.model.parameters()).detach().sum()))
+    assert [fraction for _, _, fraction in seen] == pytest.approx([r.fraction for r in result.records])
+
+
 def test_a_fixed_seed_gives_the_same_run() -> None:
     config = TrainConfig(mask_type="pixel-any", model="lenet5", epochs=2, **FAST)
     first, second = train(config, load_digits()), train(config, load_digits())
