@@ -6,8 +6,9 @@ do not add pixels). Then the same MLP 64-128-128-10 (ReLU) is trained from scrat
 (unselected pixels = 0): Adam lr 1e-3, batch 64, at most 100 epochs, early stopping (patience 15) on a fixed
 stratified 15 % of the training part, the weights of the best validation epoch are kept; test accuracy is
 reported. A selector that trains a network with its selection (masksel) also hands that network over, and
-its test accuracy on the chosen pixels, without the retrain, is a row of its own. Seeds drive the selectors' randomness and the MLP's initialisation and batch order. Tables give
-mean ± sample std (ddof=1) over the seeds; "all 64 pixels" is the same MLP without selection.
+its test accuracy on the chosen pixels, without the retrain, is a row of its own. Seeds drive the selectors'
+randomness and the MLP's initialisation and batch order. Tables give mean ± sample std (ddof=1) over the
+seeds; "all 64 pixels" is the same MLP without selection.
 
 Channel task: the digit split into 8 channels of 32 values each (flattened; no zero padding): 0 = top half
 (rows 0-3), 1 = bottom half (rows 4-7), 2 and 3 = top half + Gaussian noise (sigma 0.1, independent per copy),
@@ -26,6 +27,10 @@ one fit serves every budget; take ``groups=None`` too to join the channel task) 
 or score pixel sets directly with :func:`evaluate_pixels` (indices, seed) -> test accuracy.
 
     python benchmarks/quality.py [--quick] [--only random,stg] [--budgets 4,8,16] [--seeds 3] [--no-channels]
+                                 [--jpeg-seeds 3] [--ablation]
+
+JPEG task (``benchmarks/jpeg_task.py``, run with masksel in the selection or with none named): which quality
+to send each of eight channels at, masksel's path against always-q and a random 90/10 mix at equal bytes.
 
 Default run: 9 to 10.5 minutes measured (two runs) on 2 CPU cores shared with another job (torch limited to
 one thread: these networks are too small to gain from more; LassoNet's 10 channel-task paths are the largest
@@ -52,7 +57,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import masksel_selector, peers  # noqa: E402 - importing masksel_selector registers "masksel"
+from benchmarks import jpeg_task, masksel_selector, peers  # noqa: E402 - importing masksel_selector registers "masksel"
 
 EPOCHS = 100
 PATIENCE = 15
@@ -88,17 +93,27 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def evaluate_pixels(indices: list[int] | np.ndarray, seed: int, *, epochs: int | None = None,
                     patience: int = PATIENCE, batch_size: int = 64) -> float:
     """Test accuracy of the MLP 64-128-128-10 trained from scratch on digits with only ``indices`` kept."""
-    epochs = EPOCHS if epochs is None else epochs
     x_train, y_train, x_test, y_test = digits_split()
+    mask = np.zeros(N_PIXELS, dtype=np.float32)
+    mask[sorted({int(i) for i in indices})] = 1.0
+    return evaluate_features(x_train * mask, y_train, x_test * mask, y_test, seed, epochs=epochs,
+                             patience=patience, batch_size=batch_size)
+
+
+def evaluate_features(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int,
+                      *, epochs: int | None = None, patience: int = PATIENCE, batch_size: int = 64) -> float:
+    """The protocol's retrain on any (N, F) features of the fixed digits split: the MLP F-128-128-10 trained
+    from scratch (early stopping on the fixed 15 % of the training part), test accuracy of its best epoch."""
+    epochs = EPOCHS if epochs is None else epochs
     fit, val = _fit_val_indices()
-    mask = torch.zeros(N_PIXELS)
-    mask[torch.as_tensor(sorted({int(i) for i in indices}), dtype=torch.long)] = 1.0
-    x_fit, y_fit = torch.as_tensor(x_train[fit]) * mask, torch.as_tensor(y_train[fit])
-    x_val, y_val = torch.as_tensor(x_train[val]) * mask, torch.as_tensor(y_train[val])
-    x_te, y_te = torch.as_tensor(x_test) * mask, torch.as_tensor(y_test)
+    x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+    x_fit, y_fit = torch.as_tensor(x_train[fit]), torch.as_tensor(y_train[fit])
+    x_val, y_val = torch.as_tensor(x_train[val]), torch.as_tensor(y_train[val])
+    x_te, y_te = torch.as_tensor(x_test), torch.as_tensor(y_test)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Linear(N_PIXELS, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10))
+    model = nn.Sequential(nn.Linear(x_train.shape[1], 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                          nn.Linear(128, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     best_acc, best_state, since_best = -1.0, copy.deepcopy(model.state_dict()), 0
     for _ in range(epochs):
@@ -207,6 +222,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--channel-seeds", type=int, default=10)
     parser.add_argument("--no-channels", action="store_true", help="skip the channel task")
+    parser.add_argument("--jpeg-seeds", type=int, default=3, help="seeds of the JPEG task (0 skips it)")
     parser.add_argument("--ablation", action="store_true", help="also masksel's variants (one option changed each)")
     args = parser.parse_args()
     variants = masksel_selector.register_ablation()  # named by --only, or all with --ablation
@@ -237,6 +253,10 @@ def main() -> None:
             print(f"\nnot in the channel task (no ``groups`` argument): {', '.join(sorted(set(names) - set(capable)))}")
         if capable:
             run_channels(capable, channel_seeds)
+    if args.jpeg_seeds > 0 and (not names or "masksel" in names):
+        x_train, y_train, x_test, y_test = digits_split()
+        jpeg_task.run_jpeg(list(range(1 if args.quick else args.jpeg_seeds)), evaluate_features, x_train, y_train,
+                           x_test, y_test)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

@@ -49,14 +49,20 @@ class MaskChain(nn.Module):
         self.register_buffer("base_cost", self._base_cost(extend.version_costs() if extend else torch.ones(1)))
 
     def _base_cost(self, prices: torch.Tensor) -> torch.Tensor:
-        """(C*V, H, W): each value's price as a share of the raw input; sums to V * mean price."""
+        """(C*V, H, W): each value's price as a share of the raw input. `prices` is one per version (V,), the
+        same for every channel, or one per channel and version (C, V)."""
         c, h, w = self.input_shape
-        return (prices.float().repeat(c)[:, None, None].expand(c * len(prices), h, w) / float(c * h * w)).contiguous()
+        flat = prices.float().repeat(c) if prices.dim() == 1 else prices.float().reshape(-1)
+        return (flat[:, None, None].expand(len(flat), h, w) / float(c * h * w)).contiguous()
 
     def set_version_costs(self, prices: torch.Tensor) -> None:
-        """Price the extend versions anew (e.g. by their measured bytes), so Q counts those prices."""
-        if self.extend is None or prices.shape != (self.extend.versions,):
-            raise ValueError("version costs need an extend chain and one price per version")
+        """Price the extend versions anew (e.g. by their measured bytes), so Q counts those prices: one price
+        per version (V,) or one per channel and version (C, V)."""
+        if self.extend is None:
+            raise ValueError("version costs need an extend chain")
+        v, c = self.extend.versions, self.input_shape[0]
+        if tuple(prices.shape) not in ((v,), (c, v)):
+            raise ValueError(f"version costs must have shape ({v},) or ({c}, {v}), got {tuple(prices.shape)}")
         self.base_cost.copy_(self._base_cost(prices).to(self.base_cost.device))
 
     @property

@@ -61,7 +61,8 @@ class TrainConfig:
     max_accuracy_drop: float | None = None
     pretrained: str | None = None
     # "proxy": the paper's price of an extend version (q/100 for JPEG, 1/s^2 for thumbnails); "bytes": its
-    # measured mean size on the wire relative to the raw input, so that Q is expected bytes per sample / raw.
+    # measured mean size on the wire relative to the raw input, per channel (a noisy channel's JPEG is larger),
+    # so that Q is expected bytes per sample / raw.
     extend_costs: str = "proxy"
     # Stop selecting once the mask's bytes per sample (float32 values, or measured JPEG sizes) are at most this.
     target_bytes: float | None = None

@@ -49,34 +49,43 @@ class Extend:
             return torch.tensor([q / 100.0 for q in self.levels])
         return torch.tensor([1.0 / (s * s) for s in self.levels])
 
-    def measured_costs(self, x: torch.Tensor, *, itemsize: int = 4) -> torch.Tensor:
+    def measured_costs(self, x: torch.Tensor, *, itemsize: int = 4, per_channel: bool = False) -> torch.Tensor:
         """Each version's mean bytes on the wire for one channel of one sample (as `transfer.pack` sends it),
-        relative to the channel's raw values (`H * W * itemsize` bytes, float32 by default).
+        relative to the channel's raw values (`H * W * itemsize` bytes, float32 by default): shape (V,), or
+        (C, V) with `per_channel` (a noisy channel's JPEG is larger than a smooth one's at the same quality).
 
-        JPEG: the encoded image plus its 4-byte length, averaged over every channel of `x` (the training
-        set); measured once per data set and kept under MASKSEL_CACHE_DIR when set. Thumbnails: exact.
+        JPEG: the encoded image plus its 4-byte length, averaged over the samples of `x` (the training set)
+        and, unless `per_channel`, over its channels; measured once per data set and kept under
+        MASKSEL_CACHE_DIR when set. Thumbnails: exact, the same for every channel.
         """
         n, c, h, w = x.shape
         raw = float(h * w * itemsize)
         if self.kind == "thumb":
-            return torch.tensor([-(-h // s) * -(-w // s) * itemsize / raw for s in self.levels])
-        path = _cache_path(self, x, suffix="bytes")
+            costs = torch.tensor([-(-h // s) * -(-w // s) * itemsize / raw for s in self.levels])
+            return costs.expand(c, -1).clone() if per_channel else costs
+        per_channel_costs = self._measured_jpeg_costs(x, raw)
+        return per_channel_costs if per_channel else per_channel_costs.mean(dim=0)
+
+    def _measured_jpeg_costs(self, x: torch.Tensor, raw: float) -> torch.Tensor:
+        """(C, V) mean encoded bytes per channel and quality over the samples of `x`, relative to `raw`."""
+        n, c, h, w = x.shape
+        path = _cache_path(self, x, suffix="bytes-per-channel")
         if path is not None and path.exists():
             return torch.load(path, weights_only=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             from torchvision.io import encode_jpeg
-        planes = _to_uint8(x.detach().cpu()).reshape(n * c, 1, h, w)
-        means = []
-        for quality in self.levels:
-            total = 0
+        planes = _to_uint8(x.detach().cpu()).reshape(n * c, 1, h, w)  # sample-major: plane i is channel i % c
+        costs = torch.zeros(c, self.versions, dtype=torch.float64)
+        for v, quality in enumerate(self.levels):
+            sizes = torch.empty(n * c, dtype=torch.float64)
             for start in range(0, n * c, ENCODE_BATCH):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
                     encoded = encode_jpeg(list(planes[start:start + ENCODE_BATCH]), quality=quality)
-                total += sum(int(e.numel()) + 4 for e in encoded)
-            means.append(total / max(n * c, 1) / raw)
-        costs = torch.tensor(means)
+                sizes[start:start + len(encoded)] = torch.tensor([float(e.numel() + 4) for e in encoded])
+            costs[:, v] = sizes.reshape(n, c).mean(dim=0) / raw if n else 0.0
+        costs = costs.float()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(costs, path.with_suffix(".tmp"))

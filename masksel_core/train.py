@@ -138,7 +138,7 @@ def train(
     torch.manual_seed(config.seed)
     chain, model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(config.seed))
     if config.extend_costs == "bytes" and chain.extend is not None:
-        chain.set_version_costs(chain.extend.measured_costs(data.x_train))
+        chain.set_version_costs(chain.extend.measured_costs(data.x_train, per_channel=True))
     prepared = prepare_inputs(chain, data).to(device)
     loop = _Loop(config, prepared, model.to(device), chain.to(device), device, should_stop or (lambda: False))
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None

@@ -167,3 +167,24 @@ def test_masksel_ranks_elements_by_how_long_they_survive_the_lambda_path() -> No
     assert survival_ranking(path) == [2, 3, 0, 1]
     # a tie in the last epoch goes to the element selected more often, then to the lower index
     assert survival_ranking([np.array([0, 1, 1]), np.array([1, 1, 1])]) == [1, 2, 0]
+
+
+def test_jpeg_task_helpers_price_and_assemble_each_policy() -> None:
+    from benchmarks import jpeg_task
+
+    x = np.random.default_rng(0).random((6, 64)).astype(np.float32)
+    channels = jpeg_task.jpeg_channels(x, seed=1)
+    assert channels.shape == (6, 4, 16, 32) and 0.0 <= channels.min() and channels.max() <= 1.0
+    assert not np.allclose(channels[:, 2], channels[:, 3])  # each noisy copy has its own noise
+    decoded, per_channel = jpeg_task.versions_and_bytes(channels)
+    assert decoded.shape == (6, 4, 5, 16, 32) and per_channel.shape == (4, 5)
+    assert (np.diff(per_channel, axis=1) < 0).all()  # lower quality, fewer bytes, for every channel
+    assert (per_channel[2] > per_channel[0]).all()  # noise costs bytes
+    choice = (0, 4, 2, 1)
+    assert jpeg_task.cost(per_channel, choice) == pytest.approx(sum(per_channel[c, q] for c, q in enumerate(choice)))
+    sent = jpeg_task.assemble(decoded, choice).reshape(6, 4, 16, 32)
+    assert np.array_equal(sent[:, 1], decoded[:, 1, 4])
+    budget = jpeg_task.cost(per_channel, (2, 2, 2, 2))
+    mix = jpeg_task.mix_choice(per_channel, budget, seed=0)
+    assert set(mix) <= {0, 4} and jpeg_task.cost(per_channel, mix) <= budget
+    assert jpeg_task.mix_choice(per_channel, jpeg_task.cost(per_channel, (0,) * 4), seed=0) == (0,) * 4

@@ -158,6 +158,27 @@ def test_measured_version_costs_are_the_bytes_pack_sends() -> None:
     assert thumb.tolist() == pytest.approx([1.0, 6 * 5 / 120, 3 * 3 / 120])
 
 
+def test_per_channel_costs_price_each_channel_by_its_own_bytes() -> None:
+    """A noise channel's JPEG is dearer than a flat one's: Q with per-channel prices is the bytes pack sends
+    for any mix of qualities, which one price per version (the mean over channels) gets wrong."""
+    x = torch.rand(30, *SHAPE, generator=torch.Generator().manual_seed(3))
+    x[:, 0] = 0.5  # a flat channel next to two of noise
+    chain = build_chain("jpeg-xor", SHAPE)
+    costs = chain.extend.measured_costs(x, per_channel=True)
+    assert costs.shape == (SHAPE[0], 5) and bool((costs[0] < costs[1]).all())
+    assert chain.extend.measured_costs(x).tolist() == pytest.approx(costs.mean(dim=0).tolist())
+    chain.set_version_costs(costs)
+    with torch.no_grad():
+        chain.stages[0].logits.zero_()
+        chain.stages[0].logits[0, 0] = 5.0  # the flat channel at quality 90, the noise at 10
+        chain.stages[0].logits[1:, 4] = 5.0
+    plan = plan_from_chain(chain)
+    measured = (len(pack(x, plan)) - len(pack(x[:0], plan))) / 30
+    assert measured == pytest.approx(chain.fraction() * plan.raw_bytes_per_sample(), rel=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        chain.set_version_costs(torch.ones(2, 5))
+
+
 def test_a_byte_budget_stops_selection_and_the_result_says_it_held() -> None:
     from masksel_core import TrainConfig, load_dataset, train
 
