@@ -4,8 +4,10 @@ One `masksel_core.train` run with a `pixel-any` mask (or `channel-any` over grou
 until few elements are left; every epoch's discrete mask is kept. Elements are ranked by how long
 they survived along the path (the last epoch in which they were selected, then how many epochs
 they were selected in), like the order in which a lasso path drops features, and a budget of k
-takes the k that survived longest. No refit per budget. Validation for lambda's plateau rule is a
-held-out part of the *training* split; the benchmark's test split is never seen.
+takes the k that survived longest; then a short swap check with the path's own network (`swap_refine`:
+the k against the next few of the ranking, a few epochs of fine-tuning each) settles near-ties between
+copies of the same information. One path for every budget, no new path per budget. Validation for lambda's
+plateau rule and for the swaps is a held-out part of the *training* split; the test split is never seen.
 
 For each budget the network is also kept as it was when the path first had at most k pixels, so the
 benchmark can report masksel's own jointly trained accuracy on its k pixels without the retrain.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,8 +36,11 @@ DEFAULTS: dict[str, Any] = {
     "lambda_init": 0.05, "lambda_factor": 1.3, "lambda_patience": 0, "device": "cpu",
     "lambda_monitor": "val_mask_loss", "lambda_threshold": 0.005, "init_logit": 3.0,
 }
+# The swap refinement of each budget's set (see swap_refine).
+SWAP_CANDIDATES, SWAP_EPOCHS, SWAP_ROUNDS = 8, 2, 3
 # The ablation (`benchmarks/quality.py --ablation`): one change each against DEFAULTS.
 ABLATION: dict[str, dict[str, Any]] = {
+    "masksel[no-swap]": {"swap": False},
     "masksel[no-noise]": {"discretization": "deterministic"},
     "masksel[gamma=0]": {"gamma": 0.0},
     "masksel[gamma=1]": {"gamma": 1.0},
@@ -50,11 +56,28 @@ ABLATION: dict[str, dict[str, Any]] = {
 }
 
 
+@dataclass
+class Path:
+    """One training run: every epoch's discrete mask (flat, one entry per element), the jointly trained
+    network at the first epoch with at most k elements for each k asked for (or at the last epoch, where the
+    path never got there), and the data it trained on (``x_train`` = fitting part, ``x_test`` = validation)."""
+
+    masks: list[np.ndarray]
+    snapshots: dict[int, nn.Module]
+    data: TensorDataset
+    by_channel: bool  # elements are whole channels (groups) rather than pixels
+
+    def input_mask(self, chosen: Sequence[int]) -> torch.Tensor:
+        """1 where the network's input comes from a chosen element, else 0 (shape of one sample)."""
+        shape = self.data.input_shape
+        keep = torch.zeros(shape[0] if self.by_channel else int(np.prod(shape)))
+        keep[torch.as_tensor(list(chosen), dtype=torch.long)] = 1.0
+        return keep[:, None, None].expand(shape) if self.by_channel else keep.reshape(shape)
+
+
 def path_records(x: np.ndarray, y: np.ndarray, seed: int, groups: peers.Groups = None,
-                 snapshot_at: Sequence[int] = (), **options: Any) -> tuple[list[np.ndarray], dict[int, nn.Module]]:
-    """The discrete mask of every epoch (flat, one entry per element) of one training run, and for each
-    count in ``snapshot_at`` a copy of the jointly trained network at the first epoch with at most that
-    many elements selected (or at the last epoch, where the path never got there)."""
+                 snapshot_at: Sequence[int] = (), **options: Any) -> Path:
+    """Train one lambda path on ``x`` (pixels, or channels = ``groups``) and keep what the selector needs."""
     if groups is None:
         side = int(round(np.sqrt(x.shape[1])))
         images, mask_type = x.reshape(len(x), 1, side, side), "pixel-any"
@@ -76,7 +99,49 @@ def path_records(x: np.ndarray, y: np.ndarray, seed: int, groups: peers.Groups =
     result = train(config, data, inspect=keep if snapshot_at else None)
     for k in snapshot_at:
         snapshots.setdefault(k, copy.deepcopy(result.model).eval())
-    return [record.selected.reshape(-1).astype(bool) for record in result.records], snapshots
+    masks = [record.selected.reshape(-1).astype(bool) for record in result.records]
+    return Path(masks, snapshots, data, by_channel=groups is not None)
+
+
+def swap_refine(path: Path, k: int, ranking: Sequence[int], seed: int, *, candidates: int = SWAP_CANDIDATES,
+                epochs: int = SWAP_EPOCHS, rounds: int = SWAP_ROUNDS, lr: float = 1e-3) -> list[int]:
+    """The path's k best, improved by single swaps with the next ``candidates`` of the ranking.
+
+    Each trial set fine-tunes a copy of the network the path had at k elements for ``epochs`` epochs on the
+    fitting part and is scored by its validation loss; the best swap is kept if it lowers the loss, up to
+    ``rounds`` times. Why: the path drops one of several near-copies of the same information by chance (the
+    channel task's clean top half against its two noisy copies); a joint network warm-started at k elements
+    tells them apart in a few epochs. The benchmark's test split is never seen.
+    """
+    chosen = list(ranking[:k])
+    pool = [int(i) for i in ranking[k:k + candidates]]
+    if not pool:
+        return chosen
+    data, start = path.data, path.snapshots[k]
+    generator = torch.Generator().manual_seed(seed)
+
+    def loss_of(trial: list[int]) -> float:
+        keep = path.input_mask(trial)
+        model = copy.deepcopy(start).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(epochs):
+            for batch in torch.randperm(len(data.y_train), generator=generator).split(DEFAULTS["batch_size"]):
+                loss = nn.functional.cross_entropy(model(data.x_train[batch] * keep), data.y_train[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            return float(nn.functional.cross_entropy(model(data.x_test * keep), data.y_test))
+
+    best = loss_of(chosen)
+    for _ in range(rounds):
+        trials = [([c if e == out else e for e in chosen], out, c) for out in chosen for c in pool if c not in chosen]
+        scored = min(((loss_of(trial), index) for index, (trial, _, _) in enumerate(trials)), default=None)
+        if scored is None or scored[0] >= best:
+            break
+        best, chosen = scored[0], trials[scored[1]][0]
+    return chosen
 
 
 def joint_predictor(model: nn.Module, chosen: Sequence[int], n_pixels: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -106,10 +171,12 @@ def survival_ranking(masks: Sequence[np.ndarray]) -> list[int]:
 @peers.all_budgets
 def masksel(x: np.ndarray, y: np.ndarray, budgets: Sequence[int], seed: int, groups: peers.Groups = None,
             **options: Any) -> dict[int, list[int]]:
-    masks, snapshots = path_records(x, y, seed, groups, snapshot_at=() if groups else budgets, **options)
-    ranking = survival_ranking(masks)
-    chosen = {k: ranking[:k] for k in budgets}
-    return peers.Answers(chosen, {k: joint_predictor(snapshots[k], chosen[k], x.shape[1]) for k in snapshots})
+    swap = options.pop("swap", True)
+    path = path_records(x, y, seed, groups, snapshot_at=budgets, **options)
+    ranking = survival_ranking(path.masks)
+    chosen = {k: swap_refine(path, k, ranking, seed) if swap else ranking[:k] for k in budgets}
+    joint = {} if groups else {k: joint_predictor(path.snapshots[k], chosen[k], x.shape[1]) for k in budgets}
+    return peers.Answers(chosen, joint)
 
 
 def register_ablation() -> list[str]:

@@ -188,3 +188,28 @@ def test_jpeg_task_helpers_price_and_assemble_each_policy() -> None:
     mix = jpeg_task.mix_choice(per_channel, budget, seed=0)
     assert set(mix) <= {0, 4} and jpeg_task.cost(per_channel, mix) <= budget
     assert jpeg_task.mix_choice(per_channel, jpeg_task.cost(per_channel, (0,) * 4), seed=0) == (0,) * 4
+
+
+def test_masksel_swap_check_trades_a_noisy_copy_for_the_clean_channel() -> None:
+    """The path kept a noisy copy (channel 1) of the clean channel 0 by chance: the swap check with a network
+    warm-started at k elements finds the clean one; with nothing better in the pool, it keeps what it has."""
+    from benchmarks.masksel_selector import Path, swap_refine
+    from masksel_core import TensorDataset
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = rng.integers(0, 2, size=n)
+        clean = (labels[:, None] * 2.0 - 1.0) + rng.normal(0.0, 0.3, size=(n, 4))
+        x = np.stack([clean, clean + rng.normal(0.0, 2.0, size=(n, 4)), rng.normal(size=(n, 4))], axis=1)
+        return torch.as_tensor(x[:, :, None, :], dtype=torch.float32), torch.as_tensor(labels)
+
+    (x_fit, y_fit), (x_val, y_val) = split(400), split(200)
+    data = TensorDataset("swap", x_fit, y_fit, x_val, y_val, 2, ["clean", "copy", "noise"])
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    path = Path(masks=[], snapshots={1: network}, data=data, by_channel=True)
+    assert path.input_mask([1]).shape == (3, 1, 4) and path.input_mask([1])[:, 0, 0].tolist() == [0.0, 1.0, 0.0]
+    assert swap_refine(path, 1, [1, 0, 2], seed=0, epochs=3) == [0]
+    assert swap_refine(path, 1, [0, 2, 1], seed=0, epochs=3, candidates=1) == [0]  # pure noise is no better
+    assert swap_refine(path, 3, [0, 1, 2], seed=0) == [0, 1, 2]  # no candidates left: nothing to swap
