@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import statistics
 import sys
 import time
@@ -178,6 +179,8 @@ def run_pixels(names: list[str], budgets: list[int], seeds: list[int], include_a
     print("|---|" + "---:|" * len(budgets))
     for name in names:
         print(f"| {name} | " + " | ".join(_cell(accuracy[name][k]) for k in budgets) + " |")
+    if "masksel" in accuracy and len(seeds) > 1:
+        print_goal(accuracy, budgets)
     for name, scores in joint.items():
         print(f"| {name} (its joint network, no retrain) | " + " | ".join(_cell(scores[k]) for k in budgets) + " |")
     if include_all:
@@ -193,6 +196,29 @@ def run_pixels(names: list[str], budgets: list[int], seeds: list[int], include_a
             took = "(shared)" if shared[name] and position > 0 else f"{seconds[name][k]:.1f} s"
             cells.append(f"{took}, {statistics.mean(pixels[name][k]):.1f} px")
         print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def print_goal(accuracy: dict[str, dict[int, list[float]]], budgets: list[int]) -> None:
+    """Issue 7's goal, budget by budget: masksel against the best peer (highest mean; masksel's variants and
+    random excluded), the gap in pooled standard deviations sqrt((s1^2 + s2^2) / 2). "ahead" and "behind"
+    mean a gap of at least one pooled standard deviation either way; "level" is anything in between."""
+    peers_only = [n for n in accuracy if not n.startswith("masksel") and n != "random"]
+    if not peers_only:
+        return
+    print("\nGoal check: masksel against the best peer at each budget\n")
+    print("| budget | best peer | masksel | gap | gap / pooled std | verdict |")
+    print("|---|---|---:|---:|---:|---|")
+    for k in budgets:
+        best = max(peers_only, key=lambda n: statistics.mean(accuracy[n][k]))
+        ours, theirs = accuracy["masksel"][k], accuracy[best][k]
+        gap = statistics.mean(ours) - statistics.mean(theirs)
+        pooled = ((statistics.stdev(ours) ** 2 + statistics.stdev(theirs) ** 2) / 2) ** 0.5
+        if pooled > 0:
+            ratio = gap / pooled
+        else:
+            ratio = math.copysign(math.inf, gap) if gap else 0.0
+        verdict = "ahead" if ratio >= 1 else "behind" if ratio <= -1 else "level"
+        print(f"| k={k} | {best} {_cell(theirs)} | {_cell(ours)} | {gap:+.3f} | {ratio:+.1f} | {verdict} |")
 
 
 def run_channels(names: list[str], n_seeds: int) -> None:

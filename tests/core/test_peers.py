@@ -213,3 +213,21 @@ def test_masksel_swap_check_trades_a_noisy_copy_for_the_clean_channel() -> None:
     assert swap_refine(path, 1, [1, 0, 2], seed=0, epochs=3) == [0]
     assert swap_refine(path, 1, [0, 2, 1], seed=0, epochs=3, candidates=1) == [0]  # pure noise is no better
     assert swap_refine(path, 3, [0, 1, 2], seed=0) == [0, 1, 2]  # no candidates left: nothing to swap
+
+
+def test_goal_check_compares_masksel_with_the_best_peer_in_pooled_standard_deviations(capsys) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks.quality import print_goal
+
+    accuracy = {
+        "random": {4: [0.99, 0.98], 8: [0.99, 0.98], 16: [0.99, 0.98]},  # never the peer to beat
+        "variance": {4: [0.60, 0.62], 8: [0.80, 0.82], 16: [0.95, 0.95]},
+        "stg": {4: [0.50, 0.52], 8: [0.84, 0.86], 16: [0.90, 0.90]},
+        "masksel": {4: [0.64, 0.66], 8: [0.85, 0.85], 16: [0.90, 0.92]},
+        "masksel[no-swap]": {4: [0.99, 0.99], 8: [0.99, 0.99], 16: [0.99, 0.99]},
+    }
+    print_goal(accuracy, [4, 8, 16])
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| k=")}
+    assert "variance" in rows["k=4"] and rows["k=4"].rstrip(" |").endswith("ahead")
+    assert "stg" in rows["k=8"] and rows["k=8"].rstrip(" |").endswith("level")
+    assert "variance" in rows["k=16"] and rows["k=16"].rstrip(" |").endswith("behind")
