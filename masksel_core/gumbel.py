@@ -11,25 +11,7 @@ import torch
 def gumbel_noise(shape: torch.Size, *, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
     """Samples `-log(-log(U))`, with U clamped away from 0 and 1 so the logs stay finite."""
     u = torch.rand(shape, device=device, generator=generator)
-    u = u.clamp(1e-10, 1.0 - 1e-7)
-    return -torch.log(-torch.log(u))
-
-
-class _OneHotST(torch.autograd.Function):
-    """Straight-through one-hot in one autograd node: forward exactly `m_D`, backward the tempered softmax's
-    Jacobian (so the masked input is exactly the selected values, with no `m_S - m_S` rounding)."""
-
-    @staticmethod
-    def forward(ctx, perturbed: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
-        soft = torch.softmax(perturbed / tau, dim=-1)
-        ctx.save_for_backward(soft)
-        ctx.tau = tau
-        return torch.zeros_like(soft).scatter_(-1, perturbed.argmax(dim=-1, keepdim=True), 1.0)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        (soft,) = ctx.saved_tensors
-        return soft * (grad - (grad * soft).sum(dim=-1, keepdim=True)) / ctx.tau, None
+    return u.clamp_(1e-10, 1.0 - 1e-7).log_().neg_().log_().neg_()  # in place: no temporaries
 
 
 def straight_through(
@@ -42,39 +24,22 @@ def straight_through(
     """One-hot over the last dimension whose value is discrete and whose gradient is soft.
 
     Equal to `m_D` in the forward pass, with the gradient of `m_S = softmax((logits + g) / tau)`
-    in the backward pass (the paper's `m_D + m_S - m_S.detach()`, computed without its rounding).
+    in the backward pass: the paper's `m_D + m_S - m_S.detach()`, written `m_D + (m_S - m_S.detach())`
+    so that the bracket is exactly 0 and the masked input is exactly the selected values.
     """
     if explore:
         perturbed = logits + gumbel_noise(logits.shape, device=logits.device, generator=generator)
     else:
         perturbed = logits
-    return _OneHotST.apply(perturbed, tau)
+    soft = torch.softmax(perturbed / tau, dim=-1)
+    hard = torch.zeros_like(soft).scatter_(-1, perturbed.detach().argmax(dim=-1, keepdim=True), 1.0)
+    return hard + (soft - soft.detach())
 
 
 def discrete(logits: torch.Tensor) -> torch.Tensor:
     """The noise-free one-hot decision, as the trained mask is exported (Algorithm 1, line 13)."""
     index = logits.argmax(dim=-1, keepdim=True)
     return torch.zeros_like(logits).scatter_(-1, index, 1.0)
-
-
-class _SelectST(torch.autograd.Function):
-    """Straight-through select in one autograd node: forward the 0/1 decision, backward the sigmoid's slope."""
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, noise: torch.Tensor | None, tau: float) -> torch.Tensor:  # type: ignore[override]
-        diff = logits[..., 0] - logits[..., 1]
-        if noise is not None:
-            diff = diff + noise
-        soft = torch.sigmoid(diff / tau)
-        ctx.save_for_backward(soft)
-        ctx.tau = tau
-        return (diff >= 0).to(logits.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
-        (soft,) = ctx.saved_tensors
-        slope = grad * soft * (1.0 - soft) / ctx.tau
-        return torch.stack((slope, -slope), dim=-1), None, None
 
 
 def straight_through_select(
@@ -87,14 +52,17 @@ def straight_through_select(
     """`straight_through(logits, ...)[..., 0]` for two classes, in fewer operations.
 
     With two classes the tempered softmax's first entry is `sigmoid((l0 - l1) / tau)` and the
-    difference of two Gumbel samples is a logistic sample `log(u) - log(1 - u)`, so the same
-    estimator needs one random draw per element instead of two, no scatter, and one autograd node
-    whose backward is the sigmoid's slope (the masks' share of a training step is mostly per-op
-    overhead on small inputs, so fewer ops is what makes them cheap).
+    difference of two Gumbel samples is a logistic sample `logit(u)`, so the same estimator needs
+    one random draw per element instead of two and no softmax or scatter. The paper's
+    `m_D + m_S - m_S.detach()` is written `m_D + (m_S - m_S.detach())`: the bracket is exactly 0,
+    so the forward value is exactly `m_D`, and every node is one of PyTorch's own (no Python
+    autograd.Function, whose per-call overhead is most of the cost on small masks; the masks' share
+    of a training step is mostly per-op overhead on small inputs, so fewer ops is what makes them cheap).
     """
-    noise = None
+    diff = logits[..., 0] - logits[..., 1]
     if explore:
-        shape = logits.shape[:-1]
-        u = torch.rand(shape, device=logits.device, generator=generator).clamp_(1e-10, 1.0 - 1e-7)
-        noise = torch.log(u) - torch.log1p(-u)
-    return _SelectST.apply(logits, noise, tau)
+        u = torch.rand(diff.shape, device=logits.device, generator=generator)
+        diff = diff + u.clamp_(1e-10, 1.0 - 1e-7).logit_()
+    soft = torch.sigmoid(diff / tau)
+    hard = (diff.detach() >= 0).to(logits.dtype)
+    return hard + (soft - soft.detach())

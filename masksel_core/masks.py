@@ -90,7 +90,7 @@ class SelectStage(Stage):
     def forward(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,  # type: ignore[override]
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         selected = self.expand(self.sample(tau=tau, explore=explore, generator=generator))  # (C, H, W)
-        masked = x * selected.unsqueeze(0)
+        masked = x * selected  # (B, C, H, W) * (C, H, W)
         if self.rescale:
             # As dropout does: keep the input's scale when only a share of it is kept.
             masked = masked / selected.detach().mean().clamp_min(1e-6)

@@ -24,6 +24,7 @@ from .config import TrainConfig
 from .data import TensorDataset
 from .input_grad import fast_first_conv_input_grad
 from .models import create_model
+from .optim import MaskAdam
 from .schedules import LambdaPlateau, PhaseSchedule, TauCooldown
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -187,7 +188,7 @@ class _Loop:
         self.should_stop = should_stop
         self.generator = torch.Generator(device=device).manual_seed(config.seed + 1)
         self.model_opt = torch.optim.Adam(model.parameters(), lr=config.model_lr, amsgrad=True)
-        self.mask_opt = torch.optim.Adam(chain.parameters(), lr=config.mask_lr, fused=True)
+        self.mask_opt = MaskAdam(chain.parameters(), lr=config.mask_lr)
         self.lam = LambdaPlateau(config.lambda_init, config.lambda_factor, config.lambda_patience,
                                  threshold=config.lambda_threshold)
         self.tau = TauCooldown(config.tau_init, config.tau_decay, config.tau_min)
@@ -278,13 +279,12 @@ class _Loop:
                 with torch.no_grad():
                     masked, q = self.chain(x, tau=1.0, explore=False)
             task = self.loss_fn(self.model(masked), y)
-            loss = task + lam * q if train_mask else task
+            loss = torch.add(task, q, alpha=lam) if train_mask else task  # task + lam * q, one op
             self.model_opt.zero_grad(set_to_none=True)
-            self.mask_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.model_opt.step()
             if train_mask:
-                self.mask_opt.step()
+                self.mask_opt.step()  # also clears the masks' gradients
             task_sum += task.detach()
             mask_sum += q.detach()
             batches += 1

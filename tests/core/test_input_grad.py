@@ -14,16 +14,18 @@ from masksel_core.input_grad import fast_first_conv_input_grad
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize(("channels", "kernel", "padding", "bias"), [
-    (1, 5, 2, True), (3, 3, 1, False), (4, 3, 0, True), (2, (5, 3), (1, 2), True), (6, 1, 0, True),
+@pytest.mark.parametrize(("channels", "kernel", "padding", "bias", "size"), [
+    # 9x8 with a 5x5 kernel takes the dense matrix product; the others the transposed convolution.
+    (1, 5, 2, True, (9, 8)), (1, 5, 2, True, (21, 20)), (3, 3, 1, False, (9, 8)), (4, 3, 0, True, (9, 8)),
+    (2, (5, 3), (1, 2), True, (9, 8)), (2, (5, 3), (1, 2), True, (6, 5)), (6, 1, 0, True, (9, 8)),
 ])
 def test_gradients_match_pytorch(channels: int, kernel: int | tuple[int, int], padding: int | tuple[int, int],
-                                 bias: bool) -> None:
+                                 bias: bool, size: tuple[int, int]) -> None:
     torch.manual_seed(0)
     reference = nn.Sequential(nn.Conv2d(channels, 5, kernel, padding=padding, bias=bias), nn.Tanh(), nn.Flatten())
     fast = copy.deepcopy(reference)
     fast_first_conv_input_grad(fast, CPU)
-    x = torch.randn(7, channels, 9, 8)
+    x = torch.randn(7, channels, *size)
     grads = []
     for model in (reference, fast):
         xi = x.clone().requires_grad_(True)
