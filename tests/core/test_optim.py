@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from masksel_core.optim import MaskAdam
@@ -13,15 +14,21 @@ def _grads(step: int, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
     return [torch.randn(shape, generator=g) for shape in shapes]
 
 
-def test_it_gives_adams_parameters_and_state_bit_for_bit() -> None:
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason="needs a CUDA device (none on this machine)")),
+])
+def test_it_gives_adams_parameters_and_state_bit_for_bit(device: str) -> None:
     shapes = [(3, 2), (4, 5, 2)]
-    ours = [torch.nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(1))) for s in shapes]
+    ours = [torch.nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(1)).to(device))
+            for s in shapes]
     theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
     mask_adam, adam = MaskAdam(ours, lr=0.01), torch.optim.Adam(theirs, lr=0.01, fused=True)
     for step in range(5):
         for params in (ours, theirs):
             for p, g in zip(params, _grads(step, shapes), strict=True):
-                p.grad = g
+                p.grad = g.to(device)
         mask_adam.step()
         adam.step()
         adam.zero_grad(set_to_none=True)
