@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "model": "mlp", "epochs": 300, "model_lr": 1e-3, "batch_size": 64, "mask_lr": 0.05,
     "lambda_init": 0.05, "lambda_factor": 1.3, "lambda_patience": 0, "device": "cpu",
     "lambda_monitor": "val_mask_loss", "lambda_threshold": 0.005, "init_logit": 3.0,
+    "target_fraction": 0.0,  # the path is over once nothing is selected (about epoch 80 of 300 on digits)
 }
 # The swap refinement of each budget's set (see swap_refine).
 SWAP_CANDIDATES, SWAP_EPOCHS, SWAP_ROUNDS = 8, 2, 3

@@ -179,13 +179,13 @@ def run_pixels(names: list[str], budgets: list[int], seeds: list[int], include_a
     print("|---|" + "---:|" * len(budgets))
     for name in names:
         print(f"| {name} | " + " | ".join(_cell(accuracy[name][k]) for k in budgets) + " |")
-    if "masksel" in accuracy and len(seeds) > 1:
-        print_goal(accuracy, budgets)
     for name, scores in joint.items():
         print(f"| {name} (its joint network, no retrain) | " + " | ".join(_cell(scores[k]) for k in budgets) + " |")
     if include_all:
         every = _cell([evaluate_pixels(range(N_PIXELS), seed) for seed in seeds])
         print("| all 64 pixels | " + " | ".join(every for _ in budgets) + " |")
+    if "masksel" in accuracy and len(seeds) > 1:
+        print_goal(accuracy, budgets)
     print(f"\nSelection seconds (sum over {len(seeds)} seeds) and mean number of distinct pixels chosen; "
           "(shared) = one fit serves every budget, its time is shown once")
     print(f"\n| selector | {columns} |")
