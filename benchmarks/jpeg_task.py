@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
+from benchmarks import masksel_selector
 from masksel_core import TensorDataset, TrainConfig, train
 from masksel_core.operators import Extend
 
@@ -38,13 +39,10 @@ QUALITIES = (90, 70, 50, 30, 10)
 BUDGET_QUALITIES = (70, 50, 30)
 N_CHANNELS = 4
 SHAPE = (16, 32)
-# The path: lambda on the validation Q (the benchmark's masksel default), a small threshold because the
-# priced Q of this task moves in steps of a few thousandths.
-MASKSEL: dict[str, Any] = {
-    "mask_type": "jpeg-xor", "model": "mlp", "extend_costs": "bytes", "epochs": 150, "model_lr": 1e-3,
-    "batch_size": 64, "mask_lr": 0.05, "lambda_init": 0.05, "lambda_factor": 1.3, "lambda_patience": 0,
-    "lambda_monitor": "val_mask_loss", "lambda_threshold": 0.001, "init_logit": 3.0, "device": "cpu",
-}
+# The path: the benchmark's masksel defaults for a `jpeg-xor` chain priced in bytes; 150 epochs reach
+# always-10, and a small threshold because the priced Q of this task moves in steps of a few thousandths.
+MASKSEL: dict[str, Any] = {**masksel_selector.DEFAULTS, "mask_type": "jpeg-xor", "extend_costs": "bytes",
+                           "epochs": 150, "lambda_threshold": 0.001}
 
 
 # The digit is the contrast of a fine checkerboard (amplitude TEXTURE around grey 0.5): the finest detail JPEG
@@ -118,9 +116,10 @@ def run_jpeg(seeds: Sequence[int], evaluate: Any, x_train: np.ndarray, y_train: 
         row["acc"].append(evaluate(assemble(train_x, choice), y_train, assemble(test_x, choice), y_test, seed))
 
     for seed in seeds:
-        train_x, fit_bytes = versions_and_bytes(jpeg_channels(x_train, seed))
+        channels = jpeg_channels(x_train, seed)
+        train_x, fit_bytes = versions_and_bytes(channels)
         test_x, test_bytes = versions_and_bytes(jpeg_channels(x_test, 10_000 + seed))
-        path = masksel_path(jpeg_channels(x_train, seed), y_train, seed)
+        path = masksel_path(channels, y_train, seed)
         for position, quality in enumerate(QUALITIES):
             score(f"always-{quality}", [position] * N_CHANNELS, seed, train_x, test_x, test_bytes)
         for quality in BUDGET_QUALITIES:

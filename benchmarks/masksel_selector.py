@@ -137,24 +137,21 @@ def swap_refine(path: Path, k: int, ranking: Sequence[int], seed: int, *, candid
 
     best = loss_of(chosen)
     for _ in range(rounds):
-        trials = [([c if e == out else e for e in chosen], out, c) for out in chosen for c in pool if c not in chosen]
-        scored = min(((loss_of(trial), index) for index, (trial, _, _) in enumerate(trials)), default=None)
+        trials = [[c if e == out else e for e in chosen] for out in chosen for c in pool if c not in chosen]
+        scored = min(((loss_of(trial), index) for index, trial in enumerate(trials)), default=None)
         if scored is None or scored[0] >= best:
             break
-        best, chosen = scored[0], trials[scored[1]][0]
+        best, chosen = scored[0], trials[scored[1]]
     return chosen
 
 
-def joint_predictor(model: nn.Module, chosen: Sequence[int], n_pixels: int) -> Callable[[np.ndarray], np.ndarray]:
-    """``x (N, n_pixels) -> labels`` from the jointly trained network with only ``chosen`` pixels kept."""
-    keep = torch.zeros(n_pixels)
-    keep[torch.as_tensor(list(chosen), dtype=torch.long)] = 1.0
-    side = int(round(n_pixels ** 0.5))
+def joint_predictor(model: nn.Module, keep: torch.Tensor) -> Callable[[np.ndarray], np.ndarray]:
+    """``x (N, F) -> labels`` from the jointly trained network, its input multiplied by ``keep`` (one sample's
+    shape, e.g. ``Path.input_mask(chosen)``)."""
 
     @torch.no_grad()
     def predict(x: np.ndarray) -> np.ndarray:
-        masked = torch.as_tensor(x, dtype=torch.float32) * keep
-        return model(masked.reshape(len(x), 1, side, side)).argmax(dim=1).numpy()
+        return model(torch.as_tensor(x, dtype=torch.float32).reshape(len(x), *keep.shape) * keep).argmax(dim=1).numpy()
 
     return predict
 
@@ -176,7 +173,7 @@ def masksel(x: np.ndarray, y: np.ndarray, budgets: Sequence[int], seed: int, gro
     path = path_records(x, y, seed, groups, snapshot_at=budgets, **options)
     ranking = survival_ranking(path.masks)
     chosen = {k: swap_refine(path, k, ranking, seed) if swap else ranking[:k] for k in budgets}
-    joint = {} if groups else {k: joint_predictor(path.snapshots[k], chosen[k], x.shape[1]) for k in budgets}
+    joint = {} if groups else {k: joint_predictor(path.snapshots[k], path.input_mask(chosen[k])) for k in budgets}
     return peers.Answers(chosen, joint)
 
 

@@ -132,7 +132,8 @@ def test_a_selector_can_hand_over_its_jointly_trained_predictors() -> None:
 
 
 def test_masksel_joint_predictor_keeps_only_the_chosen_pixels() -> None:
-    from benchmarks.masksel_selector import joint_predictor
+    from benchmarks.masksel_selector import Path, joint_predictor
+    from masksel_core import TensorDataset
 
     seen = []
 
@@ -141,7 +142,10 @@ def test_masksel_joint_predictor_keeps_only_the_chosen_pixels() -> None:
             seen.append(z.clone())
             return torch.stack((z.sum(dim=(1, 2, 3)), -z.sum(dim=(1, 2, 3))), dim=1)
 
-    predict = joint_predictor(Spy(), [0, 5], 16)
+    images = torch.zeros(2, 1, 4, 4)
+    path = Path([], {}, TensorDataset("px", images, torch.zeros(2, dtype=torch.long), images,
+                                      torch.zeros(2, dtype=torch.long), 2, ["c0"]), by_channel=False)
+    predict = joint_predictor(Spy(), path.input_mask([0, 5]))
     assert predict(np.ones((3, 16), dtype=np.float32)).tolist() == [0, 0, 0]
     assert seen[0].shape == (3, 1, 4, 4) and seen[0].reshape(3, 16)[0].nonzero().flatten().tolist() == [0, 5]
 
