@@ -65,6 +65,13 @@ class MaskChain(nn.Module):
             raise ValueError(f"version costs must have shape ({v},) or ({c}, {v}), got {tuple(prices.shape)}")
         self.base_cost.copy_(self._base_cost(prices).to(self.base_cost.device))
 
+    def version_costs(self) -> torch.Tensor:
+        """The extend versions' prices in use, as `set_version_costs` takes them: (V,) where every channel
+        pays the same (the paper's proxy), else (C, V) (measured bytes per channel)."""
+        c, h, w = self.input_shape
+        prices = (self.base_cost[:, 0, 0].detach().cpu() * float(c * h * w)).reshape(c, -1)
+        return prices[0].clone() if bool((prices == prices[0]).all()) else prices
+
     @property
     def stage_input_shape(self) -> Shape:
         return tuple(self.base_cost.shape)  # type: ignore[return-value]
@@ -103,7 +110,7 @@ class MaskChain(nn.Module):
         out: list[dict[str, object]] = []
         if self.extend is not None:
             out.append({"mask_type": "extend", "kind": self.extend.kind, "levels": list(self.extend.levels),
-                        "costs": self.extend.version_costs().tolist()})
+                        "costs": self.version_costs().tolist()})
         out.extend(stage.describe() for stage in self.stages)
         return out
 

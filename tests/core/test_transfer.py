@@ -167,7 +167,10 @@ def test_per_channel_costs_price_each_channel_by_its_own_bytes() -> None:
     costs = chain.extend.measured_costs(x, per_channel=True)
     assert costs.shape == (SHAPE[0], 5) and bool((costs[0] < costs[1]).all())
     assert chain.extend.measured_costs(x).tolist() == pytest.approx(costs.mean(dim=0).tolist())
+    assert chain.describe()[0]["costs"] == pytest.approx([q / 100 for q in (90, 70, 50, 30, 10)])  # the proxy
     chain.set_version_costs(costs)
+    assert torch.allclose(chain.version_costs(), costs)  # mask.json says which prices the masks learned with
+    assert torch.tensor(chain.describe()[0]["costs"]).shape == (SHAPE[0], 5)
     with torch.no_grad():
         chain.stages[0].logits.zero_()
         chain.stages[0].logits[0, 0] = 5.0  # the flat channel at quality 90, the noise at 10
