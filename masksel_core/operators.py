@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,24 +73,16 @@ class Extend:
         path = _cache_path(self, x, suffix="bytes-per-channel")
         if path is not None and path.exists():
             return torch.load(path, weights_only=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from torchvision.io import encode_jpeg
-        planes = _to_uint8(x.detach().cpu()).reshape(n * c, 1, h, w)  # sample-major: plane i is channel i % c
+        planes = _planes(x)
         costs = torch.zeros(c, self.versions, dtype=torch.float64)
         for v, quality in enumerate(self.levels):
             sizes = torch.empty(n * c, dtype=torch.float64)
-            for start in range(0, n * c, ENCODE_BATCH):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    encoded = encode_jpeg(list(planes[start:start + ENCODE_BATCH]), quality=quality)
+            for start, encoded in _encoded_batches(planes, quality):
                 sizes[start:start + len(encoded)] = torch.tensor([float(e.numel() + 4) for e in encoded])
             costs[:, v] = sizes.reshape(n, c).mean(dim=0) / raw if n else 0.0
         costs = costs.float()
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(costs, path.with_suffix(".tmp"))
-            os.replace(path.with_suffix(".tmp"), path)
+            _save(costs, path)
         return costs
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,9 +93,7 @@ class Extend:
         else:
             stored = _jpeg_versions(x, self.levels) if self.kind == "jpeg" else _thumb_versions(x, self.levels)
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(stored, path.with_suffix(".tmp"))
-                os.replace(path.with_suffix(".tmp"), path)
+                _save(stored, path)
         return stored.float() / 255.0 if stored.dtype == torch.uint8 else stored
 
 
@@ -110,24 +101,47 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def _jpeg_versions(x: torch.Tensor, qualities: tuple[int, ...]) -> torch.Tensor:
-    """Encode and decode every channel as a grayscale JPEG at each quality, in batches (uint8 result)."""
+def _planes(x: torch.Tensor) -> torch.Tensor:
+    """`(N, C, H, W)` floats -> `(N * C, 1, H, W)` uint8 grayscale planes, sample-major (plane i is channel i % C)."""
+    n, c, h, w = x.shape
+    return _to_uint8(x.detach().cpu()).reshape(n * c, 1, h, w)
+
+
+def _encoded_batches(planes: torch.Tensor, quality: int) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    """(first plane, their JPEGs) for every batch of `ENCODE_BATCH` planes, encoded at `quality`."""
     with warnings.catch_warnings():
         # torchvision 0.29 points to TorchCodec for image codecs; its JPEG codec is still the one we pin.
         warnings.simplefilter("ignore", DeprecationWarning)
-        from torchvision.io import decode_jpeg, encode_jpeg
+        from torchvision.io import encode_jpeg
+    for start in range(0, len(planes), ENCODE_BATCH):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield start, encode_jpeg(list(planes[start:start + ENCODE_BATCH]), quality=quality)
+
+
+def _jpeg_versions(x: torch.Tensor, qualities: tuple[int, ...]) -> torch.Tensor:
+    """Encode and decode every channel as a grayscale JPEG at each quality, in batches (uint8 result)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import decode_jpeg
 
     n, c, h, w = x.shape
-    planes = _to_uint8(x.detach().cpu()).reshape(n * c, 1, h, w)
+    planes = _planes(x)
     out = torch.empty(n * c, len(qualities), h, w, dtype=torch.uint8)
     for v, quality in enumerate(qualities):
-        for start in range(0, n * c, ENCODE_BATCH):
-            chunk = list(planes[start:start + ENCODE_BATCH])
+        for start, encoded in _encoded_batches(planes, quality):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                decoded = decode_jpeg(encode_jpeg(chunk, quality=quality))
-            out[start:start + len(chunk), v] = torch.stack(decoded)[:, 0]
+                decoded = decode_jpeg(encoded)
+            out[start:start + len(encoded), v] = torch.stack(decoded)[:, 0]
     return out.reshape(n, c * len(qualities), h, w)
+
+
+def _save(tensor: torch.Tensor, path: Path) -> None:
+    """Write a cache file whole or not at all (a temporary file, then an atomic rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(tensor, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
 
 
 def _thumb_versions(x: torch.Tensor, scales: tuple[int, ...]) -> torch.Tensor:
