@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .masks import SELECT_STAGES, Merge, SelectStage, Shape, Stage
+from .masks import SELECT_STAGES, ChannelXor, Merge, SelectStage, Shape, Stage
 from .operators import DEFAULT_JPEG_QUALITIES, DEFAULT_THUMB_SCALES, Extend
 
 EXTEND_SPECS = {"jpeg-xor": ("jpeg", DEFAULT_JPEG_QUALITIES), "thumb-xor": ("thumb", DEFAULT_THUMB_SCALES)}
@@ -85,12 +85,48 @@ class MaskChain(nn.Module):
         return [s for s in self.stages if isinstance(s, SelectStage)]
 
     def forward(self, x: torch.Tensor, *, tau: float, explore: bool,  # type: ignore[override]
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """`x` is the (already extended) batch `(B, C', H, W)`; returns the masked batch and Q."""
+                generator: torch.Generator | None = None, reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """`x` is the (already extended) batch `(B, C', H, W)`; returns the masked batch and Q.
+
+        Where the masks train, the whole chain is one autograd node with a hand-written backward
+        (`_FusedChain`): same values, same random draws, same gradients (to rounding) as the graph of
+        the stages' own `forward`, which `reference=True` builds instead (the tests compare the two).
+        """
+        logits = [stage.logits for stage in self.select_stages]
+        if not reference and torch.is_grad_enabled() and any(p.requires_grad for p in logits):
+            return _FusedChain.apply(self, x, tau, explore, generator, *logits)
         cost = self.base_cost
         for stage in self.stages:
             x, cost = stage(x, cost, tau=tau, explore=explore, generator=generator)
         return x, cost.sum()
+
+    def forward_manual(self, x: torch.Tensor, *, tau: float, explore: bool, generator: torch.Generator | None = None,
+                       track: bool = True) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """The training loop's forward: `(masked, q, saved)` with no graph through the masks.
+
+        With `track`, `masked` is a leaf that requires a gradient, so the network's backward leaves
+        `dL/dmasked` in `masked.grad` (without, the caller gets it another way: `input_grad.InputGradTap`);
+        `backward_manual(saved, dL/dmasked, lam)` then turns it (and `lam * Q`, whose gradient is known in
+        closed form) into the logits' gradients. Same values, random draws and gradients (to rounding) as
+        `forward`, without the chain's autograd nodes or a custom Function, whose fixed costs are most of
+        what a masked step pays over a plain one on small inputs. `q` carries no gradient: it is for the
+        logged loss, not the back-propagated one.
+        """
+        with torch.no_grad():
+            x, cost, saved = _forward_stages(self.stages, x, self.base_cost, tau=tau, explore=explore,
+                                             generator=generator, batch_grad=False)
+            q = cost.sum()
+        return x.requires_grad_(track), q, saved
+
+    def backward_manual(self, saved: list, grad_x: torch.Tensor | None, lam: float) -> None:
+        """Accumulate into the logits' `.grad` the gradient of `L + lam * Q`, given `grad_x = dL/dmasked` of
+        `forward_manual`'s `masked` (None where the loss did not depend on it)."""
+        if grad_x is None:
+            grad_x = torch.zeros((), device=self.base_cost.device)
+        _, grads = _backward_stages(self.stages, saved, grad_x, float(lam), need_batch=False)
+        for stage, grad in zip(self.select_stages, grads, strict=True):
+            if grad is not None:
+                stage.logits.grad = grad if stage.logits.grad is None else stage.logits.grad + grad
 
     @torch.no_grad()
     def fraction(self) -> float:
@@ -113,6 +149,85 @@ class MaskChain(nn.Module):
                         "costs": self.version_costs().tolist()})
         out.extend(stage.describe() for stage in self.stages)
         return out
+
+
+class _FusedChain(torch.autograd.Function):
+    """A mask chain as one autograd node: `forward` runs the stages without a graph, `backward` runs their
+    `backward_from` in reverse order.
+
+    Why: the chain's arithmetic is tiny (a few values per input pixel), but as a graph it is some 15 nodes
+    forward and back, and on small inputs each node's fixed cost is what a masked training step pays over a
+    plain one (`benchmarks/train_overhead.py`). One node with a few fused tensor ops costs a fraction of that.
+    """
+
+    @staticmethod
+    def forward(ctx, chain: MaskChain, x: torch.Tensor, tau: float, explore: bool,  # type: ignore[override]
+                generator: torch.Generator | None, *logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, cost, saved = _forward_stages(chain.stages, x, chain.base_cost, tau=tau, explore=explore,
+                                         generator=generator, batch_grad=ctx.needs_input_grad[1])
+        ctx.chain, ctx.saved = chain, saved
+        return x, cost.sum()
+
+    @staticmethod
+    def backward(ctx, grad_x: torch.Tensor, grad_q: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        saved, ctx.saved = ctx.saved, None  # free the batch-sized tensors as soon as possible
+        need_batch = ctx.needs_input_grad[1]
+        grad_x, grads = _backward_stages(ctx.chain.stages, saved, grad_x, grad_q, need_batch=need_batch)
+        return (None, grad_x if need_batch else None, None, None, None, *grads)
+
+
+class _MergedPair:
+    """What `_forward_stages` keeps for a `channel-xor` and the `merge` after it run as one
+    (`ChannelXor.forward_merged`); the merge's own slot holds None."""
+
+    __slots__ = ("saved",)
+
+    def __init__(self, saved: tuple) -> None:
+        self.saved = saved
+
+
+def _forward_stages(stages: Sequence[Stage], x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
+                    generator: torch.Generator | None, batch_grad: bool) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """The stages' `forward_saving` in order (no graph): the output batch and cost map, and one saved entry
+    per stage. A `channel-xor` followed by a `merge` of its groups runs as one (`forward_merged`) where no
+    gradient has to pass through it to the batch or to an earlier stage (it only gives its logits')."""
+    saved: list = []
+    i = 0
+    while i < len(stages):
+        stage = stages[i]
+        after = stages[i + 1] if i + 1 < len(stages) else None
+        if (isinstance(stage, ChannelXor) and isinstance(after, Merge) and after.groups == stage.groups
+                and not batch_grad and not any(s.selects for s in stages[:i])):
+            x, cost, kept = stage.forward_merged(x, cost, tau=tau, explore=explore, generator=generator)
+            saved += [_MergedPair(kept), None]
+            i += 2
+            continue
+        x, cost, kept = stage.forward_saving(x, cost, tau=tau, explore=explore, generator=generator)
+        saved.append(kept)
+        i += 1
+    return x, cost, saved
+
+
+def _backward_stages(stages: Sequence[Stage], saved: list, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
+                     need_batch: bool) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+    """The stages' `backward_from` in reverse order: the batch's gradient (when `need_batch`) and each select
+    stage's logits gradient, in stage order. `grad_cost` is Q's weight in the loss (a number or 0-dim)."""
+    # A stage hands gradients on to its inputs only where an earlier stage (or the batch) needs them.
+    first = next((i for i, stage in enumerate(stages) if stage.selects and stage.logits.requires_grad), len(stages))
+    grads: list[torch.Tensor | None] = []
+    for i in range(len(stages) - 1, -1, -1):
+        if saved[i] is None:  # a merge run together with the channel-xor before it
+            continue
+        if isinstance(saved[i], _MergedPair):  # the first stage: nothing before it needs a gradient
+            grads.append(stages[i].backward_merged(saved[i].saved, grad_x, grad_cost))
+            grad_x = grad_cost = None
+            continue
+        grad_x, grad_cost, grad_logits = stages[i].backward_from(saved[i], grad_x, grad_cost,
+                                                                 need_inputs=need_batch or i > first)
+        if stages[i].selects:
+            grads.append(grad_logits)
+    grads.reverse()
+    return grad_x, grads
 
 
 def build_chain(spec: str, input_shape: Shape, *, grid: tuple[int, int] = (3, 3), init_sigma: float = 0.01,

@@ -27,13 +27,28 @@ def straight_through(
     in the backward pass: the paper's `m_D + m_S - m_S.detach()`, written `m_D + (m_S - m_S.detach())`
     so that the bracket is exactly 0 and the masked input is exactly the selected values.
     """
-    if explore:
-        perturbed = logits + gumbel_noise(logits.shape, device=logits.device, generator=generator)
-    else:
-        perturbed = logits
+    perturbed = perturb(logits, explore=explore, generator=generator)
     soft = torch.softmax(perturbed / tau, dim=-1)
     hard = torch.zeros_like(soft).scatter_(-1, perturbed.detach().argmax(dim=-1, keepdim=True), 1.0)
     return hard + (soft - soft.detach())
+
+
+def perturb(logits: torch.Tensor, *, explore: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`logits + g`, Gumbel noise `g` in an exploration step, the logits themselves in a fixation step."""
+    if not explore:
+        return logits
+    return logits + gumbel_noise(logits.shape, device=logits.device, generator=generator)
+
+
+def two_class_difference(logits: torch.Tensor, *, explore: bool,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """`(l0 + g0) - (l1 + g1)` for two-class logits: the difference of two Gumbel samples is one logistic
+    sample `logit(u)`, so one random draw per element."""
+    diff = logits[..., 0] - logits[..., 1]
+    if explore:
+        u = torch.rand(diff.shape, device=logits.device, generator=generator)
+        diff = diff + u.logit_(1e-7)  # clamped to [eps, 1 - eps] first, so the log stays finite
+    return diff
 
 
 def discrete(logits: torch.Tensor) -> torch.Tensor:
@@ -59,10 +74,7 @@ def straight_through_select(
     autograd.Function, whose per-call overhead is most of the cost on small masks; the masks' share
     of a training step is mostly per-op overhead on small inputs, so fewer ops is what makes them cheap).
     """
-    diff = logits[..., 0] - logits[..., 1]
-    if explore:
-        u = torch.rand(diff.shape, device=logits.device, generator=generator)
-        diff = diff + u.clamp_(1e-10, 1.0 - 1e-7).logit_()
+    diff = two_class_difference(logits, explore=explore, generator=generator)
     soft = torch.sigmoid(diff / tau)
     hard = (diff.detach() >= 0).to(logits.dtype)
     return hard + (soft - soft.detach())

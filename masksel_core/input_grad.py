@@ -1,23 +1,27 @@
-"""A faster gradient for the network's first convolution with respect to its (masked) input, on the CPU.
+"""The gradient of the loss with respect to the masked batch, computed beside autograd on the CPU.
 
 A plain network never needs the gradient of the loss with respect to its input; a masked one does,
-because the mask's gradient is `x * dL/dx_masked`. On the CPU, oneDNN's backward-data kernel for
-the first convolution (few input channels) is 1.1x to 3x slower than a forward convolution of the
-output gradient with the flipped, transposed kernel, which gives the same numbers (measured on
-this project's machine: 0.42 ms against 0.23 ms for LeNet-5 on 8x8 digits, batch 128; 4.7 ms
-against 1.6 ms at 28x28). On small images even that convolution is mostly overhead, and the
-gradient is faster as one dense matrix product: the transposed convolution written out as a
-`(O*H'*W', C*H*W)` matrix gathered from the kernel (0.09 ms against 0.31 ms for LeNet-5 on 8x8
-digits, one thread). This module swaps that formulation in for the first convolution while a
-run trains on the CPU, and takes it out again afterwards, so saved and exported models are plain
-PyTorch modules. CUDA is left to cuDNN.
+because the mask's gradient is `x * dL/dx_masked`. Asking autograd for it (`masked.requires_grad_()`)
+costs more than the arithmetic on small inputs: oneDNN's backward-data kernel for a first convolution
+with few input channels is 1.1x to 3x slower than a forward convolution of the output gradient with the
+flipped, transposed kernel (0.42 ms against 0.23 ms for LeNet-5 on 8x8 digits, batch 128), and a
+Python autograd Function that swaps in the faster formula costs its own fixed overhead on every step.
+
+`InputGradTap` leaves the network's graph exactly as in plain training (the batch does not require a
+gradient, so the first convolution's backward computes its weight and bias gradients only) and keeps
+the gradient of that convolution's *output*. After the backward, `input_grad()` turns it into the
+gradient with respect to the batch: on small images one dense matrix product (the transposed
+convolution written out as an `(O*H'*W', C*H*W)` matrix gathered from the kernel, 0.09 ms against
+0.31 ms for the correlation on 8x8 digits, one thread), else the correlation with the flipped kernel.
+Where it does not apply (CUDA, whose cuDNN kernels are fine; a first layer that is not a plain
+convolution; a network that transforms its input before the first convolution, found by one probe
+forward) the tap is inactive and the caller lets autograd compute the gradient as usual.
 """
 from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,29 +30,75 @@ from torch import nn
 DENSE_MAX_AREA_PER_TAP = 4  # dense input gradients for images of at most 4 * kh * kw pixels
 
 
-class _ConvWithForwardInputGrad(torch.autograd.Function):
-    """`conv2d` (stride 1, no dilation, one group, zero padding) whose input gradient is a forward convolution."""
+class InputGradTap:
+    """Keeps the gradient of the first convolution's output while a run trains; see the module's docstring.
 
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                padding: tuple[int, int]) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.has_bias = padding, bias is not None
-        return F.conv2d(x, weight, bias, padding=padding)
+    Use: `tap.expect(batch)` before `model(batch)`, then after `loss.backward()` `tap.input_grad()` is
+    `dL/dbatch`. `remove()` gives the convolution back its own `forward` (before saving or exporting).
+    """
 
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_x = grad_w = grad_b = None
-        if need_x:
-            grad_x = _input_grad(grad_out, weight, x.shape, ctx.padding)
-        if need_w or need_b:
-            bias_sizes = [weight.shape[0]] if ctx.has_bias else None
-            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, bias_sizes, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], 1,
-                [False, need_w, need_b and ctx.has_bias])
-        return grad_x, grad_w, grad_b, None
+    def __init__(self, model: nn.Module, input_shape: Sequence[int], device: torch.device) -> None:
+        self.conv: nn.Conv2d | None = None
+        self._expected: torch.Tensor | None = None
+        self._shape: torch.Size | None = None
+        self._output: torch.Tensor | None = None
+        self._seen = False
+        conv = _first_leaf(model)
+        if device.type != "cpu" or conv is None or not _eligible(conv):
+            return
+        assert isinstance(conv, nn.Conv2d)
+        tap = self
+
+        def forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+            out = nn.Conv2d.forward(self, x)
+            if x is tap._expected:
+                tap._seen = True
+                if out.requires_grad:
+                    out.retain_grad()
+                    tap._output = out
+            return out
+
+        conv.forward = types.MethodType(forward, conv)  # type: ignore[method-assign]
+        self.conv = conv
+        if not self._probe(model, input_shape, device):
+            self.remove()
+
+    def _probe(self, model: nn.Module, input_shape: Sequence[int], device: torch.device) -> bool:
+        """Does the first convolution receive the network's input itself? (One forward of one sample, in eval
+        mode so that batch norm's running statistics are not touched.)"""
+        probe = torch.zeros(1, *input_shape, device=device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                self.expect(probe)
+                model(probe)
+        finally:
+            model.train(was_training)
+        seen, self._seen, self._expected = self._seen, False, None
+        return seen
+
+    @property
+    def active(self) -> bool:
+        return self.conv is not None
+
+    def expect(self, batch: torch.Tensor) -> None:
+        """The next forward's input: the first convolution keeps its output's gradient for this batch."""
+        self._expected, self._shape, self._output, self._seen = batch, batch.shape, None, False
+
+    def input_grad(self) -> torch.Tensor:
+        """`dL/dbatch` for the batch given to `expect`, after the backward."""
+        output, self._output, self._expected = self._output, None, None
+        if self.conv is None or output is None:
+            raise RuntimeError("the first convolution did not see the expected batch with gradients enabled")
+        if output.grad is None:  # the loss did not depend on the network's output
+            return torch.zeros(self._shape, device=output.device)
+        return _input_grad(output.grad, self.conv.weight.detach(), self._shape, tuple(self.conv.padding))
+
+    def remove(self) -> None:
+        if self.conv is not None:
+            self.conv.__dict__.pop("forward", None)
+        self.conv, self._expected, self._output = None, None, None
 
 
 def _input_grad(grad_out: torch.Tensor, weight: torch.Tensor, x_shape: torch.Size,
@@ -91,26 +141,3 @@ def _eligible(conv: nn.Module) -> bool:
     kernel, padding = conv.kernel_size, conv.padding
     return (conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
             and all(0 <= p <= k - 1 for p, k in zip(padding, kernel, strict=True)))
-
-
-def fast_first_conv_input_grad(model: nn.Module, device: torch.device) -> Callable[[], None]:
-    """Use the faster input gradient for the model's first layer if it is an eligible convolution on the CPU.
-
-    Returns a function that restores the layer's own `forward` (call it before saving or exporting).
-    """
-    conv = _first_leaf(model)
-    if device.type != "cpu" or conv is None or not _eligible(conv):
-        return lambda: None
-    assert isinstance(conv, nn.Conv2d)
-
-    def forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        if not (torch.is_grad_enabled() and x.requires_grad):
-            return nn.Conv2d.forward(self, x)
-        return _ConvWithForwardInputGrad.apply(x, self.weight, self.bias, tuple(self.padding))
-
-    conv.forward = types.MethodType(forward, conv)  # type: ignore[method-assign]
-
-    def restore() -> None:
-        conv.__dict__.pop("forward", None)
-
-    return restore

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .gumbel import straight_through, straight_through_select
+from .gumbel import perturb, straight_through, straight_through_select, two_class_difference
 
 SELECT = 0
+# What `Stage.backward_from` returns: the gradients of its input batch, its input cost map, and its logits.
+StageGrads = tuple[torch.Tensor | None, torch.Tensor | float | None, torch.Tensor | None]
 ANY_MASKS = ("channel-any", "pixel-any", "block-any")
 XOR_MASKS = ("channel-xor", "pixel-xor")
 Shape = tuple[int, int, int]
@@ -52,6 +54,24 @@ class Stage(nn.Module):
     def describe(self) -> dict[str, object]:
         return {"mask_type": self.mask_type}
 
+    def forward_saving(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """`forward` without building a graph (called under `no_grad`), plus what `backward_from` needs.
+
+        With `backward_from`, the chain trains as one autograd node (`chain._FusedChain`) instead of the
+        dozen small nodes `forward` builds: on small inputs a training step's mask overhead is mostly
+        per-node cost, not arithmetic. `forward` stays the reference the tests check gradients against.
+        """
+        raise NotImplementedError
+
+    def backward_from(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
+                      need_inputs: bool) -> StageGrads:
+        """Gradients of `forward_saving`'s input batch and cost map (when `need_inputs`) and of the stage's
+        logits (None for a stage without them, or whose logits are frozen), given those of its outputs.
+        `grad_cost` may be a number or a 0-dim tensor (the gradient of `lam * Q` with `Q = cost.sum()`, the
+        same for every value), or a map of the output's shape. Runs without a graph (no logits in it)."""
+        raise NotImplementedError
+
 
 class SelectStage(Stage):
     """A stage with learned logits; subclasses say how elements broadcast to `(C, H, W)`."""
@@ -72,6 +92,8 @@ class SelectStage(Stage):
         if not torch.isfinite(weights).all() or (weights < 0).any():
             raise ValueError(f"{self.mask_type} costs must be finite and non-negative")
         self.register_buffer("weights", weights)
+        # d(l0 - l1)/d(l0, l1), for the two-class logits' gradient in one product. Not saved: a constant.
+        self.register_buffer("class_sign", torch.tensor([1.0, -1.0]), persistent=False)
         self.rescale = rescale
 
     @property
@@ -95,6 +117,54 @@ class SelectStage(Stage):
             # As dropout does: keep the input's scale when only a share of it is kept.
             masked = masked / selected.detach().mean().clamp_min(1e-6)
         return masked, cost * selected * self.expand(self.weights)
+
+    def draw(self, *, tau: float, explore: bool,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(hard, soft)` without a graph: the discrete selection in the exported shape (what `sample` returns
+        in the forward pass) and the tempered probabilities its gradient comes from (`logits_grad` reads them).
+        Draws the same random numbers as `sample`. Two-class masks; xor masks override this."""
+        diff = two_class_difference(self.logits, explore=explore, generator=generator)
+        return (diff >= 0).to(self.logits.dtype), torch.sigmoid(diff if tau == 1.0 else diff / tau)
+
+    def logits_grad(self, grad: torch.Tensor, soft: torch.Tensor, tau: float) -> torch.Tensor:
+        """The logits' gradient given that of the selection (exported shape), through the soft relaxation:
+        `sigmoid((l0 - l1) / tau)` for two classes, so `(+g, -g) * soft * (1 - soft) / tau`."""
+        grad_diff = torch.ops.aten.sigmoid_backward(grad, soft)  # grad * soft * (1 - soft), one op
+        if tau != 1.0:
+            grad_diff = grad_diff / tau
+        return grad_diff.unsqueeze(-1) * self.class_sign
+
+    def reduce(self, grad_map: torch.Tensor) -> torch.Tensor:
+        """The adjoint of `expand`: a gradient over `(C, H, W)` summed back to the exported shape."""
+        raise NotImplementedError
+
+    def forward_saving(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        hard, soft = self.draw(tau=tau, explore=explore, generator=generator)
+        selected = self.expand(hard)  # (C, H, W)
+        masked = x * selected
+        scale = None
+        if self.rescale:
+            scale = selected.mean().clamp_min(1e-6)
+            masked = masked / scale
+        priced = cost * self.expand(self.weights)  # each value's price once selected
+        return masked, priced * selected, (x, priced, selected, soft, tau, scale)
+
+    def backward_from(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
+                      need_inputs: bool) -> StageGrads:
+        x, priced, selected, soft, tau, scale = saved
+        if scale is not None:
+            grad_x = grad_x / scale
+        grad_logits = None
+        if self.logits.requires_grad:
+            # d(x * s)/ds summed over the batch, plus the cost term: dQ/ds = price (times dQ/dcost downstream).
+            batch_term = (x * grad_x).sum(dim=0)
+            grad_selected = (torch.add(batch_term, priced, alpha=grad_cost) if isinstance(grad_cost, float)
+                             else torch.addcmul(batch_term, priced, grad_cost))
+            grad_logits = self.logits_grad(self.reduce(grad_selected), soft, tau)
+        if not need_inputs:
+            return None, None, grad_logits
+        return grad_x * selected, grad_cost * (selected * self.expand(self.weights)), grad_logits
 
     @torch.no_grad()
     def selected(self) -> np.ndarray:
@@ -133,6 +203,9 @@ class ChannelAny(SelectStage):
     def expand(self, selected: torch.Tensor) -> torch.Tensor:
         return selected[:, None, None].expand(self.input_shape)
 
+    def reduce(self, grad_map: torch.Tensor) -> torch.Tensor:
+        return grad_map.sum(dim=(1, 2))
+
 
 class PixelAny(SelectStage):
     """`pixel-any`: keep or drop every input value on its own; logits `[C, H, W, 2]`."""
@@ -144,6 +217,9 @@ class PixelAny(SelectStage):
 
     def expand(self, selected: torch.Tensor) -> torch.Tensor:
         return selected
+
+    def reduce(self, grad_map: torch.Tensor) -> torch.Tensor:
+        return grad_map
 
 
 class BlockAny(SelectStage):
@@ -162,9 +238,16 @@ class BlockAny(SelectStage):
         self.grid = (gh, gw)
         self.register_buffer("row_cell", _cell_index(input_shape[1], gh))
         self.register_buffer("col_cell", _cell_index(input_shape[2], gw))
+        # (H*W, GH*GW): 1 where a pixel lies in a cell; `reduce` is one product with it. Not saved: derived.
+        cells = (self.row_cell[:, None] * gw + self.col_cell[None, :]).reshape(-1)
+        self.register_buffer("cell_matrix", nn.functional.one_hot(cells, gh * gw).float(), persistent=False)
 
     def expand(self, selected: torch.Tensor) -> torch.Tensor:
         return selected[:, self.row_cell][:, :, self.col_cell]
+
+    def reduce(self, grad_map: torch.Tensor) -> torch.Tensor:
+        c, h, w = grad_map.shape
+        return (grad_map.reshape(c, h * w) @ self.cell_matrix).reshape(c, *self.grid)
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "grid": list(self.grid)}
@@ -195,6 +278,8 @@ class ChannelXor(SelectStage):
         with torch.no_grad():
             for group, version in enumerate(favoured):
                 self.logits[group, version] += init_logit
+        # Where group g's versions start among the channels (`forward_merged`). Not saved: derived.
+        self.register_buffer("group_offsets", torch.arange(groups) * self.versions, persistent=False)
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
@@ -204,11 +289,61 @@ class ChannelXor(SelectStage):
         one_hot = straight_through(self.logits, tau=tau, explore=explore, generator=generator)  # (G, V)
         return one_hot.reshape(-1)
 
+    def draw(self, *, tau: float, explore: bool,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        hard, soft = _one_hot_draw(self.logits, tau=tau, explore=explore, generator=generator)
+        return hard.reshape(-1), soft
+
+    def logits_grad(self, grad: torch.Tensor, soft: torch.Tensor, tau: float) -> torch.Tensor:
+        return _softmax_grad(grad.reshape(soft.shape), soft, tau)
+
     def expand(self, selected: torch.Tensor) -> torch.Tensor:
         return selected[:, None, None].expand(self.input_shape)
 
+    def reduce(self, grad_map: torch.Tensor) -> torch.Tensor:
+        return grad_map.sum(dim=(1, 2))
+
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "groups": self.groups}
+
+    def forward_merged(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """`forward_saving` of this stage and of a `Merge` of the same groups after it, in one: the kept
+        version of each group is picked by index (`index_select`) instead of multiplying every version by
+        its 0 or 1 and summing them. Same values (the sum added exact zeros), same random draws, fewer
+        operations: the `extend -> channel-xor -> merge` of `jpeg-xor` and `thumb-xor`."""
+        perturbed = perturb(self.logits, explore=explore, generator=generator)
+        picked = perturbed.argmax(dim=-1) + self.group_offsets  # (G,): the kept channel of each group
+        soft = torch.softmax(perturbed if tau == 1.0 else perturbed / tau, dim=-1)
+        merged = x.index_select(1, picked)
+        scale = None
+        if self.rescale:  # the kept share is one version in V, whatever is picked
+            scale = 1.0 / self.versions
+            merged = merged / scale
+        priced = cost * self.expand(self.weights)
+        return merged, priced.index_select(0, picked), (x, priced, soft, tau, scale)
+
+    def backward_merged(self, saved: tuple, grad_merged: torch.Tensor,
+                        grad_cost: torch.Tensor | float) -> torch.Tensor | None:
+        """The logits' gradient for `forward_merged`, given the merged batch's and cost map's gradients
+        (`grad_cost` a number, 0-dim, or a `(G, H, W)` map). Every version's gradient, picked or not:
+        `sum(x_version * grad_merged)` plus its price."""
+        if not self.logits.requires_grad:
+            return None
+        x, priced, soft, tau, scale = saved
+        b, _, h, w = x.shape
+        g, v = self.groups, self.versions
+        batch = (x.reshape(b, g, v, h * w) * grad_merged.reshape(b, g, 1, h * w)).sum(dim=(0, 3))  # (G, V)
+        if scale is not None:
+            batch = batch / scale
+        prices = priced.reshape(g, v, h * w)
+        if isinstance(grad_cost, float):
+            grad = torch.add(batch, prices.sum(dim=-1), alpha=grad_cost)
+        elif grad_cost.dim() == 0:
+            grad = torch.addcmul(batch, prices.sum(dim=-1), grad_cost)
+        else:
+            grad = batch + (prices * grad_cost.reshape(g, 1, h * w)).sum(dim=-1)
+        return _softmax_grad(grad, soft, tau)
 
     @torch.no_grad()
     def prefer(self, indices: Sequence[int], init_logit: float) -> None:
@@ -239,8 +374,19 @@ class PixelXor(SelectStage):
         one_hot = straight_through(self.logits, tau=tau, explore=explore, generator=generator)  # (H, W, C)
         return one_hot.permute(2, 0, 1)
 
+    def draw(self, *, tau: float, explore: bool,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        hard, soft = _one_hot_draw(self.logits, tau=tau, explore=explore, generator=generator)
+        return hard.permute(2, 0, 1), soft
+
+    def logits_grad(self, grad: torch.Tensor, soft: torch.Tensor, tau: float) -> torch.Tensor:
+        return _softmax_grad(grad.permute(1, 2, 0), soft, tau)
+
     def expand(self, selected: torch.Tensor) -> torch.Tensor:
         return selected
+
+    def reduce(self, grad_map: torch.Tensor) -> torch.Tensor:
+        return grad_map
 
 
 class Merge(Stage):
@@ -264,8 +410,40 @@ class Merge(Stage):
         merged = x.reshape(b, self.groups, c // self.groups, h, w).sum(dim=2)
         return merged, cost.reshape(self.groups, c // self.groups, h, w).sum(dim=1)
 
+    def forward_saving(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        merged, merged_cost = self.forward(x, cost, tau=tau, explore=explore, generator=generator)
+        return merged, merged_cost, ()
+
+    def backward_from(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
+                      need_inputs: bool) -> StageGrads:
+        if not need_inputs:
+            return None, None, None
+        # A sum hands its gradient to every summand: repeat it over the versions of each group.
+        c, h, w = self.input_shape
+        b, versions = grad_x.shape[0], c // self.groups
+        grad_x = grad_x[:, :, None].expand(b, self.groups, versions, h, w).reshape(b, c, h, w)
+        if isinstance(grad_cost, torch.Tensor) and grad_cost.dim():
+            grad_cost = grad_cost[:, None].expand(self.groups, versions, h, w).reshape(c, h, w)
+        return grad_x, grad_cost, None
+
     def describe(self) -> dict[str, object]:
         return {"mask_type": "merge", "groups": self.groups}
+
+
+def _one_hot_draw(logits: torch.Tensor, *, tau: float, explore: bool,
+                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`straight_through`'s forward value and tempered softmax, without a graph."""
+    perturbed = perturb(logits, explore=explore, generator=generator)
+    hard = torch.zeros_like(perturbed).scatter_(-1, perturbed.argmax(dim=-1, keepdim=True), 1.0)
+    return hard, torch.softmax(perturbed if tau == 1.0 else perturbed / tau, dim=-1)
+
+
+def _softmax_grad(grad: torch.Tensor, soft: torch.Tensor, tau: float) -> torch.Tensor:
+    """The gradient of `softmax(z / tau)` over the last dimension with respect to `z`:
+    `soft * (grad - sum(soft * grad)) / tau`, the first part as PyTorch's own softmax backward (one op)."""
+    grad_z = torch._softmax_backward_data(grad, soft, -1, soft.dtype)
+    return grad_z if tau == 1.0 else grad_z / tau
 
 
 SELECT_STAGES: dict[str, type[SelectStage]] = {

@@ -22,7 +22,7 @@ from torch import nn
 from .chain import MaskChain, build_chain
 from .config import TrainConfig
 from .data import TensorDataset
-from .input_grad import fast_first_conv_input_grad
+from .input_grad import InputGradTap
 from .models import create_model
 from .optim import MaskAdam
 from .schedules import LambdaPlateau, PhaseSchedule, TauCooldown
@@ -141,12 +141,12 @@ def train(
     if config.extend_costs == "bytes" and chain.extend is not None:
         chain.set_version_costs(chain.extend.measured_costs(data.x_train, per_channel=True))
     prepared = prepare_inputs(chain, data).to(device)
-    loop = _Loop(config, prepared, model.to(device), chain.to(device), device, should_stop or (lambda: False))
+    tap = InputGradTap(model.to(device), chain.output_shape, device)
+    loop = _Loop(config, prepared, model, chain.to(device), device, should_stop or (lambda: False), tap)
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None and path.exists():
         loop.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     result = TrainResult(config, model, chain, data.input_shape)
-    restore_first_conv = fast_first_conv_input_grad(model, device)
 
     def emit(record: EpochRecord) -> None:
         if on_epoch is not None:
@@ -161,7 +161,7 @@ def train(
     except Stopped:
         result.stopped_because = "cancelled"
     finally:
-        restore_first_conv()
+        tap.remove()  # the network is a plain module again
     result.records = list(loop.records)
     result.start_accuracy = loop.start_accuracy or 0.0
     model.eval()
@@ -179,12 +179,35 @@ def _atomic_save(state: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def masked_step(model: nn.Module, chain: MaskChain, tap: InputGradTap, loss_fn: nn.Module, x: torch.Tensor,
+                y: torch.Tensor, model_opt: torch.optim.Optimizer, mask_opt: MaskAdam, *, lam: float, tau: float,
+                explore: bool, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step of the network and the masks on `L = task + lam * Q` (Algorithm 1's inner loop);
+    returns `(task, Q)`, detached.
+
+    The masks stay out of autograd's graph: the chain masks the batch without one
+    (`MaskChain.forward_manual`), the network's backward runs exactly as in plain training, and the
+    masks' gradients are computed by hand from `dL/dmasked` (taken by `tap` where it is active, else
+    by autograd) before either optimiser changes anything. `benchmarks/train_overhead.py` times this step.
+    """
+    masked, q, saved = chain.forward_manual(x, tau=tau, explore=explore, generator=generator, track=not tap.active)
+    if tap.active:
+        tap.expect(masked)
+    task = loss_fn(model(masked), y)
+    model_opt.zero_grad(set_to_none=True)
+    task.backward()
+    chain.backward_manual(saved, tap.input_grad() if tap.active else masked.grad, lam)
+    model_opt.step()
+    mask_opt.step()  # also clears the masks' gradients
+    return task.detach(), q
+
+
 class _Loop:
     """The state of one training run; split out so each step stays short and can be saved."""
 
     def __init__(self, config: TrainConfig, data: TensorDataset, model: nn.Module, chain: MaskChain,
-                 device: torch.device, should_stop: Callable[[], bool]) -> None:
-        self.config, self.data, self.model, self.chain = config, data, model, chain
+                 device: torch.device, should_stop: Callable[[], bool], tap: InputGradTap) -> None:
+        self.config, self.data, self.model, self.chain, self.tap = config, data, model, chain, tap
         self.should_stop = should_stop
         self.generator = torch.Generator(device=device).manual_seed(config.seed + 1)
         self.model_opt = torch.optim.Adam(model.parameters(), lr=config.model_lr, amsgrad=True)
@@ -273,18 +296,16 @@ class _Loop:
             idx = order[start:start + self.config.batch_size]
             x, y = x_all[idx], y_all[idx]  # (B, C', H, W), (B,)
             if train_mask:
-                explore = self.phase.next_is_exploration()
-                masked, q = self.chain(x, tau=tau, explore=explore, generator=self.generator)
+                task, q = masked_step(self.model, self.chain, self.tap, self.loss_fn, x, y, self.model_opt,
+                                      self.mask_opt, lam=lam, tau=tau, explore=self.phase.next_is_exploration(),
+                                      generator=self.generator)
             else:
                 with torch.no_grad():
                     masked, q = self.chain(x, tau=1.0, explore=False)
-            task = self.loss_fn(self.model(masked), y)
-            loss = torch.add(task, q, alpha=lam) if train_mask else task  # task + lam * q, one op
-            self.model_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.model_opt.step()
-            if train_mask:
-                self.mask_opt.step()  # also clears the masks' gradients
+                task = self.loss_fn(self.model(masked), y)
+                self.model_opt.zero_grad(set_to_none=True)
+                task.backward()
+                self.model_opt.step()
             task_sum += task.detach()
             mask_sum += q.detach()
             batches += 1

@@ -1,4 +1,4 @@
-"""The faster first-convolution input gradient gives PyTorch's gradients and leaves no trace after training."""
+"""The input-gradient tap gives PyTorch's gradients, steps aside where it cannot, and leaves no trace."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from masksel_core import TrainConfig, load_dataset, train
-from masksel_core.input_grad import fast_first_conv_input_grad
+from masksel_core.input_grad import InputGradTap
 
 CPU = torch.device("cpu")
 
@@ -23,35 +23,71 @@ def test_gradients_match_pytorch(channels: int, kernel: int | tuple[int, int], p
                                  bias: bool, size: tuple[int, int]) -> None:
     torch.manual_seed(0)
     reference = nn.Sequential(nn.Conv2d(channels, 5, kernel, padding=padding, bias=bias), nn.Tanh(), nn.Flatten())
-    fast = copy.deepcopy(reference)
-    fast_first_conv_input_grad(fast, CPU)
+    tapped = copy.deepcopy(reference)
+    tap = InputGradTap(tapped, (channels, *size), CPU)
+    assert tap.active
     x = torch.randn(7, channels, *size)
-    grads = []
-    for model in (reference, fast):
-        xi = x.clone().requires_grad_(True)
-        model(xi).pow(2).sum().backward()
-        grads.append([xi.grad] + [p.grad for p in model.parameters()])
-    for expected, got in zip(*grads, strict=True):
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    xi = x.clone().requires_grad_(True)
+    reference(xi).pow(2).sum().backward()
+    tap.expect(x)  # the tapped network's batch needs no gradient: the tap computes it
+    tapped(x).pow(2).sum().backward()
+    torch.testing.assert_close(tap.input_grad(), xi.grad, rtol=1e-4, atol=1e-4)
+    for got, expected in zip(tapped.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(got.grad, expected.grad, rtol=1e-5, atol=1e-6)
 
 
-def test_only_eligible_first_layers_are_changed() -> None:
+def test_it_stays_inactive_where_it_does_not_apply() -> None:
     strided = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2))
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-    for model in (strided, mlp):
-        fast_first_conv_input_grad(model, CPU)
+    for model, shape in ((strided, (1, 6, 6)), (mlp, (1, 2, 2))):
+        assert not InputGradTap(model, shape, CPU).active
         assert all("forward" not in m.__dict__ for m in model.modules())
     on_gpu = nn.Sequential(nn.Conv2d(1, 4, 3))
-    fast_first_conv_input_grad(on_gpu, torch.device("cuda"))
+    assert not InputGradTap(on_gpu, (1, 6, 6), torch.device("cuda")).active
     assert "forward" not in on_gpu[0].__dict__
 
 
-def test_restore_gives_back_a_plain_module_that_scripts() -> None:
+class _Doubling(nn.Module):
+    """Changes its input before the first convolution sees it: the tap's gradient would be wrong."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x * 2)
+
+
+def test_a_network_that_transforms_its_input_first_is_found_by_the_probe() -> None:
+    model = _Doubling()
+    tap = InputGradTap(model, (1, 5, 5), CPU)
+    assert not tap.active and "forward" not in model.conv.__dict__
+
+
+def test_the_probe_leaves_batch_norm_statistics_and_the_training_mode_alone() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3)).train()
+    before = copy.deepcopy(model[1].state_dict())
+    InputGradTap(model, (1, 5, 5), CPU)
+    assert model.training
+    for key, value in before.items():
+        assert torch.equal(model[1].state_dict()[key], value)
+
+
+def test_a_batch_the_convolution_never_saw_is_an_error_not_a_silent_zero() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten())
+    tap = InputGradTap(model, (1, 4, 4), CPU)
+    tap.expect(torch.rand(2, 1, 4, 4))
+    model(torch.rand(2, 1, 4, 4)).sum().backward()  # another tensor
+    with pytest.raises(RuntimeError, match="did not see the expected batch"):
+        tap.input_grad()
+
+
+def test_remove_gives_back_a_plain_module_that_scripts() -> None:
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten())
-    restore = fast_first_conv_input_grad(model, CPU)
+    tap = InputGradTap(model, (1, 5, 5), CPU)
     assert "forward" in model[0].__dict__
-    restore()
-    assert "forward" not in model[0].__dict__
+    tap.remove()
+    assert "forward" not in model[0].__dict__ and not tap.active
     buffer = io.BytesIO()
     torch.jit.save(torch.jit.script(model), buffer)
 

@@ -1,0 +1,120 @@
+"""The chain's hand-written backward (the training path) gives autograd's gradients, values and random draws."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from masksel_core import TrainConfig, build, load_dataset
+from masksel_core.chain import build_chain
+from masksel_core.input_grad import InputGradTap
+from masksel_core.train import masked_step, prepare_inputs
+
+SPECS = ["channel-any", "pixel-any", "block-any", "channel-xor", "pixel-xor", "jpeg-xor", "thumb-xor",
+         "jpeg-xor+pixel-any", "jpeg-xor+block-any", "pixel-any+channel-any", "block-any+pixel-xor"]
+
+
+def _reference(chain, x, weights, lam, tau, explore):  # type: ignore[no-untyped-def]
+    """Autograd through the stages' own `forward`: masked batch, Q, and the logits' and batch's gradients."""
+    chain = copy.deepcopy(chain)
+    x = x.clone().requires_grad_(True)
+    masked, q = chain(x, tau=tau, explore=explore, generator=torch.Generator().manual_seed(3), reference=True)
+    ((masked * weights).sum() + lam * q).backward()
+    return masked.detach(), q.detach(), [s.logits.grad for s in chain.select_stages], x.grad
+
+
+def _close(got: torch.Tensor, expected: torch.Tensor) -> None:
+    # Relative to the largest entry: the same sums, added in another order.
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 * max(1.0, float(expected.abs().max())))
+
+
+@pytest.mark.parametrize("rescale", [False, True])
+@pytest.mark.parametrize("explore", [False, True])
+@pytest.mark.parametrize("spec", SPECS)
+def test_forward_manual_and_backward_manual_match_autograd(spec: str, explore: bool, rescale: bool) -> None:
+    chain = build_chain(spec, (3, 8, 6), init_logit=0.4, rescale=rescale, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(5, *chain.stage_input_shape, generator=torch.Generator().manual_seed(2)) + 0.1
+    weights = torch.randn(5, *chain.output_shape, generator=torch.Generator().manual_seed(4))
+    masked_ref, q_ref, grads_ref, _ = _reference(chain, x, weights, 0.7, 0.6, explore)
+
+    masked, q, saved = chain.forward_manual(x, tau=0.6, explore=explore, generator=torch.Generator().manual_seed(3))
+    assert masked.requires_grad and masked.grad_fn is None  # a leaf: the masks are not in the graph
+    assert not q.requires_grad
+    (masked * weights).sum().backward()
+    chain.backward_manual(saved, masked.grad, 0.7)
+
+    assert torch.equal(masked.detach(), masked_ref)  # the same random draws and the same values
+    assert q.item() == pytest.approx(q_ref.item(), rel=1e-6)
+    for stage, expected in zip(chain.select_stages, grads_ref, strict=True):
+        assert expected.abs().sum() > 0
+        _close(stage.logits.grad, expected)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_the_fused_autograd_node_matches_the_reference_including_the_batch_gradient(spec: str) -> None:
+    chain = build_chain(spec, (3, 8, 6), init_logit=0.4, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(5, *chain.stage_input_shape, generator=torch.Generator().manual_seed(2)) + 0.1
+    weights = torch.randn(5, *chain.output_shape, generator=torch.Generator().manual_seed(4))
+    masked_ref, q_ref, grads_ref, x_grad_ref = _reference(chain, x, weights, 0.7, 0.6, True)
+
+    xg = x.clone().requires_grad_(True)
+    masked, q = chain(xg, tau=0.6, explore=True, generator=torch.Generator().manual_seed(3))
+    assert type(masked.grad_fn).__name__ == "_FusedChainBackward"
+    ((masked * weights).sum() + 0.7 * q).backward()
+    assert torch.equal(masked.detach(), masked_ref)
+    for stage, expected in zip(chain.select_stages, grads_ref, strict=True):
+        _close(stage.logits.grad, expected)
+    _close(xg.grad, x_grad_ref)
+
+
+def test_frozen_logits_get_no_gradient_and_the_others_still_do() -> None:
+    chain = build_chain("jpeg-xor+pixel-any", (2, 8, 8), generator=torch.Generator().manual_seed(0))
+    first, second = chain.select_stages
+    first.logits.requires_grad_(False)
+    masked, _, saved = chain.forward_manual(torch.rand(3, *chain.stage_input_shape), tau=1.0, explore=True,
+                                            generator=torch.Generator().manual_seed(1))
+    masked.sum().backward()
+    chain.backward_manual(saved, masked.grad, 0.5)
+    assert first.logits.grad is None and second.logits.grad is not None
+
+
+@pytest.mark.parametrize(("model_name", "tap_active"), [("lenet5", True), ("mlp", False)])
+@pytest.mark.parametrize("spec", ["pixel-any", "jpeg-xor+pixel-any", "channel-xor"])
+def test_a_training_step_gives_the_reference_gradients_to_masks_and_network(spec: str, model_name: str,
+                                                                         tap_active: bool) -> None:
+    """`train.masked_step` (the tap's input gradient where the first layer is a convolution, autograd's
+    otherwise) against one autograd backward of `task + lam * Q` through the stages' own graph."""
+    data = load_dataset("digits")
+    chain, model = build(TrainConfig(mask_type=spec, model=model_name), data.input_shape, data.num_classes,
+                         torch.Generator().manual_seed(0))
+    prepared = prepare_inputs(chain, data)
+    x, y = prepared.x_train[:48], prepared.y_train[:48]
+    ref_chain, ref_model = copy.deepcopy(chain), copy.deepcopy(model)
+    masked, q = ref_chain(x, tau=0.8, explore=True, generator=torch.Generator().manual_seed(1), reference=True)
+    (nn.functional.cross_entropy(ref_model(masked), y) + 0.3 * q).backward()
+
+    tap = InputGradTap(model, chain.output_shape, torch.device("cpu"))
+    assert tap.active is tap_active
+    seen: dict[str, list[torch.Tensor]] = {}
+
+    class Recorder:  # stands in for both optimisers: keeps the gradients each one would apply
+        def __init__(self, name: str, params) -> None:  # type: ignore[no-untyped-def]
+            self.name, self.params = name, list(params)
+
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            pass
+
+        def step(self) -> None:
+            seen[self.name] = [p.grad.clone() for p in self.params]
+
+    task, q_got = masked_step(model, chain, tap, nn.CrossEntropyLoss(), x, y, Recorder("model", model.parameters()),
+                              Recorder("masks", chain.parameters()), lam=0.3, tau=0.8, explore=True,
+                              generator=torch.Generator().manual_seed(1))
+    tap.remove()
+    assert q_got.item() == pytest.approx(q.item())
+    for got, expected in zip(seen["masks"], [p.grad for p in ref_chain.parameters()], strict=True):
+        _close(got, expected)
+    for got, expected in zip(seen["model"], [p.grad for p in ref_model.parameters()], strict=True):
+        _close(got, expected)
