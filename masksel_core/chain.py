@@ -191,6 +191,7 @@ def _forward_stages(stages: Sequence[Stage], x: torch.Tensor, cost: torch.Tensor
     """The stages' `forward_saving` in order (no graph): the output batch and cost map, and one saved entry
     per stage. A `channel-xor` followed by a `merge` of its groups runs as one (`forward_merged`) where no
     gradient has to pass through it to the batch or to an earlier stage (it only gives its logits')."""
+    stages = tuple(stages)  # not a ModuleList: slicing one builds a new Module
     saved: list = []
     i = 0
     while i < len(stages):
@@ -212,6 +213,7 @@ def _backward_stages(stages: Sequence[Stage], saved: list, grad_x: torch.Tensor,
                      need_batch: bool) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
     """The stages' `backward_from` in reverse order: the batch's gradient (when `need_batch`) and each select
     stage's logits gradient, in stage order. `grad_cost` is Q's weight in the loss (a number or 0-dim)."""
+    stages = tuple(stages)
     # A stage hands gradients on to its inputs only where an earlier stage (or the batch) needs them.
     first = next((i for i, stage in enumerate(stages) if stage.selects and stage.logits.requires_grad), len(stages))
     grads: list[torch.Tensor | None] = []

@@ -8,10 +8,12 @@ from __future__ import annotations
 import torch
 
 
-def gumbel_noise(shape: torch.Size, *, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
-    """Samples `-log(-log(U))`, with U clamped away from 0 and 1 so the logs stay finite."""
-    u = torch.rand(shape, device=device, generator=generator)
-    return u.clamp_(1e-10, 1.0 - 1e-7).log_().neg_().log_().neg_()  # in place: no temporaries
+def log_exponential(shape: torch.Size, *, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """`log(E)` for `E ~ Exp(1)`, so `-log(E)` is a Gumbel sample (`-log(-log(U))` with `E = -log(U)`): one
+    exponential draw and one log instead of a uniform and two logs. `E` is clamped away from 0 so the log is
+    finite."""
+    e = torch.empty(shape, device=device).exponential_(generator=generator)
+    return e.clamp_min_(torch.finfo(e.dtype).tiny).log_()  # in place: no temporaries
 
 
 def straight_through(
@@ -37,7 +39,7 @@ def perturb(logits: torch.Tensor, *, explore: bool, generator: torch.Generator |
     """`logits + g`, Gumbel noise `g` in an exploration step, the logits themselves in a fixation step."""
     if not explore:
         return logits
-    return logits + gumbel_noise(logits.shape, device=logits.device, generator=generator)
+    return logits - log_exponential(logits.shape, device=logits.device, generator=generator)
 
 
 def two_class_difference(logits: torch.Tensor, *, explore: bool,

@@ -43,6 +43,7 @@ class InputGradTap:
         self._shape: torch.Size | None = None
         self._output: torch.Tensor | None = None
         self._seen = False
+        self._padded: torch.Tensor | None = None  # 0 then the kernel, for gathering the dense matrix
         conv = _first_leaf(model)
         if device.type != "cpu" or conv is None or not _eligible(conv):
             return
@@ -93,7 +94,10 @@ class InputGradTap:
             raise RuntimeError("the first convolution did not see the expected batch with gradients enabled")
         if output.grad is None:  # the loss did not depend on the network's output
             return torch.zeros(self._shape, device=output.device)
-        return _input_grad(output.grad, self.conv.weight.detach(), self._shape, tuple(self.conv.padding))
+        weight = self.conv.weight.detach()
+        if self._padded is None or self._padded.shape[0] != weight.numel() + 1:
+            self._padded = weight.new_zeros(weight.numel() + 1)
+        return _input_grad(output.grad, weight, self._shape, tuple(self.conv.padding), self._padded)
 
     def remove(self) -> None:
         if self.conv is not None:
@@ -101,15 +105,19 @@ class InputGradTap:
         self.conv, self._expected, self._output = None, None, None
 
 
-def _input_grad(grad_out: torch.Tensor, weight: torch.Tensor, x_shape: torch.Size,
-                padding: tuple[int, int]) -> torch.Tensor:
-    """The gradient with respect to the convolution's input `(B, C, H, W)`, given that of its output."""
+def _input_grad(grad_out: torch.Tensor, weight: torch.Tensor, x_shape: torch.Size, padding: tuple[int, int],
+                padded: torch.Tensor | None = None) -> torch.Tensor:
+    """The gradient with respect to the convolution's input `(B, C, H, W)`, given that of its output.
+    `padded` (optional, `weight.numel() + 1` values) is reused for the dense matrix's gather."""
     b, c, h, w = x_shape
     out_channels, _, kh, kw = weight.shape
     if h * w <= DENSE_MAX_AREA_PER_TAP * kh * kw:
         # A dense product does H*W / (kh*kw) times the multiply-adds of the convolution, in one GEMM.
         index = _dense_index(out_channels, c, kh, kw, h, w, *padding)  # (O*H'*W', C*H*W)
-        matrix = torch.cat((weight.new_zeros(1), weight.reshape(-1))).index_select(0, index.view(-1))
+        if padded is None:
+            padded = weight.new_zeros(weight.numel() + 1)
+        padded[1:].copy_(weight.reshape(-1))  # entry 0 stays 0: where no kernel tap links two values
+        matrix = padded.index_select(0, index.view(-1))
         return torch.mm(grad_out.reshape(b, -1), matrix.view(index.shape)).view(x_shape)
     # The transposed convolution of stride 1 is the correlation with the flipped kernel, its in and out
     # channels swapped, padded by k - 1 - p.

@@ -94,6 +94,7 @@ class SelectStage(Stage):
         self.register_buffer("weights", weights)
         # d(l0 - l1)/d(l0, l1), for the two-class logits' gradient in one product. Not saved: a constant.
         self.register_buffer("class_sign", torch.tensor([1.0, -1.0]), persistent=False)
+        self.register_buffer("unit", torch.ones(()), persistent=False)
         self.rescale = rescale
 
     @property
@@ -124,7 +125,8 @@ class SelectStage(Stage):
         in the forward pass) and the tempered probabilities its gradient comes from (`logits_grad` reads them).
         Draws the same random numbers as `sample`. Two-class masks; xor masks override this."""
         diff = two_class_difference(self.logits, explore=explore, generator=generator)
-        return (diff >= 0).to(self.logits.dtype), torch.sigmoid(diff if tau == 1.0 else diff / tau)
+        # heaviside(diff, 1) is (diff >= 0) as a float, in one op.
+        return torch.heaviside(diff, self.unit), torch.sigmoid(diff if tau == 1.0 else diff / tau)
 
     def logits_grad(self, grad: torch.Tensor, soft: torch.Tensor, tau: float) -> torch.Tensor:
         """The logits' gradient given that of the selection (exported shape), through the soft relaxation:

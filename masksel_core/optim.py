@@ -24,20 +24,23 @@ class MaskAdam:
     def __init__(self, params: Iterable[torch.nn.Parameter], *, lr: float) -> None:
         self.adam = torch.optim.Adam(params, lr=lr, fused=True)
         self.params = [p for group in self.adam.param_groups for p in group["params"]]
+        self._state_lists: tuple[list[torch.Tensor], ...] | None = None  # (steps, exp_avgs, exp_avg_sqs)
 
     @torch.no_grad()
     def step(self) -> None:
         grads = [p.grad for p in self.params]
         if not self.adam.state or any(g is None for g in grads):
             self.adam.step()  # the first step creates the state as Adam does
+            self._state_lists = None
         else:
+            if self._state_lists is None:  # the state's tensors are updated in place: look them up once
+                states = [self.adam.state[p] for p in self.params]
+                self._state_lists = tuple([s[key] for s in states] for key in ("step", "exp_avg", "exp_avg_sq"))
+            steps, exp_avgs, exp_avg_sqs = self._state_lists
             group = self.adam.param_groups[0]
-            states = [self.adam.state[p] for p in self.params]
-            steps = [s["step"] for s in states]
             torch._foreach_add_(steps, 1)
-            torch._fused_adam_(self.params, grads, [s["exp_avg"] for s in states],  # type: ignore[arg-type]
-                               [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"],
-                               beta1=group["betas"][0], beta2=group["betas"][1],
+            torch._fused_adam_(self.params, grads, exp_avgs, exp_avg_sqs, [], steps,  # type: ignore[arg-type]
+                               amsgrad=False, lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1],
                                weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
         for p in self.params:
             p.grad = None
@@ -47,3 +50,4 @@ class MaskAdam:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.adam.load_state_dict(state)
+        self._state_lists = None
