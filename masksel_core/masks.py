@@ -140,6 +140,30 @@ class SelectStage(Stage):
         """The adjoint of `expand`: a gradient over `(C, H, W)` summed back to the exported shape."""
         raise NotImplementedError
 
+    def priced(self, cost: torch.Tensor) -> torch.Tensor:
+        """`cost * expand(weights)`: each value's price once selected, without a graph.
+
+        Kept between calls while `cost` is the same unchanged tensor (the chain's `base_cost`, which the
+        first stage gets on every step) and the weights are unchanged: one op less per step. Weights that
+        are all 1 (the default) are not multiplied at all."""
+        weights = self.weights
+        cached = self.__dict__.get("_priced_cache")  # (cost, its version, weights, their version, priced)
+        if (cached is not None and cached[0] is cost and cached[1] == cost._version and cached[2] is weights
+                and cached[3] == weights._version):
+            return cached[4]
+        priced = cost if self._unit_weights() else cost * self.expand(weights)
+        self.__dict__["_priced_cache"] = (cost, cost._version, weights, weights._version, priced)
+        return priced
+
+    def _unit_weights(self) -> bool:
+        """Whether every per-element cost weight is 1 (looked at again only when the weights change)."""
+        weights = self.weights
+        cached = self.__dict__.get("_unit_cache")  # (weights, their version, all ones?)
+        if cached is None or cached[0] is not weights or cached[1] != weights._version:
+            cached = (weights, weights._version, bool((weights == 1).all()))
+            self.__dict__["_unit_cache"] = cached
+        return cached[2]
+
     def forward_saving(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         hard, soft = self.draw(tau=tau, explore=explore, generator=generator)
@@ -149,7 +173,7 @@ class SelectStage(Stage):
         if self.rescale:
             scale = selected.mean().clamp_min(1e-6)
             masked = masked / scale
-        priced = cost * self.expand(self.weights)  # each value's price once selected
+        priced = self.priced(cost)  # each value's price once selected
         return masked, priced * selected, (x, priced, selected, soft, tau, scale)
 
     def backward_from(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
@@ -166,7 +190,8 @@ class SelectStage(Stage):
             grad_logits = self.logits_grad(self.reduce(grad_selected), soft, tau)
         if not need_inputs:
             return None, None, grad_logits
-        return grad_x * selected, grad_cost * (selected * self.expand(self.weights)), grad_logits
+        weighted = selected if self._unit_weights() else selected * self.expand(self.weights)
+        return grad_x * selected, grad_cost * weighted, grad_logits
 
     @torch.no_grad()
     def selected(self) -> np.ndarray:
@@ -322,7 +347,7 @@ class ChannelXor(SelectStage):
         if self.rescale:  # the kept share is one version in V, whatever is picked
             scale = 1.0 / self.versions
             merged = merged / scale
-        priced = cost * self.expand(self.weights)
+        priced = self.priced(cost)
         return merged, priced.index_select(0, picked), (x, priced, soft, tau, scale)
 
     def backward_merged(self, saved: tuple, grad_merged: torch.Tensor,

@@ -118,3 +118,20 @@ def test_a_training_step_gives_the_reference_gradients_to_masks_and_network(spec
         _close(got, expected)
     for got, expected in zip(seen["model"], [p.grad for p in ref_model.parameters()], strict=True):
         _close(got, expected)
+
+
+def test_cached_prices_follow_changed_costs_and_weights() -> None:
+    """The price map kept between steps is recomputed when the chain's prices or a stage's weights change."""
+    chain = build_chain("jpeg-xor", (2, 4, 4))
+    chain.select_stages[0].weights.fill_(0.5)  # not all 1, so the stage keeps a price map of its own
+    x = torch.rand(3, *chain.stage_input_shape)
+    _, q_before, _ = chain.forward_manual(x, tau=1.0, explore=False)
+    chain.set_version_costs(torch.tensor([2.0, 1.0, 1.0, 1.0, 1.0]))  # in place: same tensor, new version
+    _, q_after, _ = chain.forward_manual(x, tau=1.0, explore=False)
+    # The first version (quality 90, priced 0.9 by default) is the one kept, on every value.
+    assert q_before.item() == pytest.approx(0.45) and q_after.item() == pytest.approx(1.0)
+    pixel = build_chain("pixel-any", (1, 4, 4))
+    _, q_ones, _ = pixel.forward_manual(torch.rand(2, 1, 4, 4), tau=1.0, explore=False)
+    pixel.select_stages[0].weights.mul_(3.0)
+    _, q_three, _ = pixel.forward_manual(torch.rand(2, 1, 4, 4), tau=1.0, explore=False)
+    assert q_three.item() == pytest.approx(3 * q_ones.item())
