@@ -13,6 +13,6 @@ $py -m pytest -p no:cacheprovider -o addopts="" -q -rs tests/core/test_gpu.py 2>
 # training and resume), in one process: `-n 8` over all of tests/core once hung on an H200.
 timeout 150 $py -m pytest -p no:cacheprovider -o addopts="" -q -W ignore::DeprecationWarning \
   tests/core/test_gumbel.py tests/core/test_optim.py tests/core/test_input_grad.py tests/core/test_masks.py \
-  tests/core/test_train.py 2>&1 | tail -30 | tee "$out/core_tests.log"
+  tests/core/test_manual_grad.py tests/core/test_train.py 2>&1 | tail -30 | tee "$out/core_tests.log"
 timeout 200 $py benchmarks/epoch_time.py --epochs 3 2>&1 | tee "$out/epoch_time.txt"
 timeout 150 $py benchmarks/train_overhead.py --device cuda --steps 30 --rounds 5 2>&1 | tee "$out/overhead_cuda.txt"

@@ -91,19 +91,22 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def evaluate_pixels(indices: list[int] | np.ndarray, seed: int, *, epochs: int | None = None,
-                    patience: int = PATIENCE, batch_size: int = 64) -> float:
-    """Test accuracy of the MLP 64-128-128-10 trained from scratch on digits with only ``indices`` kept."""
+                    patience: int = PATIENCE, batch_size: int = 64, report: str = "test") -> float:
+    """Test accuracy of the MLP 64-128-128-10 trained from scratch on digits with only ``indices`` kept
+    (``report="val"``: the validation accuracy early stopping kept)."""
     x_train, y_train, x_test, y_test = digits_split()
     mask = np.zeros(N_PIXELS, dtype=np.float32)
     mask[sorted({int(i) for i in indices})] = 1.0
     return evaluate_features(x_train * mask, y_train, x_test * mask, y_test, seed, epochs=epochs,
-                             patience=patience, batch_size=batch_size)
+                             patience=patience, batch_size=batch_size, report=report)
 
 
 def evaluate_features(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int,
-                      *, epochs: int | None = None, patience: int = PATIENCE, batch_size: int = 64) -> float:
+                      *, epochs: int | None = None, patience: int = PATIENCE, batch_size: int = 64,
+                      report: str = "test") -> float:
     """The protocol's retrain on any (N, F) features of the fixed digits split: the MLP F-128-128-10 trained
-    from scratch (early stopping on the fixed 15 % of the training part), test accuracy of its best epoch."""
+    from scratch (early stopping on the fixed 15 % of the training part), test accuracy of its best epoch
+    (``report="val"``: that epoch's validation accuracy instead, for searches that must not see the test)."""
     epochs = EPOCHS if epochs is None else epochs
     fit, val = _fit_val_indices()
     x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
@@ -129,6 +132,8 @@ def evaluate_features(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
             since_best += 1
             if since_best >= patience:
                 break
+    if report == "val":
+        return best_acc
     model.load_state_dict(best_state)
     return _accuracy(model, x_te, y_te)
 
