@@ -340,7 +340,9 @@ class ChannelXor(SelectStage):
         its 0 or 1 and summing them. Same values (the sum added exact zeros), same random draws, fewer
         operations: the `extend -> channel-xor -> merge` of `jpeg-xor` and `thumb-xor`."""
         perturbed = perturb(self.logits, explore=explore, generator=generator)
-        picked = perturbed.argmax(dim=-1) + self.group_offsets  # (G,): the kept channel of each group
+        picked = perturbed.argmax(dim=-1)  # (G,): the kept channel of each group
+        if self.groups > 1:
+            picked = picked + self.group_offsets
         soft = torch.softmax(perturbed if tau == 1.0 else perturbed / tau, dim=-1)
         merged = x.index_select(1, picked)
         scale = None
@@ -360,16 +362,20 @@ class ChannelXor(SelectStage):
         x, priced, soft, tau, scale = saved
         b, _, h, w = x.shape
         g, v = self.groups, self.versions
-        batch = (x.reshape(b, g, v, h * w) * grad_merged.reshape(b, g, 1, h * w)).sum(dim=(0, 3))  # (G, V)
+        # sum over samples and pixels of x_version * grad: a batch of (V, HW) @ (HW, 1) products, then a sum
+        # over the batch (half the time of one broadcast product summed over two dimensions).
+        batch = torch.bmm(x.reshape(b * g, v, h * w), grad_merged.reshape(b * g, h * w, 1)).view(b, g, v).sum(dim=0)
         if scale is not None:
             batch = batch / scale
-        prices = priced.reshape(g, v, h * w)
-        if isinstance(grad_cost, float):
-            grad = torch.add(batch, prices.sum(dim=-1), alpha=grad_cost)
-        elif grad_cost.dim() == 0:
-            grad = torch.addcmul(batch, prices.sum(dim=-1), grad_cost)
-        else:
-            grad = batch + (prices * grad_cost.reshape(g, 1, h * w)).sum(dim=-1)
+        if isinstance(grad_cost, torch.Tensor) and grad_cost.dim():
+            grad = batch + (priced.reshape(g, v, h * w) * grad_cost.reshape(g, 1, h * w)).sum(dim=-1)
+        else:  # the same weight for every value: each version's total price, which changes with `priced` only
+            cached = self.__dict__.get("_totals_cache")  # (priced, its version, totals)
+            if cached is None or cached[0] is not priced or cached[1] != priced._version:
+                cached = (priced, priced._version, priced.reshape(g, v, h * w).sum(dim=-1))
+                self.__dict__["_totals_cache"] = cached
+            grad = (torch.add(batch, cached[2], alpha=grad_cost) if isinstance(grad_cost, float)
+                    else torch.addcmul(batch, cached[2], grad_cost))
         return _softmax_grad(grad, soft, tau)
 
     @torch.no_grad()

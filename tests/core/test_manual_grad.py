@@ -135,3 +135,24 @@ def test_cached_prices_follow_changed_costs_and_weights() -> None:
     pixel.select_stages[0].weights.mul_(3.0)
     _, q_three, _ = pixel.forward_manual(torch.rand(2, 1, 4, 4), tau=1.0, explore=False)
     assert q_three.item() == pytest.approx(3 * q_ones.item())
+
+
+def test_a_jpeg_chains_gradients_follow_new_version_prices() -> None:
+    """After `set_version_costs` (in place, between steps) the xor's price term uses the new prices."""
+    chain = build_chain("jpeg-xor", (1, 4, 4), generator=torch.Generator().manual_seed(0))
+    x = torch.rand(3, *chain.stage_input_shape)
+
+    def logits_grad() -> torch.Tensor:
+        masked, _, saved = chain.forward_manual(x, tau=1.0, explore=False)
+        chain.backward_manual(saved, torch.zeros_like(masked), 1.0)  # only the price term is left
+        grad = chain.select_stages[0].logits.grad
+        chain.select_stages[0].logits.grad = None
+        return grad
+
+    before = logits_grad()
+    chain.set_version_costs(torch.tensor([0.9, 0.7, 0.5, 0.3, 5.0]))
+    after = logits_grad()
+    masked, q = chain(x, tau=1.0, explore=False, reference=True)
+    (masked.sum() * 0 + q).backward()
+    torch.testing.assert_close(after, chain.select_stages[0].logits.grad)
+    assert not torch.allclose(before, after)
