@@ -197,8 +197,8 @@ def masked_step(model: nn.Module, chain: MaskChain, tap: InputGradTap, loss_fn: 
     model_opt.zero_grad(set_to_none=True)
     task.backward()
     chain.backward_manual(saved, tap.input_grad() if tap.active else masked.grad, lam)
+    mask_opt.step()  # also clears the masks' gradients; first, while the masks' code paths are warm
     model_opt.step()
-    mask_opt.step()  # also clears the masks' gradients
     return task.detach(), q
 
 
