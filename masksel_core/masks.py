@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import kernels
 from .gumbel import perturb, straight_through, straight_through_select, two_class_difference
 
 SELECT = 0
@@ -164,8 +165,90 @@ class SelectStage(Stage):
             self.__dict__["_unit_cache"] = cached
         return cached[2]
 
+    # The compiled kernels' view of a stage (`kernels.py`): which kernel family, and how the V values of one
+    # sample map to the stage's elements (two-class masks) or to (group, class) (one-of-K masks).
+    kernel_family = "any"
+
+    def value_maps(self) -> tuple[np.ndarray, ...]:
+        """For each of the C*H*W values of one sample, the flat index of the element it belongs to (two-class
+        masks; one-of-K masks return (group, class) instead). Derived from `expand`, computed once."""
+        maps = self.__dict__.get("_value_maps")
+        if maps is None:
+            count = int(np.prod(self.weight_shape))
+            index = torch.arange(count, dtype=torch.float64).reshape(self.weight_shape)
+            maps = (self.expand(index).reshape(-1).round().long().numpy(),)
+            self.__dict__["_value_maps"] = maps
+        return maps
+
+    def kernel_draws(self, explore: bool, generator: torch.Generator | None) -> np.ndarray:
+        """The raw random numbers `draw` transforms, drawn the same way (so both paths see the same ones):
+        uniforms for the two-class logistic noise, exponentials for one-of-K Gumbel noise; none when fixing."""
+        if not explore:
+            return _EMPTY_1D
+        return torch.rand(self.logits.shape[:-1], generator=generator).numpy()
+
+    def _logits_array(self) -> np.ndarray:
+        """The logits as a numpy array sharing their memory (the optimiser updates them in place)."""
+        cached = self.__dict__.get("_logits_view")  # (data pointer, array)
+        pointer = self.logits.data_ptr()
+        if cached is None or cached[0] != pointer:
+            cached = self.__dict__["_logits_view"] = (pointer, self.logits.detach().numpy())
+        return cached[1]
+
+    def _value_weights(self) -> np.ndarray:
+        """`expand(weights)` per value of one sample, kept while the weights are unchanged."""
+        cached = self.__dict__.get("_weights_cache")  # (weights, their version, per value)
+        if cached is None or cached[0] is not self.weights or cached[1] != self.weights._version:
+            values = self.expand(self.weights).reshape(-1).contiguous().numpy()
+            cached = self.__dict__["_weights_cache"] = (self.weights, self.weights._version, values)
+        return cached[2]
+
+    def _forward_kernel(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
+                        generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        draws = self.kernel_draws(explore, generator)
+        priced = self.priced(cost).numpy()
+        out = torch.empty_like(x)
+        if self.kernel_family == "any":
+            out_cost, selected, soft, scale = kernels.any_forward(
+                self._logits_array(), draws, explore, float(tau), *self.value_maps(), x.numpy(), out.numpy(), priced,
+                self.rescale)
+        else:
+            out_cost, selected, soft, scale = kernels.xor_forward(
+                self._logits_array(), draws, explore, float(tau), *self.value_maps(), x.numpy(), out.numpy(), priced,
+                self.rescale)
+        return out, torch.from_numpy(out_cost).view(cost.shape), (_KERNEL, x, priced, selected, soft, float(tau),
+                                                                  float(scale))
+
+    def _backward_kernel(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
+                         need_inputs: bool) -> StageGrads:
+        _, x, priced, selected, soft, tau, scale = saved
+        if grad_x.shape != x.shape or not grad_x.is_contiguous():
+            grad_x = grad_x.expand(x.shape).contiguous()
+        grad_x_np = grad_x.numpy()
+        if isinstance(grad_cost, torch.Tensor) and grad_cost.dim():
+            cost_number, cost_map = 0.0, grad_cost.contiguous().numpy().reshape(-1)
+        else:
+            cost_number, cost_map = float(grad_cost), _EMPTY_1D
+        grad_logits = None
+        if self.logits.requires_grad:
+            if self.kernel_family == "any":
+                grads = kernels.any_backward(x.numpy(), grad_x_np, scale, priced, cost_number, cost_map, soft, tau,
+                                             *self.value_maps())
+            else:
+                grads = kernels.xor_backward(x.numpy(), grad_x_np, scale, priced, cost_number, cost_map, soft, tau,
+                                             *self.value_maps())
+            grad_logits = torch.from_numpy(grads).view(self.logits.shape)
+        if not need_inputs:
+            return None, None, grad_logits
+        grad_x_in, grad_cost_in = kernels.inputs_grads(grad_x_np, scale, selected, self._value_weights(), cost_number,
+                                                       cost_map)
+        return (torch.from_numpy(grad_x_in).view(x.shape), torch.from_numpy(grad_cost_in).view(x.shape[1:]),
+                grad_logits)
+
     def forward_saving(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        if kernels.usable(x):
+            return self._forward_kernel(x, cost, tau=tau, explore=explore, generator=generator)
         hard, soft = self.draw(tau=tau, explore=explore, generator=generator)
         selected = self.expand(hard)  # (C, H, W)
         masked = x * selected
@@ -178,6 +261,8 @@ class SelectStage(Stage):
 
     def backward_from(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
                       need_inputs: bool) -> StageGrads:
+        if saved[0] is _KERNEL:
+            return self._backward_kernel(saved, grad_x, grad_cost, need_inputs=need_inputs)
         x, priced, selected, soft, tau, scale = saved
         if scale is not None:
             grad_x = grad_x / scale
@@ -316,6 +401,18 @@ class ChannelXor(SelectStage):
         one_hot = straight_through(self.logits, tau=tau, explore=explore, generator=generator)  # (G, V)
         return one_hot.reshape(-1)
 
+    kernel_family = "xor"
+
+    def value_maps(self) -> tuple[np.ndarray, ...]:
+        maps = self.__dict__.get("_value_maps")
+        if maps is None:
+            channel = np.repeat(np.arange(self.input_shape[0]), self.input_shape[1] * self.input_shape[2])
+            maps = self.__dict__["_value_maps"] = (channel // self.versions, channel % self.versions)
+        return maps  # (group, version) of every value
+
+    def kernel_draws(self, explore: bool, generator: torch.Generator | None) -> np.ndarray:
+        return _exponential_draws(self.logits, explore, generator)
+
     def draw(self, *, tau: float, explore: bool,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         hard, soft = _one_hot_draw(self.logits, tau=tau, explore=explore, generator=generator)
@@ -339,6 +436,15 @@ class ChannelXor(SelectStage):
         version of each group is picked by index (`index_select`) instead of multiplying every version by
         its 0 or 1 and summing them. Same values (the sum added exact zeros), same random draws, fewer
         operations: the `extend -> channel-xor -> merge` of `jpeg-xor` and `thumb-xor`."""
+        if kernels.usable(x):
+            b, _, h, w = x.shape
+            merged = x.new_empty(b, self.groups, h, w)
+            priced = self.priced(cost).numpy()
+            merged_cost, soft, scale = kernels.merged_forward(
+                self._logits_array(), _exponential_draws(self.logits, explore, generator), explore, float(tau),
+                x.numpy(), merged.numpy(), priced, self.rescale)
+            return merged, torch.from_numpy(merged_cost).view(self.groups, h, w), (_KERNEL, x, priced, soft,
+                                                                                  float(tau), float(scale))
         perturbed = perturb(self.logits, explore=explore, generator=generator)
         picked = perturbed.argmax(dim=-1)  # (G,): the kept channel of each group
         if self.groups > 1:
@@ -359,6 +465,13 @@ class ChannelXor(SelectStage):
         `sum(x_version * grad_merged)` plus its price."""
         if not self.logits.requires_grad:
             return None
+        if saved[0] is _KERNEL:
+            _, x, priced, soft, tau, scale = saved
+            cost_map = isinstance(grad_cost, torch.Tensor) and grad_cost.dim() > 0
+            grads = kernels.merged_backward(x.numpy(), grad_merged.contiguous().numpy(), scale, priced,
+                                            0.0 if cost_map else float(grad_cost),
+                                            grad_cost.contiguous().numpy() if cost_map else _EMPTY_1D, soft, tau)
+            return torch.from_numpy(grads)
         x, priced, soft, tau, scale = saved
         b, _, h, w = x.shape
         g, v = self.groups, self.versions
@@ -406,6 +519,18 @@ class PixelXor(SelectStage):
     def sample(self, *, tau: float, explore: bool, generator: torch.Generator | None = None) -> torch.Tensor:
         one_hot = straight_through(self.logits, tau=tau, explore=explore, generator=generator)  # (H, W, C)
         return one_hot.permute(2, 0, 1)
+
+    kernel_family = "xor"
+
+    def value_maps(self) -> tuple[np.ndarray, ...]:
+        maps = self.__dict__.get("_value_maps")
+        if maps is None:
+            c, h, w = self.input_shape
+            maps = self.__dict__["_value_maps"] = (np.tile(np.arange(h * w), c), np.repeat(np.arange(c), h * w))
+        return maps  # (pixel, channel) of every value
+
+    def kernel_draws(self, explore: bool, generator: torch.Generator | None) -> np.ndarray:
+        return _exponential_draws(self.logits, explore, generator)
 
     def draw(self, *, tau: float, explore: bool,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -462,6 +587,20 @@ class Merge(Stage):
 
     def describe(self) -> dict[str, object]:
         return {"mask_type": "merge", "groups": self.groups}
+
+
+_KERNEL = "kernel"  # marks what a stage saved when its forward ran as a compiled kernel
+_EMPTY_1D = np.empty(0, np.float32)
+
+
+def _exponential_draws(logits: torch.Tensor, explore: bool, generator: torch.Generator | None) -> np.ndarray:
+    """The exponential draws `gumbel.log_exponential` makes for one-of-K logits (the kernels take their log), or
+    none in a fixation step."""
+    if not explore:
+        return _EMPTY_1D
+    return torch.empty(logits.shape).exponential_(generator=generator).numpy()
+
+
 
 
 def _one_hot_draw(logits: torch.Tensor, *, tau: float, explore: bool,

@@ -12,6 +12,16 @@ from masksel_core.chain import build_chain
 from masksel_core.input_grad import InputGradTap
 from masksel_core.train import masked_step, prepare_inputs
 
+
+@pytest.fixture(params=["kernels", "torch"], autouse=True)
+def both_paths(request, monkeypatch):  # type: ignore[no-untyped-def]
+    """Every test here runs on the compiled kernels (`kernels.py`, the CPU default) and on the torch code."""
+    from masksel_core import kernels
+
+    monkeypatch.setattr(kernels, "ENABLED", request.param == "kernels")
+    return request.param
+
+
 SPECS = ["channel-any", "pixel-any", "block-any", "channel-xor", "pixel-xor", "jpeg-xor", "thumb-xor",
          "jpeg-xor+pixel-any", "jpeg-xor+block-any", "pixel-any+channel-any", "block-any+pixel-xor"]
 
@@ -156,3 +166,13 @@ def test_a_jpeg_chains_gradients_follow_new_version_prices() -> None:
     (masked.sum() * 0 + q).backward()
     torch.testing.assert_close(after, chain.select_stages[0].logits.grad)
     assert not torch.allclose(before, after)
+
+
+@pytest.mark.parametrize("spec", ["pixel-any", "channel-xor", "pixel-xor", "jpeg-xor+pixel-any"])
+def test_the_kernels_run_where_they_apply_and_not_where_they_are_off(spec: str, both_paths: str) -> None:
+    from masksel_core import kernels
+
+    chain = build_chain(spec, (2, 6, 5))
+    _, _, saved = chain.forward_manual(torch.rand(3, *chain.stage_input_shape), tau=1.0, explore=True)
+    first = saved[0].saved if type(saved[0]).__name__ == "_MergedPair" else saved[0]
+    assert (first[0] == "kernel") is (both_paths == "kernels") and kernels.ENABLED is (both_paths == "kernels")

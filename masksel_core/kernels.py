@@ -1,0 +1,284 @@
+"""Compiled CPU kernels for the masks' training step: one call per stage and direction instead of a dozen ops.
+
+On small inputs a masked training step pays mostly for the *number* of tensor operations the masks add (each
+costs a few microseconds of dispatch however few values it touches), not for their arithmetic. These numba
+kernels do a select stage's whole forward (threshold the logits, mask the batch, price the kept values) or
+backward (batch term, price term, the relaxation's derivative) in one call over plain arrays. They mirror the
+torch code in `masks.py` line by line: the random draws stay in torch (the same generator, the same numbers),
+the decisions are made on the same float32 values, sums are accumulated in float64 (so gradients agree with the
+torch path to rounding). `masks.py` uses them through `usable()`: CPU, float32, contiguous, and at most
+`MAX_VALUES` values in the batch (beyond that the work is arithmetic, where torch's vectorised, multi-threaded
+kernels win). Set `MASKSEL_KERNELS=0` to use the torch code everywhere (the tests run both, switching
+`ENABLED`). The kernels take the raw uniform and exponential draws and apply the same transforms as the
+torch code (`logit`, `log`) in float32, so decisions match it except at exact ties within one rounding.
+Each stage makes a handful of Python calls: on small inputs those, not the arithmetic, are the cost.
+
+Compiled once per machine and cached next to this file (numba's `cache=True`); about a second the first time.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is in requirements.txt; without it the torch code runs
+    njit = None
+
+MAX_VALUES = 1 << 20  # batch values (B * C * H * W) up to which the kernels beat torch's own ops
+ENABLED = njit is not None and os.environ.get("MASKSEL_KERNELS", "1") != "0"
+_FLOAT32 = torch.float32
+
+
+def usable(x: torch.Tensor) -> bool:
+    """Whether the kernels may run on this batch (the stage's logits and costs live on its device, in its dtype):
+    CPU, float32, contiguous, at most `MAX_VALUES` values."""
+    return (ENABLED and x.dtype is _FLOAT32 and x.device.type == "cpu" and x.numel() <= MAX_VALUES
+            and x.is_contiguous())
+
+
+def _jit(fn):  # type: ignore[no-untyped-def]
+    return njit(cache=True, nogil=True)(fn) if njit is not None else fn
+
+
+@_jit
+def _logistic(u):  # type: ignore[no-untyped-def]
+    """`logit(u)` of a uniform draw, clamped to [1e-7, 1 - 1e-7] as `torch.logit(u, eps=1e-7)` does."""
+    u = min(max(u, np.float32(1e-7)), np.float32(1.0 - 1e-7))
+    return np.float32(np.log(np.float32(u / np.float32(np.float32(1.0) - u))))
+
+
+@_jit
+def _gumbel_log(e):  # type: ignore[no-untyped-def]
+    """`log(E)` of an exponential draw, clamped away from 0 as `gumbel.log_exponential` does."""
+    return np.float32(np.log(max(e, np.float32(1.1754944e-38))))
+
+
+@_jit
+def any_forward(logits, u, explore, tau, element, x, out, priced, rescale):  # type: ignore[no-untyped-def]
+    """Two-class select stage forward: `logits` (..., 2), `u` uniform draws (one per element) used when
+    `explore`, `element` (V,) the element of each of a sample's V values, `x` and `out` (B, ...) with V values per
+    sample, `priced` (V values). Fills `out`; returns (out_cost (V,), selected (V,), soft (E,), rescale divisor)."""
+    n_values = element.shape[0]
+    n_samples = x.shape[0]
+    lg = logits.reshape((logits.size // 2, 2))
+    xv = x.reshape((n_samples, n_values))
+    ov = out.reshape((n_samples, n_values))
+    pv = priced.reshape(n_values)
+    n_elements = lg.shape[0]
+    hard = np.empty(n_elements, np.float32)
+    soft = np.empty(n_elements, np.float32)
+    uv = u.reshape(u.size)
+    for e in range(n_elements):
+        d = np.float32(lg[e, 0] - lg[e, 1])
+        if explore:
+            d = np.float32(d + _logistic(uv[e]))
+        hard[e] = np.float32(1.0) if d >= 0 else np.float32(0.0)
+        soft[e] = 1.0 / (1.0 + math.exp(-float(d) / tau))
+    selected = np.empty(n_values, np.float32)
+    out_cost = np.empty(n_values, np.float32)
+    kept = 0
+    for v in range(n_values):
+        s = hard[element[v]]
+        selected[v] = s
+        out_cost[v] = pv[v] * s
+        kept += int(s)
+    scale = np.float32(1.0)
+    if rescale:
+        scale = max(np.float32(kept) / np.float32(n_values), np.float32(1e-6))
+    for i in range(n_samples):
+        for v in range(n_values):
+            m = xv[i, v] * selected[v]
+            ov[i, v] = m / scale if rescale else m
+    return out_cost, selected, soft, scale
+
+
+@_jit
+def _batch_term(x, grad_x, n_values):  # type: ignore[no-untyped-def]
+    """sum over the batch of x * grad_x, per value, in float64."""
+    n_samples = x.shape[0]
+    xv = x.reshape((n_samples, n_values))
+    gv = grad_x.reshape((n_samples, n_values))
+    batch = np.zeros(n_values, np.float64)
+    for i in range(n_samples):
+        for v in range(n_values):
+            batch[v] += xv[i, v] * gv[i, v]
+    return batch
+
+
+@_jit
+def _inputs_grads(grad_x, scale, selected, weight, grad_cost, grad_cost_map):  # type: ignore[no-untyped-def]
+    """The gradients a select stage hands back to its input batch and cost map."""
+    n_values = selected.shape[0]
+    n_samples = grad_x.shape[0]
+    gv = grad_x.reshape((n_samples, n_values))
+    grad_x_in = np.empty((n_samples, n_values), np.float32)
+    for i in range(n_samples):
+        for v in range(n_values):
+            grad_x_in[i, v] = gv[i, v] / scale * selected[v]
+    grad_cost_in = np.empty(n_values, np.float32)
+    for v in range(n_values):
+        cost_weight = grad_cost_map[v] if grad_cost_map.shape[0] else grad_cost
+        grad_cost_in[v] = cost_weight * (selected[v] * weight[v])
+    return grad_x_in, grad_cost_in
+
+
+@_jit
+def any_backward(x, grad_x, scale, priced, grad_cost, grad_cost_map, soft, tau, element):  # type: ignore[no-untyped-def]
+    """Two-class select stage backward for the logits: returns their gradient (E, 2). `grad_cost_map` (V,), or
+    empty, then the number `grad_cost` is dQ's weight on every value."""
+    n_values = element.shape[0]
+    batch = _batch_term(x, grad_x, n_values)
+    pv = priced.reshape(n_values)
+    per_element = np.zeros(soft.shape[0], np.float64)
+    for v in range(n_values):
+        cost_weight = grad_cost_map[v] if grad_cost_map.shape[0] else grad_cost
+        per_element[element[v]] += batch[v] / scale + pv[v] * cost_weight
+    grad_logits = np.empty((soft.shape[0], 2), np.float32)
+    for e in range(soft.shape[0]):
+        g = per_element[e] * soft[e] * (1.0 - soft[e]) / tau
+        grad_logits[e, 0] = g
+        grad_logits[e, 1] = -g
+    return grad_logits
+
+
+@_jit
+def _softmax_rows(logits, e, explore, tau):  # type: ignore[no-untyped-def]
+    """Per row of one-of-K logits: the argmax of `logits - log(E)` (first of equals, as torch's) and the tempered
+    softmax of it."""
+    n_groups, n_classes = logits.shape
+    pick = np.empty(n_groups, np.int64)
+    soft = np.empty((n_groups, n_classes), np.float32)
+    z = np.empty(n_classes, np.float32)
+    for g in range(n_groups):
+        best = 0
+        for k in range(n_classes):
+            z[k] = np.float32(logits[g, k] - _gumbel_log(e[g, k])) if explore else logits[g, k]
+            if z[k] > z[best]:
+                best = k
+        pick[g] = best
+        top = z[best] / tau
+        total = 0.0
+        for k in range(n_classes):
+            total += math.exp(z[k] / tau - top)
+        for k in range(n_classes):
+            soft[g, k] = math.exp(z[k] / tau - top) / total
+    return pick, soft
+
+
+@_jit
+def xor_forward(logits, e, explore, tau, group, klass, x, out, priced, rescale):  # type: ignore[no-untyped-def]
+    """One-of-K select stage forward: `logits` (..., K), `e` exponential draws of the same shape (Gumbel noise
+    `-log(E)`) used when `explore`; value v belongs to group `group[v]`, class `klass[v]`. Fills `out`; returns
+    (out_cost (V,), selected (V,), soft (N, K), rescale divisor)."""
+    n_classes = logits.shape[-1]
+    n_groups = logits.size // n_classes
+    pick, soft = _softmax_rows(logits.reshape((n_groups, n_classes)), e.reshape((e.size // n_classes, n_classes)),
+                               explore, tau)
+    n_values = group.shape[0]
+    n_samples = x.shape[0]
+    xv = x.reshape((n_samples, n_values))
+    ov = out.reshape((n_samples, n_values))
+    pv = priced.reshape(n_values)
+    selected = np.empty(n_values, np.float32)
+    out_cost = np.empty(n_values, np.float32)
+    kept = 0
+    for v in range(n_values):
+        s = np.float32(1.0) if pick[group[v]] == klass[v] else np.float32(0.0)
+        selected[v] = s
+        out_cost[v] = pv[v] * s
+        kept += int(s)
+    scale = np.float32(1.0)
+    if rescale:
+        scale = max(np.float32(kept) / np.float32(n_values), np.float32(1e-6))
+    for i in range(n_samples):
+        for v in range(n_values):
+            m = xv[i, v] * selected[v]
+            ov[i, v] = m / scale if rescale else m
+    return out_cost, selected, soft, scale
+
+
+@_jit
+def xor_backward(x, grad_x, scale, priced, grad_cost, grad_cost_map, soft, tau, group, klass):  # type: ignore[no-untyped-def]
+    """One-of-K select stage backward for the logits (softmax relaxation): returns their gradient (N, K)."""
+    n_values = group.shape[0]
+    batch = _batch_term(x, grad_x, n_values)
+    pv = priced.reshape(n_values)
+    per_class = np.zeros(soft.shape, np.float64)
+    for v in range(n_values):
+        cost_weight = grad_cost_map[v] if grad_cost_map.shape[0] else grad_cost
+        per_class[group[v], klass[v]] += batch[v] / scale + pv[v] * cost_weight
+    return _softmax_backward(per_class, soft, tau)
+
+
+@_jit
+def merged_forward(logits, e, explore, tau, x, out, priced, rescale):  # type: ignore[no-untyped-def]
+    """`channel-xor` over groups of K channels followed by the `merge` of each group, in one: `logits` (G, K),
+    `x` (B, G*K, H, W), `out` (B, G, H, W) gets each group's picked channel, `priced` (G*K, H, W). Returns
+    (out_cost (G, H*W), soft (G, K), rescale divisor: one channel in K is kept whatever is picked)."""
+    n_groups, n_classes = logits.shape
+    pick, soft = _softmax_rows(logits, e.reshape((e.size // n_classes, n_classes)), explore, tau)
+    n_samples = x.shape[0]
+    n_pixels = x.size // (n_samples * n_groups * n_classes)
+    xv = x.reshape((n_samples, n_groups * n_classes, n_pixels))
+    ov = out.reshape((n_samples, n_groups, n_pixels))
+    pv = priced.reshape((n_groups * n_classes, n_pixels))
+    scale = np.float32(1.0) / np.float32(n_classes) if rescale else np.float32(1.0)
+    out_cost = np.empty((n_groups, n_pixels), np.float32)
+    for g in range(n_groups):
+        channel = g * n_classes + pick[g]
+        for p in range(n_pixels):
+            out_cost[g, p] = pv[channel, p]
+        for i in range(n_samples):
+            for p in range(n_pixels):
+                ov[i, g, p] = xv[i, channel, p] / scale if rescale else xv[i, channel, p]
+    return out_cost, soft, scale
+
+
+@_jit
+def merged_backward(x, grad_merged, scale, priced, grad_cost, grad_cost_map, soft, tau):  # type: ignore[no-untyped-def]
+    """Backward of `merged_forward` for the logits (G, K): every version's `sum(x_version * grad_merged) / scale`
+    plus its price times dQ's weight (`grad_cost_map` (G, H, W) or, if empty, the number `grad_cost`)."""
+    n_groups, n_classes = soft.shape
+    n_samples = x.shape[0]
+    n_pixels = x.size // (n_samples * n_groups * n_classes)
+    xv = x.reshape((n_samples, n_groups * n_classes, n_pixels))
+    gv = grad_merged.reshape((n_samples, n_groups, n_pixels))
+    pv = priced.reshape((n_groups * n_classes, n_pixels))
+    cv = grad_cost_map.reshape((n_groups, n_pixels)) if grad_cost_map.size else grad_cost_map.reshape((0, 0))
+    per_class = np.zeros((n_groups, n_classes), np.float64)
+    for i in range(n_samples):
+        for g in range(n_groups):
+            for k in range(n_classes):
+                s = 0.0
+                for p in range(n_pixels):
+                    s += xv[i, g * n_classes + k, p] * gv[i, g, p]
+                per_class[g, k] += s
+    for g in range(n_groups):
+        for k in range(n_classes):
+            price = 0.0
+            for p in range(n_pixels):
+                price += pv[g * n_classes + k, p] * (cv[g, p] if cv.shape[0] else grad_cost)
+            per_class[g, k] = per_class[g, k] / scale + price
+    return _softmax_backward(per_class, soft, tau)
+
+
+@_jit
+def _softmax_backward(grad, soft, tau):  # type: ignore[no-untyped-def]
+    """`soft * (grad - sum(soft * grad)) / tau` per row: the gradient of `softmax(z / tau)` with respect to `z`."""
+    out = np.empty(soft.shape, np.float32)
+    for g in range(soft.shape[0]):
+        dot = 0.0
+        for k in range(soft.shape[1]):
+            dot += soft[g, k] * grad[g, k]
+        for k in range(soft.shape[1]):
+            out[g, k] = soft[g, k] * (grad[g, k] - dot) / tau
+    return out
+
+
+def inputs_grads(grad_x: np.ndarray, scale: float, selected: np.ndarray, weight: np.ndarray, grad_cost: float,
+                 grad_cost_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _inputs_grads(grad_x, scale, selected, weight, grad_cost, grad_cost_map)
