@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .masks import SELECT_STAGES, ChannelXor, Merge, SelectStage, Shape, Stage
+from . import kernels
+from .masks import SELECT_STAGES, ChannelXor, Merge, SelectStage, Shape, Stage, exponential_draws
 from .operators import DEFAULT_JPEG_QUALITIES, DEFAULT_THUMB_SCALES, Extend
 
 EXTEND_SPECS = {"jpeg-xor": ("jpeg", DEFAULT_JPEG_QUALITIES), "thumb-xor": ("thumb", DEFAULT_THUMB_SCALES)}
@@ -176,6 +177,49 @@ class _FusedChain(torch.autograd.Function):
         return (None, grad_x if need_batch else None, None, None, None, *grads)
 
 
+class _KernelChain:
+    """What `_forward_stages` keeps when the whole chain ran as one compiled kernel
+    (`kernels.merged_any_forward`); the other stages' slots hold None."""
+
+    __slots__ = ("saved",)
+
+    def __init__(self, saved: tuple) -> None:
+        self.saved = saved
+
+
+def _is_paper_chain(stages: tuple[Stage, ...]) -> bool:
+    """`jpeg-xor` / `thumb-xor` followed by one two-class stage (e.g. `jpeg-xor+pixel-any`, paper Sec. 4.4)."""
+    return (len(stages) == 3 and isinstance(stages[0], ChannelXor) and isinstance(stages[1], Merge)
+            and stages[1].groups == stages[0].groups and isinstance(stages[2], SelectStage)
+            and stages[2].kernel_family == "any")
+
+
+def _forward_kernel_chain(stages: tuple[Stage, ...], x: torch.Tensor, cost: torch.Tensor, *, tau: float,
+                          explore: bool, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, list]:
+    xor, _, select = stages
+    b, _, h, w = x.shape
+    out = x.new_empty(b, xor.groups, h, w)
+    priced_x = xor.priced(cost).numpy()
+    out_cost, *kept = kernels.merged_any_forward(
+        xor.logits_array(), exponential_draws(xor.logits, explore, generator), select.logits_array(),
+        select.kernel_draws(explore, generator), explore, float(tau), *select.value_maps(), select.value_weights(),
+        x.numpy(), out.numpy(), priced_x, xor.rescale, select.rescale)
+    return out, torch.from_numpy(out_cost), [_KernelChain((x, priced_x, float(tau), *kept)), None, None]
+
+
+def _backward_kernel_chain(stages: tuple[Stage, ...], saved: tuple, grad_x: torch.Tensor,
+                           grad_cost: torch.Tensor | float) -> list[torch.Tensor | None]:
+    xor, _, select = stages
+    x, priced_x, tau, pick, soft_x, soft_p, selected, priced_p, scale_x, scale_p = saved
+    if grad_x.shape != x.shape[:1] + select.input_shape or not grad_x.is_contiguous():
+        grad_x = grad_x.expand(x.shape[:1] + select.input_shape).contiguous()
+    grad_xor, grad_select = kernels.merged_any_backward(
+        x.numpy(), grad_x.numpy(), float(grad_cost), pick, soft_x, soft_p, selected, priced_p, priced_x,
+        select.value_weights(), *select.value_maps(), tau, scale_x, scale_p)
+    return [torch.from_numpy(grad_xor) if xor.logits.requires_grad else None,
+            torch.from_numpy(grad_select).view(select.logits.shape) if select.logits.requires_grad else None]
+
+
 class _MergedPair:
     """What `_forward_stages` keeps for a `channel-xor` and the `merge` after it run as one
     (`ChannelXor.forward_merged`); the merge's own slot holds None."""
@@ -192,6 +236,8 @@ def _forward_stages(stages: Sequence[Stage], x: torch.Tensor, cost: torch.Tensor
     per stage. A `channel-xor` followed by a `merge` of its groups runs as one (`forward_merged`) where no
     gradient has to pass through it to the batch or to an earlier stage (it only gives its logits')."""
     stages = tuple(stages)  # not a ModuleList: slicing one builds a new Module
+    if not batch_grad and kernels.usable(x) and _is_paper_chain(stages):
+        return _forward_kernel_chain(stages, x, cost, tau=tau, explore=explore, generator=generator)
     saved: list = []
     i = 0
     while i < len(stages):
@@ -214,6 +260,8 @@ def _backward_stages(stages: Sequence[Stage], saved: list, grad_x: torch.Tensor,
     """The stages' `backward_from` in reverse order: the batch's gradient (when `need_batch`) and each select
     stage's logits gradient, in stage order. `grad_cost` is Q's weight in the loss (a number or 0-dim)."""
     stages = tuple(stages)
+    if isinstance(saved[0], _KernelChain):  # nothing before the chain needs a gradient (see _forward_stages)
+        return None, _backward_kernel_chain(stages, saved[0].saved, grad_x, grad_cost)
     # A stage hands gradients on to its inputs only where an earlier stage (or the batch) needs them.
     first = next((i for i, stage in enumerate(stages) if stage.selects and stage.logits.requires_grad), len(stages))
     grads: list[torch.Tensor | None] = []

@@ -58,34 +58,37 @@ def _gumbel_log(e):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def any_forward(logits, u, explore, tau, element, x, out, priced, rescale):  # type: ignore[no-untyped-def]
-    """Two-class select stage forward: `logits` (..., 2), `u` uniform draws (one per element) used when
-    `explore`, `element` (V,) the element of each of a sample's V values, `x` and `out` (B, ...) with V values per
-    sample, `priced` (V values). Fills `out`; returns (out_cost (V,), selected (V,), soft (E,), rescale divisor)."""
-    n_values = element.shape[0]
-    n_samples = x.shape[0]
+def _two_class(logits, u, explore, tau):  # type: ignore[no-untyped-def]
+    """Per element of two-class logits (..., 2): the decision `(l0 - l1) + logit(u) >= 0` (noise when `explore`)
+    in float32 as the torch code makes it, and the tempered sigmoid it is relaxed to."""
     lg = logits.reshape((logits.size // 2, 2))
-    xv = x.reshape((n_samples, n_values))
-    ov = out.reshape((n_samples, n_values))
-    pv = priced.reshape(n_values)
+    uv = u.reshape(u.size)
     n_elements = lg.shape[0]
     hard = np.empty(n_elements, np.float32)
     soft = np.empty(n_elements, np.float32)
-    uv = u.reshape(u.size)
     for e in range(n_elements):
         d = np.float32(lg[e, 0] - lg[e, 1])
         if explore:
             d = np.float32(d + _logistic(uv[e]))
         hard[e] = np.float32(1.0) if d >= 0 else np.float32(0.0)
         soft[e] = 1.0 / (1.0 + math.exp(-float(d) / tau))
-    selected = np.empty(n_values, np.float32)
+    return hard, soft
+
+
+@_jit
+def _apply(selected, x, out, priced, rescale):  # type: ignore[no-untyped-def]
+    """`out = x * selected` (divided by the kept share with `rescale`) per sample; returns (out_cost (V,) =
+    priced * selected, the divisor)."""
+    n_values = selected.shape[0]
+    n_samples = x.shape[0]
+    xv = x.reshape((n_samples, n_values))
+    ov = out.reshape((n_samples, n_values))
+    pv = priced.reshape(n_values)
     out_cost = np.empty(n_values, np.float32)
     kept = 0
     for v in range(n_values):
-        s = hard[element[v]]
-        selected[v] = s
-        out_cost[v] = pv[v] * s
-        kept += int(s)
+        out_cost[v] = pv[v] * selected[v]
+        kept += int(selected[v])
     scale = np.float32(1.0)
     if rescale:
         scale = max(np.float32(kept) / np.float32(n_values), np.float32(1e-6))
@@ -93,6 +96,19 @@ def any_forward(logits, u, explore, tau, element, x, out, priced, rescale):  # t
         for v in range(n_values):
             m = xv[i, v] * selected[v]
             ov[i, v] = m / scale if rescale else m
+    return out_cost, scale
+
+
+@_jit
+def any_forward(logits, u, explore, tau, element, x, out, priced, rescale):  # type: ignore[no-untyped-def]
+    """Two-class select stage forward: `logits` (..., 2), `u` uniform draws (one per element) used when
+    `explore`, `element` (V,) the element of each of a sample's V values, `x` and `out` (B, ...) with V values per
+    sample, `priced` (V values). Fills `out`; returns (out_cost (V,), selected (V,), soft (E,), rescale divisor)."""
+    hard, soft = _two_class(logits, u, explore, tau)
+    selected = np.empty(element.shape[0], np.float32)
+    for v in range(element.shape[0]):
+        selected[v] = hard[element[v]]
+    out_cost, scale = _apply(selected, x, out, priced, rescale)
     return out_cost, selected, soft, scale
 
 
@@ -137,9 +153,15 @@ def any_backward(x, grad_x, scale, priced, grad_cost, grad_cost_map, soft, tau, 
     for v in range(n_values):
         cost_weight = grad_cost_map[v] if grad_cost_map.shape[0] else grad_cost
         per_element[element[v]] += batch[v] / scale + pv[v] * cost_weight
+    return _sigmoid_backward(per_element, soft, tau)
+
+
+@_jit
+def _sigmoid_backward(grad, soft, tau):  # type: ignore[no-untyped-def]
+    """The two-class logits' gradient (E, 2), `(+g, -g) * soft * (1 - soft) / tau`, from the selection's `grad`."""
     grad_logits = np.empty((soft.shape[0], 2), np.float32)
     for e in range(soft.shape[0]):
-        g = per_element[e] * soft[e] * (1.0 - soft[e]) / tau
+        g = grad[e] * soft[e] * (1.0 - soft[e]) / tau
         grad_logits[e, 0] = g
         grad_logits[e, 1] = -g
     return grad_logits
@@ -178,26 +200,10 @@ def xor_forward(logits, e, explore, tau, group, klass, x, out, priced, rescale):
     n_groups = logits.size // n_classes
     pick, soft = _softmax_rows(logits.reshape((n_groups, n_classes)), e.reshape((e.size // n_classes, n_classes)),
                                explore, tau)
-    n_values = group.shape[0]
-    n_samples = x.shape[0]
-    xv = x.reshape((n_samples, n_values))
-    ov = out.reshape((n_samples, n_values))
-    pv = priced.reshape(n_values)
-    selected = np.empty(n_values, np.float32)
-    out_cost = np.empty(n_values, np.float32)
-    kept = 0
-    for v in range(n_values):
-        s = np.float32(1.0) if pick[group[v]] == klass[v] else np.float32(0.0)
-        selected[v] = s
-        out_cost[v] = pv[v] * s
-        kept += int(s)
-    scale = np.float32(1.0)
-    if rescale:
-        scale = max(np.float32(kept) / np.float32(n_values), np.float32(1e-6))
-    for i in range(n_samples):
-        for v in range(n_values):
-            m = xv[i, v] * selected[v]
-            ov[i, v] = m / scale if rescale else m
+    selected = np.empty(group.shape[0], np.float32)
+    for v in range(group.shape[0]):
+        selected[v] = np.float32(1.0) if pick[group[v]] == klass[v] else np.float32(0.0)
+    out_cost, scale = _apply(selected, x, out, priced, rescale)
     return out_cost, selected, soft, scale
 
 
@@ -264,6 +270,84 @@ def merged_backward(x, grad_merged, scale, priced, grad_cost, grad_cost_map, sof
                 price += pv[g * n_classes + k, p] * (cv[g, p] if cv.shape[0] else grad_cost)
             per_class[g, k] = per_class[g, k] / scale + price
     return _softmax_backward(per_class, soft, tau)
+
+
+@_jit
+def merged_any_forward(logits_x, e, logits_p, u, explore, tau, element, weight_p, x, out, priced_x, rescale_x,  # type: ignore[no-untyped-def]
+                       rescale_p):
+    """`channel-xor -> merge -> (a two-class stage)`, the paper's Sec. 4.4 chain, in one call: the xor's `logits_x`
+    (G, K) over `x` (B, G*K, H, W) priced `priced_x`; then the two-class stage's `logits_p` over the merged
+    (B, G, H, W), its V = G*H*W values mapped to elements by `element`, weighted `weight_p` (V,). The random draws
+    `e` then `u` as the stages draw them. Fills `out` (B, G, H, W); returns (out_cost (V,), pick (G,), soft_x,
+    soft_p, selected_p (V,), priced_p (V,), scale_x, scale_p)."""
+    n_groups, n_classes = logits_x.shape
+    pick, soft_x = _softmax_rows(logits_x, e.reshape((e.size // n_classes, n_classes)), explore, tau)
+    hard, soft_p = _two_class(logits_p, u, explore, tau)
+    n_samples = x.shape[0]
+    n_values = element.shape[0]
+    n_pixels = n_values // n_groups
+    xv = x.reshape((n_samples, n_groups * n_classes, n_pixels))
+    ov = out.reshape((n_samples, n_values))
+    pxv = priced_x.reshape((n_groups * n_classes, n_pixels))
+    scale_x = np.float32(1.0) / np.float32(n_classes) if rescale_x else np.float32(1.0)
+    selected = np.empty(n_values, np.float32)
+    priced_p = np.empty(n_values, np.float32)
+    out_cost = np.empty(n_values, np.float32)
+    kept = 0
+    for g in range(n_groups):
+        for p in range(n_pixels):
+            v = g * n_pixels + p
+            selected[v] = hard[element[v]]
+            priced_p[v] = pxv[g * n_classes + pick[g], p] * weight_p[v]
+            out_cost[v] = priced_p[v] * selected[v]
+            kept += int(selected[v])
+    scale_p = max(np.float32(kept) / np.float32(n_values), np.float32(1e-6)) if rescale_p else np.float32(1.0)
+    for i in range(n_samples):
+        for g in range(n_groups):
+            channel = g * n_classes + pick[g]
+            for p in range(n_pixels):
+                v = g * n_pixels + p
+                merged = xv[i, channel, p] / scale_x if rescale_x else xv[i, channel, p]
+                m = merged * selected[v]
+                ov[i, v] = m / scale_p if rescale_p else m
+    return out_cost, pick, soft_x, soft_p, selected, priced_p, scale_x, scale_p
+
+
+@_jit
+def merged_any_backward(x, grad_out, lam, pick, soft_x, soft_p, selected, priced_p, priced_x, weight_p, element,  # type: ignore[no-untyped-def]
+                        tau, scale_x, scale_p):
+    """Backward of `merged_any_forward` for both stages' logits, given `grad_out = dL/dout` and `lam` (dQ's weight):
+    returns (grad_logits_x (G, K), grad_logits_p (E, 2)), what the two stages' own backwards give in turn."""
+    n_groups, n_classes = soft_x.shape
+    n_samples = x.shape[0]
+    n_values = element.shape[0]
+    n_pixels = n_values // n_groups
+    xv = x.reshape((n_samples, n_groups * n_classes, n_pixels))
+    gv = grad_out.reshape((n_samples, n_values))
+    pxv = priced_x.reshape((n_groups * n_classes, n_pixels))
+    batch_p = np.zeros(n_values, np.float64)  # sum over samples of merged * grad_out
+    per_class = np.zeros((n_groups, n_classes), np.float64)  # sum over samples and pixels of version * grad_merged
+    for i in range(n_samples):
+        for g in range(n_groups):
+            for p in range(n_pixels):
+                v = g * n_pixels + p
+                channel = g * n_classes + pick[g]
+                merged = xv[i, channel, p] / scale_x
+                batch_p[v] += merged * gv[i, v]
+                grad_merged = gv[i, v] / scale_p * selected[v]
+                for k in range(n_classes):
+                    per_class[g, k] += xv[i, g * n_classes + k, p] * grad_merged
+    per_element = np.zeros(soft_p.shape[0], np.float64)
+    for v in range(n_values):
+        per_element[element[v]] += batch_p[v] / scale_p + priced_p[v] * lam
+    for g in range(n_groups):
+        for k in range(n_classes):
+            price = 0.0
+            for p in range(n_pixels):
+                v = g * n_pixels + p
+                price += pxv[g * n_classes + k, p] * (lam * (selected[v] * weight_p[v]))
+            per_class[g, k] = per_class[g, k] / scale_x + price
+    return _softmax_backward(per_class, soft_x, tau), _sigmoid_backward(per_element, soft_p, tau)
 
 
 @_jit

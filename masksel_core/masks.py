@@ -187,7 +187,7 @@ class SelectStage(Stage):
             return _EMPTY_1D
         return torch.rand(self.logits.shape[:-1], generator=generator).numpy()
 
-    def _logits_array(self) -> np.ndarray:
+    def logits_array(self) -> np.ndarray:
         """The logits as a numpy array sharing their memory (the optimiser updates them in place)."""
         cached = self.__dict__.get("_logits_view")  # (data pointer, array)
         pointer = self.logits.data_ptr()
@@ -195,7 +195,7 @@ class SelectStage(Stage):
             cached = self.__dict__["_logits_view"] = (pointer, self.logits.detach().numpy())
         return cached[1]
 
-    def _value_weights(self) -> np.ndarray:
+    def value_weights(self) -> np.ndarray:
         """`expand(weights)` per value of one sample, kept while the weights are unchanged."""
         cached = self.__dict__.get("_weights_cache")  # (weights, their version, per value)
         if cached is None or cached[0] is not self.weights or cached[1] != self.weights._version:
@@ -210,11 +210,11 @@ class SelectStage(Stage):
         out = torch.empty_like(x)
         if self.kernel_family == "any":
             out_cost, selected, soft, scale = kernels.any_forward(
-                self._logits_array(), draws, explore, float(tau), *self.value_maps(), x.numpy(), out.numpy(), priced,
+                self.logits_array(), draws, explore, float(tau), *self.value_maps(), x.numpy(), out.numpy(), priced,
                 self.rescale)
         else:
             out_cost, selected, soft, scale = kernels.xor_forward(
-                self._logits_array(), draws, explore, float(tau), *self.value_maps(), x.numpy(), out.numpy(), priced,
+                self.logits_array(), draws, explore, float(tau), *self.value_maps(), x.numpy(), out.numpy(), priced,
                 self.rescale)
         return out, torch.from_numpy(out_cost).view(cost.shape), (_KERNEL, x, priced, selected, soft, float(tau),
                                                                   float(scale))
@@ -240,7 +240,7 @@ class SelectStage(Stage):
             grad_logits = torch.from_numpy(grads).view(self.logits.shape)
         if not need_inputs:
             return None, None, grad_logits
-        grad_x_in, grad_cost_in = kernels.inputs_grads(grad_x_np, scale, selected, self._value_weights(), cost_number,
+        grad_x_in, grad_cost_in = kernels.inputs_grads(grad_x_np, scale, selected, self.value_weights(), cost_number,
                                                        cost_map)
         return (torch.from_numpy(grad_x_in).view(x.shape), torch.from_numpy(grad_cost_in).view(x.shape[1:]),
                 grad_logits)
@@ -411,7 +411,7 @@ class ChannelXor(SelectStage):
         return maps  # (group, version) of every value
 
     def kernel_draws(self, explore: bool, generator: torch.Generator | None) -> np.ndarray:
-        return _exponential_draws(self.logits, explore, generator)
+        return exponential_draws(self.logits, explore, generator)
 
     def draw(self, *, tau: float, explore: bool,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -441,7 +441,7 @@ class ChannelXor(SelectStage):
             merged = x.new_empty(b, self.groups, h, w)
             priced = self.priced(cost).numpy()
             merged_cost, soft, scale = kernels.merged_forward(
-                self._logits_array(), _exponential_draws(self.logits, explore, generator), explore, float(tau),
+                self.logits_array(), exponential_draws(self.logits, explore, generator), explore, float(tau),
                 x.numpy(), merged.numpy(), priced, self.rescale)
             return merged, torch.from_numpy(merged_cost).view(self.groups, h, w), (_KERNEL, x, priced, soft,
                                                                                   float(tau), float(scale))
@@ -530,7 +530,7 @@ class PixelXor(SelectStage):
         return maps  # (pixel, channel) of every value
 
     def kernel_draws(self, explore: bool, generator: torch.Generator | None) -> np.ndarray:
-        return _exponential_draws(self.logits, explore, generator)
+        return exponential_draws(self.logits, explore, generator)
 
     def draw(self, *, tau: float, explore: bool,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -593,7 +593,7 @@ _KERNEL = "kernel"  # marks what a stage saved when its forward ran as a compile
 _EMPTY_1D = np.empty(0, np.float32)
 
 
-def _exponential_draws(logits: torch.Tensor, explore: bool, generator: torch.Generator | None) -> np.ndarray:
+def exponential_draws(logits: torch.Tensor, explore: bool, generator: torch.Generator | None) -> np.ndarray:
     """The exponential draws `gumbel.log_exponential` makes for one-of-K logits (the kernels take their log), or
     none in a fixation step."""
     if not explore:
