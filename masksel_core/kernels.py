@@ -273,6 +273,16 @@ def merged_backward(x, grad_merged, scale, priced, grad_cost, grad_cost_map, sof
 
 
 @_jit
+def _chain_views(x, priced_x, element, n_groups, n_classes):  # type: ignore[no-untyped-def]
+    """Sizes and 3-d views of the paper chain's batch (B, G*K, P) and prices (G*K, P)."""
+    n_samples = x.shape[0]
+    n_values = element.shape[0]
+    n_pixels = n_values // n_groups
+    xv = x.reshape((n_samples, n_groups * n_classes, n_pixels))
+    return n_samples, n_values, n_pixels, xv, priced_x.reshape((n_groups * n_classes, n_pixels))
+
+
+@_jit
 def merged_any_forward(logits_x, e, logits_p, u, explore, tau, element, weight_p, x, out, priced_x, rescale_x,  # type: ignore[no-untyped-def]
                        rescale_p):
     """`channel-xor -> merge -> (a two-class stage)`, the paper's Sec. 4.4 chain, in one call: the xor's `logits_x`
@@ -283,12 +293,8 @@ def merged_any_forward(logits_x, e, logits_p, u, explore, tau, element, weight_p
     n_groups, n_classes = logits_x.shape
     pick, soft_x = _softmax_rows(logits_x, e.reshape((e.size // n_classes, n_classes)), explore, tau)
     hard, soft_p = _two_class(logits_p, u, explore, tau)
-    n_samples = x.shape[0]
-    n_values = element.shape[0]
-    n_pixels = n_values // n_groups
-    xv = x.reshape((n_samples, n_groups * n_classes, n_pixels))
+    n_samples, n_values, n_pixels, xv, pxv = _chain_views(x, priced_x, element, n_groups, n_classes)
     ov = out.reshape((n_samples, n_values))
-    pxv = priced_x.reshape((n_groups * n_classes, n_pixels))
     scale_x = np.float32(1.0) / np.float32(n_classes) if rescale_x else np.float32(1.0)
     selected = np.empty(n_values, np.float32)
     priced_p = np.empty(n_values, np.float32)
@@ -319,12 +325,8 @@ def merged_any_backward(x, grad_out, lam, pick, soft_x, soft_p, selected, priced
     """Backward of `merged_any_forward` for both stages' logits, given `grad_out = dL/dout` and `lam` (dQ's weight):
     returns (grad_logits_x (G, K), grad_logits_p (E, 2)), what the two stages' own backwards give in turn."""
     n_groups, n_classes = soft_x.shape
-    n_samples = x.shape[0]
-    n_values = element.shape[0]
-    n_pixels = n_values // n_groups
-    xv = x.reshape((n_samples, n_groups * n_classes, n_pixels))
+    n_samples, n_values, n_pixels, xv, pxv = _chain_views(x, priced_x, element, n_groups, n_classes)
     gv = grad_out.reshape((n_samples, n_values))
-    pxv = priced_x.reshape((n_groups * n_classes, n_pixels))
     batch_p = np.zeros(n_values, np.float64)  # sum over samples of merged * grad_out
     per_class = np.zeros((n_groups, n_classes), np.float64)  # sum over samples and pixels of version * grad_merged
     for i in range(n_samples):
