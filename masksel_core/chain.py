@@ -113,21 +113,32 @@ class MaskChain(nn.Module):
         what a masked step pays over a plain one on small inputs. `q` carries no gradient: it is for the
         logged loss, not the back-propagated one.
         """
+        if not track and kernels.usable(x):
+            plan = self.__dict__.get("_step_plan")
+            if plan is None:
+                plan = self.__dict__["_step_plan"] = _StepPlan(self)
+            if plan.kind is not None:
+                return plan.forward(x, tau=tau, explore=explore, generator=generator)
         with torch.no_grad():
             x, cost, saved = _forward_stages(self.stages, x, self.base_cost, tau=tau, explore=explore,
                                              generator=generator, batch_grad=False)
             q = cost.sum()
         return x.requires_grad_(track), q, saved
 
-    def backward_manual(self, saved: list, grad_x: torch.Tensor | None, lam: float) -> None:
+    def backward_manual(self, saved: list | _PlanSaved, grad_x: torch.Tensor | None, lam: float) -> None:
         """Accumulate into the logits' `.grad` the gradient of `L + lam * Q`, given `grad_x = dL/dmasked` of
         `forward_manual`'s `masked` (None where the loss did not depend on it)."""
         if grad_x is None:
             grad_x = torch.zeros((), device=self.base_cost.device)
-        _, grads = _backward_stages(self.stages, saved, grad_x, float(lam), need_batch=False)
-        for stage, grad in zip(self.select_stages, grads, strict=True):
+        if isinstance(saved, _PlanSaved):
+            stages, grads = saved.plan.selects, saved.plan.backward(saved.saved, grad_x, float(lam))
+        else:
+            stages = self.select_stages
+            _, grads = _backward_stages(self.stages, saved, grad_x, float(lam), need_batch=False)
+        for stage, grad in zip(stages, grads, strict=True):
             if grad is not None:
-                stage.logits.grad = grad if stage.logits.grad is None else stage.logits.grad + grad
+                logits = stage.logits
+                logits.grad = grad if logits.grad is None else logits.grad + grad
 
     @torch.no_grad()
     def fraction(self) -> float:
@@ -175,6 +186,55 @@ class _FusedChain(torch.autograd.Function):
         need_batch = ctx.needs_input_grad[1]
         grad_x, grads = _backward_stages(ctx.chain.stages, saved, grad_x, grad_q, need_batch=need_batch)
         return (None, grad_x if need_batch else None, None, None, None, *grads)
+
+
+class _StepPlan:
+    """The training step's masks, for the chains the compiled kernels run whole (one select stage; `jpeg-xor` or
+    `thumb-xor` alone; either of them followed by one two-class stage), with the dispatch decided once per chain:
+    each step is then a few Python calls around one kernel call per direction. `kind` is None for other chains
+    (they go through `_forward_stages`)."""
+
+    def __init__(self, chain: MaskChain) -> None:
+        self.chain, self.stages = chain, tuple(chain.stages)
+        self.selects = tuple(s for s in self.stages if isinstance(s, SelectStage))
+        first = self.stages[0]
+        if len(self.stages) == 1 and isinstance(first, SelectStage):
+            self.kind: str | None = "stage"
+        elif (len(self.stages) == 2 and isinstance(first, ChannelXor) and isinstance(self.stages[1], Merge)
+              and self.stages[1].groups == first.groups):
+            self.kind = "merged"
+        elif _is_paper_chain(self.stages):
+            self.kind = "paper"
+        else:
+            self.kind = None
+
+    def forward(self, x: torch.Tensor, *, tau: float, explore: bool,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, _PlanSaved]:
+        cost = self.chain.base_cost
+        if self.kind == "stage":
+            out, out_cost, saved = self.stages[0].forward_kernel(x, cost, tau=tau, explore=explore, generator=generator)
+        elif self.kind == "merged":
+            out, out_cost, saved = self.stages[0].forward_merged(x, cost, tau=tau, explore=explore, generator=generator)
+        else:
+            out, out_cost, saved = _forward_kernel_chain(self.stages, x, cost, tau=tau, explore=explore,
+                                                         generator=generator)
+        return out, out_cost.sum(), _PlanSaved(self, saved)
+
+    def backward(self, saved: object, grad_x: torch.Tensor, lam: float) -> list[torch.Tensor | None]:
+        if self.kind == "stage":
+            return [self.stages[0].backward_kernel(saved, grad_x, lam, need_inputs=False)[2]]
+        if self.kind == "merged":
+            return [self.stages[0].backward_merged(saved, grad_x, lam)]
+        return _backward_kernel_chain(self.stages, saved[0].saved, grad_x, lam)
+
+
+class _PlanSaved:
+    """What `forward_manual` keeps for `backward_manual` when a `_StepPlan` ran the step."""
+
+    __slots__ = ("plan", "saved")
+
+    def __init__(self, plan: _StepPlan, saved: object) -> None:
+        self.plan, self.saved = plan, saved
 
 
 class _KernelChain:

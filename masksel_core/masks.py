@@ -203,7 +203,7 @@ class SelectStage(Stage):
             cached = self.__dict__["_weights_cache"] = (self.weights, self.weights._version, values)
         return cached[2]
 
-    def _forward_kernel(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
+    def forward_kernel(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
                         generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         draws = self.kernel_draws(explore, generator)
         priced = self.priced(cost).numpy()
@@ -219,7 +219,7 @@ class SelectStage(Stage):
         return out, torch.from_numpy(out_cost).view(cost.shape), (_KERNEL, x, priced, selected, soft, float(tau),
                                                                   float(scale))
 
-    def _backward_kernel(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
+    def backward_kernel(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
                          need_inputs: bool) -> StageGrads:
         _, x, priced, selected, soft, tau, scale = saved
         if grad_x.shape != x.shape or not grad_x.is_contiguous():
@@ -248,7 +248,7 @@ class SelectStage(Stage):
     def forward_saving(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         if kernels.usable(x):
-            return self._forward_kernel(x, cost, tau=tau, explore=explore, generator=generator)
+            return self.forward_kernel(x, cost, tau=tau, explore=explore, generator=generator)
         hard, soft = self.draw(tau=tau, explore=explore, generator=generator)
         selected = self.expand(hard)  # (C, H, W)
         masked = x * selected
@@ -262,7 +262,7 @@ class SelectStage(Stage):
     def backward_from(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
                       need_inputs: bool) -> StageGrads:
         if saved[0] is _KERNEL:
-            return self._backward_kernel(saved, grad_x, grad_cost, need_inputs=need_inputs)
+            return self.backward_kernel(saved, grad_x, grad_cost, need_inputs=need_inputs)
         x, priced, selected, soft, tau, scale = saved
         if scale is not None:
             grad_x = grad_x / scale

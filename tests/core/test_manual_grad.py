@@ -40,20 +40,26 @@ def _close(got: torch.Tensor, expected: torch.Tensor) -> None:
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 * max(1.0, float(expected.abs().max())))
 
 
+@pytest.mark.parametrize("track", [True, False])
 @pytest.mark.parametrize("rescale", [False, True])
 @pytest.mark.parametrize("explore", [False, True])
 @pytest.mark.parametrize("spec", SPECS)
-def test_forward_manual_and_backward_manual_match_autograd(spec: str, explore: bool, rescale: bool) -> None:
+def test_forward_manual_and_backward_manual_match_autograd(spec: str, explore: bool, rescale: bool,
+                                                           track: bool) -> None:
+    """With `track` autograd gives dL/dmasked; without (as when the tap gives it; the kernels' per-chain plan)
+    the test hands it over itself: the loss is sum(masked * weights), so dL/dmasked = weights."""
     chain = build_chain(spec, (3, 8, 6), init_logit=0.4, rescale=rescale, generator=torch.Generator().manual_seed(1))
     x = torch.rand(5, *chain.stage_input_shape, generator=torch.Generator().manual_seed(2)) + 0.1
     weights = torch.randn(5, *chain.output_shape, generator=torch.Generator().manual_seed(4))
     masked_ref, q_ref, grads_ref, _ = _reference(chain, x, weights, 0.7, 0.6, explore)
 
-    masked, q, saved = chain.forward_manual(x, tau=0.6, explore=explore, generator=torch.Generator().manual_seed(3))
-    assert masked.requires_grad and masked.grad_fn is None  # a leaf: the masks are not in the graph
+    masked, q, saved = chain.forward_manual(x, tau=0.6, explore=explore, generator=torch.Generator().manual_seed(3),
+                                            track=track)
+    assert masked.grad_fn is None and masked.requires_grad is track  # the masks are not in the graph
     assert not q.requires_grad
-    (masked * weights).sum().backward()
-    chain.backward_manual(saved, masked.grad, 0.7)
+    if track:
+        (masked * weights).sum().backward()
+    chain.backward_manual(saved, masked.grad if track else weights, 0.7)
 
     assert torch.equal(masked.detach(), masked_ref)  # the same random draws and the same values
     assert q.item() == pytest.approx(q_ref.item(), rel=1e-6)
