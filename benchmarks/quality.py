@@ -32,8 +32,8 @@ or score pixel sets directly with :func:`evaluate_pixels` (indices, seed) -> tes
 JPEG task (``benchmarks/jpeg_task.py``, run with masksel in the selection or with none named): which quality
 to send each of four channels at, masksel's path against always-q and a random 90/10 mix at equal bytes.
 
-Default run: 592 s measured (session 3, 2-core machine, quiet; the JPEG task about 3 minutes of it; torch
-limited to one thread: these networks are too small to gain from more).
+Default run: 462 s measured (session 4, 2-core machine; 592 s in session 3; the JPEG task about 3 minutes of
+it; torch limited to one thread: these networks are too small to gain from more).
 Times printed per selector and budget are the selection only, summed over seeds. Requires
 requirements-bench.txt for the LassoNet rows (skipped with a note otherwise).
 """
