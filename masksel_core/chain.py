@@ -49,6 +49,12 @@ class MaskChain(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.register_buffer("base_cost", self._base_cost(extend.version_costs() if extend else torch.ones(1)))
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the per-chain step plan behind (it holds this chain's stages)."""
+        state = self.__dict__.copy()
+        state.pop("_step_plan", None)
+        return state
+
     def _base_cost(self, prices: torch.Tensor) -> torch.Tensor:
         """(C*V, H, W): each value's price as a share of the raw input. `prices` is one per version (V,), the
         same for every channel, or one per channel and version (C, V)."""
@@ -127,9 +133,10 @@ class MaskChain(nn.Module):
 
     def backward_manual(self, saved: list | _PlanSaved, grad_x: torch.Tensor | None, lam: float) -> None:
         """Accumulate into the logits' `.grad` the gradient of `L + lam * Q`, given `grad_x = dL/dmasked` of
-        `forward_manual`'s `masked` (None where the loss did not depend on it)."""
+        `forward_manual`'s `masked` (zeros where the loss does not depend on it)."""
         if grad_x is None:
-            grad_x = torch.zeros((), device=self.base_cost.device)
+            raise TypeError("backward_manual needs dL/dmasked: pass torch.zeros_like(masked) where the loss does "
+                            "not depend on the masked batch")
         if isinstance(saved, _PlanSaved):
             stages, grads = saved.plan.selects, saved.plan.backward(saved.saved, grad_x, float(lam))
         else:
@@ -327,6 +334,10 @@ def _backward_stages(stages: Sequence[Stage], saved: list, grad_x: torch.Tensor,
     grads: list[torch.Tensor | None] = []
     for i in range(len(stages) - 1, -1, -1):
         if saved[i] is None:  # a merge run together with the channel-xor before it
+            continue
+        if i < first and not need_batch:  # before the first trainable stage nothing needs a gradient
+            if stages[i].selects:
+                grads.append(None)
             continue
         if isinstance(saved[i], _MergedPair):  # the first stage: nothing before it needs a gradient
             grads.append(stages[i].backward_merged(saved[i].saved, grad_x, grad_cost))

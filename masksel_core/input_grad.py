@@ -13,9 +13,12 @@ the gradient of that convolution's *output*. After the backward, `input_grad()` 
 gradient with respect to the batch: on small images one dense matrix product (the transposed
 convolution written out as an `(O*H'*W', C*H*W)` matrix gathered from the kernel, 0.09 ms against
 0.31 ms for the correlation on 8x8 digits, one thread), else the correlation with the flipped kernel.
-Where it does not apply (CUDA, whose cuDNN kernels are fine; a first layer that is not a plain
-convolution; a network that transforms its input before the first convolution, found by one probe
-forward) the tap is inactive and the caller lets autograd compute the gradient as usual.
+Where it does not apply the tap is inactive and the caller lets autograd compute the gradient as usual:
+on CUDA (cuDNN's kernels are fine), where the first layer is not a plain trainable convolution, and for
+any network whose tapped gradient differs from autograd's in one probe forward and backward at the start
+(one that transforms its input first, also uses it elsewhere, calls the convolution twice, or changes its
+output in place). A network that treats its input differently only in training mode is not caught by the
+probe, which runs in eval mode; the built-in models do not.
 """
 from __future__ import annotations
 
@@ -42,10 +45,11 @@ class InputGradTap:
         self._expected: torch.Tensor | None = None
         self._shape: torch.Size | None = None
         self._output: torch.Tensor | None = None
-        self._seen = False
+        self._output_version = 0
+        self._captures = 0
         self._padded: torch.Tensor | None = None  # 0 then the kernel, for gathering the dense matrix
         conv = _first_leaf(model)
-        if device.type != "cpu" or conv is None or not _eligible(conv):
+        if device.type != "cpu" or conv is None or not _eligible(conv) or not conv.weight.requires_grad:
             return
         assert isinstance(conv, nn.Conv2d)
         tap = self
@@ -53,10 +57,10 @@ class InputGradTap:
         def forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
             out = nn.Conv2d.forward(self, x)
             if x is tap._expected:
-                tap._seen = True
+                tap._captures += 1
                 if out.requires_grad:
                     out.retain_grad()
-                    tap._output = out
+                    tap._output, tap._output_version = out, out._version
             return out
 
         conv.forward = types.MethodType(forward, conv)  # type: ignore[method-assign]
@@ -65,19 +69,31 @@ class InputGradTap:
             self.remove()
 
     def _probe(self, model: nn.Module, input_shape: Sequence[int], device: torch.device) -> bool:
-        """Does the first convolution receive the network's input itself? (One forward of one sample, in eval
-        mode so that batch norm's running statistics are not touched.)"""
-        probe = torch.zeros(1, *input_shape, device=device)
+        """Is the tap's gradient autograd's for this network? One forward and backward of two random samples
+        (their own generator: the run's random streams are untouched), in eval mode so that batch norm's
+        running statistics stay as they are; the parameters' gradients are put back afterwards. Catches a
+        network that changes its input before the first convolution, uses the input elsewhere too, calls the
+        convolution twice or changes its output in place."""
+        generator = torch.Generator(device=device).manual_seed(0)
+        x = torch.randn(2, *input_shape, device=device, generator=generator).requires_grad_(True)
         was_training = model.training
+        grads = [p.grad for p in model.parameters()]
         model.eval()
         try:
-            with torch.no_grad():
-                self.expect(probe)
-                model(probe)
+            with torch.enable_grad():
+                self.expect(x)
+                out = model(x)
+                out.backward(torch.randn(out.shape, device=device, generator=generator))
+            if self._captures != 1 or self._output is None or x.grad is None:
+                return False
+            return bool(torch.allclose(self.input_grad(), x.grad, rtol=1e-4, atol=1e-5))
+        except RuntimeError:  # e.g. the tap's own consistency checks
+            return False
         finally:
             model.train(was_training)
-        seen, self._seen, self._expected = self._seen, False, None
-        return seen
+            for p, grad in zip(model.parameters(), grads, strict=True):
+                p.grad = grad
+            self._expected, self._output, self._captures = None, None, 0
 
     @property
     def active(self) -> bool:
@@ -85,13 +101,16 @@ class InputGradTap:
 
     def expect(self, batch: torch.Tensor) -> None:
         """The next forward's input: the first convolution keeps its output's gradient for this batch."""
-        self._expected, self._shape, self._output, self._seen = batch, batch.shape, None, False
+        self._expected, self._shape, self._output, self._captures = batch, batch.shape, None, 0
 
     def input_grad(self) -> torch.Tensor:
         """`dL/dbatch` for the batch given to `expect`, after the backward."""
         output, self._output, self._expected = self._output, None, None
         if self.conv is None or output is None:
             raise RuntimeError("the first convolution did not see the expected batch with gradients enabled")
+        if self._captures != 1 or output._version != self._output_version:
+            raise RuntimeError("the first convolution saw the batch more than once or its output was changed in "
+                               "place: its output's gradient is not the batch's")
         if output.grad is None:  # the loss did not depend on the network's output
             return torch.zeros(self._shape, device=output.device)
         weight = self.conv.weight.detach()

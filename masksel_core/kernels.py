@@ -35,13 +35,18 @@ _FLOAT32 = torch.float32
 
 def usable(x: torch.Tensor) -> bool:
     """Whether the kernels may run on this batch (the stage's logits and costs live on its device, in its dtype):
-    CPU, float32, contiguous, at most `MAX_VALUES` values."""
+    CPU, float32, contiguous, at most `MAX_VALUES` values, and no gradient wanted for the batch itself."""
     return (ENABLED and x.dtype is _FLOAT32 and x.device.type == "cpu" and x.numel() <= MAX_VALUES
-            and x.is_contiguous())
+            and x.is_contiguous() and not x.requires_grad)
 
 
 def _jit(fn):  # type: ignore[no-untyped-def]
     return njit(cache=True, nogil=True)(fn) if njit is not None else fn
+
+
+def _jit_sums(fn):  # type: ignore[no-untyped-def]
+    """For gradient kernels: sums may be reassociated (and so vectorised); decisions never are."""
+    return njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})(fn) if njit is not None else fn
 
 
 @_jit
@@ -112,7 +117,7 @@ def any_forward(logits, u, explore, tau, element, x, out, priced, rescale):  # t
     return out_cost, selected, soft, scale
 
 
-@_jit
+@_jit_sums
 def _batch_term(x, grad_x, n_values):  # type: ignore[no-untyped-def]
     """sum over the batch of x * grad_x, per value, in float64."""
     n_samples = x.shape[0]
@@ -244,7 +249,7 @@ def merged_forward(logits, e, explore, tau, x, out, priced, rescale):  # type: i
     return out_cost, soft, scale
 
 
-@_jit
+@_jit_sums
 def merged_backward(x, grad_merged, scale, priced, grad_cost, grad_cost_map, soft, tau):  # type: ignore[no-untyped-def]
     """Backward of `merged_forward` for the logits (G, K): every version's `sum(x_version * grad_merged) / scale`
     plus its price times dQ's weight (`grad_cost_map` (G, H, W) or, if empty, the number `grad_cost`)."""
@@ -319,7 +324,7 @@ def merged_any_forward(logits_x, e, logits_p, u, explore, tau, element, weight_p
     return out_cost, pick, soft_x, soft_p, selected, priced_p, scale_x, scale_p
 
 
-@_jit
+@_jit_sums
 def merged_any_backward(x, grad_out, lam, pick, soft_x, soft_p, selected, priced_p, priced_x, weight_p, element,  # type: ignore[no-untyped-def]
                         tau, scale_x, scale_p):
     """Backward of `merged_any_forward` for both stages' logits, given `grad_out = dL/dout` and `lam` (dQ's weight):
@@ -327,28 +332,33 @@ def merged_any_backward(x, grad_out, lam, pick, soft_x, soft_p, selected, priced
     n_groups, n_classes = soft_x.shape
     n_samples, n_values, n_pixels, xv, pxv = _chain_views(x, priced_x, element, n_groups, n_classes)
     gv = grad_out.reshape((n_samples, n_values))
-    batch_p = np.zeros(n_values, np.float64)  # sum over samples of merged * grad_out
+    batch_p = np.zeros(n_values, np.float64)  # sum over samples of picked version * grad_out
     per_class = np.zeros((n_groups, n_classes), np.float64)  # sum over samples and pixels of version * grad_merged
+    grad_merged = np.empty(n_pixels, np.float32)  # grad_out * selected, for one sample and group
     for i in range(n_samples):
         for g in range(n_groups):
-            for p in range(n_pixels):
-                v = g * n_pixels + p
-                channel = g * n_classes + pick[g]
-                merged = xv[i, channel, p] / scale_x
-                batch_p[v] += merged * gv[i, v]
-                grad_merged = gv[i, v] / scale_p * selected[v]
-                for k in range(n_classes):
-                    per_class[g, k] += xv[i, g * n_classes + k, p] * grad_merged
+            channel = g * n_classes + pick[g]
+            base = g * n_pixels
+            for p in range(n_pixels):  # the innermost loops run over contiguous pixels, so they vectorise
+                grad = gv[i, base + p]
+                batch_p[base + p] += xv[i, channel, p] * grad
+                grad_merged[p] = grad * selected[base + p]
+            for k in range(n_classes):
+                row = g * n_classes + k
+                total = 0.0
+                for p in range(n_pixels):
+                    total += xv[i, row, p] * grad_merged[p]
+                per_class[g, k] += total
     per_element = np.zeros(soft_p.shape[0], np.float64)
-    for v in range(n_values):
-        per_element[element[v]] += batch_p[v] / scale_p + priced_p[v] * lam
+    for v in range(n_values):  # merged = version / scale_x; the pixel stage's output divides by scale_p
+        per_element[element[v]] += batch_p[v] / scale_x / scale_p + priced_p[v] * lam
     for g in range(n_groups):
         for k in range(n_classes):
             price = 0.0
             for p in range(n_pixels):
                 v = g * n_pixels + p
                 price += pxv[g * n_classes + k, p] * (lam * (selected[v] * weight_p[v]))
-            per_class[g, k] = per_class[g, k] / scale_x + price
+            per_class[g, k] = per_class[g, k] / scale_p / scale_x + price
     return _softmax_backward(per_class, soft_x, tau), _sigmoid_backward(per_element, soft_p, tau)
 
 

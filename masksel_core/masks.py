@@ -55,6 +55,11 @@ class Stage(nn.Module):
     def describe(self) -> dict[str, object]:
         return {"mask_type": self.mask_type}
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the caches behind: they are keyed on tensors' identities and version
+        counters, which a copy does not keep."""
+        return {key: value for key, value in self.__dict__.items() if key not in _CACHES}
+
     def forward_saving(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         """`forward` without building a graph (called under `no_grad`), plus what `backward_from` needs.
@@ -189,11 +194,12 @@ class SelectStage(Stage):
 
     def logits_array(self) -> np.ndarray:
         """The logits as a numpy array sharing their memory (the optimiser updates them in place)."""
-        cached = self.__dict__.get("_logits_view")  # (data pointer, array)
-        pointer = self.logits.data_ptr()
-        if cached is None or cached[0] != pointer:
-            cached = self.__dict__["_logits_view"] = (pointer, self.logits.detach().numpy())
-        return cached[1]
+        logits = self.logits
+        cached = self.__dict__.get("_logits_view")  # (parameter, data pointer, array)
+        pointer = logits.data_ptr()
+        if cached is None or cached[0] is not logits or cached[1] != pointer:
+            cached = self.__dict__["_logits_view"] = (logits, pointer, logits.detach().numpy())
+        return cached[2]
 
     def value_weights(self) -> np.ndarray:
         """`expand(weights)` per value of one sample, kept while the weights are unchanged."""
@@ -590,6 +596,8 @@ class Merge(Stage):
 
 
 _KERNEL = "kernel"  # marks what a stage saved when its forward ran as a compiled kernel
+# Entries of a stage's __dict__ derived from its tensors, kept between steps (not copied, not pickled).
+_CACHES = ("_priced_cache", "_unit_cache", "_weights_cache", "_logits_view", "_totals_cache", "_value_maps")
 _EMPTY_1D = np.empty(0, np.float32)
 
 

@@ -196,7 +196,8 @@ def masked_step(model: nn.Module, chain: MaskChain, tap: InputGradTap, loss_fn: 
     task = loss_fn(model(masked), y)
     model_opt.zero_grad(set_to_none=True)
     task.backward()
-    chain.backward_manual(saved, tap.input_grad() if tap.active else masked.grad, lam)
+    grad = tap.input_grad() if tap.active else masked.grad
+    chain.backward_manual(saved, grad if grad is not None else torch.zeros_like(masked), lam)
     mask_opt.step()  # also clears the masks' gradients; first, while the masks' code paths are warm
     model_opt.step()
     return task.detach(), q

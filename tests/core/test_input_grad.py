@@ -64,11 +64,49 @@ def test_a_network_that_transforms_its_input_first_is_found_by_the_probe() -> No
     assert not tap.active and "forward" not in model.conv.__dict__
 
 
-def test_the_probe_leaves_batch_norm_statistics_and_the_training_mode_alone() -> None:
+class _Twice(nn.Module):
+    """Calls its first convolution on the input twice (the tap would keep only one output's gradient)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + 0.5 * self.conv(x)
+
+
+class _Skip(nn.Module):
+    """Also adds its input to the convolution's output (a skip connection)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + x
+
+
+@pytest.mark.parametrize("model", [_Twice(), _Skip(), nn.Sequential(nn.Conv2d(1, 2, 3, padding=1),
+                                                                   nn.ReLU(inplace=True))],
+                         ids=["conv-twice", "skip", "inplace-relu"])
+def test_the_probe_turns_the_tap_off_where_its_gradient_would_be_wrong(model: nn.Module) -> None:
+    tap = InputGradTap(model, (1, 5, 5), CPU)
+    assert not tap.active and all("forward" not in m.__dict__ for m in model.modules())
+
+
+def test_a_frozen_first_convolution_leaves_the_gradient_to_autograd() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten())
+    model[0].requires_grad_(False)
+    assert not InputGradTap(model, (1, 5, 5), CPU).active
+
+
+def test_the_probe_leaves_batch_norm_the_training_mode_gradients_and_the_random_stream_alone() -> None:
     model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3)).train()
     before = copy.deepcopy(model[1].state_dict())
-    InputGradTap(model, (1, 5, 5), CPU)
-    assert model.training
+    rng = torch.random.get_rng_state()
+    assert InputGradTap(model, (1, 5, 5), CPU).active
+    assert model.training and all(p.grad is None for p in model.parameters())
+    assert torch.equal(torch.random.get_rng_state(), rng)
     for key, value in before.items():
         assert torch.equal(model[1].state_dict()[key], value)
 

@@ -186,3 +186,43 @@ def test_the_kernels_run_where_they_apply_and_not_where_they_are_off(spec: str, 
     else:
         assert (saved[0][0] == "kernel") is (both_paths == "kernels")
     assert kernels.ENABLED is (both_paths == "kernels")
+
+
+@pytest.mark.parametrize("rescale", [False, True])
+def test_a_frozen_first_stage_gets_no_gradient_and_the_later_one_the_reference_one(rescale: bool) -> None:
+    chain = build_chain("pixel-any+channel-any", (3, 8, 6), init_logit=0.4, rescale=rescale,
+                        generator=torch.Generator().manual_seed(1))
+    chain.select_stages[0].logits.requires_grad_(False)
+    x = torch.rand(5, *chain.stage_input_shape, generator=torch.Generator().manual_seed(2)) + 0.1
+    weights = torch.randn(5, *chain.output_shape, generator=torch.Generator().manual_seed(4))
+    _, _, grads_ref, _ = _reference(chain, x, weights, 0.7, 0.6, True)
+    for track in (True, False):
+        masked, _, saved = chain.forward_manual(x, tau=0.6, explore=True, generator=torch.Generator().manual_seed(3),
+                                                track=track)
+        chain.backward_manual(saved, weights, 0.7)
+        first, second = chain.select_stages
+        assert first.logits.grad is None
+        _close(second.logits.grad, grads_ref[1])
+        second.logits.grad = None
+
+
+def test_backward_manual_asks_for_a_gradient_instead_of_guessing_its_shape() -> None:
+    chain = build_chain("jpeg-xor", (1, 4, 4))
+    masked, _, saved = chain.forward_manual(torch.rand(2, *chain.stage_input_shape), tau=1.0, explore=False)
+    with pytest.raises(TypeError, match="zeros_like"):
+        chain.backward_manual(saved, None, 0.1)
+    chain.backward_manual(saved, torch.zeros_like(masked), 0.1)  # the price term alone
+    assert chain.select_stages[0].logits.grad.abs().sum() > 0
+
+
+def test_a_copied_chain_does_not_reuse_the_originals_caches() -> None:
+    """Caches are keyed on version counters, which a deep copy restarts: a copy starts without them."""
+    chain = build_chain("pixel-any", (1, 4, 4))
+    stage = chain.select_stages[0]
+    stage.weights.fill_(1.0)
+    stage.weights.fill_(1.0)  # version 2
+    chain.forward_manual(torch.rand(2, 1, 4, 4), tau=1.0, explore=False)  # fills the caches
+    twin = copy.deepcopy(chain)
+    twin.select_stages[0].weights.fill_(0.5)
+    _, q, _ = twin.forward_manual(torch.rand(2, 1, 4, 4), tau=1.0, explore=False)
+    assert q.item() == pytest.approx(0.5)

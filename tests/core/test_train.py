@@ -130,6 +130,8 @@ def test_a_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path: Path, mask
     assert all(np.array_equal(a.selected, b.selected) for a, b in zip(resumed.records, straight.records, strict=True))
     for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+    for a, b in zip(resumed.mask.state_dict().values(), straight.mask.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # the masks' logits too, not only their discrete selection
 
 
 def test_a_checkpoint_refuses_another_configuration(tmp_path: Path) -> None:
