@@ -40,13 +40,24 @@ def usable(x: torch.Tensor) -> bool:
             and x.is_contiguous() and not x.requires_grad)
 
 
+def _compile(fn, **options):  # type: ignore[no-untyped-def]
+    """`njit` with its on-disk cache where numba finds a writable place for it (next to this file or in the
+    user's cache directory), without where it finds none (a read-only install): then it compiles per process."""
+    if njit is None:
+        return fn
+    try:
+        return njit(cache=True, nogil=True, **options)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(nogil=True, **options)(fn)
+
+
 def _jit(fn):  # type: ignore[no-untyped-def]
-    return njit(cache=True, nogil=True)(fn) if njit is not None else fn
+    return _compile(fn)
 
 
 def _jit_sums(fn):  # type: ignore[no-untyped-def]
     """For gradient kernels: sums may be reassociated (and so vectorised); decisions never are."""
-    return njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})(fn) if njit is not None else fn
+    return _compile(fn, fastmath={"reassoc", "contract"})
 
 
 @_jit
