@@ -176,18 +176,22 @@ class SelectStage(Stage):
 
     def value_maps(self) -> tuple[np.ndarray, ...]:
         """For each of the C*H*W values of one sample, the flat index of the element it belongs to (two-class
-        masks; one-of-K masks return (group, class) instead). Derived from `expand`, computed once."""
+        masks; one-of-K masks give (group, class) instead, `_value_maps`). Computed once."""
         maps = self.__dict__.get("_value_maps")
         if maps is None:
-            count = int(np.prod(self.weight_shape))
-            index = torch.arange(count, dtype=torch.float64).reshape(self.weight_shape)
-            maps = (self.expand(index).reshape(-1).round().long().numpy(),)
-            self.__dict__["_value_maps"] = maps
+            maps = self.__dict__["_value_maps"] = self._value_maps()
         return maps
+
+    def _value_maps(self) -> tuple[np.ndarray, ...]:
+        count = int(np.prod(self.weight_shape))
+        index = torch.arange(count, dtype=torch.float64).reshape(self.weight_shape)
+        return (self.expand(index).reshape(-1).round().long().numpy(),)  # derived from `expand`
 
     def kernel_draws(self, explore: bool, generator: torch.Generator | None) -> np.ndarray:
         """The raw random numbers `draw` transforms, drawn the same way (so both paths see the same ones):
         uniforms for the two-class logistic noise, exponentials for one-of-K Gumbel noise; none when fixing."""
+        if self.kernel_family == "xor":
+            return exponential_draws(self.logits, explore, generator)
         if not explore:
             return _EMPTY_1D
         return torch.rand(self.logits.shape[:-1], generator=generator).numpy()
@@ -409,15 +413,9 @@ class ChannelXor(SelectStage):
 
     kernel_family = "xor"
 
-    def value_maps(self) -> tuple[np.ndarray, ...]:
-        maps = self.__dict__.get("_value_maps")
-        if maps is None:
-            channel = np.repeat(np.arange(self.input_shape[0]), self.input_shape[1] * self.input_shape[2])
-            maps = self.__dict__["_value_maps"] = (channel // self.versions, channel % self.versions)
-        return maps  # (group, version) of every value
-
-    def kernel_draws(self, explore: bool, generator: torch.Generator | None) -> np.ndarray:
-        return exponential_draws(self.logits, explore, generator)
+    def _value_maps(self) -> tuple[np.ndarray, ...]:
+        channel = np.repeat(np.arange(self.input_shape[0]), self.input_shape[1] * self.input_shape[2])
+        return channel // self.versions, channel % self.versions  # (group, version) of every value
 
     def draw(self, *, tau: float, explore: bool,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -528,15 +526,9 @@ class PixelXor(SelectStage):
 
     kernel_family = "xor"
 
-    def value_maps(self) -> tuple[np.ndarray, ...]:
-        maps = self.__dict__.get("_value_maps")
-        if maps is None:
-            c, h, w = self.input_shape
-            maps = self.__dict__["_value_maps"] = (np.tile(np.arange(h * w), c), np.repeat(np.arange(c), h * w))
-        return maps  # (pixel, channel) of every value
-
-    def kernel_draws(self, explore: bool, generator: torch.Generator | None) -> np.ndarray:
-        return exponential_draws(self.logits, explore, generator)
+    def _value_maps(self) -> tuple[np.ndarray, ...]:
+        c, h, w = self.input_shape
+        return np.tile(np.arange(h * w), c), np.repeat(np.arange(c), h * w)  # (pixel, channel) of every value
 
     def draw(self, *, tau: float, explore: bool,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
