@@ -8,11 +8,17 @@ from __future__ import annotations
 import torch
 
 
+def exponential(shape: torch.Size, *, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """`E ~ Exp(1)`: the one draw Gumbel noise is made from, here and in the compiled kernels (which take
+    the same numbers and their log themselves)."""
+    return torch.empty(shape, device=device).exponential_(generator=generator)
+
+
 def log_exponential(shape: torch.Size, *, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
     """`log(E)` for `E ~ Exp(1)`, so `-log(E)` is a Gumbel sample (`-log(-log(U))` with `E = -log(U)`): one
     exponential draw and one log instead of a uniform and two logs. `E` is clamped away from 0 so the log is
     finite."""
-    e = torch.empty(shape, device=device).exponential_(generator=generator)
+    e = exponential(shape, device=device, generator=generator)
     return e.clamp_min_(torch.finfo(e.dtype).tiny).log_()  # in place: no temporaries
 
 

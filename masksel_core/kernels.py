@@ -142,7 +142,7 @@ def _batch_term(x, grad_x, n_values):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _inputs_grads(grad_x, scale, selected, weight, grad_cost, grad_cost_map):  # type: ignore[no-untyped-def]
+def inputs_grads(grad_x, scale, selected, weight, grad_cost, grad_cost_map):  # type: ignore[no-untyped-def]
     """The gradients a select stage hands back to its input batch and cost map."""
     n_values = selected.shape[0]
     n_samples = grad_x.shape[0]
@@ -384,8 +384,3 @@ def _softmax_backward(grad, soft, tau):  # type: ignore[no-untyped-def]
         for k in range(soft.shape[1]):
             out[g, k] = soft[g, k] * (grad[g, k] - dot) / tau
     return out
-
-
-def inputs_grads(grad_x: np.ndarray, scale: float, selected: np.ndarray, weight: np.ndarray, grad_cost: float,
-                 grad_cost_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _inputs_grads(grad_x, scale, selected, weight, grad_cost, grad_cost_map)

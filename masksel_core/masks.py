@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import kernels
-from .gumbel import perturb, straight_through, straight_through_select, two_class_difference
+from .gumbel import exponential, perturb, straight_through, straight_through_select, two_class_difference
 
 SELECT = 0
 # What `Stage.backward_from` returns: the gradients of its input batch, its input cost map, and its logits.
@@ -218,14 +218,9 @@ class SelectStage(Stage):
         draws = self.kernel_draws(explore, generator)
         priced = self.priced(cost).numpy()
         out = torch.empty_like(x)
-        if self.kernel_family == "any":
-            out_cost, selected, soft, scale = kernels.any_forward(
-                self.logits_array(), draws, explore, float(tau), *self.value_maps(), x.numpy(), out.numpy(), priced,
-                self.rescale)
-        else:
-            out_cost, selected, soft, scale = kernels.xor_forward(
-                self.logits_array(), draws, explore, float(tau), *self.value_maps(), x.numpy(), out.numpy(), priced,
-                self.rescale)
+        forward = kernels.any_forward if self.kernel_family == "any" else kernels.xor_forward
+        out_cost, selected, soft, scale = forward(self.logits_array(), draws, explore, float(tau), *self.value_maps(),
+                                                  x.numpy(), out.numpy(), priced, self.rescale)
         return out, torch.from_numpy(out_cost).view(cost.shape), (_KERNEL, x, priced, selected, soft, float(tau),
                                                                   float(scale))
 
@@ -241,12 +236,8 @@ class SelectStage(Stage):
             cost_number, cost_map = float(grad_cost), _EMPTY_1D
         grad_logits = None
         if self.logits.requires_grad:
-            if self.kernel_family == "any":
-                grads = kernels.any_backward(x.numpy(), grad_x_np, scale, priced, cost_number, cost_map, soft, tau,
-                                             *self.value_maps())
-            else:
-                grads = kernels.xor_backward(x.numpy(), grad_x_np, scale, priced, cost_number, cost_map, soft, tau,
-                                             *self.value_maps())
+            backward = kernels.any_backward if self.kernel_family == "any" else kernels.xor_backward
+            grads = backward(x.numpy(), grad_x_np, scale, priced, cost_number, cost_map, soft, tau, *self.value_maps())
             grad_logits = torch.from_numpy(grads).view(self.logits.shape)
         if not need_inputs:
             return None, None, grad_logits
@@ -594,13 +585,11 @@ _EMPTY_1D = np.empty(0, np.float32)
 
 
 def exponential_draws(logits: torch.Tensor, explore: bool, generator: torch.Generator | None) -> np.ndarray:
-    """The exponential draws `gumbel.log_exponential` makes for one-of-K logits (the kernels take their log), or
-    none in a fixation step."""
+    """The exponential draws `gumbel.perturb` makes for one-of-K logits (the kernels take their log), or none
+    in a fixation step."""
     if not explore:
         return _EMPTY_1D
-    return torch.empty(logits.shape).exponential_(generator=generator).numpy()
-
-
+    return exponential(logits.shape, device=logits.device, generator=generator).numpy()
 
 
 def _one_hot_draw(logits: torch.Tensor, *, tau: float, explore: bool,
