@@ -11,14 +11,18 @@ Spec grammar (CLI `--mask`, REST `mask_type`, `TrainConfig.mask_type`): stages j
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import kernels
+from . import adam_kernel, kernels
 from .masks import SELECT_STAGES, ChannelXor, Merge, SelectStage, Shape, Stage, exponential_draws
 from .operators import DEFAULT_JPEG_QUALITIES, DEFAULT_THUMB_SCALES, Extend
+
+if TYPE_CHECKING:
+    from .optim import MaskAdam
 
 EXTEND_SPECS = {"jpeg-xor": ("jpeg", DEFAULT_JPEG_QUALITIES), "thumb-xor": ("thumb", DEFAULT_THUMB_SCALES)}
 MASK_NAMES = (*SELECT_STAGES, *EXTEND_SPECS)
@@ -131,12 +135,21 @@ class MaskChain(nn.Module):
             q = cost.sum()
         return x.requires_grad_(track), q, saved
 
-    def backward_manual(self, saved: list | _PlanSaved, grad_x: torch.Tensor | None, lam: float) -> None:
+    def backward_manual(self, saved: list | _PlanSaved, grad_x: torch.Tensor | None, lam: float, *,
+                        optimizer: MaskAdam | None = None) -> bool:
         """Accumulate into the logits' `.grad` the gradient of `L + lam * Q`, given `grad_x = dL/dmasked` of
-        `forward_manual`'s `masked` (zeros where the loss does not depend on it)."""
+        `forward_manual`'s `masked` (zeros where the loss does not depend on it).
+
+        With `optimizer` (the masks' own), where the compiled kernels ran the forward and the optimiser steps
+        with its compiled Adam, the gradient is not stored but applied: the optimiser's step is taken in the
+        same call and True returned; False means the gradient is in `.grad` and the step is the caller's.
+        """
         if grad_x is None:
             raise TypeError("backward_manual needs dL/dmasked: pass torch.zeros_like(masked) where the loss does "
                             "not depend on the masked batch")
+        if (optimizer is not None and isinstance(saved, _PlanSaved)
+                and saved.plan.backward_step(saved.saved, grad_x, float(lam), optimizer)):
+            return True
         if isinstance(saved, _PlanSaved):
             stages, grads = saved.plan.selects, saved.plan.backward(saved.saved, grad_x, float(lam))
         else:
@@ -146,6 +159,7 @@ class MaskChain(nn.Module):
             if grad is not None:
                 logits = stage.logits
                 logits.grad = grad if logits.grad is None else logits.grad + grad
+        return False
 
     @torch.no_grad()
     def fraction(self) -> float:
@@ -219,20 +233,46 @@ class _StepPlan:
                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, _PlanSaved]:
         cost = self.chain.base_cost
         if self.kind == "stage":
-            out, out_cost, saved = self.stages[0].forward_kernel(x, cost, tau=tau, explore=explore, generator=generator)
+            out, _, q, saved = self.stages[0].forward_kernel(x, cost, tau=tau, explore=explore, generator=generator)
         elif self.kind == "merged":
-            out, out_cost, saved = self.stages[0].forward_merged(x, cost, tau=tau, explore=explore, generator=generator)
+            out, _, q, saved = self.stages[0].forward_merged_kernel(x, cost, tau=tau, explore=explore,
+                                                                    generator=generator)
         else:
-            out, out_cost, saved = _forward_kernel_chain(self.stages, x, cost, tau=tau, explore=explore,
-                                                         generator=generator)
-        return out, out_cost.sum(), _PlanSaved(self, saved)
+            out, _, q, saved = _forward_kernel_chain(self.stages, x, cost, tau=tau, explore=explore,
+                                                     generator=generator)
+            saved = saved[0].saved
+        # Q as a 0-dim float32 tensor (as `cost.sum()` gives it) without a tensor operation.
+        return out, torch.from_numpy(np.asarray(q, dtype=np.float32)), _PlanSaved(self, saved)
 
     def backward(self, saved: object, grad_x: torch.Tensor, lam: float) -> list[torch.Tensor | None]:
         if self.kind == "stage":
             return [self.stages[0].backward_kernel(saved, grad_x, lam, need_inputs=False)[2]]
         if self.kind == "merged":
             return [self.stages[0].backward_merged(saved, grad_x, lam)]
-        return _backward_kernel_chain(self.stages, saved[0].saved, grad_x, lam)
+        return _backward_kernel_chain(self.stages, saved, grad_x, lam)
+
+
+    def backward_step(self, saved: object, grad_x: torch.Tensor, lam: float, optimizer: MaskAdam) -> bool:
+        """The logits' gradients and `optimizer`'s step on them in one compiled call, where `optimizer` holds
+        exactly this chain's trainable logits, steps them with its compiled Adam and no gradient is pending;
+        False, with nothing done, otherwise."""
+        if len(optimizer.params) != len(self.selects):
+            return False
+        states = []
+        for stage in self.selects:
+            logits = stage.logits
+            state = optimizer.compiled_state(logits) if logits.grad is None and logits.requires_grad else None
+            if state is None:
+                return False
+            states.append(state)
+        hyper = optimizer.compiled_hyperparameters()
+        if self.kind == "stage":
+            self.stages[0].backward_step(saved, grad_x, lam, states[0], hyper)
+        elif self.kind == "merged":
+            self.stages[0].backward_merged_step(saved, grad_x, lam, states[0], hyper)
+        else:
+            _backward_step_kernel_chain(self.stages, saved, grad_x, lam, states, hyper)
+        return True
 
 
 class _PlanSaved:
@@ -262,16 +302,16 @@ def _is_paper_chain(stages: tuple[Stage, ...]) -> bool:
 
 
 def _forward_kernel_chain(stages: tuple[Stage, ...], x: torch.Tensor, cost: torch.Tensor, *, tau: float,
-                          explore: bool, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, list]:
+                          explore: bool, generator: torch.Generator | None) -> tuple[torch.Tensor, np.ndarray, float,
+                                                                                     list]:
+    """The paper chain by one compiled kernel: `(masked, the cost map's values, Q, saved per stage)`."""
     xor, _, select = stages
-    b, _, h, w = x.shape
-    out = x.new_empty(b, xor.groups, h, w)
     priced_x = xor.priced(cost).numpy()
-    out_cost, *kept = kernels.merged_any_forward(
+    out, out_cost, q, *kept = kernels.merged_any_forward(
         xor.logits_array(), exponential_draws(xor.logits, explore, generator), select.logits_array(),
         select.kernel_draws(explore, generator), explore, float(tau), *select.value_maps(), select.value_weights(),
-        x.numpy(), out.numpy(), priced_x, xor.rescale, select.rescale)
-    return out, torch.from_numpy(out_cost), [_KernelChain((x, priced_x, float(tau), *kept)), None, None]
+        x.numpy(), priced_x, xor.rescale, select.rescale)
+    return torch.from_numpy(out), out_cost, q, [_KernelChain((x, priced_x, float(tau), *kept)), None, None]
 
 
 def _backward_kernel_chain(stages: tuple[Stage, ...], saved: tuple, grad_x: torch.Tensor,
@@ -282,9 +322,22 @@ def _backward_kernel_chain(stages: tuple[Stage, ...], saved: tuple, grad_x: torc
         grad_x = grad_x.expand(x.shape[:1] + select.input_shape).contiguous()
     grad_xor, grad_select = kernels.merged_any_backward(
         x.numpy(), grad_x.numpy(), float(grad_cost), pick, soft_x, soft_p, selected, priced_p, priced_x,
-        select.value_weights(), *select.value_maps(), tau, scale_x, scale_p)
+        select.value_weights(), *select.value_maps(), tau, scale_x, scale_p, select.logits_array())
     return [torch.from_numpy(grad_xor) if xor.logits.requires_grad else None,
-            torch.from_numpy(grad_select).view(select.logits.shape) if select.logits.requires_grad else None]
+            torch.from_numpy(grad_select) if select.logits.requires_grad else None]
+
+
+def _backward_step_kernel_chain(stages: tuple[Stage, ...], saved: tuple, grad_x: torch.Tensor, lam: float,
+                                states: list[tuple], hyper: tuple) -> None:
+    """`_backward_kernel_chain` and the optimiser's step on both stages' logits, in one compiled call."""
+    xor, _, select = stages
+    x, priced_x, tau, pick, soft_x, soft_p, selected, priced_p, scale_x, scale_p = saved
+    if grad_x.shape != x.shape[:1] + select.input_shape or not grad_x.is_contiguous():
+        grad_x = grad_x.expand(x.shape[:1] + select.input_shape).contiguous()
+    adam_kernel.merged_any_backward_step(
+        x.numpy(), grad_x.numpy(), lam, pick, soft_x, soft_p, selected, priced_p, priced_x, select.value_weights(),
+        *select.value_maps(), tau, scale_x, scale_p, xor.logits_array(), select.logits_array(), *states[0], *states[1],
+        *hyper)
 
 
 class _MergedPair:
@@ -304,7 +357,8 @@ def _forward_stages(stages: Sequence[Stage], x: torch.Tensor, cost: torch.Tensor
     gradient has to pass through it to the batch or to an earlier stage (it only gives its logits')."""
     stages = tuple(stages)  # not a ModuleList: slicing one builds a new Module
     if not batch_grad and kernels.usable(x) and _is_paper_chain(stages):
-        return _forward_kernel_chain(stages, x, cost, tau=tau, explore=explore, generator=generator)
+        out, out_cost, _, saved = _forward_kernel_chain(stages, x, cost, tau=tau, explore=explore, generator=generator)
+        return out, torch.from_numpy(out_cost).view(out.shape[1:]), saved
     saved: list = []
     i = 0
     while i < len(stages):

@@ -26,9 +26,12 @@ import functools
 import types
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import kernels
 
 DENSE_MAX_AREA_PER_TAP = 4  # dense input gradients for images of at most 4 * kh * kw pixels
 
@@ -47,7 +50,8 @@ class InputGradTap:
         self._output: torch.Tensor | None = None
         self._output_version = 0
         self._captures = 0
-        self._padded: torch.Tensor | None = None  # 0 then the kernel, for gathering the dense matrix
+        self._dense: _DenseTransposed | None = None
+        self._matrix: torch.Tensor | None = None  # the dense matrix of the kernel the last forward used, or None
         conv = _first_leaf(model)
         if device.type != "cpu" or conv is None or not _eligible(conv) or not conv.weight.requires_grad:
             return
@@ -61,6 +65,7 @@ class InputGradTap:
                 if out.requires_grad:
                     out.retain_grad()
                     tap._output, tap._output_version = out, out._version
+                    tap._matrix = tap._dense_matrix(x.shape)  # from the kernel this forward used
             return out
 
         conv.forward = types.MethodType(forward, conv)  # type: ignore[method-assign]
@@ -101,7 +106,7 @@ class InputGradTap:
 
     def expect(self, batch: torch.Tensor) -> None:
         """The next forward's input: the first convolution keeps its output's gradient for this batch."""
-        self._expected, self._shape, self._output, self._captures = batch, batch.shape, None, 0
+        self._expected, self._shape, self._output, self._captures, self._matrix = batch, batch.shape, None, 0, None
 
     def input_grad(self) -> torch.Tensor:
         """`dL/dbatch` for the batch given to `expect`, after the backward."""
@@ -113,10 +118,19 @@ class InputGradTap:
                                "place: its output's gradient is not the batch's")
         if output.grad is None:  # the loss did not depend on the network's output
             return torch.zeros(self._shape, device=output.device)
-        weight = self.conv.weight.detach()
-        if self._padded is None or self._padded.shape[0] != weight.numel() + 1:
-            self._padded = weight.new_zeros(weight.numel() + 1)
-        return _input_grad(output.grad, weight, self._shape, tuple(self.conv.padding), self._padded)
+        matrix, self._matrix = self._matrix, None
+        if matrix is None:
+            return _correlate(output.grad, self.conv.weight.detach(), tuple(self.conv.padding))
+        return torch.mm(output.grad.reshape(self._shape[0], -1), matrix).view(self._shape)
+
+    def _dense_matrix(self, shape: torch.Size) -> torch.Tensor | None:
+        """The transposed convolution's dense matrix for inputs of this shape (filled from the current kernel),
+        or None where images are too large for it to pay."""
+        dense = self._dense
+        if dense is None or dense.shape != shape[1:]:
+            assert self.conv is not None
+            dense = self._dense = _DenseTransposed(shape[1:], self.conv)
+        return dense.matrix()
 
     def remove(self) -> None:
         if self.conv is not None:
@@ -124,22 +138,45 @@ class InputGradTap:
         self.conv, self._expected, self._output = None, None, None
 
 
-def _input_grad(grad_out: torch.Tensor, weight: torch.Tensor, x_shape: torch.Size, padding: tuple[int, int],
-                padded: torch.Tensor | None = None) -> torch.Tensor:
-    """The gradient with respect to the convolution's input `(B, C, H, W)`, given that of its output.
-    `padded` (optional, `weight.numel() + 1` values) is reused for the dense matrix's gather."""
-    b, c, h, w = x_shape
-    out_channels, _, kh, kw = weight.shape
-    if h * w <= DENSE_MAX_AREA_PER_TAP * kh * kw:
-        # A dense product does H*W / (kh*kw) times the multiply-adds of the convolution, in one GEMM.
-        index = _dense_index(out_channels, c, kh, kw, h, w, *padding)  # (O*H'*W', C*H*W)
-        if padded is None:
-            padded = weight.new_zeros(weight.numel() + 1)
-        padded[1:].copy_(weight.reshape(-1))  # entry 0 stays 0: where no kernel tap links two values
-        matrix = padded.index_select(0, index.view(-1))
-        return torch.mm(grad_out.reshape(b, -1), matrix.view(index.shape)).view(x_shape)
-    # The transposed convolution of stride 1 is the correlation with the flipped kernel, its in and out
-    # channels swapped, padded by k - 1 - p.
+class _DenseTransposed:
+    """The transposed convolution written out as a dense `(O*H'*W', C*H*W)` matrix, for one kernel and input
+    size: `matrix()` fills it from the convolution's current kernel (one compiled gather where the kernels run,
+    else two tensor operations) into the same buffer each step, which the product in `input_grad` reads before
+    the next forward; None where the images are too large for a dense product to pay."""
+
+    def __init__(self, shape: torch.Size, conv: nn.Conv2d) -> None:
+        c, h, w = shape
+        out_channels, _, kh, kw = conv.weight.shape
+        self.shape, self.conv = shape, conv
+        self.dense = h * w <= DENSE_MAX_AREA_PER_TAP * kh * kw
+        if self.dense:
+            self.index = _dense_index(out_channels, c, kh, kw, h, w, *conv.padding)
+            self.flat_index = self.index.view(-1).numpy()
+            self.buffer = conv.weight.new_empty(self.index.shape)
+            self.padded = conv.weight.new_zeros(conv.weight.numel() + 1)  # entry 0 stays 0: no kernel tap
+            self.weight_view: tuple[int, np.ndarray] | None = None  # (data pointer, the kernel as a flat array)
+
+    def matrix(self) -> torch.Tensor | None:
+        if not self.dense:
+            return None
+        weight = self.conv.weight
+        if kernels.ENABLED and weight.dtype == torch.float32 and weight.is_contiguous():
+            view = self.weight_view
+            if view is None or view[0] != weight.data_ptr():  # the optimiser updates the kernel in place
+                view = self.weight_view = (weight.data_ptr(), weight.detach().numpy().reshape(-1))
+            kernels.dense_matrix(view[1], self.flat_index, self.buffer.numpy().reshape(-1))
+        else:
+            with torch.no_grad():
+                self.padded[1:].copy_(weight.reshape(-1))
+                torch.index_select(self.padded, 0, self.index.view(-1), out=self.buffer.view(-1))
+        return self.buffer
+
+
+def _correlate(grad_out: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """The gradient with respect to the convolution's input, for larger images: the transposed convolution of
+    stride 1 is the correlation with the flipped kernel, its in and out channels swapped, padded by k - 1 - p.
+    (On small ones the dense product does H*W / (kh*kw) times its multiply-adds, in one GEMM, and wins.)"""
+    _, _, kh, kw = weight.shape
     ph, pw = padding
     return F.conv2d(grad_out, weight.flip(-1, -2).transpose(0, 1), padding=(kh - 1 - ph, kw - 1 - pw))
 

@@ -92,11 +92,21 @@ def _two_class(logits, u, explore, tau):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _apply(selected, x, out, priced, rescale):  # type: ignore[no-untyped-def]
-    """`out = x * selected` (divided by the kept share with `rescale`) per sample; returns (out_cost (V,) =
-    priced * selected, the divisor)."""
+def _total(values):  # type: ignore[no-untyped-def]
+    """The sum of a float32 array, accumulated in float64 (Q: the torch code's `sum` agrees to rounding)."""
+    total = 0.0
+    for v in values.reshape(values.size):
+        total += v
+    return total
+
+
+@_jit
+def _apply(selected, x, priced, rescale):  # type: ignore[no-untyped-def]
+    """`x * selected` (divided by the kept share with `rescale`) per sample, in a new array like `x`; returns (it,
+    out_cost (V,) = priced * selected, Q = the sum of out_cost, the divisor)."""
     n_values = selected.shape[0]
     n_samples = x.shape[0]
+    out = np.empty_like(x)
     xv = x.reshape((n_samples, n_values))
     ov = out.reshape((n_samples, n_values))
     pv = priced.reshape(n_values)
@@ -112,20 +122,20 @@ def _apply(selected, x, out, priced, rescale):  # type: ignore[no-untyped-def]
         for v in range(n_values):
             m = xv[i, v] * selected[v]
             ov[i, v] = m / scale if rescale else m
-    return out_cost, scale
+    return out, out_cost, _total(out_cost), scale
 
 
 @_jit
-def any_forward(logits, u, explore, tau, element, x, out, priced, rescale):  # type: ignore[no-untyped-def]
+def any_forward(logits, u, explore, tau, element, x, priced, rescale):  # type: ignore[no-untyped-def]
     """Two-class select stage forward: `logits` (..., 2), `u` uniform draws (one per element) used when
-    `explore`, `element` (V,) the element of each of a sample's V values, `x` and `out` (B, ...) with V values per
-    sample, `priced` (V values). Fills `out`; returns (out_cost (V,), selected (V,), soft (E,), rescale divisor)."""
+    `explore`, `element` (V,) the element of each of a sample's V values, `x` (B, ...) with V values per sample,
+    `priced` (V values). Returns (out like x, out_cost (V,), Q, selected (V,), soft (E,), rescale divisor)."""
     hard, soft = _two_class(logits, u, explore, tau)
     selected = np.empty(element.shape[0], np.float32)
     for v in range(element.shape[0]):
         selected[v] = hard[element[v]]
-    out_cost, scale = _apply(selected, x, out, priced, rescale)
-    return out_cost, selected, soft, scale
+    out, out_cost, q, scale = _apply(selected, x, priced, rescale)
+    return out, out_cost, q, selected, soft, scale
 
 
 @_jit_sums
@@ -159,9 +169,9 @@ def inputs_grads(grad_x, scale, selected, weight, grad_cost, grad_cost_map):  # 
 
 
 @_jit
-def any_backward(x, grad_x, scale, priced, grad_cost, grad_cost_map, soft, tau, element):  # type: ignore[no-untyped-def]
-    """Two-class select stage backward for the logits: returns their gradient (E, 2). `grad_cost_map` (V,), or
-    empty, then the number `grad_cost` is dQ's weight on every value."""
+def any_backward(x, grad_x, scale, priced, grad_cost, grad_cost_map, soft, tau, element, logits):  # type: ignore[no-untyped-def]
+    """Two-class select stage backward for the logits: returns their gradient, shaped like `logits` (..., 2).
+    `grad_cost_map` (V,), or empty, then the number `grad_cost` is dQ's weight on every value."""
     n_values = element.shape[0]
     batch = _batch_term(x, grad_x, n_values)
     pv = priced.reshape(n_values)
@@ -169,7 +179,7 @@ def any_backward(x, grad_x, scale, priced, grad_cost, grad_cost_map, soft, tau, 
     for v in range(n_values):
         cost_weight = grad_cost_map[v] if grad_cost_map.shape[0] else grad_cost
         per_element[element[v]] += batch[v] / scale + pv[v] * cost_weight
-    return _sigmoid_backward(per_element, soft, tau)
+    return _sigmoid_backward(per_element, soft, tau).reshape(logits.shape)
 
 
 @_jit
@@ -208,10 +218,10 @@ def _softmax_rows(logits, e, explore, tau):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def xor_forward(logits, e, explore, tau, group, klass, x, out, priced, rescale):  # type: ignore[no-untyped-def]
+def xor_forward(logits, e, explore, tau, group, klass, x, priced, rescale):  # type: ignore[no-untyped-def]
     """One-of-K select stage forward: `logits` (..., K), `e` exponential draws of the same shape (Gumbel noise
-    `-log(E)`) used when `explore`; value v belongs to group `group[v]`, class `klass[v]`. Fills `out`; returns
-    (out_cost (V,), selected (V,), soft (N, K), rescale divisor)."""
+    `-log(E)`) used when `explore`; value v belongs to group `group[v]`, class `klass[v]`. Returns (out like x,
+    out_cost (V,), Q, selected (V,), soft (N, K), rescale divisor)."""
     n_classes = logits.shape[-1]
     n_groups = logits.size // n_classes
     pick, soft = _softmax_rows(logits.reshape((n_groups, n_classes)), e.reshape((e.size // n_classes, n_classes)),
@@ -219,13 +229,14 @@ def xor_forward(logits, e, explore, tau, group, klass, x, out, priced, rescale):
     selected = np.empty(group.shape[0], np.float32)
     for v in range(group.shape[0]):
         selected[v] = np.float32(1.0) if pick[group[v]] == klass[v] else np.float32(0.0)
-    out_cost, scale = _apply(selected, x, out, priced, rescale)
-    return out_cost, selected, soft, scale
+    out, out_cost, q, scale = _apply(selected, x, priced, rescale)
+    return out, out_cost, q, selected, soft, scale
 
 
 @_jit
-def xor_backward(x, grad_x, scale, priced, grad_cost, grad_cost_map, soft, tau, group, klass):  # type: ignore[no-untyped-def]
-    """One-of-K select stage backward for the logits (softmax relaxation): returns their gradient (N, K)."""
+def xor_backward(x, grad_x, scale, priced, grad_cost, grad_cost_map, soft, tau, group, klass, logits):  # type: ignore[no-untyped-def]
+    """One-of-K select stage backward for the logits (softmax relaxation): returns their gradient, shaped like
+    `logits` (..., K)."""
     n_values = group.shape[0]
     batch = _batch_term(x, grad_x, n_values)
     pv = priced.reshape(n_values)
@@ -233,19 +244,20 @@ def xor_backward(x, grad_x, scale, priced, grad_cost, grad_cost_map, soft, tau, 
     for v in range(n_values):
         cost_weight = grad_cost_map[v] if grad_cost_map.shape[0] else grad_cost
         per_class[group[v], klass[v]] += batch[v] / scale + pv[v] * cost_weight
-    return _softmax_backward(per_class, soft, tau)
+    return _softmax_backward(per_class, soft, tau).reshape(logits.shape)
 
 
 @_jit
-def merged_forward(logits, e, explore, tau, x, out, priced, rescale):  # type: ignore[no-untyped-def]
+def merged_forward(logits, e, explore, tau, x, priced, rescale):  # type: ignore[no-untyped-def]
     """`channel-xor` over groups of K channels followed by the `merge` of each group, in one: `logits` (G, K),
-    `x` (B, G*K, H, W), `out` (B, G, H, W) gets each group's picked channel, `priced` (G*K, H, W). Returns
-    (out_cost (G, H*W), soft (G, K), rescale divisor: one channel in K is kept whatever is picked)."""
+    `x` (B, G*K, H, W), `priced` (G*K, H, W). Returns (out (B, G, H, W): each group's picked channel,
+    out_cost (G, H*W), Q, soft (G, K), rescale divisor: one channel in K is kept whatever is picked)."""
     n_groups, n_classes = logits.shape
     pick, soft = _softmax_rows(logits, e.reshape((e.size // n_classes, n_classes)), explore, tau)
     n_samples = x.shape[0]
     n_pixels = x.size // (n_samples * n_groups * n_classes)
     xv = x.reshape((n_samples, n_groups * n_classes, n_pixels))
+    out = np.empty((n_samples, n_groups, x.shape[2], x.shape[3]), np.float32)
     ov = out.reshape((n_samples, n_groups, n_pixels))
     pv = priced.reshape((n_groups * n_classes, n_pixels))
     scale = np.float32(1.0) / np.float32(n_classes) if rescale else np.float32(1.0)
@@ -257,7 +269,7 @@ def merged_forward(logits, e, explore, tau, x, out, priced, rescale):  # type: i
         for i in range(n_samples):
             for p in range(n_pixels):
                 ov[i, g, p] = xv[i, channel, p] / scale if rescale else xv[i, channel, p]
-    return out_cost, soft, scale
+    return out, out_cost, _total(out_cost), soft, scale
 
 
 @_jit_sums
@@ -299,17 +311,18 @@ def _chain_views(x, priced_x, element, n_groups, n_classes):  # type: ignore[no-
 
 
 @_jit
-def merged_any_forward(logits_x, e, logits_p, u, explore, tau, element, weight_p, x, out, priced_x, rescale_x,  # type: ignore[no-untyped-def]
+def merged_any_forward(logits_x, e, logits_p, u, explore, tau, element, weight_p, x, priced_x, rescale_x,  # type: ignore[no-untyped-def]
                        rescale_p):
     """`channel-xor -> merge -> (a two-class stage)`, the paper's Sec. 4.4 chain, in one call: the xor's `logits_x`
     (G, K) over `x` (B, G*K, H, W) priced `priced_x`; then the two-class stage's `logits_p` over the merged
     (B, G, H, W), its V = G*H*W values mapped to elements by `element`, weighted `weight_p` (V,). The random draws
-    `e` then `u` as the stages draw them. Fills `out` (B, G, H, W); returns (out_cost (V,), pick (G,), soft_x,
-    soft_p, selected_p (V,), priced_p (V,), scale_x, scale_p)."""
+    `e` then `u` as the stages draw them. Returns (out (B, G, H, W), out_cost (V,), Q, pick (G,), soft_x, soft_p,
+    selected_p (V,), priced_p (V,), scale_x, scale_p)."""
     n_groups, n_classes = logits_x.shape
     pick, soft_x = _softmax_rows(logits_x, e.reshape((e.size // n_classes, n_classes)), explore, tau)
     hard, soft_p = _two_class(logits_p, u, explore, tau)
     n_samples, n_values, n_pixels, xv, pxv = _chain_views(x, priced_x, element, n_groups, n_classes)
+    out = np.empty((n_samples, n_groups, x.shape[2], x.shape[3]), np.float32)
     ov = out.reshape((n_samples, n_values))
     scale_x = np.float32(1.0) / np.float32(n_classes) if rescale_x else np.float32(1.0)
     selected = np.empty(n_values, np.float32)
@@ -332,14 +345,15 @@ def merged_any_forward(logits_x, e, logits_p, u, explore, tau, element, weight_p
                 merged = xv[i, channel, p] / scale_x if rescale_x else xv[i, channel, p]
                 m = merged * selected[v]
                 ov[i, v] = m / scale_p if rescale_p else m
-    return out_cost, pick, soft_x, soft_p, selected, priced_p, scale_x, scale_p
+    return out, out_cost, _total(out_cost), pick, soft_x, soft_p, selected, priced_p, scale_x, scale_p
 
 
 @_jit_sums
 def merged_any_backward(x, grad_out, lam, pick, soft_x, soft_p, selected, priced_p, priced_x, weight_p, element,  # type: ignore[no-untyped-def]
-                        tau, scale_x, scale_p):
+                        tau, scale_x, scale_p, logits_p):
     """Backward of `merged_any_forward` for both stages' logits, given `grad_out = dL/dout` and `lam` (dQ's weight):
-    returns (grad_logits_x (G, K), grad_logits_p (E, 2)), what the two stages' own backwards give in turn."""
+    returns (grad_logits_x (G, K), grad_logits_p shaped like `logits_p`), what the two stages' own backwards give
+    in turn."""
     n_groups, n_classes = soft_x.shape
     n_samples, n_values, n_pixels, xv, pxv = _chain_views(x, priced_x, element, n_groups, n_classes)
     gv = grad_out.reshape((n_samples, n_values))
@@ -370,7 +384,8 @@ def merged_any_backward(x, grad_out, lam, pick, soft_x, soft_p, selected, priced
                 v = g * n_pixels + p
                 price += pxv[g * n_classes + k, p] * (lam * (selected[v] * weight_p[v]))
             per_class[g, k] = per_class[g, k] / scale_p / scale_x + price
-    return _softmax_backward(per_class, soft_x, tau), _sigmoid_backward(per_element, soft_p, tau)
+    grad_p = _sigmoid_backward(per_element, soft_p, tau).reshape(logits_p.shape)
+    return _softmax_backward(per_class, soft_x, tau), grad_p
 
 
 @_jit
@@ -384,3 +399,12 @@ def _softmax_backward(grad, soft, tau):  # type: ignore[no-untyped-def]
         for k in range(soft.shape[1]):
             out[g, k] = soft[g, k] * (grad[g, k] - dot) / tau
     return out
+
+
+@_jit
+def dense_matrix(weight, index, out):  # type: ignore[no-untyped-def]
+    """`out[i] = weight[index[i] - 1]`, or 0 where `index[i]` is 0: a convolution's dense matrix gathered from its
+    kernel (`input_grad._DenseTransposed`), flat arrays."""
+    for i in range(index.shape[0]):
+        k = index[i]
+        out[i] = weight[k - 1] if k > 0 else np.float32(0.0)

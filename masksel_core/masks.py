@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import kernels
+from . import adam_kernel, kernels
 from .gumbel import exponential, perturb, straight_through, straight_through_select, two_class_difference
 
 SELECT = 0
@@ -214,15 +214,15 @@ class SelectStage(Stage):
         return cached[2]
 
     def forward_kernel(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
-                        generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+                       generator: torch.Generator | None) -> tuple[torch.Tensor, np.ndarray, float, tuple]:
+        """`forward_saving` by the compiled kernel: `(masked, the cost map's values, Q, saved)`; the cost map
+        stays an array, which the training step's plan (`chain._StepPlan`) only needs the sum of."""
         draws = self.kernel_draws(explore, generator)
         priced = self.priced(cost).numpy()
-        out = torch.empty_like(x)
         forward = kernels.any_forward if self.kernel_family == "any" else kernels.xor_forward
-        out_cost, selected, soft, scale = forward(self.logits_array(), draws, explore, float(tau), *self.value_maps(),
-                                                  x.numpy(), out.numpy(), priced, self.rescale)
-        return out, torch.from_numpy(out_cost).view(cost.shape), (_KERNEL, x, priced, selected, soft, float(tau),
-                                                                  float(scale))
+        out, out_cost, q, selected, soft, scale = forward(self.logits_array(), draws, explore, float(tau),
+                                                          *self.value_maps(), x.numpy(), priced, self.rescale)
+        return torch.from_numpy(out), out_cost, q, (_KERNEL, x, priced, selected, soft, float(tau), float(scale))
 
     def backward_kernel(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
                          need_inputs: bool) -> StageGrads:
@@ -237,8 +237,8 @@ class SelectStage(Stage):
         grad_logits = None
         if self.logits.requires_grad:
             backward = kernels.any_backward if self.kernel_family == "any" else kernels.xor_backward
-            grads = backward(x.numpy(), grad_x_np, scale, priced, cost_number, cost_map, soft, tau, *self.value_maps())
-            grad_logits = torch.from_numpy(grads).view(self.logits.shape)
+            grad_logits = torch.from_numpy(backward(x.numpy(), grad_x_np, scale, priced, cost_number, cost_map, soft,
+                                                    tau, *self.value_maps(), self.logits_array()))
         if not need_inputs:
             return None, None, grad_logits
         grad_x_in, grad_cost_in = kernels.inputs_grads(grad_x_np, scale, selected, self.value_weights(), cost_number,
@@ -246,10 +246,23 @@ class SelectStage(Stage):
         return (torch.from_numpy(grad_x_in).view(x.shape), torch.from_numpy(grad_cost_in).view(x.shape[1:]),
                 grad_logits)
 
+    def backward_step(self, saved: tuple, grad_x: torch.Tensor, lam: float, state: tuple, hyper: tuple) -> None:
+        """`backward_kernel` for the logits (Q's weight `lam`) and the masks' optimiser's step on them, in one
+        compiled call (`adam_kernel`): `state` is the logits' `(exp_avg, exp_avg_sq, step)`, `hyper` the
+        optimiser's `compiled_hyperparameters()`."""
+        _, x, priced, _, soft, tau, scale = saved
+        if grad_x.shape != x.shape or not grad_x.is_contiguous():
+            grad_x = grad_x.expand(x.shape).contiguous()
+        step = (adam_kernel.two_class_backward_step if self.kernel_family == "any"
+                else adam_kernel.one_of_k_backward_step)
+        step(x.numpy(), grad_x.numpy(), scale, priced, lam, soft, tau, *self.value_maps(), self.logits_array(), *state,
+             *hyper)
+
     def forward_saving(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         if kernels.usable(x):
-            return self.forward_kernel(x, cost, tau=tau, explore=explore, generator=generator)
+            out, out_cost, _, saved = self.forward_kernel(x, cost, tau=tau, explore=explore, generator=generator)
+            return out, torch.from_numpy(out_cost).view(cost.shape), saved
         hard, soft = self.draw(tau=tau, explore=explore, generator=generator)
         selected = self.expand(hard)  # (C, H, W)
         masked = x * selected
@@ -432,14 +445,9 @@ class ChannelXor(SelectStage):
         its 0 or 1 and summing them. Same values (the sum added exact zeros), same random draws, fewer
         operations: the `extend -> channel-xor -> merge` of `jpeg-xor` and `thumb-xor`."""
         if kernels.usable(x):
-            b, _, h, w = x.shape
-            merged = x.new_empty(b, self.groups, h, w)
-            priced = self.priced(cost).numpy()
-            merged_cost, soft, scale = kernels.merged_forward(
-                self.logits_array(), exponential_draws(self.logits, explore, generator), explore, float(tau),
-                x.numpy(), merged.numpy(), priced, self.rescale)
-            return merged, torch.from_numpy(merged_cost).view(self.groups, h, w), (_KERNEL, x, priced, soft,
-                                                                                  float(tau), float(scale))
+            merged, merged_cost, _, saved = self.forward_merged_kernel(x, cost, tau=tau, explore=explore,
+                                                                       generator=generator)
+            return merged, torch.from_numpy(merged_cost).view(self.groups, *x.shape[2:]), saved
         perturbed = perturb(self.logits, explore=explore, generator=generator)
         picked = perturbed.argmax(dim=-1)  # (G,): the kept channel of each group
         if self.groups > 1:
@@ -452,6 +460,23 @@ class ChannelXor(SelectStage):
             merged = merged / scale
         priced = self.priced(cost)
         return merged, priced.index_select(0, picked), (x, priced, soft, tau, scale)
+
+    def forward_merged_kernel(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
+                              generator: torch.Generator | None) -> tuple[torch.Tensor, np.ndarray, float, tuple]:
+        """`forward_merged` by the compiled kernel: `(merged, the cost map's values, Q, saved)`."""
+        priced = self.priced(cost).numpy()
+        merged, merged_cost, q, soft, scale = kernels.merged_forward(
+            self.logits_array(), exponential_draws(self.logits, explore, generator), explore, float(tau), x.numpy(),
+            priced, self.rescale)
+        return torch.from_numpy(merged), merged_cost, q, (_KERNEL, x, priced, soft, float(tau), float(scale))
+
+    def backward_merged_step(self, saved: tuple, grad_merged: torch.Tensor, lam: float, state: tuple,
+                             hyper: tuple) -> None:
+        """`backward_merged` after `forward_merged_kernel` and the optimiser's step, in one compiled call
+        (see `SelectStage.backward_step`)."""
+        _, x, priced, soft, tau, scale = saved
+        adam_kernel.merged_backward_step(x.numpy(), grad_merged.contiguous().numpy(), scale, priced, lam, soft, tau,
+                                         self.logits_array(), *state, *hyper)
 
     def backward_merged(self, saved: tuple, grad_merged: torch.Tensor,
                         grad_cost: torch.Tensor | float) -> torch.Tensor | None:

@@ -197,8 +197,11 @@ def masked_step(model: nn.Module, chain: MaskChain, tap: InputGradTap, loss_fn: 
     model_opt.zero_grad(set_to_none=True)
     task.backward()
     grad = tap.input_grad() if tap.active else masked.grad
-    chain.backward_manual(saved, grad if grad is not None else torch.zeros_like(masked), lam)
-    mask_opt.step()  # also clears the masks' gradients; first, while the masks' code paths are warm
+    # Where it can, the chain's compiled backward takes the masks' optimiser step too; else the optimiser steps
+    # here (and clears the masks' gradients). First, while the masks' code paths are warm.
+    if not chain.backward_manual(saved, grad if grad is not None else torch.zeros_like(masked), lam,
+                                 optimizer=mask_opt if isinstance(mask_opt, MaskAdam) else None):
+        mask_opt.step()
     model_opt.step()
     return task.detach(), q
 

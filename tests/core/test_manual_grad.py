@@ -7,17 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from masksel_core import TrainConfig, build, load_dataset
+from masksel_core import TrainConfig, adam_kernel, build, kernels, load_dataset
 from masksel_core.chain import build_chain
 from masksel_core.input_grad import InputGradTap
+from masksel_core.optim import MaskAdam
 from masksel_core.train import masked_step, prepare_inputs
 
 
 @pytest.fixture(params=["kernels", "torch"], autouse=True)
 def both_paths(request, monkeypatch):  # type: ignore[no-untyped-def]
     """Every test here runs on the compiled kernels (`kernels.py`, the CPU default) and on the torch code."""
-    from masksel_core import kernels
-
     monkeypatch.setattr(kernels, "ENABLED", request.param == "kernels")
     return request.param
 
@@ -226,3 +225,44 @@ def test_a_copied_chain_does_not_reuse_the_originals_caches() -> None:
     twin.select_stages[0].weights.fill_(0.5)
     _, q, _ = twin.forward_manual(torch.rand(2, 1, 4, 4), tau=1.0, explore=False)
     assert q.item() == pytest.approx(0.5)
+
+
+class _Unfused:
+    """The masks' optimiser behind a stand-in, so that `masked_step` stores the gradients and steps it apart."""
+
+    def __init__(self, optimizer: MaskAdam) -> None:
+        self.optimizer = optimizer
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+
+@pytest.mark.parametrize("spec", ["pixel-any", "channel-xor", "jpeg-xor", "jpeg-xor+pixel-any", "block-any"])
+def test_the_step_fused_into_the_masks_backward_is_the_separate_step(spec: str) -> None:
+    """Where the chain's compiled backward also takes the masks' Adam step, logits and optimiser state come out
+    bit for bit as with the gradient stored and `MaskAdam.step` after it."""
+    data = load_dataset("digits")
+    config = TrainConfig(mask_type=spec, model="lenet5")
+    chain, model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(0))
+    prepared = prepare_inputs(chain, data)
+    runs = []
+    for fused in (True, False):
+        run_chain, run_model = copy.deepcopy(chain), copy.deepcopy(model)
+        tap = InputGradTap(run_model, run_chain.output_shape, torch.device("cpu"))
+        model_opt = torch.optim.Adam(run_model.parameters(), lr=1e-4, amsgrad=True)
+        mask_opt = MaskAdam(run_chain.parameters(), lr=0.01)
+        generator = torch.Generator().manual_seed(5)
+        fused_steps = []
+        for step in range(6):
+            x, y = prepared.x_train[step * 32:(step + 1) * 32], prepared.y_train[step * 32:(step + 1) * 32]
+            before = mask_opt._arrays
+            masked_step(run_model, run_chain, tap, nn.CrossEntropyLoss(), x, y, model_opt,
+                        mask_opt if fused else _Unfused(mask_opt), lam=0.2, tau=2.0, explore=step % 2 == 0,
+                        generator=generator)
+            fused_steps.append(bool(before) and fused)
+        runs.append((run_chain.state_dict(), mask_opt.state_dict(), fused_steps))
+    (fused_chain, fused_opt, steps_fused), (plain_chain, plain_opt, _) = runs
+    assert any(steps_fused) == (kernels.ENABLED and adam_kernel.VECTOR_WIDTH is not None)
+    for name, value in fused_chain.items():
+        assert torch.equal(value, plain_chain[name]), name
+    assert str(fused_opt) == str(plain_opt)

@@ -1,4 +1,7 @@
-"""The masks' optimiser steps exactly as `torch.optim.Adam(fused=True)` does, and saves the same state."""
+"""The masks' optimiser steps exactly as `torch.optim.Adam(fused=True)` does, and saves the same state.
+
+On the CPU it steps with its own compiled kernel (`adam_kernel`) where torch's vector width is known; the tests
+run it and torch's fused step side by side (`compiled` on and off) and compare every bit."""
 from __future__ import annotations
 
 import copy
@@ -6,6 +9,7 @@ import copy
 import pytest
 import torch
 
+from masksel_core import adam_kernel, kernels
 from masksel_core.optim import MaskAdam
 
 
@@ -14,18 +18,22 @@ def _grads(step: int, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
     return [torch.randn(shape, generator=g) for shape in shapes]
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("device", [
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                   reason="needs a CUDA device (none on this machine)")),
 ])
-def test_it_gives_adams_parameters_and_state_bit_for_bit(device: str) -> None:
-    shapes = [(3, 2), (4, 5, 2)]
+def test_it_gives_adams_parameters_and_state_bit_for_bit(device: str, compiled: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "ENABLED", compiled and kernels.ENABLED)
+    # Sizes with and without a scalar tail after the vector body (8 or 16 floats), and one over a cache line.
+    shapes = [(3, 2), (4, 5, 2), (1, 8, 8, 2), (13,), (500, 2)]
     ours = [torch.nn.Parameter(torch.randn(s, generator=torch.Generator().manual_seed(1)).to(device))
             for s in shapes]
     theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
     mask_adam, adam = MaskAdam(ours, lr=0.01), torch.optim.Adam(theirs, lr=0.01, fused=True)
-    for step in range(5):
+    for step in range(12):
         for params in (ours, theirs):
             for p, g in zip(params, _grads(step, shapes), strict=True):
                 p.grad = g.to(device)
@@ -36,6 +44,18 @@ def test_it_gives_adams_parameters_and_state_bit_for_bit(device: str) -> None:
         for a, b in zip(ours, theirs, strict=True):
             assert torch.equal(a, b)
     assert str(mask_adam.state_dict()) == str(adam.state_dict())
+    uses_kernel = compiled and device == "cpu" and kernels.ENABLED and adam_kernel.VECTOR_WIDTH is not None
+    assert bool(mask_adam._arrays) is uses_kernel
+
+
+def test_options_the_kernel_lacks_take_torchs_step() -> None:
+    p = torch.nn.Parameter(torch.zeros(4, 2))
+    opt = MaskAdam([p], lr=0.1)
+    opt.adam.param_groups[0]["weight_decay"] = 0.01
+    for _ in range(2):
+        p.grad = torch.ones(4, 2)
+        opt.step()
+    assert opt._arrays == ()
 
 
 def test_a_loaded_state_continues_as_the_saved_one_would() -> None:
