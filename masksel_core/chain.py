@@ -231,7 +231,7 @@ class _StepPlan:
 
     def forward(self, x: torch.Tensor, *, tau: float, explore: bool,
                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, _PlanSaved]:
-        cost = self.chain.base_cost
+        cost = self.chain._buffers["base_cost"]  # the buffer itself, without `Module.__getattr__`
         if self.kind == "stage":
             out, _, q, saved = self.stages[0].forward_kernel(x, cost, tau=tau, explore=explore, generator=generator)
         elif self.kind == "merged":
@@ -306,7 +306,7 @@ def _forward_kernel_chain(stages: tuple[Stage, ...], x: torch.Tensor, cost: torc
                                                                                      list]:
     """The paper chain by one compiled kernel: `(masked, the cost map's values, Q, saved per stage)`."""
     xor, _, select = stages
-    priced_x = xor.priced(cost).numpy()
+    priced_x = xor.priced_array(cost)
     out, out_cost, q, *kept = kernels.merged_any_forward(
         xor.logits_array(), exponential_draws(xor.logits, explore, generator), select.logits_array(),
         select.kernel_draws(explore, generator), explore, float(tau), *select.value_maps(), select.value_weights(),

@@ -152,14 +152,22 @@ class SelectStage(Stage):
         Kept between calls while `cost` is the same unchanged tensor (the chain's `base_cost`, which the
         first stage gets on every step) and the weights are unchanged: one op less per step. Weights that
         are all 1 (the default) are not multiplied at all."""
-        weights = self.weights
-        cached = self.__dict__.get("_priced_cache")  # (cost, its version, weights, their version, priced)
+        weights = self._buffers["weights"]
+        cached = self.__dict__.get("_priced_cache")  # (cost, its version, weights, their version, priced, array)
         if (cached is not None and cached[0] is cost and cached[1] == cost._version and cached[2] is weights
                 and cached[3] == weights._version):
             return cached[4]
         priced = cost if self._unit_weights() else cost * self.expand(weights)
-        self.__dict__["_priced_cache"] = (cost, cost._version, weights, weights._version, priced)
+        self.__dict__["_priced_cache"] = (cost, cost._version, weights, weights._version, priced, None)
         return priced
+
+    def priced_array(self, cost: torch.Tensor) -> np.ndarray:
+        """`priced(cost)` as an array sharing its memory (for the compiled kernels, on the CPU), kept with it."""
+        priced = self.priced(cost)
+        cached = self.__dict__["_priced_cache"]
+        if cached[5] is None:
+            cached = self.__dict__["_priced_cache"] = (*cached[:5], priced.numpy())
+        return cached[5]
 
     def _unit_weights(self) -> bool:
         """Whether every per-element cost weight is 1 (looked at again only when the weights change)."""
@@ -218,7 +226,7 @@ class SelectStage(Stage):
         """`forward_saving` by the compiled kernel: `(masked, the cost map's values, Q, saved)`; the cost map
         stays an array, which the training step's plan (`chain._StepPlan`) only needs the sum of."""
         draws = self.kernel_draws(explore, generator)
-        priced = self.priced(cost).numpy()
+        priced = self.priced_array(cost)
         forward = kernels.any_forward if self.kernel_family == "any" else kernels.xor_forward
         out, out_cost, q, selected, soft, scale = forward(self.logits_array(), draws, explore, float(tau),
                                                           *self.value_maps(), x.numpy(), priced, self.rescale)
@@ -464,7 +472,7 @@ class ChannelXor(SelectStage):
     def forward_merged_kernel(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
                               generator: torch.Generator | None) -> tuple[torch.Tensor, np.ndarray, float, tuple]:
         """`forward_merged` by the compiled kernel: `(merged, the cost map's values, Q, saved)`."""
-        priced = self.priced(cost).numpy()
+        priced = self.priced_array(cost)
         merged, merged_cost, q, soft, scale = kernels.merged_forward(
             self.logits_array(), exponential_draws(self.logits, explore, generator), explore, float(tau), x.numpy(),
             priced, self.rescale)
