@@ -266,6 +266,8 @@ class _StepPlan:
                 return False
             states.append(state)
         hyper = optimizer.compiled_hyperparameters()
+        if hyper is None:
+            return False
         if self.kind == "stage":
             self.stages[0].backward_step(saved, grad_x, lam, states[0], hyper)
         elif self.kind == "merged":

@@ -37,7 +37,7 @@ class MaskAdam:
     @torch.no_grad()
     def step(self) -> None:
         grads = [p.grad for p in self.params]
-        if not self.adam.state or any(g is None for g in grads):
+        if len(self.adam.state) < len(self.params) or any(g is None for g in grads):
             self.adam.step()  # the first step creates the state as Adam does
             self._state_lists = self._arrays = None
             self._by_param = {}
@@ -68,9 +68,12 @@ class MaskAdam:
         for p, grad, entry in zip(self.params, grads, arrays, strict=True):
             if (p.data_ptr() != entry[0] or grad.dtype != torch.float32 or grad.device.type != "cpu"
                     or not grad.is_contiguous()):
-                self._arrays, self._by_param = (), {}  # moved or replaced, or an odd gradient: torch's step from now on
+                self._arrays, self._by_param = (), {}  # moved, replaced or an odd gradient: torch's step from now
                 return self._fused_step(grads)
         group = self.adam.param_groups[0]
+        if not _compiled_options(group):  # changed since the arrays were looked up
+            self._arrays, self._by_param = (), {}
+            return self._fused_step(grads)
         lr, (beta1, beta2), eps = float(group["lr"]), group["betas"], group["eps"]
         for grad, (_, param, exp_avg, exp_avg_sq, step) in zip(grads, arrays, strict=True):
             adam_kernel.adam_step(param, grad.numpy().reshape(-1), exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
@@ -80,10 +83,8 @@ class MaskAdam:
     def _compiled_arrays(self) -> list[tuple] | tuple[()]:
         """The arrays `_compiled_step` works on, or () where torch's step must run: not on the CPU in float32,
         no compiled kernels or none that match torch's on this CPU, or options they do not implement."""
-        group = self.adam.param_groups[0]
         if (not kernels.ENABLED or adam_kernel.VECTOR_WIDTH is None or len(self.adam.param_groups) != 1
-                or group["weight_decay"] != 0 or group["amsgrad"] or group["maximize"] or group["betas"][0] <= 0.5
-                or isinstance(group["lr"], torch.Tensor)):
+                or not _compiled_options(self.adam.param_groups[0])):
             return ()
         arrays = []
         for p in self.params:
@@ -108,9 +109,13 @@ class MaskAdam:
             return None
         return entry[2], entry[3], entry[4]
 
-    def compiled_hyperparameters(self) -> tuple[float, float, float, float, int]:
-        """`(lr, beta1, beta2, eps, vector width)` for `adam_kernel.adam_step`."""
+    def compiled_hyperparameters(self) -> tuple[float, float, float, float, int] | None:
+        """`(lr, beta1, beta2, eps, vector width)` for `adam_kernel.adam_step`; None (take `step()`) where the
+        options were changed since to ones it does not implement."""
         group = self.adam.param_groups[0]
+        if not _compiled_options(group):
+            self._arrays, self._by_param = (), {}
+            return None
         return float(group["lr"]), group["betas"][0], group["betas"][1], group["eps"], adam_kernel.VECTOR_WIDTH
 
     def state_dict(self) -> dict[str, Any]:
@@ -120,3 +125,9 @@ class MaskAdam:
         self.adam.load_state_dict(state)
         self._state_lists = self._arrays = None
         self._by_param = {}
+
+
+def _compiled_options(group: dict[str, Any]) -> bool:
+    """Whether `adam_kernel.adam_step` implements this parameter group's options (plain Adam, beta1 > 0.5)."""
+    return (group["weight_decay"] == 0 and not group["amsgrad"] and not group["maximize"] and group["betas"][0] > 0.5
+            and not isinstance(group["lr"], torch.Tensor))

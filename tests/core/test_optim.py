@@ -70,3 +70,20 @@ def test_a_loaded_state_continues_as_the_saved_one_would() -> None:
         param.grad = torch.full((4, 2), -0.5)
         opt.step()
     assert torch.equal(p, q)
+
+
+def test_options_changed_later_switch_to_torchs_step() -> None:
+    """Weight decay set after the compiled step took over: the next steps are torch's, weight decay included."""
+    p = torch.nn.Parameter(torch.ones(4, 2))
+    reference = torch.nn.Parameter(p.detach().clone())
+    ours, theirs = MaskAdam([p], lr=0.1), torch.optim.Adam([reference], lr=0.1, fused=True)
+    for step in range(4):
+        if step == 2:
+            for opt in (ours.adam, theirs):
+                opt.param_groups[0]["weight_decay"] = 0.5
+        for param in (p, reference):
+            param.grad = torch.full((4, 2), 0.25)
+        ours.step()
+        theirs.step()
+        assert torch.equal(p, reference)
+    assert ours._arrays == ()
