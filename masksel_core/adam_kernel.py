@@ -12,6 +12,10 @@ values (the scalar tail) come out of the compiler as `fma(exp_avg_sq, beta2, (1 
 instead. `width` is the vector width of torch's CPU kernels (8 floats with AVX2, 16 with AVX-512); on other CPUs,
 and for options this kernel does not implement (weight decay, AMSGrad, maximize, beta1 <= 0.5), `optim.MaskAdam`
 uses torch's own step. `tests/core/test_optim.py` compares the two bit for bit on the machine it runs on.
+
+The step writes through arrays that share the tensors' memory, so autograd's version counters do not move
+(torch's in-place step would bump them). That is safe where it is used: the masks' logits are in no graph
+then (the training step masks with `MaskChain.forward_manual`).
 """
 from __future__ import annotations
 
