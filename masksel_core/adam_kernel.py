@@ -73,6 +73,13 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wid
         param[i] = param[i] + neg_step_size * m / (np.float32(np.sqrt(v)) / correction2_sqrt + e)
 
 
+@kernels._jit
+def _step_logits(logits, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, width):  # type: ignore[no-untyped-def]
+    """`adam_step` on a stage's logits (any shape, C-contiguous) given their gradient of the same size."""
+    adam_step(logits.reshape(logits.size), grads.reshape(grads.size), exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+              width)
+
+
 # A select stage's backward and the Adam step of its logits in one call (the training step's plan, when the masks'
 # optimiser steps with `adam_step`): the gradient goes straight into the step instead of through `.grad`.
 
@@ -80,8 +87,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wid
 def two_class_backward_step(x, grad_x, scale, priced, lam, soft, tau, element, logits,  # type: ignore[no-untyped-def]
                             exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, width):
     grads = kernels.any_backward(x, grad_x, scale, priced, lam, np.empty(0, np.float32), soft, tau, element, logits)
-    adam_step(logits.reshape(logits.size), grads.reshape(grads.size), exp_avg, exp_avg_sq, step, lr, beta1, beta2,
-              eps, width)
+    _step_logits(logits, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, width)
 
 
 @kernels._jit
@@ -89,16 +95,14 @@ def one_of_k_backward_step(x, grad_x, scale, priced, lam, soft, tau, group, klas
                            exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, width):
     grads = kernels.xor_backward(x, grad_x, scale, priced, lam, np.empty(0, np.float32), soft, tau, group, klass,
                                  logits)
-    adam_step(logits.reshape(logits.size), grads.reshape(grads.size), exp_avg, exp_avg_sq, step, lr, beta1, beta2,
-              eps, width)
+    _step_logits(logits, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, width)
 
 
 @kernels._jit
 def merged_backward_step(x, grad_merged, scale, priced, lam, soft, tau, logits,  # type: ignore[no-untyped-def]
                          exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, width):
     grads = kernels.merged_backward(x, grad_merged, scale, priced, lam, np.empty(0, np.float32), soft, tau)
-    adam_step(logits.reshape(logits.size), grads.reshape(grads.size), exp_avg, exp_avg_sq, step, lr, beta1, beta2,
-              eps, width)
+    _step_logits(logits, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, width)
 
 
 @kernels._jit
@@ -108,7 +112,5 @@ def merged_any_backward_step(x, grad_out, lam, pick, soft_x, soft_p, selected, p
     grad_x, grad_p = kernels.merged_any_backward(x, grad_out, lam, pick, soft_x, soft_p, selected, priced_p, priced_x,
                                                  weight_p, element, tau, scale_x, scale_p, logits_p)
     # In the masks' optimiser's parameter order (the chain's stages in order): the xor's logits, then the pixels'.
-    adam_step(logits_x.reshape(logits_x.size), grad_x.reshape(grad_x.size), exp_avg_x, exp_avg_sq_x, step_x, lr,
-              beta1, beta2, eps, width)
-    adam_step(logits_p.reshape(logits_p.size), grad_p.reshape(grad_p.size), exp_avg_p, exp_avg_sq_p, step_p, lr,
-              beta1, beta2, eps, width)
+    _step_logits(logits_x, grad_x, exp_avg_x, exp_avg_sq_x, step_x, lr, beta1, beta2, eps, width)
+    _step_logits(logits_p, grad_p, exp_avg_p, exp_avg_sq_p, step_p, lr, beta1, beta2, eps, width)

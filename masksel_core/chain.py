@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import adam_kernel, kernels
-from .masks import SELECT_STAGES, ChannelXor, Merge, SelectStage, Shape, Stage, exponential_draws
+from .masks import SELECT_STAGES, ChannelXor, Merge, SelectStage, Shape, Stage, batch_array, exponential_draws
 from .operators import DEFAULT_JPEG_QUALITIES, DEFAULT_THUMB_SCALES, Extend
 
 if TYPE_CHECKING:
@@ -320,10 +320,9 @@ def _backward_kernel_chain(stages: tuple[Stage, ...], saved: tuple, grad_x: torc
                            grad_cost: torch.Tensor | float) -> list[torch.Tensor | None]:
     xor, _, select = stages
     x, priced_x, tau, pick, soft_x, soft_p, selected, priced_p, scale_x, scale_p = saved
-    if grad_x.shape != x.shape[:1] + select.input_shape or not grad_x.is_contiguous():
-        grad_x = grad_x.expand(x.shape[:1] + select.input_shape).contiguous()
+    grad_out = batch_array(grad_x, x.shape[:1] + select.input_shape)
     grad_xor, grad_select = kernels.merged_any_backward(
-        x.numpy(), grad_x.numpy(), float(grad_cost), pick, soft_x, soft_p, selected, priced_p, priced_x,
+        x.numpy(), grad_out, float(grad_cost), pick, soft_x, soft_p, selected, priced_p, priced_x,
         select.value_weights(), *select.value_maps(), tau, scale_x, scale_p, select.logits_array())
     return [torch.from_numpy(grad_xor) if xor.logits.requires_grad else None,
             torch.from_numpy(grad_select) if select.logits.requires_grad else None]
@@ -334,10 +333,9 @@ def _backward_step_kernel_chain(stages: tuple[Stage, ...], saved: tuple, grad_x:
     """`_backward_kernel_chain` and the optimiser's step on both stages' logits, in one compiled call."""
     xor, _, select = stages
     x, priced_x, tau, pick, soft_x, soft_p, selected, priced_p, scale_x, scale_p = saved
-    if grad_x.shape != x.shape[:1] + select.input_shape or not grad_x.is_contiguous():
-        grad_x = grad_x.expand(x.shape[:1] + select.input_shape).contiguous()
+    grad_out = batch_array(grad_x, x.shape[:1] + select.input_shape)
     adam_kernel.merged_any_backward_step(
-        x.numpy(), grad_x.numpy(), lam, pick, soft_x, soft_p, selected, priced_p, priced_x, select.value_weights(),
+        x.numpy(), grad_out, lam, pick, soft_x, soft_p, selected, priced_p, priced_x, select.value_weights(),
         *select.value_maps(), tau, scale_x, scale_p, xor.logits_array(), select.logits_array(), *states[0], *states[1],
         *hyper)
 

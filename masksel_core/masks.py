@@ -235,9 +235,7 @@ class SelectStage(Stage):
     def backward_kernel(self, saved: tuple, grad_x: torch.Tensor, grad_cost: torch.Tensor | float, *,
                          need_inputs: bool) -> StageGrads:
         _, x, priced, selected, soft, tau, scale = saved
-        if grad_x.shape != x.shape or not grad_x.is_contiguous():
-            grad_x = grad_x.expand(x.shape).contiguous()
-        grad_x_np = grad_x.numpy()
+        grad_x_np = batch_array(grad_x, x.shape)
         if isinstance(grad_cost, torch.Tensor) and grad_cost.dim():
             cost_number, cost_map = 0.0, grad_cost.contiguous().numpy().reshape(-1)
         else:
@@ -259,12 +257,10 @@ class SelectStage(Stage):
         compiled call (`adam_kernel`): `state` is the logits' `(exp_avg, exp_avg_sq, step)`, `hyper` the
         optimiser's `compiled_hyperparameters()`."""
         _, x, priced, _, soft, tau, scale = saved
-        if grad_x.shape != x.shape or not grad_x.is_contiguous():
-            grad_x = grad_x.expand(x.shape).contiguous()
         step = (adam_kernel.two_class_backward_step if self.kernel_family == "any"
                 else adam_kernel.one_of_k_backward_step)
-        step(x.numpy(), grad_x.numpy(), scale, priced, lam, soft, tau, *self.value_maps(), self.logits_array(), *state,
-             *hyper)
+        step(x.numpy(), batch_array(grad_x, x.shape), scale, priced, lam, soft, tau, *self.value_maps(),
+             self.logits_array(), *state, *hyper)
 
     def forward_saving(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,
                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
@@ -615,6 +611,14 @@ _KERNEL = "kernel"  # marks what a stage saved when its forward ran as a compile
 # Entries of a stage's __dict__ derived from its tensors, kept between steps (not copied, not pickled).
 _CACHES = ("_priced_cache", "_unit_cache", "_weights_cache", "_logits_view", "_totals_cache", "_value_maps")
 _EMPTY_1D = np.empty(0, np.float32)
+
+
+def batch_array(grad: torch.Tensor, shape: torch.Size) -> np.ndarray:
+    """A gradient for a batch of `shape` as a C-contiguous array for the kernels (broadcast and copied only where
+    it is not one already)."""
+    if grad.shape != shape or not grad.is_contiguous():
+        grad = grad.expand(shape).contiguous()
+    return grad.numpy()
 
 
 def exponential_draws(logits: torch.Tensor, explore: bool, generator: torch.Generator | None) -> np.ndarray:
