@@ -32,7 +32,7 @@ class MaskAdam:
         # Per parameter (its data pointer, then param, exp_avg, exp_avg_sq and step as flat arrays sharing their
         # memory) where the compiled step applies; () where it does not; None until looked at.
         self._arrays: list[tuple] | tuple[()] | None = None
-        self._by_param: dict[torch.nn.Parameter, tuple] = {}
+        self._index = {id(p): i for i, p in enumerate(self.params)}  # a parameter's place in `params`
 
     @torch.no_grad()
     def step(self) -> None:
@@ -40,7 +40,6 @@ class MaskAdam:
         if len(self.adam.state) < len(self.params) or any(g is None for g in grads):
             self.adam.step()  # the first step creates the state as Adam does
             self._state_lists = self._arrays = None
-            self._by_param = {}
         else:
             if self._arrays is None:
                 self._arrays = self._compiled_arrays()
@@ -68,11 +67,11 @@ class MaskAdam:
         for p, grad, entry in zip(self.params, grads, arrays, strict=True):
             if (p.data_ptr() != entry[0] or grad.dtype != torch.float32 or grad.device.type != "cpu"
                     or not grad.is_contiguous()):
-                self._arrays, self._by_param = (), {}  # moved, replaced or an odd gradient: torch's step from now
+                self._arrays = ()  # moved, replaced or an odd gradient: torch's step from now on
                 return self._fused_step(grads)
         group = self.adam.param_groups[0]
         if not _compiled_options(group):  # changed since the arrays were looked up
-            self._arrays, self._by_param = (), {}
+            self._arrays = ()
             return self._fused_step(grads)
         lr, (beta1, beta2), eps = float(group["lr"]), group["betas"], group["eps"]
         for grad, (_, param, exp_avg, exp_avg_sq, step) in zip(grads, arrays, strict=True):
@@ -95,7 +94,6 @@ class MaskAdam:
             if any(t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous() for t in tensors):
                 return ()
             arrays.append((p.data_ptr(), *(t.detach().numpy().reshape(-1) for t in tensors)))
-        self._by_param = dict(zip(self.params, arrays, strict=True))
         return arrays
 
     def compiled_state(self, param: torch.nn.Parameter) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -104,7 +102,8 @@ class MaskAdam:
         None where this optimiser's own step must run (torch's, or before its state exists)."""
         if self._arrays is None and self.adam.state:
             self._arrays = self._compiled_arrays()
-        entry = self._by_param.get(param) if self._arrays else None
+        index = self._index.get(id(param)) if self._arrays else None
+        entry = self._arrays[index] if index is not None else None
         if entry is None or entry[0] != param.data_ptr():
             return None
         return entry[2], entry[3], entry[4]
@@ -114,7 +113,7 @@ class MaskAdam:
         options were changed since to ones it does not implement."""
         group = self.adam.param_groups[0]
         if not _compiled_options(group):
-            self._arrays, self._by_param = (), {}
+            self._arrays = ()
             return None
         return float(group["lr"]), group["betas"][0], group["betas"][1], group["eps"], adam_kernel.VECTOR_WIDTH
 
@@ -124,7 +123,6 @@ class MaskAdam:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.adam.load_state_dict(state)
         self._state_lists = self._arrays = None
-        self._by_param = {}
 
 
 def _compiled_options(group: dict[str, Any]) -> bool:
