@@ -27,7 +27,9 @@ def cifar_sized(n: int = 10_000) -> TensorDataset:
 
 
 def run(label: str, data: TensorDataset, config: TrainConfig) -> None:
-    records = train(config, data).records
+    """Selection epochs only (the masked ones), with a short warm-up before them and no finalize."""
+    config = TrainConfig.from_dict({**config.to_dict(), "warmup_epochs": 1, "finalize_epochs": 0})
+    records = [r for r in train(config, data).records if r.phase == "select"]
     seconds = [r.seconds for r in records[1:]] or [records[0].seconds]  # the first epoch warms up
     per_epoch = statistics.median(seconds)
     samples = data.x_train.shape[0] / per_epoch

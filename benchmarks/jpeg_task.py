@@ -89,7 +89,7 @@ def masksel_path(x: np.ndarray, y: np.ndarray, seed: int, **options: Any) -> lis
                          torch.as_tensor(y[val]), int(y.max()) + 1, [f"c{i}" for i in range(N_CHANNELS)])
     config = TrainConfig.from_dict({**MASKSEL, **options, "seed": seed})
     return [tuple(int(q) for q in record.selected.reshape(N_CHANNELS, len(QUALITIES)).argmax(axis=1))
-            for record in train(config, data).records]
+            for record in train(config, data).records if record.phase == "select"]
 
 
 def mix_choice(per_channel: np.ndarray, budget: float, seed: int) -> tuple[int, ...]:

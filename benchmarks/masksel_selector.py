@@ -34,8 +34,9 @@ from masksel_core.train import EpochRecord
 DEFAULTS: dict[str, Any] = {
     "model": "mlp", "epochs": 300, "model_lr": 1e-3, "batch_size": 64, "mask_lr": 0.05,
     "lambda_init": 0.05, "lambda_factor": 1.3, "lambda_patience": 0, "device": "cpu",
-    "lambda_monitor": "val_mask_loss", "lambda_threshold": 0.005, "init_logit": 3.0,
+    "lambda_monitor": "val_mask_loss", "lambda_threshold": 0.005, "lambda_threshold_mode": "abs", "init_logit": 3.0,
     "target_fraction": 0.0,  # the path is over once nothing is selected (about epoch 80 of 300 on digits)
+    "finalize_epochs": 0,  # each budget's network is the path's own at that budget (and the swap check's)
 }
 # The swap refinement of each budget's set (see swap_refine).
 SWAP_CANDIDATES, SWAP_EPOCHS, SWAP_ROUNDS = 8, 2, 3
@@ -53,7 +54,7 @@ ABLATION: dict[str, dict[str, Any]] = {
     "masksel[gamma=0+init=1]": {"gamma": 0.0, "init_logit": 1.0},
     "masksel[paper]": {"epochs": 80, "lambda_init": 0.1, "lambda_factor": 1.1, "lambda_patience": 2,
                        "mask_lr": 0.01, "model_lr": 1e-4, "batch_size": 128, "lambda_monitor": "total",
-                       "lambda_threshold": 0.0},
+                       "lambda_threshold": 0.0, "warmup_epochs": 0},
 }
 
 
@@ -100,7 +101,7 @@ def path_records(x: np.ndarray, y: np.ndarray, seed: int, groups: peers.Groups =
     result = train(config, data, inspect=keep if snapshot_at else None)
     for k in snapshot_at:
         snapshots.setdefault(k, copy.deepcopy(result.model).eval())
-    masks = [record.selected.reshape(-1).astype(bool) for record in result.records]
+    masks = [record.selected.reshape(-1).astype(bool) for record in result.records if record.phase == "select"]
     return Path(masks, snapshots, data, by_channel=groups is not None)
 
 

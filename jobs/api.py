@@ -207,12 +207,12 @@ def _attachment(payload: bytes, filename: str, content_type: str) -> HttpRespons
 
 
 class RunDownload(APIView):
-    """`mask.json`, `mask.npy`, `model.pt`, `metrics.csv`, `config.json`, `bundle.zip`."""
+    """`mask.json`, `mask.npy`, `model.pt`, `metrics.csv`, `config.json`, `summary.json`, `bundle.zip`."""
 
     @extend_schema(
         parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH,
                                      enum=["mask.json", "mask.npy", "mask.png", "model.pt", "model.ts", "metrics.csv",
-                                           "config.json", "bundle.zip"]),
+                                           "config.json", "summary.json", "bundle.zip"]),
                     OpenApiParameter("epoch", int, description="the mask of this epoch (mask.json, .npy, .png)")],
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: doc.Error},
         operation_id="runs_download", summary="A run's files; the mask of any epoch with ?epoch=N")
@@ -235,7 +235,7 @@ class RunDownload(APIView):
         if name == "bundle.zip":
             return _attachment(_bundle(run), f"{prefix}-bundle.zip", "application/zip")
         path = Path(run.artifact_dir) / name
-        if name not in ("model.pt", "model.ts", "metrics.csv", "config.json") or not path.is_file():
+        if name not in ("model.pt", "model.ts", "metrics.csv", "config.json", "summary.json") or not path.is_file():
             raise Http404(f"{name} is not available for run {run.pk} (status {run.status})")
         response = FileResponse(path.open("rb"), as_attachment=True, filename=f"{prefix}-{name}")
         response["Content-Length"] = str(path.stat().st_size)
@@ -260,7 +260,9 @@ Or, with nothing but torch: model.ts is the network behind its frozen mask and t
     net = torch.jit.load("model.ts")
     prediction = net(x).argmax(dim=1)
 
-mask.png shows the mask: channels side by side, transferred cells in green.
+mask.png shows the mask: channels side by side, transferred cells in green. summary.json says how the
+run ended, the model's accuracy on the test split and any warning (an empty mask, accuracy near chance,
+a target not reached); metrics.csv has one row per epoch, its phase last (warmup, select, finalize).
 """
 
 
@@ -273,7 +275,7 @@ def _bundle(run: Run) -> bytes:
         archive.writestr("mask.json", json.dumps(mask_document(run.mask_type, run.dataset.input_shape, selected,
                                                                 fraction)))
         archive.writestr("mask.png", mask_png(selected))
-        for name in ("model.pt", "model.ts", "metrics.csv", "config.json"):
+        for name in ("model.pt", "model.ts", "metrics.csv", "config.json", "summary.json"):
             if (directory / name).is_file():
                 archive.write(directory / name, name)
         broadcast = "; channel masks: mask[:, None, None]" if run.mask_type.startswith("channel") else ""

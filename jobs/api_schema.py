@@ -9,7 +9,7 @@ import dataclasses
 
 from rest_framework import serializers
 
-from masksel_core import TrainConfig
+from masksel_core import PHASES, TrainConfig
 
 DEFAULTS = TrainConfig()
 
@@ -70,6 +70,9 @@ class MetricRow(serializers.Serializer):
     # "lambda" is a Python keyword: declared below.
     tau = serializers.FloatField()
     fraction = serializers.FloatField()
+    phase = serializers.ChoiceField(choices=list(PHASES), help_text="warmup: the network alone on the initial "
+                                    "mask's input; select: masks and network; finalize: the network alone behind "
+                                    "the frozen mask; final: the model written, where it is an earlier epoch's")
 
 
 MetricRow._declared_fields["lambda"] = serializers.FloatField()  # noqa: SLF001
@@ -91,6 +94,12 @@ class RunOut(serializers.Serializer):
     fraction = serializers.FloatField(allow_null=True)
     val_accuracy = serializers.FloatField(allow_null=True)
     best_accuracy = serializers.FloatField(allow_null=True)
+    phase = serializers.CharField(help_text="what the run is doing now (warmup, select, finalize, final); "
+                                            "empty before its first epoch")
+    test_accuracy = serializers.FloatField(allow_null=True, help_text="the written model on the test split, "
+                                           "once the run succeeded")
+    warnings = serializers.ListField(child=serializers.CharField(), help_text="what to know before trusting the "
+                                     "result: an empty mask, accuracy near chance, a target not reached, ...")
     tags = serializers.ListField(child=serializers.CharField())
     notes = serializers.CharField()
     attempts = serializers.IntegerField()

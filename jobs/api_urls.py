@@ -21,6 +21,6 @@ urlpatterns = [
     path("runs/<int:run_id>/", api.RunDetail.as_view()),
     path("runs/<int:run_id>/metrics/", api.RunMetrics.as_view()),
     path("runs/<int:run_id>/cancel/", api.RunCancel.as_view()),
-    re_path(r"^runs/(?P<run_id>\d+)/(?P<name>mask\.json|mask\.npy|mask\.png|model\.pt|model\.ts|metrics\.csv|config\.json|bundle\.zip)$",
+    re_path(r"^runs/(?P<run_id>\d+)/(?P<name>mask\.json|mask\.npy|mask\.png|model\.pt|model\.ts|metrics\.csv|config\.json|summary\.json|bundle\.zip)$",
             api.RunDownload.as_view()),
 ]

@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from masksel_core import MODELS, SELECT_STAGES, TrainConfig
+from masksel_core import MODELS, SELECT_STAGES, TrainConfig, default_mask_type
 from masksel_core.config import DISCRETIZATIONS, EXTEND_COSTS, LAMBDA_MONITORS
 
 from .models import PRIORITY_RANGE
@@ -40,7 +40,8 @@ class RunForm(forms.Form):
     lambda_patience = forms.IntegerField(initial=D.lambda_patience, min_value=0,
                                          help_text="epochs without a better loss before lambda grows")
     lambda_monitor = forms.ChoiceField(choices=[(m, m) for m in LAMBDA_MONITORS], initial=D.lambda_monitor,
-                                       help_text="total: Lf + lambda*Q (paper); val_mask_loss: Q (later code)")
+                                       help_text="val_total: Lf + lambda*Q on validation data; total: the same on "
+                                                 "the training batches (paper); val_mask_loss: Q (later code)")
     tau_init = forms.FloatField(initial=D.tau_init, help_text="temperature after each lambda raise")
     tau_decay = forms.FloatField(initial=D.tau_decay, help_text="temperature factor per epoch")
     tau_min = forms.FloatField(initial=D.tau_min, help_text="lowest temperature")
@@ -49,14 +50,24 @@ class RunForm(forms.Form):
                                        help_text="gumbel: exploration noise (paper); deterministic: none")
     batch_size = forms.IntegerField(initial=D.batch_size, min_value=1)
     model_lr = forms.FloatField(label="Model learning rate", initial=D.model_lr,
-                                help_text="Adam (AMSGrad) learning rate of the network")
+                                help_text="Adam (AMSGrad) learning rate of the network while the masks learn "
+                                          "(the paper fine-tunes at 1e-4)")
     mask_lr = forms.FloatField(label="Mask learning rate", initial=D.mask_lr,
                                help_text="learning rate of the mask logits")
     target_fraction = _optional_float("stop selecting once Q is at most this", min_value=0, max_value=1)
     max_accuracy_drop = _optional_float("stop once accuracy falls this far below its best", min_value=0,
                                         max_value=1)
+    warmup_epochs = forms.IntegerField(initial=D.warmup_epochs, min_value=0,
+                                       help_text="first train the network alone on the full input, at most this "
+                                                 "many epochs (0: none; the paper starts from a trained network)")
     finalize_epochs = forms.IntegerField(initial=D.finalize_epochs, min_value=0,
-                                         help_text="then train the network alone on the frozen mask")
+                                         help_text="then train the network alone on the frozen mask, at most this "
+                                                   "many epochs; the best validation epoch is the model you get")
+    early_stop_patience = forms.IntegerField(initial=D.early_stop_patience, min_value=1,
+                                             help_text="warm-up and finalize end after this many epochs without a "
+                                                       "better validation accuracy")
+    network_lr = forms.FloatField(label="Network learning rate (alone)", initial=D.network_lr,
+                                  help_text="Adam learning rate of the network in warm-up and finalize")
     rescale = forms.BooleanField(required=False, help_text="scale kept inputs up by the kept share")
     extend_costs = forms.ChoiceField(choices=[(m, m) for m in EXTEND_COSTS], initial=D.extend_costs,
                                      help_text="price of JPEG/thumbnail versions: proxy (q/100, paper) or bytes "
@@ -70,6 +81,12 @@ class RunForm(forms.Form):
     def __init__(self, *args: Any, datasets: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = datasets
+        # The mask the form offers fits the data set it offers (pixels for one channel, channels for several);
+        # the page's script does the same when another data set is picked, until a mask is chosen by hand.
+        self.default_masks = {row.pk: default_mask_type(row.input_shape) for row in datasets}
+        chosen = self.initial.get("dataset") or next(iter(self.default_masks), None)
+        if "mask_type" not in self.initial and chosen in self.default_masks:
+            self.initial["mask_type"] = self.default_masks[chosen]
 
     def run_data(self) -> dict[str, Any]:
         data = {key: value for key, value in self.cleaned_data.items() if value is not None}

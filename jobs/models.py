@@ -7,6 +7,8 @@ import numpy as np
 from django.conf import settings
 from django.db import models
 
+from masksel_core import METRIC_COLUMNS
+
 
 class Dataset(models.Model):
     """A built-in data set (`builtin` set, no owner) or an uploaded `.npz` (owner and file)."""
@@ -88,6 +90,11 @@ class Run(models.Model):
     tags = models.JSONField(default=list, blank=True)
     tag_index = models.CharField(max_length=1100, blank=True, default="", db_index=True)  # "|a|b|", to filter by tag
     best_accuracy = models.FloatField(null=True, blank=True)
+    # What the run is doing now (`masksel_core.PHASES`: warmup, select, finalize, final), and once it ended:
+    # its model's accuracy on the test split and what a user must know before trusting it.
+    phase = models.CharField(max_length=16, blank=True, default="")
+    test_accuracy = models.FloatField(null=True, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
     notes = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -145,16 +152,9 @@ class EpochMetric(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "epoch"], name="unique_run_epoch")]
 
     def metrics(self) -> dict[str, Any]:
-        """The contract's metric record: `{"epoch": n, <metrics.csv columns>...}`."""
-        return {
-            "epoch": self.epoch,
-            "task_loss": self.task_loss,
-            "mask_loss": self.mask_loss,
-            "val_accuracy": self.val_accuracy,
-            "lambda": self.lambda_value,
-            "tau": self.tau,
-            "fraction": self.fraction,
-        }
+        """The contract's metric record: `{"epoch": n, <metrics.csv columns>...}` (`lambda` is stored as
+        `lambda_value`)."""
+        return {column: getattr(self, "lambda_value" if column == "lambda" else column) for column in METRIC_COLUMNS}
 
     def selected(self) -> np.ndarray:
         count = int(np.prod(self.mask_shape)) if self.mask_shape else 0

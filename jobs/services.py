@@ -109,18 +109,29 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
         dataset = dataset_get(owner, dataset_id)
     except Http404:
         raise ServiceError(f"no dataset with id {dataset_id!r}") from None
+    # Defaults that fit the data: a channel mask on a one-channel data set could only keep all or nothing.
+    options.setdefault("mask_type", masksel_core.default_mask_type(dataset.input_shape))
     try:
         config = TrainConfig.from_dict(options)
     except ConfigError as exc:
         raise ServiceError(str(exc)) from None
+    problem = masksel_core.spec_problem(config.mask_type, dataset.input_shape)
+    if problem:
+        raise ServiceError(f"{dataset.name}: {problem}")
     _check_open_runs(owner)
     _check_storage(owner, extra=0)
     with transaction.atomic():
         run = Run.objects.create(owner=owner, dataset=dataset, config=config.to_dict(),
-                                 total_epochs=config.epochs + config.finalize_epochs, tags=tags or [],
+                                 total_epochs=most_epochs(config), tags=tags or [],
                                  tag_index="|" + "|".join(tags) + "|" if tags else "", priority=priority)
         transaction.on_commit(lambda: _enqueue(run.pk))
     return run
+
+
+def most_epochs(config: TrainConfig) -> int:
+    """The epochs a run takes at most: warm-up and finalize stop early once validation accuracy stops improving."""
+    warmup = 0 if config.pretrained is not None else config.warmup_epochs
+    return warmup + config.epochs + config.finalize_epochs + (1 if config.finalize_epochs else 0)
 
 
 def _parse_priority(value: Any) -> int:
@@ -239,7 +250,7 @@ def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
     with transaction.atomic():
         row, _ = EpochMetric.objects.update_or_create(run=run, epoch=record.epoch, defaults=fields)
         Run.objects.filter(pk=run.pk).update(
-            epoch=record.epoch, fraction=record.fraction, val_accuracy=record.val_accuracy,
+            epoch=record.epoch, fraction=record.fraction, val_accuracy=record.val_accuracy, phase=record.phase,
             best_accuracy=Greatest(Coalesce(F("best_accuracy"), Value(-1.0)), Value(record.val_accuracy)))
     progress.broadcast(run.pk, {"type": "epoch", **epoch_message(run, row)})
     return row
@@ -253,10 +264,12 @@ def run_finish(run: Run, result: masksel_core.TrainResult) -> None:
     status = RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED
     Run.objects.filter(pk=run.pk).exclude(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]).update(
         status=status, finished_at=timezone.now())
-    Run.objects.filter(pk=run.pk).update(fraction=result.fraction)
+    Run.objects.filter(pk=run.pk).update(fraction=result.fraction, test_accuracy=result.test_accuracy,
+                                         warnings=list(result.warnings))
     final = Run.objects.values_list("status", flat=True).get(pk=run.pk)
     shutil.rmtree(Path(run.artifact_dir) / "checkpoint", ignore_errors=True)  # only needed to resume
-    progress.broadcast(run.pk, {"type": "status", "status": final})
+    progress.broadcast(run.pk, {"type": "status", "status": final, "warnings": list(result.warnings),
+                                "test_accuracy": result.test_accuracy})
 
 
 def run_fail(run_id: int, error: str) -> None:
@@ -387,7 +400,8 @@ def run_requeue(run: Run) -> Run:
         EpochMetric.objects.filter(run=run).delete()
         Run.objects.filter(pk=run.pk).update(
             status=RunStatus.QUEUED, epoch=0, error="", fraction=None, val_accuracy=None, best_accuracy=None,
-            started_at=None, finished_at=None, lease_owner="", heartbeat_at=None, artifact_bytes=0)
+            phase="", test_accuracy=None, warnings=[], started_at=None, finished_at=None, lease_owner="",
+            heartbeat_at=None, artifact_bytes=0)
         transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
         transaction.on_commit(lambda: _enqueue(run.pk))
     run.refresh_from_db()

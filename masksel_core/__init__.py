@@ -4,19 +4,22 @@ Pure PyTorch and numpy: no Django, Celery or Redis. The public surface is what t
 """
 from __future__ import annotations
 
-from .chain import MASK_NAMES, MaskChain, build_chain
+from .chain import MASK_NAMES, MaskChain, build_chain, default_mask_type, spec_problem
 from .config import ConfigError, TrainConfig
-from .data import BUILTINS, DataError, TensorDataset, load_dataset, load_digits, load_npz
-from .export import METRIC_COLUMNS, mask_document, metrics_csv, write_outputs
+from .data import DataError, TensorDataset, load_npz
+from .datasets import BUILTINS, load_dataset, load_digits
+from .export import mask_document, metrics_csv, write_outputs
 from .masks import SELECT_STAGES
 from .models import MODELS, create_model
-from .schedules import LambdaPlateau, PhaseSchedule, TauCooldown
-from .train import EpochRecord, TrainResult, build, resolve_device, train
+from .records import METRIC_COLUMNS, PHASES, EpochRecord
+from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
+from .train import TrainResult, build, resolve_device, train
 
 __all__ = [
-    "BUILTINS", "MASK_NAMES", "METRIC_COLUMNS", "MODELS", "SELECT_STAGES", "ConfigError", "DataError",
-    "EpochRecord", "LambdaPlateau", "MaskChain", "PhaseSchedule", "TauCooldown", "TensorDataset", "TrainConfig",
-    "TrainResult", "build", "build_chain", "create_model", "load_dataset", "load_digits", "load_npz",
-    "mask_document", "metrics_csv", "resolve_device", "train", "write_outputs",
+    "BUILTINS", "MASK_NAMES", "METRIC_COLUMNS", "MODELS", "PHASES", "SELECT_STAGES", "ConfigError", "DataError",
+    "EarlyStopping", "EpochRecord", "LambdaPlateau", "MaskChain", "PhaseSchedule", "TargetPace", "TauCooldown",
+    "TensorDataset", "TrainConfig", "TrainResult", "build", "build_chain", "create_model", "default_mask_type",
+    "load_dataset", "load_digits", "load_npz", "mask_document", "metrics_csv", "resolve_device", "spec_problem",
+    "train", "write_outputs",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

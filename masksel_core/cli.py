@@ -13,13 +13,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .chain import MASK_NAMES
+from .chain import MASK_NAMES, spec_problem
 from .client import RemoteError
 from .config import ConfigError, TrainConfig, parse_grid
-from .data import DataError, load_dataset
+from .data import DataError
+from .datasets import load_dataset
 from .export import write_outputs
 from .models import MODELS
-from .train import EpochRecord, train
+from .records import EpochRecord
+from .train import train
 
 EXIT_USAGE = 2
 EXIT_REMOTE = 3  # the server refused or could not be reached
@@ -101,18 +103,26 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     data = load_dataset(args.data, seed=config.seed, root=args.data_root, download=args.download)
-    total = config.epochs + config.finalize_epochs
-    with tqdm(total=total, unit="epoch", disable=args.quiet, file=sys.stderr) as bar:
+    problem = spec_problem(config.mask_type, data.input_shape)
+    if problem:  # before the progress bar, so the error is the only line
+        raise ConfigError(problem)
+    with tqdm(unit="epoch", disable=args.quiet, file=sys.stderr) as bar:
         def on_epoch(record: EpochRecord) -> None:
             bar.n = record.epoch
-            bar.set_postfix(acc=f"{record.val_accuracy:.3f}", frac=f"{record.fraction:.3f}",
+            bar.set_postfix(phase=record.phase, acc=f"{record.val_accuracy:.3f}", frac=f"{record.fraction:.3f}",
                             lam=f"{record.lambda_:.3g}", refresh=True)
 
         result = train(config, data, on_epoch=on_epoch, checkpoint_dir=args.checkpoint_dir)
     paths = write_outputs(result, args.out)
+    if not result.records:
+        raise ValueError("no epoch was trained")
     last = result.records[-1]
-    print(f"done ({result.stopped_because}): {len(result.records)} epochs, val_accuracy {last.val_accuracy:.4f}, "
-          f"fraction {result.fraction:.4f}; wrote {', '.join(sorted(paths))} to {args.out}")
+    test = "" if result.test_accuracy is None else f", test_accuracy {result.test_accuracy:.4f}"
+    print(f"done (selection ended: {result.stopped_because}): {len(result.records)} epochs, val_accuracy "
+          f"{last.val_accuracy:.4f}{test}, fraction {result.fraction:.4f}; wrote {', '.join(sorted(paths))} "
+          f"to {args.out}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if result.transfer:
         t = result.transfer
         held = "" if t["budget_held"] is None else (" (budget held)" if t["budget_held"] else

@@ -10,10 +10,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .chain import split_spec
+from .models import MODELS
+
 EXTEND_COSTS = ("proxy", "bytes")
 DEVICES = ("auto", "cpu", "cuda")
 DISCRETIZATIONS = ("gumbel", "deterministic")
-LAMBDA_MONITORS = ("total", "val_mask_loss")
+# "val_total": task loss + lambda * Q on the validation split; "total": the same on the training batches (the
+# paper); "val_mask_loss": Q of the noise-free mask (the authors' later code).
+LAMBDA_MONITORS = ("val_total", "total", "val_mask_loss")
+THRESHOLD_MODES = ("rel", "abs")
 
 
 class ConfigError(ValueError):
@@ -22,41 +28,52 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a training run. Defaults follow the paper (Sec. 4, App. A).
+    """Everything that decides a training run.
 
-    Options of the authors' later code (SDM 2022) sit beside the paper's, off by default:
-    `discretization="deterministic"` (no Gumbel noise: straight-through rounding, the same as
-    gamma = 1), `lambda_monitor="val_mask_loss"` with `lambda_threshold=0.0025`, `rescale=True`
-    (kept inputs scaled up by the kept share, as dropout does) and `init_logit=3` (sigmoid 0.95).
-    `init_selected` lists the elements selected at first (flat indices into the mask's elements;
-    for xor masks the favoured choice of each group); `costs` are relative per-element prices.
+    A run has three phases (METHOD.md, "Where a run starts, and where it ends"):
+    - warm-up: the network alone on the input as the initial mask passes it (everything, for the any-masks;
+      the best version, for extend chains) until its validation accuracy has not improved for
+      `early_stop_patience` epochs (at most `warmup_epochs`), unless `pretrained` weights are given. This is
+      the paper's pre-trained starting point;
+    - selection (Algorithm 1, `epochs` epochs at most): masks and network together, with the paper's
+      schedules; it ends early at `target_fraction` / `target_bytes` or after `max_accuracy_drop`;
+    - finalize: the network alone behind the frozen mask, again until validation accuracy stops improving (at
+      most `finalize_epochs`); the best validation epoch is the model written.
+    Validation is a stratified `val_share` of the training split; the test split only scores the result.
+
+    Options of the authors' later code (SDM 2022) sit beside the paper's: `discretization="deterministic"`
+    (no Gumbel noise: straight-through rounding, the same as gamma = 1), `lambda_monitor="val_mask_loss"`
+    with `lambda_threshold=0.0025` and `lambda_threshold_mode="abs"`, `rescale=True` (kept inputs scaled up by
+    the kept share, as dropout does) and `init_logit=3` (sigmoid 0.95). `init_selected` lists the elements
+    selected at first (flat indices into the mask's elements; for xor masks the favoured choice of each group);
+    `costs` are relative per-element prices.
     """
 
-    mask_type: str = "channel-any"
+    mask_type: str = "pixel-any"
     model: str = "mlp"
-    epochs: int = 10
+    epochs: int = 100
     lambda_init: float = 0.1
-    lambda_factor: float = 1.1
+    lambda_factor: float = 1.25
     lambda_patience: int = 2
     tau_init: float = 10.0
     tau_decay: float = 0.5
     tau_min: float = 0.01
     gamma: float = 0.5
     mask_lr: float = 0.01
-    model_lr: float = 1e-4
+    model_lr: float = 1e-3
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"
     target_fraction: float | None = None
-    finalize_epochs: int = 0
     grid: tuple[int, int] = (3, 3)
     init_sigma: float = 0.01
     init_logit: float = 1.0
     init_selected: list[int] | None = None
     costs: list[Any] | None = None
     discretization: str = "gumbel"
-    lambda_monitor: str = "total"
-    lambda_threshold: float = 0.0
+    lambda_monitor: str = "val_total"
+    lambda_threshold: float = 0.01
+    lambda_threshold_mode: str = "rel"
     rescale: bool = False
     max_accuracy_drop: float | None = None
     pretrained: str | None = None
@@ -66,6 +83,11 @@ class TrainConfig:
     extend_costs: str = "proxy"
     # Stop selecting once the mask's bytes per sample (float32 values, or measured JPEG sizes) are at most this.
     target_bytes: float | None = None
+    warmup_epochs: int = 100
+    finalize_epochs: int = 100
+    early_stop_patience: int = 10
+    network_lr: float = 1e-3
+    val_share: float = 0.15
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -142,9 +164,6 @@ def _check_range(name: str, value: float, low: float, high: float, *, low_open: 
 
 
 def _validate(cfg: TrainConfig) -> None:
-    from .chain import split_spec
-    from .models import MODELS
-
     try:
         split_spec(cfg.mask_type)
     except ValueError as exc:
@@ -166,12 +185,19 @@ def _validate(cfg: TrainConfig) -> None:
     _check_range("batch_size", cfg.batch_size, 1, 1_000_000)
     _check_range("seed", cfg.seed, 0, 2**63 - 1)
     _check_range("finalize_epochs", cfg.finalize_epochs, 0, 100_000)
+    _check_range("warmup_epochs", cfg.warmup_epochs, 0, 100_000)
+    _check_range("early_stop_patience", cfg.early_stop_patience, 1, 10_000)
+    _check_range("network_lr", cfg.network_lr, 0.0, 10.0, low_open=True)
+    _check_range("val_share", cfg.val_share, 0.0, 0.5, low_open=True)
     _check_range("init_sigma", cfg.init_sigma, 0.0, 10.0)
     if cfg.discretization not in DISCRETIZATIONS:
         raise ConfigError(f"discretization must be one of {', '.join(DISCRETIZATIONS)}, got {cfg.discretization!r}")
     if cfg.lambda_monitor not in LAMBDA_MONITORS:
         raise ConfigError(f"lambda_monitor must be one of {', '.join(LAMBDA_MONITORS)}, got {cfg.lambda_monitor!r}")
     _check_range("lambda_threshold", cfg.lambda_threshold, 0.0, 1e6)
+    if cfg.lambda_threshold_mode not in THRESHOLD_MODES:
+        raise ConfigError(f"lambda_threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, "
+                          f"got {cfg.lambda_threshold_mode!r}")
     _check_range("init_logit", cfg.init_logit, -100.0, 100.0)
     if cfg.max_accuracy_drop is not None:
         _check_range("max_accuracy_drop", cfg.max_accuracy_drop, 0.0, 1.0)

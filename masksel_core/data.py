@@ -1,15 +1,12 @@
-"""Data sets as tensors: the built-in ones and `.npz` files of the dataset contract.
+"""Data sets as tensors, and `.npz` files of the dataset contract checked into them.
 
-The generated built-ins and the torchvision-format loaders live in `masksel_core.datasets`, which
-imports this module; this module imports it only inside functions (no import cycle at load time).
-
+The built-in sets and the name registry live in `masksel_core.datasets`, above this module.
 Validation happens before the arrays are read: a zip member's `.npy` header states its shape
 and dtype, so absurd sizes are refused before anything is allocated.
 """
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,57 +51,6 @@ class TensorDataset:
             "num_test": int(self.x_test.shape[0]),
             "channel_names": list(self.channel_names),
         }
-
-
-def load_digits(seed: int = 0) -> TensorDataset:
-    """scikit-learn's 8x8 digits (ships with the package, no download), scaled to [0, 1]."""
-    from sklearn.datasets import load_digits as sk_digits
-
-    bunch = sk_digits()
-    x = (bunch.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
-    y = bunch.target.astype(np.int64)
-    return _from_arrays("digits", x, y, None, None, ["gray"], seed)
-
-
-def _deferred(attr: str) -> Callable[[int], TensorDataset]:
-    """The loader `masksel_core.datasets.<attr>`, imported when called (that module imports this one)."""
-
-    def loader(seed: int = 0) -> TensorDataset:
-        from . import datasets
-
-        return getattr(datasets, attr)(seed)
-
-    loader.__name__ = loader.__qualname__ = attr
-    loader.__doc__ = f"`masksel_core.datasets.{attr}` (generated, ships offline)."
-    return loader
-
-
-#: Data sets that ship offline: name -> loader taking a seed. The generated ones live in `datasets.py`.
-BUILTINS: dict[str, Callable[[int], TensorDataset]] = {
-    "digits": load_digits,
-    "synthetic-remote": _deferred("load_synthetic_remote"),
-    "synthetic-supernova": _deferred("load_synthetic_supernova"),
-}
-
-
-def load_dataset(spec: str, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES, root: str | Path | None = None,
-                 download: bool = False) -> TensorDataset:
-    """A built-in name, a torchvision data set name (`datasets.TORCHVISION_DATASETS`) or a path to an `.npz` file.
-
-    `root` and `download` only concern the torchvision data sets: their files are read from `root`
-    (default `datasets.default_data_root()`) and fetched only when `download` is true.
-    """
-    if spec in BUILTINS:
-        return BUILTINS[spec](seed)
-    from .datasets import TORCHVISION_DATASETS, load_torchvision
-
-    if spec in TORCHVISION_DATASETS:
-        return load_torchvision(spec, root, download=download, seed=seed)
-    path = Path(spec)
-    if path.suffix != ".npz" and not path.exists():
-        raise DataError(f"unknown dataset {spec!r}: not a built-in ({', '.join(BUILTINS)}), a torchvision data set "
-                        f"({', '.join(TORCHVISION_DATASETS)}) nor an .npz file")
-    return load_npz(path, seed=seed, max_bytes=max_bytes)
 
 
 def load_npz(path: str | Path, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -166,7 +112,7 @@ def _from_npz_arrays(name: str, arrays: dict[str, np.ndarray], seed: int) -> Ten
     if names is not None and (names.ndim != 1 or names.dtype.kind not in "US"):
         raise DataError("channel_names must be a 1-d array of strings")
     channel_names = [str(n) for n in names.tolist()] if names is not None else None
-    return _from_arrays(name, arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
+    return from_arrays(name, arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
                         channel_names, seed)
 
 
@@ -202,8 +148,10 @@ def _labels(key: str, y: np.ndarray, n: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray | None,
-                 y_test: np.ndarray | None, channel_names: list[str] | None, seed: int) -> TensorDataset:
+def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray | None,
+                y_test: np.ndarray | None, channel_names: list[str] | None, seed: int) -> TensorDataset:
+    """Check arrays of the dataset contract and wrap them; without a test part, a seeded stratified
+    `TEST_SHARE` of the training part is held out."""
     x_train = _images("x_train", x_train)
     y_train = _labels("y_train", y_train, x_train.shape[0])
     num_classes = int(y_train.max()) + 1
@@ -221,7 +169,7 @@ def _from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np
         if y_test.max() >= num_classes:
             raise DataError(f"y_test has label {int(y_test.max())} not present in y_train")
     else:
-        x_train, y_train, x_test, y_test = _stratified_split(x_train, y_train, seed)
+        x_train, y_train, x_test, y_test = stratified_split(x_train, y_train, TEST_SHARE, seed)
     if channel_names is not None and len(channel_names) != x_train.shape[1]:
         raise DataError(f"channel_names has {len(channel_names)} names for {x_train.shape[1]} channels")
     names = channel_names or [f"ch{i}" for i in range(x_train.shape[1])]
@@ -229,20 +177,24 @@ def _from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np
                          torch.from_numpy(np.ascontiguousarray(x_test)), torch.from_numpy(y_test), num_classes, names)
 
 
-def _stratified_split(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
-    """Hold out TEST_SHARE of every class, chosen with a seeded generator."""
+def stratified_split(x: np.ndarray, y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, ...]:
+    """`(x_kept, y_kept, x_held, y_held)`, split by `stratified_indices`."""
+    kept, held = stratified_indices(y, share, seed)
+    return x[kept], y[kept], x[held], y[held]
+
+
+def stratified_indices(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices `(kept, held)`: `share` of every class held out (at least one sample of each class that has
+    two or more), chosen with a seeded generator."""
+    y = np.asarray(y)
     rng = np.random.default_rng(seed)
-    test_idx: list[np.ndarray] = []
+    held: list[np.ndarray] = []
     for label in np.unique(y):
         members = np.flatnonzero(y == label)
         rng.shuffle(members)
-        take = int(round(len(members) * TEST_SHARE))
-        if len(members) > 1:
-            take = min(max(take, 1), len(members) - 1)
-        else:
-            take = 0
-        test_idx.append(members[:take])
-    test = np.sort(np.concatenate(test_idx))
-    train_mask = np.ones(len(y), dtype=bool)
-    train_mask[test] = False
-    return x[train_mask], y[train_mask], x[test], y[test]
+        take = min(max(int(round(len(members) * share)), 1), len(members) - 1) if len(members) > 1 else 0
+        held.append(members[:take])
+    held_idx = np.sort(np.concatenate(held))
+    kept = np.ones(len(y), dtype=bool)
+    kept[held_idx] = False
+    return np.flatnonzero(kept), held_idx

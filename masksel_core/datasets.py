@@ -1,324 +1,59 @@
-"""Built-in generated data sets and the torchvision-format ones read from a local folder.
-
-Generated (ship offline, seeded, deterministic; registered in `masksel_core.data.BUILTINS`):
-
-- `synthetic-remote`: a stand-in for the paper's remote sensing data: 36 channels (six spectral
-  bands x six dates), 35x35 pixels, 12 classes; only four channels carry the class, eight are noisy
-  copies of those four, the other 24 are noise. See `load_synthetic_remote` for the exact layout.
-- `synthetic-supernova`: 3 channels, 50x50 pixels, 2 classes; class 1 has a bright blob inside
-  `SUPERNOVA_CENTRE`, both classes have background objects outside it. See `load_synthetic_supernova`.
-
-Read from disk (`TORCHVISION_DATASETS`: mnist, cifar10, svhn): the files torchvision's own classes
-read and download, under a root folder (`default_data_root()`); nothing is fetched unless the caller
-passes `download=True` (the CLI's `--download`).
-
-This module imports `masksel_core.data`; `data` imports this module only inside functions.
-"""
+"""Data sets by name: the built-ins that ship offline, the torchvision formats read from a local folder,
+and `.npz` files of the dataset contract."""
 from __future__ import annotations
 
-import os
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from .data import DataError, TensorDataset, _from_arrays
-
-# --- synthetic-remote -------------------------------------------------------------------------
-
-REMOTE_BANDS = 6
-REMOTE_DATES = 6
-REMOTE_SIZE = 35
-REMOTE_CLASSES = 12
-REMOTE_TRAIN = 1800
-REMOTE_TEST = 600
-
-#: Channel index = 6 * band + date (0-based); its name is f"b{band + 1}-d{date + 1}".
-SYNTHETIC_REMOTE_CHANNELS: tuple[str, ...] = tuple(
-    f"b{band + 1}-d{date + 1}" for band in range(REMOTE_BANDS) for date in range(REMOTE_DATES))
-#: The channels that carry the class: b1-d4, b2-d3, b4-d2, b6-d1.
-SYNTHETIC_REMOTE_INFORMATIVE: tuple[int, ...] = (3, 8, 19, 30)
-#: Noisy copies, copy -> source: each informative channel has one copy in its own band at the next date
-#: and one in another band at the same date.
-SYNTHETIC_REMOTE_COPIES: dict[int, int] = {1: 19, 4: 3, 9: 8, 12: 30, 14: 8, 20: 19, 27: 3, 31: 30}
-#: The 24 channels that carry no class information.
-SYNTHETIC_REMOTE_NOISE: tuple[int, ...] = tuple(
-    c for c in range(REMOTE_BANDS * REMOTE_DATES)
-    if c not in SYNTHETIC_REMOTE_INFORMATIVE and c not in SYNTHETIC_REMOTE_COPIES)
-#: Class k brightens (bit 1) or darkens (bit 0) the centre of informative channel j by CODES[k][j].
-#: The 12 codes are the 4-bit numbers 1..14 without 6 and 9: every channel is bright for 6 classes and
-#: dark for the other 6, and for every channel two classes differ in that channel only, so each one
-#: is needed and none alone tells more than "one of these six".
-SYNTHETIC_REMOTE_CODES: tuple[tuple[int, ...], ...] = tuple(
-    tuple((v >> j) & 1 for j in range(4)) for v in range(1, 15) if v not in (6, 9))
-#: Rows and columns of the centre patch that holds the class signal (the bump has sigma 3.5 pixels).
-REMOTE_CENTRE = slice(14, 21)
-
-# The class signal is strong and wide against a dim, quiet background so that a small network on raw pixels
-# learns it within a few epochs even while the mask's exploration steps drop random channels: with the
-# earlier bright background (base 0.35-0.65, texture std 0.06, bump 0.2 with sigma 2.5) every dropped
-# channel moved the input far more than the class did and an MLP stayed near chance.
-_REMOTE_BUMP_SIGMA = 3.5
-_REMOTE_AMPLITUDE = 0.25  # centre shift of an informative channel: +/- this, times a jitter in [0.8, 1.2]
-_REMOTE_FIELD_STD = 0.02  # smooth background texture
-_REMOTE_NOISE_STD = 0.03  # independent pixel noise
-_REMOTE_BASE = (0.2, 0.3)  # range of the per-channel base level
-_REMOTE_COPY_WEIGHT = 0.7  # copy = 0.7 * source + 0.3 * (its own texture and noise)
+from .data import DEFAULT_MAX_BYTES, DataError, TensorDataset, from_arrays, load_npz
+from .synthetic import SYNTHETIC_SUMMARIES, load_synthetic_remote, load_synthetic_supernova
+from .torchvision_data import TORCHVISION_DATASETS, load_torchvision
 
 
-def load_synthetic_remote(seed: int = 0) -> TensorDataset:
-    """36 channels (6 bands x 6 dates), 35x35, 12 balanced classes; 1,800 train and 600 test samples.
+def load_digits(seed: int = 0) -> TensorDataset:
+    """scikit-learn's 8x8 digits (ships with the package, no download), scaled to [0, 1]."""
+    from sklearn.datasets import load_digits as sk_digits
 
-    Channel `c` is band `c // 6 + 1` at date `c % 6 + 1`, named e.g. "b1-d4" for c = 3. Every channel
-    has a per-channel base level in [0.2, 0.3] (drawn once per data set), a smooth random texture (a 6x6
-    grid of normal values interpolated bilinearly, std 0.02) and uniform pixel noise (std 0.03); values are
-    clipped to [0, 1]. The background is dim and quiet next to the class signal so that a small network
-    learns the class within a few epochs.
-
-    - Informative, `SYNTHETIC_REMOTE_INFORMATIVE` = (3, 8, 19, 30) (b1-d4, b2-d3, b4-d2, b6-d1): a
-      Gaussian bump (sigma 3.5 px) at the centre pixel (17, 17) of height +0.25 or -0.25 (times a
-      per-sample jitter in [0.8, 1.2]); its sign in informative channel j is bit j of the class code
-      `SYNTHETIC_REMOTE_CODES[label]`. The class is decodable from the four together (e.g. from the
-      means of the 7x7 `REMOTE_CENTRE` patch), not from any single one (6 classes share each sign),
-      nor fully from any three (every channel is the only difference between some pair of classes).
-    - Copies, `SYNTHETIC_REMOTE_COPIES` (copy: source) = {4: 3, 27: 3, 9: 8, 14: 8, 20: 19, 1: 19,
-      31: 30, 12: 30}: `0.7 * source + 0.3 * (own background and noise)`, i.e. a noisier, weaker
-      version of the source's signal. Each source has one copy in its band at the next date and one
-      in another band at the same date.
-    - Noise, `SYNTHETIC_REMOTE_NOISE`: the other 24 channels, independent of the label.
-
-    The layout is fixed; `seed` only draws the samples.
-    """
-    rng = np.random.default_rng(seed)
-    base = rng.uniform(*_REMOTE_BASE, size=REMOTE_BANDS * REMOTE_DATES).astype(np.float32)
-    x_train, y_train = _remote_split(rng, REMOTE_TRAIN, base)
-    x_test, y_test = _remote_split(rng, REMOTE_TEST, base)
-    return _dataset("synthetic-remote", x_train, y_train, x_test, y_test, REMOTE_CLASSES,
-                    list(SYNTHETIC_REMOTE_CHANNELS))
+    bunch = sk_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
+    y = bunch.target.astype(np.int64)
+    return from_arrays("digits", x, y, None, None, ["gray"], seed)
 
 
-def _remote_split(rng: np.random.Generator, n: int, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    channels, size = REMOTE_BANDS * REMOTE_DATES, REMOTE_SIZE
-    y = rng.permutation(np.arange(n) % REMOTE_CLASSES)
-    up = _interpolation_matrix(6, size)
-    coarse = rng.standard_normal((channels, n, 6, 6), dtype=np.float32)
-    noise = np.empty((n, size, size), dtype=np.float32)
-    x = np.empty((n, channels, size, size), dtype=np.float32)
-    for c in range(channels):  # one channel at a time keeps the temporaries small
-        plane = x[:, c]
-        np.matmul(up @ coarse[c], up.T, out=plane)
-        plane *= _REMOTE_FIELD_STD
-        plane += base[c]
-        plane += _uniform_noise(rng, noise, _REMOTE_NOISE_STD)
-    centre = (size - 1) / 2
-    grid = np.arange(size, dtype=np.float32) - centre
-    bump = np.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / (2 * _REMOTE_BUMP_SIGMA**2)).astype(np.float32)
-    codes = np.asarray(SYNTHETIC_REMOTE_CODES, dtype=np.float32)[y]  # (n, 4)
-    height = (2 * codes - 1) * _REMOTE_AMPLITUDE * rng.uniform(0.8, 1.2, size=(n, 1)).astype(np.float32)
-    for j, c in enumerate(SYNTHETIC_REMOTE_INFORMATIVE):
-        x[:, c] += height[:, j, None, None] * bump
-    for copy, source in SYNTHETIC_REMOTE_COPIES.items():
-        x[:, copy] *= 1 - _REMOTE_COPY_WEIGHT
-        x[:, copy] += _REMOTE_COPY_WEIGHT * x[:, source]
-    np.clip(x, 0.0, 1.0, out=x)
-    return x, y.astype(np.int64)
-
-
-def _uniform_noise(rng: np.random.Generator, out: np.ndarray, std: float) -> np.ndarray:
-    """Fill `out` with uniform noise of mean 0 and standard deviation `std` (256 levels).
-
-    Drawn as random bytes: several times faster than normal draws, which matters at 100M values.
-    """
-    levels = np.frombuffer(rng.bytes(out.size), dtype=np.uint8).reshape(out.shape)
-    half_width = std * np.sqrt(3.0)
-    np.multiply(levels, np.float32(2 * half_width / 255), out=out)
-    out -= np.float32(half_width)
-    return out
-
-
-def _interpolation_matrix(coarse: int, fine: int) -> np.ndarray:
-    """`(fine, coarse)` weights of linear interpolation from `coarse` knots spread over `fine` pixels."""
-    position = np.linspace(0, coarse - 1, fine)
-    low = np.minimum(np.floor(position).astype(int), coarse - 2)
-    frac = position - low
-    matrix = np.zeros((fine, coarse), dtype=np.float32)
-    rows = np.arange(fine)
-    matrix[rows, low] = 1 - frac
-    matrix[rows, low + 1] = frac
-    return matrix
-
-
-# --- synthetic-supernova ----------------------------------------------------------------------
-
-SUPERNOVA_SIZE = 50
-SUPERNOVA_TRAIN = 1600
-SUPERNOVA_TEST = 400
-SUPERNOVA_CHANNELS: tuple[str, ...] = ("g", "r", "i")
-#: Rows and columns (the same slice for both) of the 10x10 centre region: every class-1 blob is centred
-#: within 2 px of the image centre (24.5, 24.5) with sigma <= 1.8 px, so nearly all its light falls
-#: here; background objects are centred at least 12 px from the image centre (outside the region).
-SUPERNOVA_CENTRE = slice(20, 30)
-
-_SUPERNOVA_SLOTS = 6  # at most this many background objects per image, each present with p = 0.6
-
-
-def load_synthetic_supernova(seed: int = 0) -> TensorDataset:
-    """3 channels (g, r, i), 50x50, 2 balanced classes; 1,600 train and 400 test samples.
-
-    Both classes: a sky level of 0.08 with pixel noise (std 0.03) and up to six background objects
-    (Gaussian, sigma 0.8-2.5 px, brightness 0.1-0.5 per channel) centred 12 to 30 px from the image
-    centre, i.e. outside `SUPERNOVA_CENTRE`. Class 1 adds the "supernova": a Gaussian blob
-    (sigma 1.0-1.8 px, peak 0.3-0.7 per channel, in all channels) centred within 2 px of the image
-    centre, i.e. inside `SUPERNOVA_CENTRE` = rows and columns 20..29. Values are clipped to [0, 1].
-    """
-    rng = np.random.default_rng(seed)
-    x_train, y_train = _supernova_split(rng, SUPERNOVA_TRAIN)
-    x_test, y_test = _supernova_split(rng, SUPERNOVA_TEST)
-    return _dataset("synthetic-supernova", x_train, y_train, x_test, y_test, 2, list(SUPERNOVA_CHANNELS))
-
-
-def _supernova_split(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    size, channels, slots = SUPERNOVA_SIZE, len(SUPERNOVA_CHANNELS), _SUPERNOVA_SLOTS
-    centre = (size - 1) / 2
-    y = rng.permutation(np.arange(n) % 2)
-    x = rng.standard_normal((n, channels, size, size), dtype=np.float32)
-    x *= 0.03
-    x += 0.08
-    angle = rng.uniform(0, 2 * np.pi, size=(n, slots))
-    radius = rng.uniform(12, 30, size=(n, slots))
-    rows = np.clip(centre + radius * np.sin(angle), 0, size - 1)
-    cols = np.clip(centre + radius * np.cos(angle), 0, size - 1)
-    sigma = rng.uniform(0.8, 2.5, size=(n, slots))
-    light = rng.uniform(0.1, 0.5, size=(n, slots, channels)) * (rng.random((n, slots, 1)) < 0.6)
-    x += _gaussians(rows, cols, sigma, light, size)
-    offset = rng.uniform(-2, 2, size=(n, 2))
-    sigma = rng.uniform(1.0, 1.8, size=(n, 1))
-    light = rng.uniform(0.3, 0.7, size=(n, 1, channels)) * (y == 1)[:, None, None]
-    x += _gaussians(centre + offset[:, :1], centre + offset[:, 1:], sigma, light, size)
-    np.clip(x, 0.0, 1.0, out=x)
-    return x, y.astype(np.int64)
-
-
-def _gaussians(rows: np.ndarray, cols: np.ndarray, sigma: np.ndarray, light: np.ndarray, size: int) -> np.ndarray:
-    """Sum of separable Gaussians: centres `(n, m)`, sigmas `(n, m)`, peaks `(n, m, C)` -> `(n, C, H, W)`."""
-    grid = np.arange(size, dtype=np.float32)
-    gy = np.exp(-((grid - rows[..., None]) ** 2) / (2 * sigma[..., None] ** 2)).astype(np.float32)  # (n, m, H)
-    gx = np.exp(-((grid - cols[..., None]) ** 2) / (2 * sigma[..., None] ** 2)).astype(np.float32)  # (n, m, W)
-    weighted = light.astype(np.float32).transpose(0, 2, 1)[..., None] * gy[:, None]  # (n, C, m, H)
-    return np.matmul(weighted.transpose(0, 1, 3, 2), gx[:, None])  # (n, C, H, m) @ (n, 1, m, W)
-
-
-def _dataset(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-             num_classes: int, channel_names: list[str]) -> TensorDataset:
-    """Wrap generated arrays without the copies and checks of `_from_arrays` (they are valid by construction)."""
-    return TensorDataset(name, torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(x_test),
-                         torch.from_numpy(y_test), num_classes, channel_names)
-
-
-#: What `BUILTINS[name](seed).summary()` says, known without generating anything (for listings).
-SYNTHETIC_SUMMARIES: dict[str, dict[str, Any]] = {
-    "synthetic-remote": {
-        "name": "synthetic-remote", "input_shape": [REMOTE_BANDS * REMOTE_DATES, REMOTE_SIZE, REMOTE_SIZE],
-        "num_classes": REMOTE_CLASSES, "num_train": REMOTE_TRAIN, "num_test": REMOTE_TEST,
-        "channel_names": list(SYNTHETIC_REMOTE_CHANNELS),
-    },
-    "synthetic-supernova": {
-        "name": "synthetic-supernova", "input_shape": [len(SUPERNOVA_CHANNELS), SUPERNOVA_SIZE, SUPERNOVA_SIZE],
-        "num_classes": 2, "num_train": SUPERNOVA_TRAIN, "num_test": SUPERNOVA_TEST,
-        "channel_names": list(SUPERNOVA_CHANNELS),
-    },
+#: Data sets that ship offline: name -> loader taking a seed.
+BUILTINS: dict[str, Callable[[int], TensorDataset]] = {
+    "digits": load_digits,
+    "synthetic-remote": load_synthetic_remote,
+    "synthetic-supernova": load_synthetic_supernova,
 }
+
+
+def load_dataset(spec: str, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES, root: str | Path | None = None,
+                 download: bool = False) -> TensorDataset:
+    """A built-in name, a torchvision data set name (`TORCHVISION_DATASETS`) or a path to an `.npz` file.
+
+    `root` and `download` only concern the torchvision data sets: their files are read from `root`
+    (default `torchvision_data.default_data_root()`) and fetched only when `download` is true.
+    """
+    if spec in BUILTINS:
+        return BUILTINS[spec](seed)
+    if spec in TORCHVISION_DATASETS:
+        return load_torchvision(spec, root, download=download, seed=seed)
+    path = Path(spec)
+    if path.suffix != ".npz" and not path.exists():
+        raise DataError(f"unknown dataset {spec!r}: not a built-in ({', '.join(BUILTINS)}), a torchvision data set "
+                        f"({', '.join(TORCHVISION_DATASETS)}) nor an .npz file")
+    return load_npz(path, seed=seed, max_bytes=max_bytes)
+
 
 def builtin_summary(name: str) -> dict[str, Any]:
     """`BUILTINS[name](0).summary()`, without generating the data where its summary is known in advance."""
-    from .data import BUILTINS
-
     if name in SYNTHETIC_SUMMARIES:
         info = SYNTHETIC_SUMMARIES[name]
         return {key: list(value) if isinstance(value, list) else value for key, value in info.items()}
     if name not in BUILTINS:
         raise DataError(f"unknown built-in dataset {name!r} (built-ins: {', '.join(BUILTINS)})")
     return BUILTINS[name](0).summary()
-
-
-# --- torchvision formats ----------------------------------------------------------------------
-
-TORCHVISION_DATASETS: tuple[str, ...] = ("mnist", "cifar10", "svhn")
-DATA_ROOT_ENV = "MASKSEL_DATA_ROOT"
-
-
-def default_data_root() -> Path:
-    """`$MASKSEL_DATA_ROOT`, else `~/.cache/masksel/data`."""
-    return Path(os.environ.get(DATA_ROOT_ENV) or "~/.cache/masksel/data").expanduser()
-
-
-def torchvision_location(name: str, root: str | Path) -> str:
-    """Where torchvision's class for `name` looks for its files under `root` (for messages)."""
-    root = Path(root)
-    if name == "mnist":
-        return f"{root / 'MNIST' / 'raw'} (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-...)"
-    if name == "cifar10":
-        return f"{root / 'cifar-10-batches-py'} (data_batch_1..5, test_batch, batches.meta)"
-    if name == "svhn":
-        return f"{root} (train_32x32.mat, test_32x32.mat)"
-    raise DataError(f"unknown torchvision dataset {name!r} (known: {', '.join(TORCHVISION_DATASETS)})")
-
-
-def load_torchvision(name: str, root: str | Path | None = None, *, download: bool = False,
-                     seed: int = 0) -> TensorDataset:
-    """MNIST, CIFAR-10 or SVHN from the files torchvision reads under `root`, as a `TensorDataset`.
-
-    `root` defaults to `default_data_root()`; the layout is torchvision's: `root/MNIST/raw/`,
-    `root/cifar-10-batches-py/`, and SVHN's `.mat` files directly in `root`. torchvision's integrity
-    checks (md5 sums of the CIFAR-10 and SVHN files) apply. Files are fetched only with
-    `download=True`; otherwise missing files raise `DataError` naming where they were looked for.
-    The library's own train/test split is used; `seed` is accepted for a uniform signature and unused.
-    Images become float32 in [0, 1], `(N, C, H, W)`; SVHN's label 10 (digit 0) becomes 0.
-    """
-    del seed
-    if name not in TORCHVISION_DATASETS:
-        raise DataError(f"unknown torchvision dataset {name!r} (known: {', '.join(TORCHVISION_DATASETS)})")
-    root = Path(root).expanduser() if root is not None else default_data_root()
-    try:
-        import torchvision.datasets as tvd
-    except ImportError as exc:  # pragma: no cover - torchvision is a dependency
-        raise DataError(f"{name} needs torchvision, which cannot be imported ({exc})") from None
-    read = _READERS[name]
-    where = torchvision_location(name, root)
-    try:
-        x_train, y_train = read(tvd, str(root), True, download)
-        x_test, y_test = read(tvd, str(root), False, download)
-    except (RuntimeError, OSError) as exc:
-        if download:
-            raise DataError(f"{name}: downloading into {root} failed or gave unusable files ({exc})") from None
-        raise DataError(f"{name}: files not found (or corrupted) in {where}; run with --download "
-                        f"(download=True) to fetch them into {root}") from None
-    except (ValueError, TypeError, AssertionError, KeyError, EOFError, pickle.UnpicklingError) as exc:
-        raise DataError(f"{name}: the files in {where} cannot be read ({exc!r})") from None
-    return _from_arrays(name, x_train, y_train, x_test, y_test, list(_CHANNELS[name]), 0)
-
-
-def _read_mnist(tvd: Any, root: str, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    data = tvd.MNIST(root, train=train, download=download)
-    return data.data.numpy()[:, None], data.targets.numpy().astype(np.int64)  # (N, 1, 28, 28) uint8
-
-
-def _read_cifar10(tvd: Any, root: str, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    data = tvd.CIFAR10(root, train=train, download=download)
-    return np.asarray(data.data).transpose(0, 3, 1, 2), np.asarray(data.targets, dtype=np.int64)  # NHWC -> NCHW
-
-
-def _read_svhn(tvd: Any, root: str, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    data = tvd.SVHN(root, split="train" if train else "test", download=download)
-    return np.asarray(data.data), np.asarray(data.labels, dtype=np.int64).reshape(-1)  # already NCHW, 10 -> 0
-
-
-_READERS: dict[str, Callable[[Any, str, bool, bool], tuple[np.ndarray, np.ndarray]]] = {
-    "mnist": _read_mnist, "cifar10": _read_cifar10, "svhn": _read_svhn,
-}
-_CHANNELS: dict[str, tuple[str, ...]] = {
-    "mnist": ("gray",), "cifar10": ("red", "green", "blue"), "svhn": ("red", "green", "blue"),
-}

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .train import EpochRecord, TrainResult
-
-METRIC_COLUMNS = ("epoch", "task_loss", "mask_loss", "val_accuracy", "lambda", "tau", "fraction")
+from .masks import Merge, SelectStage
+from .records import METRIC_COLUMNS, EpochRecord
+from .train import TrainResult
 
 
 def mask_document(mask_type: str, input_shape: Iterable[int], selected: np.ndarray, fraction: float,
@@ -77,13 +77,14 @@ def metrics_csv(records: Iterable[EpochRecord | dict[str, Any]]) -> str:
     writer.writerow(METRIC_COLUMNS)
     for record in records:
         row = record.metrics() if isinstance(record, EpochRecord) else record
-        writer.writerow([row[column] for column in METRIC_COLUMNS])
+        writer.writerow([row.get(column, "") for column in METRIC_COLUMNS])
     return buffer.getvalue()
 
 
 def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write `mask.json`, `mask.npy`, `model.pt`, `metrics.csv` and `config.json` into `out_dir`,
-    and beside them `model.ts` (TorchScript of network-with-mask) and `mask.png`."""
+    """Write `mask.json`, `mask.npy`, `model.pt`, `metrics.csv` and `config.json` into `out_dir`, and beside
+    them `model.ts` (TorchScript of network-with-mask), `mask.png` and `summary.json` (how the run ended, the
+    model's test accuracy, the run's warnings)."""
     out = Path(out_dir)
     selected = result.selected
     stages = result.mask.describe() if "+" in result.config.mask_type or result.mask.extend else None
@@ -96,6 +97,7 @@ def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
         "config.json": json.dumps(result.config.to_dict(), indent=2).encode(),
         "model.ts": torchscript_bytes(result),
         "mask.png": mask_png(selected),
+        "summary.json": json.dumps(result.summary(), indent=2).encode(),
     }
     if result.transfer:
         files["transfer.json"] = json.dumps(result.transfer, indent=2).encode()
@@ -126,8 +128,6 @@ class MaskedNetwork(torch.nn.Module):
 
 def frozen_keep(result: TrainResult) -> tuple[torch.Tensor, float]:
     """The discrete mask of the stages that act on the network's input, as one 0/1 tensor, and its scale."""
-    from .masks import Merge, SelectStage
-
     chain = result.mask
     stages = list(chain.stages)
     merges = [i for i, stage in enumerate(stages) if isinstance(stage, Merge)]
@@ -137,7 +137,7 @@ def frozen_keep(result: TrainResult) -> tuple[torch.Tensor, float]:
     with torch.no_grad():
         for stage in after:
             if isinstance(stage, SelectStage):
-                selected = stage.expand(stage.sample(tau=1.0, explore=False)).round()
+                selected = stage.keep_map()
                 keep = keep * selected
                 if stage.rescale:
                     scale /= max(float(selected.mean()), 1e-6)

@@ -97,14 +97,14 @@ class Extend:
         return stored.float() / 255.0 if stored.dtype == torch.uint8 else stored
 
 
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def _planes(x: torch.Tensor) -> torch.Tensor:
     """`(N, C, H, W)` floats -> `(N * C, 1, H, W)` uint8 grayscale planes, sample-major (plane i is channel i % C)."""
     n, c, h, w = x.shape
-    return _to_uint8(x.detach().cpu()).reshape(n * c, 1, h, w)
+    return to_uint8(x.detach().cpu()).reshape(n * c, 1, h, w)
 
 
 def _encoded_batches(planes: torch.Tensor, quality: int) -> Iterator[tuple[int, list[torch.Tensor]]]:

@@ -3,26 +3,23 @@
 Each experiment follows one figure of the paper (Fig. 6 channels on remote, Fig. 9 pixels on
 MNIST, Fig. 10 JPEG versions on CIFAR-10, Fig. 13 JPEG versions and pixels together) on a data
 set that ships offline (or on the real one with `--data`). As in the paper, every run starts from
-a network pre-trained on the full input, and the figure shows the individual runs (thin) and
+a network pre-trained on the full input (the run's warm-up), and the figure shows the individual runs (thin) and
 their mean (thick black), accuracy and Q against the epoch. Writes `<name>.csv` and `<name>.png`.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from .config import TrainConfig
-from .data import TensorDataset, load_dataset
-from .models import create_model
-from .train import EpochRecord, train
+from .datasets import load_dataset
+from .records import EpochRecord
+from .train import train
 
 
 @dataclass(frozen=True)
@@ -45,42 +42,21 @@ EXPERIMENTS = {
 CSV_COLUMNS = ("experiment", "run", "epoch", "val_accuracy", "fraction", "lambda", "tau", "task_loss", "mask_loss")
 
 
-def pretrain(model_name: str, data: TensorDataset, *, epochs: int, seed: int, device: str) -> dict[str, Any]:
-    """The plain network trained on the full input: the paper's starting point for selection."""
-    torch.manual_seed(seed)
-    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device == "auto" else device))
-    model = create_model(model_name, data.input_shape, data.num_classes).to(target)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
-    loss_fn = nn.CrossEntropyLoss()
-    x, y = data.x_train.to(target), data.y_train.to(target)
-    generator = torch.Generator(device=target).manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(x.shape[0], device=target, generator=generator).split(128):
-            optimiser.zero_grad(set_to_none=True)
-            loss_fn(model(x[idx]), y[idx]).backward()
-            optimiser.step()
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-
 def run_experiment(name: str, *, runs: int, epochs: int | None, pretrain_epochs: int, data_spec: str | None,
                    model: str | None, device: str, out: Path, root: str | None) -> Path:
     spec = EXPERIMENTS[name]
     data = load_dataset(data_spec or spec.data, root=root)
     model_name = model or spec.model
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for run in range(runs):
-            weights = Path(scratch) / f"pretrained-{run}.pt"
-            torch.save(pretrain(model_name, data, epochs=pretrain_epochs, seed=run, device=device), weights)
-            config = TrainConfig(mask_type=spec.mask, model=model_name, epochs=epochs or spec.epochs,
-                                 lambda_init=spec.lambda_init, lambda_factor=spec.lambda_factor, seed=run,
-                                 device=device, pretrained=str(weights))
-            for record in train(config, data).records:
-                rows.append(_row(name, run, record))
-            print(f"{name}: run {run + 1}/{runs} done (accuracy {rows[-1]['val_accuracy']:.3f}, "
-                  f"Q {rows[-1]['fraction']:.3f})", flush=True)
+    for run in range(runs):
+        config = TrainConfig(mask_type=spec.mask, model=model_name, epochs=epochs or spec.epochs,
+                             lambda_init=spec.lambda_init, lambda_factor=spec.lambda_factor, seed=run,
+                             device=device, warmup_epochs=pretrain_epochs, finalize_epochs=0)
+        # The figures show selection, as the paper's do: warm-up is the pre-training before them.
+        selection = [r for r in train(config, data).records if r.phase == "select"]
+        rows += [_row(name, run, epoch, r) for epoch, r in enumerate(selection, start=1)]
+        print(f"{name}: run {run + 1}/{runs} done (accuracy {rows[-1]['val_accuracy']:.3f}, "
+              f"Q {rows[-1]['fraction']:.3f})", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     with (out / f"{name}.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
@@ -91,8 +67,9 @@ def run_experiment(name: str, *, runs: int, epochs: int | None, pretrain_epochs:
     return out / f"{name}.png"
 
 
-def _row(name: str, run: int, record: EpochRecord) -> dict[str, Any]:
-    return {"experiment": name, "run": run, "epoch": record.epoch, "val_accuracy": record.val_accuracy,
+def _row(name: str, run: int, epoch: int, record: EpochRecord) -> dict[str, Any]:
+    """One selection epoch of one run; `epoch` counts selection epochs, as the paper's figures do."""
+    return {"experiment": name, "run": run, "epoch": epoch, "val_accuracy": record.val_accuracy,
             "fraction": record.fraction, "lambda": record.lambda_, "tau": record.tau,
             "task_loss": record.task_loss, "mask_loss": record.mask_loss}
 
@@ -129,7 +106,8 @@ def add_parser(commands: Any) -> None:
     r.add_argument("experiment", choices=sorted(EXPERIMENTS))
     r.add_argument("--runs", type=int, default=10, help="independent runs (the paper: 10)")
     r.add_argument("--epochs", type=int, help="epochs of selection per run (default: the experiment's)")
-    r.add_argument("--pretrain-epochs", type=int, default=15, help="plain training before selection")
+    r.add_argument("--pretrain-epochs", type=int, default=15,
+                   help="at most this many epochs of warm-up (the network alone) before selection")
     r.add_argument("--data", help="another data set (e.g. mnist with --data-root)")
     r.add_argument("--data-root")
     r.add_argument("--model", help="another network")

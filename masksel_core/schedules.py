@@ -4,6 +4,9 @@
   `patience` epochs (a learning-rate plateau scheduler turned upside down).
 - `TauCooldown`: tau restarts at `tau_init` whenever lambda is raised, else decays to `tau_min`.
 - `PhaseSchedule`: which batches explore (Gumbel noise) and which fixate (no noise).
+- `TargetPace`: where Q should be by now when the user set a target, so lambda also rises when the run
+  falls behind (a target the user set is a target the run reaches within its epochs).
+- `EarlyStopping`: the best validation accuracy of a phase in which the network trains alone.
 """
 from __future__ import annotations
 
@@ -14,32 +17,42 @@ from typing import Any
 class LambdaPlateau:
     """Multiplies lambda by `factor` after `patience` epochs without a new best loss.
 
-    A new best must beat the old one by more than `threshold` (0 in the paper; the authors' later
-    code steps on the validation mask loss with 0.0025).
+    A new best must beat the old one by more than `threshold`: relative to the best (`threshold_mode="rel"`,
+    as torch's ReduceLROnPlateau; a loss that keeps creeping down, as cross-entropy does on data it separates,
+    still plateaus), or absolute (`"abs"`: the paper's 0, the authors' later 0.0025 on the validation Q).
     """
 
-    def __init__(self, init: float, factor: float, patience: int, *, threshold: float = 0.0) -> None:
+    def __init__(self, init: float, factor: float, patience: int, *, threshold: float = 0.0,
+                 threshold_mode: str = "abs") -> None:
         self.value = float(init)
         self.factor = float(factor)
         self.patience = int(patience)
         self.threshold = float(threshold)
+        self.relative = threshold_mode == "rel"
         self.best = math.inf
         self.bad_epochs = 0
 
-    def step(self, loss: float) -> bool:
-        """Record one epoch's loss; returns True when lambda was raised."""
-        if loss < self.best - self.threshold:
+    def step(self, loss: float, *, behind: bool = False) -> bool:
+        """Record one epoch's loss; returns True when lambda was raised: after `patience` epochs without a new
+        best, or at once when the run is `behind` its target's pace."""
+        if behind:
+            self._raise()
+            return True
+        margin = self.threshold * abs(self.best) if self.relative and math.isfinite(self.best) else self.threshold
+        if loss < self.best - margin:
             self.best = loss
             self.bad_epochs = 0
             return False
         self.bad_epochs += 1
         if self.bad_epochs > self.patience:
-            self.value *= self.factor
-            self.bad_epochs = 0
-            # The loss is not comparable across lambdas: judge the next ones afresh.
-            self.best = math.inf
+            self._raise()
             return True
         return False
+
+    def _raise(self) -> None:
+        self.value *= self.factor
+        self.bad_epochs = 0
+        self.best = math.inf  # the loss is not comparable across lambdas: judge the next ones afresh
 
     def state_dict(self) -> dict[str, Any]:
         return {"value": self.value, "best": self.best, "bad_epochs": self.bad_epochs}
@@ -94,3 +107,62 @@ class PhaseSchedule:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_index = int(state["step_index"])
+
+
+class TargetPace:
+    """A geometric path for Q from its value at the start of selection to the target, reached after
+    `deadline` epochs (a share of the epoch budget, leaving room to settle); `behind` says whether Q is above
+    it. A target of 0 (select until nothing is left) is paced towards a ten-thousandth of the start."""
+
+    def __init__(self, start: float, target: float, deadline: int) -> None:
+        self.start, self.target, self.deadline = float(start), float(target), max(int(deadline), 1)
+
+    def planned(self, epoch: int) -> float:
+        """Q the path asks for after `epoch` epochs of selection."""
+        target = max(self.target, self.start * 1e-4)
+        if target >= self.start:
+            return self.start
+        progress = min(epoch, self.deadline) / self.deadline
+        return self.start * (target / self.start) ** progress
+
+    def behind(self, epoch: int, fraction: float) -> bool:
+        return fraction > self.planned(epoch) * (1 + 1e-6)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"start": self.start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.start = float(state["start"])
+
+
+class EarlyStopping:
+    """Tracks the best validation accuracy of a phase; `exhausted` after `patience` epochs without a better one.
+
+    Ties count as no improvement, so of equally good epochs the earliest is kept.
+    """
+
+    def __init__(self, patience: int) -> None:
+        self.patience = int(patience)
+        self.best = -math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+
+    def step(self, accuracy: float, epoch: int) -> bool:
+        """Record one epoch; True when it is the new best (the caller keeps that epoch's network)."""
+        if accuracy > self.best:
+            self.best, self.best_epoch, self.bad_epochs = float(accuracy), int(epoch), 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float(state["best"])
+        self.best_epoch = int(state["best_epoch"])
+        self.bad_epochs = int(state["bad_epochs"])

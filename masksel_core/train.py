@@ -1,15 +1,15 @@
-"""The training loop of Algorithm 1: masks and network learned jointly, resumable after any epoch.
+"""`train`: learn a mask and a network from a config and a data set, resumable after any epoch.
 
 Progress leaves the loop only through the `on_epoch` callback (one call per epoch, never per
 batch); `should_stop` is polled between batches so a cancel takes effect within one batch. With a
-`checkpoint_dir`, the whole state (network, masks, both optimisers, schedules, RNG states, records)
+`checkpoint_dir`, the whole state (network, masks, optimisers, schedules, RNG states, records)
 is saved after every epoch, and a later call with the same directory resumes from it: on the CPU
 with a fixed seed the resumed run gives the same numbers, bit for bit, as an uninterrupted one.
 """
 from __future__ import annotations
 
 import os
-import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,56 +19,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from .chain import MaskChain, build_chain
+from .chain import MaskChain, build_chain, spec_problem
 from .config import TrainConfig
-from .data import TensorDataset
-from .input_grad import InputGradTap
+from .data import TensorDataset, stratified_indices
+from .loop import Loop, Splits, Stopped, evaluate
 from .models import create_model
-from .optim import MaskAdam
-from .schedules import LambdaPlateau, PhaseSchedule, TauCooldown
+from .records import EpochRecord
+from .transfer import transfer_summary
 
 CHECKPOINT_NAME = "checkpoint.pt"
-EVAL_BATCH = 1024
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One epoch's metrics (the `metrics.csv` columns) and the discrete mask after it."""
-
-    epoch: int
-    task_loss: float
-    mask_loss: float
-    val_accuracy: float
-    lambda_: float
-    tau: float
-    fraction: float
-    selected: np.ndarray
-    phase: str = "select"
-    seconds: float = 0.0
-
-    def metrics(self) -> dict[str, float | int]:
-        return {
-            "epoch": self.epoch,
-            "task_loss": self.task_loss,
-            "mask_loss": self.mask_loss,
-            "val_accuracy": self.val_accuracy,
-            "lambda": self.lambda_,
-            "tau": self.tau,
-            "fraction": self.fraction,
-        }
-
-    def state(self) -> dict[str, Any]:
-        return {**self.metrics(), "selected": torch.from_numpy(self.selected.copy()), "phase": self.phase,
-                "seconds": self.seconds}
-
-    @classmethod
-    def from_state(cls, s: dict[str, Any]) -> EpochRecord:
-        return cls(s["epoch"], s["task_loss"], s["mask_loss"], s["val_accuracy"], s["lambda"], s["tau"],
-                   s["fraction"], s["selected"].cpu().numpy(), s["phase"], s["seconds"])
 
 
 @dataclass
 class TrainResult:
+    """The trained network and masks, every epoch's record, and what the run has to say about them."""
+
     config: TrainConfig
     model: nn.Module
     mask: MaskChain
@@ -76,7 +41,9 @@ class TrainResult:
     records: list[EpochRecord] = field(default_factory=list)
     stopped_because: str = "epochs"
     start_accuracy: float = 0.0
+    test_accuracy: float | None = None  # the model written, on the test split, which nothing else looks at
     transfer: dict[str, Any] = field(default_factory=dict)  # bytes of the final mask on the test set
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def selected(self) -> np.ndarray:
@@ -86,9 +53,17 @@ class TrainResult:
     def fraction(self) -> float:
         return self.mask.fraction()
 
-
-class Stopped(Exception):
-    """Raised inside the loop when `should_stop` answers True."""
+    def summary(self) -> dict[str, Any]:
+        """What `summary.json` says: how the run ended and how good its model is."""
+        return {
+            "stopped_because": self.stopped_because,
+            "val_accuracy": self.records[-1].val_accuracy if self.records else None,
+            "test_accuracy": self.test_accuracy,
+            "start_accuracy": self.start_accuracy,
+            "fraction": self.fraction,
+            "epochs_per_phase": dict(Counter(r.phase for r in self.records)),
+            "warnings": list(self.warnings),
+        }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,6 +94,12 @@ def build(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: i
     return chain, model
 
 
+def split_validation(data: TensorDataset, share: float, seed: int) -> Splits:
+    """A stratified, seeded `share` of the training split for validation; the rest is trained on."""
+    fit, val = (torch.from_numpy(i) for i in stratified_indices(data.y_train.numpy(), share, seed))
+    return Splits(data.x_train[fit], data.y_train[fit], data.x_train[val], data.y_train[val])
+
+
 def train(
     config: TrainConfig,
     data: TensorDataset,
@@ -136,13 +117,17 @@ def train(
     them on data `train` never sees, or to keep a snapshot of one epoch's network).
     """
     device = resolve_device(config.device)
+    problem = spec_problem(config.mask_type, data.input_shape)
+    if problem:
+        raise ValueError(problem)
     torch.manual_seed(config.seed)
     chain, model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(config.seed))
     if config.extend_costs == "bytes" and chain.extend is not None:
         chain.set_version_costs(chain.extend.measured_costs(data.x_train, per_channel=True))
-    prepared = prepare_inputs(chain, data).to(device)
-    tap = InputGradTap(model.to(device), chain.output_shape, device)
-    loop = _Loop(config, prepared, model, chain.to(device), device, should_stop or (lambda: False), tap)
+    prepared = prepare_inputs(chain, data)
+    splits = split_validation(prepared, config.val_share, config.seed)
+    splits = Splits(*(t.to(device) for t in (splits.x_fit, splits.y_fit, splits.x_val, splits.y_val)))
+    loop = Loop(config, splits, model.to(device), chain.to(device), should_stop or (lambda: False))
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None and path.exists():
         loop.load_state_dict(torch.load(path, map_location=device, weights_only=True))
@@ -160,14 +145,13 @@ def train(
         result.stopped_because = loop.run(emit)
     except Stopped:
         result.stopped_because = "cancelled"
-    finally:
-        tap.remove()  # the network is a plain module again
     result.records = list(loop.records)
     result.start_accuracy = loop.start_accuracy or 0.0
     model.eval()
+    if result.records and result.stopped_because != "cancelled":
+        result.test_accuracy = evaluate(model, chain, prepared.x_test.to(device), prepared.y_test.to(device))[0]
+        result.warnings = run_warnings(result, splits.y_val)
     if result.records:
-        from .transfer import transfer_summary
-
         result.transfer = transfer_summary(chain, data, budget_bytes=config.target_bytes)
     return result
 
@@ -179,187 +163,27 @@ def _atomic_save(state: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def masked_step(model: nn.Module, chain: MaskChain, tap: InputGradTap, loss_fn: nn.Module, x: torch.Tensor,
-                y: torch.Tensor, model_opt: torch.optim.Optimizer, mask_opt: MaskAdam, *, lam: float, tau: float,
-                explore: bool, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimiser step of the network and the masks on `L = task + lam * Q` (Algorithm 1's inner loop);
-    returns `(task, Q)`, detached.
-
-    The masks stay out of autograd's graph: the chain masks the batch without one
-    (`MaskChain.forward_manual`), the network's backward runs exactly as in plain training, and the
-    masks' gradients are computed by hand from `dL/dmasked` (taken by `tap` where it is active, else
-    by autograd) before either optimiser changes anything. `benchmarks/train_overhead.py` times this step.
-    """
-    masked, q, saved = chain.forward_manual(x, tau=tau, explore=explore, generator=generator, track=not tap.active)
-    if tap.active:
-        tap.expect(masked)
-    task = loss_fn(model(masked), y)
-    model_opt.zero_grad(set_to_none=True)
-    task.backward()
-    grad = tap.input_grad() if tap.active else masked.grad
-    # Where it can, the chain's compiled backward takes the masks' optimiser step too; else the optimiser steps
-    # here (and clears the masks' gradients). First, while the masks' code paths are warm.
-    if not chain.backward_manual(saved, grad if grad is not None else torch.zeros_like(masked), lam,
-                                 optimizer=mask_opt if isinstance(mask_opt, MaskAdam) else None):
-        mask_opt.step()
-    model_opt.step()
-    return task.detach(), q
-
-
-class _Loop:
-    """The state of one training run; split out so each step stays short and can be saved."""
-
-    def __init__(self, config: TrainConfig, data: TensorDataset, model: nn.Module, chain: MaskChain,
-                 device: torch.device, should_stop: Callable[[], bool], tap: InputGradTap) -> None:
-        self.config, self.data, self.model, self.chain, self.tap = config, data, model, chain, tap
-        self.should_stop = should_stop
-        self.generator = torch.Generator(device=device).manual_seed(config.seed + 1)
-        self.model_opt = torch.optim.Adam(model.parameters(), lr=config.model_lr, amsgrad=True)
-        self.mask_opt = MaskAdam(chain.parameters(), lr=config.mask_lr)
-        self.lam = LambdaPlateau(config.lambda_init, config.lambda_factor, config.lambda_patience,
-                                 threshold=config.lambda_threshold)
-        self.tau = TauCooldown(config.tau_init, config.tau_decay, config.tau_min)
-        self.phase = PhaseSchedule(1.0 if config.discretization == "deterministic" else config.gamma)
-        self.loss_fn = nn.CrossEntropyLoss()
-        self.epoch = 0
-        self.stage = "select"
-        self.select_end = 0
-        self.stopped_because = "epochs"
-        self.start_accuracy: float | None = None
-        self.records: list[EpochRecord] = []
-        # What one sample costs whole (float32 values of the original channels): Q is relative to it.
-        self.raw_bytes = float(np.prod(chain.input_shape) * 4)
-
-    def run(self, emit: Callable[[EpochRecord], None]) -> str:
-        if self.start_accuracy is None:
-            self.start_accuracy = self._evaluate()
-        while self.stage != "done":
-            record = self._select_epoch() if self.stage == "select" else self._finalize_epoch()
-            if record is None:
-                continue
-            self.records.append(record)
-            emit(record)
-        return self.stopped_because
-
-    def _select_epoch(self) -> EpochRecord | None:
-        if self.epoch >= self.config.epochs:
-            self._end_selection("epochs")
-            return None
-        started = time.perf_counter()
-        lam, tau = self.lam.value, self.tau.value
-        task_loss, mask_loss = self._train_epoch(lam, tau, train_mask=True)
-        accuracy, fraction = self._evaluate(), self.chain.fraction()
-        monitored = fraction if self.config.lambda_monitor == "val_mask_loss" else task_loss + lam * mask_loss
-        self.tau.step(restart=self.lam.step(monitored))
-        self.epoch += 1
-        record = EpochRecord(self.epoch, task_loss, mask_loss, accuracy, lam, tau, fraction, self.chain.selected(),
-                             "select", time.perf_counter() - started)
-        reason = self._stop_reason(record)
-        if reason:
-            self._end_selection(reason)
-        return record
-
-    def _stop_reason(self, record: EpochRecord) -> str:
-        target, drop = self.config.target_fraction, self.config.max_accuracy_drop
-        if target is not None and record.fraction <= target:
-            return "target_fraction"
-        budget = self.config.target_bytes
-        if budget is not None and record.fraction * self.raw_bytes <= budget:
-            return "target_bytes"
-        if drop is not None:
-            reference = max([self.start_accuracy or 0.0] + [r.val_accuracy for r in self.records])
-            if record.val_accuracy < reference - drop:
-                return "accuracy_drop"
-        return ""
-
-    def _end_selection(self, reason: str) -> None:
-        self.stopped_because, self.select_end = reason, self.epoch
-        self.stage = "finalize" if self.config.finalize_epochs else "done"
-
-    def _finalize_epoch(self) -> EpochRecord | None:
-        """Train the network alone on the frozen discrete mask (App. A.3)."""
-        if self.epoch >= self.select_end + self.config.finalize_epochs:
-            self.stage = "done"
-            return None
-        started = time.perf_counter()
-        task_loss, mask_loss = self._train_epoch(self.lam.value, self.tau.value, train_mask=False)
-        self.epoch += 1
-        return EpochRecord(self.epoch, task_loss, mask_loss, self._evaluate(), self.lam.value, self.tau.value,
-                           self.chain.fraction(), self.chain.selected(), "finalize", time.perf_counter() - started)
-
-    def _train_epoch(self, lam: float, tau: float, *, train_mask: bool) -> tuple[float, float]:
-        self.model.train()
-        x_all, y_all = self.data.x_train, self.data.y_train
-        order = torch.randperm(x_all.shape[0], device=x_all.device, generator=self.generator)
-        task_sum = torch.zeros((), device=x_all.device)
-        mask_sum = torch.zeros((), device=x_all.device)
-        batches = 0
-        for start in range(0, x_all.shape[0], self.config.batch_size):
-            if self.should_stop():
-                raise Stopped
-            idx = order[start:start + self.config.batch_size]
-            x, y = x_all[idx], y_all[idx]  # (B, C', H, W), (B,)
-            if train_mask:
-                task, q = masked_step(self.model, self.chain, self.tap, self.loss_fn, x, y, self.model_opt,
-                                      self.mask_opt, lam=lam, tau=tau, explore=self.phase.next_is_exploration(),
-                                      generator=self.generator)
-            else:
-                with torch.no_grad():
-                    masked, q = self.chain(x, tau=1.0, explore=False)
-                task = self.loss_fn(self.model(masked), y)
-                self.model_opt.zero_grad(set_to_none=True)
-                task.backward()
-                self.model_opt.step()
-            task_sum += task.detach()
-            mask_sum += q.detach()
-            batches += 1
-        # One device-to-host copy per epoch rather than one per batch.
-        return float(task_sum) / max(batches, 1), float(mask_sum) / max(batches, 1)
-
-    @torch.no_grad()
-    def _evaluate(self) -> float:
-        """Accuracy on the hold-out set through the discrete, noise-free mask."""
-        self.model.eval()
-        x, y = self.data.x_test, self.data.y_test
-        correct = torch.zeros((), dtype=torch.long, device=x.device)
-        for start in range(0, x.shape[0], EVAL_BATCH):
-            masked, _ = self.chain(x[start:start + EVAL_BATCH], tau=1.0, explore=False)
-            correct += (self.model(masked).argmax(dim=1) == y[start:start + EVAL_BATCH]).sum()
-        return int(correct) / max(x.shape[0], 1)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "format": 1, "config": self.config.to_dict(), "epoch": self.epoch, "stage": self.stage,
-            "select_end": self.select_end, "stopped_because": self.stopped_because,
-            "start_accuracy": self.start_accuracy, "records": [r.state() for r in self.records],
-            "model": self.model.state_dict(), "mask": self.chain.state_dict(),
-            "model_opt": self.model_opt.state_dict(), "mask_opt": self.mask_opt.state_dict(),
-            "lambda": self.lam.state_dict(), "tau": self.tau.state_dict(), "phase": self.phase.state_dict(),
-            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        _check_same_run(state["config"], self.config.to_dict())
-        self.epoch, self.stage, self.select_end = state["epoch"], state["stage"], state["select_end"]
-        self.stopped_because, self.start_accuracy = state["stopped_because"], state["start_accuracy"]
-        self.records = [EpochRecord.from_state(r) for r in state["records"]]
-        self.model.load_state_dict(state["model"])
-        self.chain.load_state_dict(state["mask"])
-        self.model_opt.load_state_dict(state["model_opt"])
-        self.mask_opt.load_state_dict(state["mask_opt"])
-        self.lam.load_state_dict(state["lambda"])
-        self.tau.load_state_dict(state["tau"])
-        self.phase.load_state_dict(state["phase"])
-        self.generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-
-
-def _check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """A checkpoint resumes only the run it was made by (the epoch budget may grow)."""
-    ignore = {"epochs", "finalize_epochs", "device"}
-    differing = sorted(k for k in set(saved) | set(current) if k not in ignore and saved.get(k) != current.get(k))
-    if differing:
-        raise ValueError(f"the checkpoint belongs to another configuration (differs in {', '.join(differing)})")
+def run_warnings(result: TrainResult, y_val: torch.Tensor) -> list[str]:
+    """What a user must know before trusting a finished run: an empty mask, a model near chance, a target not
+    reached, a lambda that never moved."""
+    config, last = result.config, result.records[-1]
+    warnings = []
+    if result.fraction == 0.0 or not result.selected.any():
+        warnings.append("the final mask keeps nothing, so the network sees only zeros: lower lambda_init or "
+                        "lambda_factor, or set a target_fraction")
+    chance = float(torch.bincount(y_val).max()) / max(len(y_val), 1)
+    if last.val_accuracy < chance + 0.1 * (1 - chance):
+        warnings.append(f"the final validation accuracy {last.val_accuracy:.3f} is near chance ({chance:.3f}): "
+                        "the model is not worth using")
+    selection = [r for r in result.records if r.phase == "select"]
+    target = config.target_fraction if config.target_fraction is not None else config.target_bytes
+    if target is not None and result.stopped_because not in ("target_fraction", "target_bytes"):
+        name = "target_fraction" if config.target_fraction is not None else "target_bytes"
+        warnings.append(f"{name} {target:g} was not reached in {len(selection)} epochs of selection "
+                        f"(Q is {result.fraction:.4f}): give more epochs or a larger lambda_factor")
+    if (target is None and result.stopped_because == "epochs" and config.lambda_factor > 1
+            and len(selection) > config.lambda_patience + 1 and selection[-1].lambda_ == config.lambda_init):
+        warnings.append(f"lambda never rose in {len(selection)} epochs of selection: the monitored loss "
+                        f"({config.lambda_monitor}) kept improving; give more epochs, a smaller lambda_patience "
+                        "or a target_fraction for a smaller mask")
+    return warnings

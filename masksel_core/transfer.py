@@ -23,183 +23,38 @@ was packed for `plan`. Layout (little-endian):
 """
 from __future__ import annotations
 
-import hashlib
 import struct
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .operators import to_uint8
+from .transfer_plan import (
+    DTYPES,
+    KINDS,
+    TransferError,
+    TransferPlan,
+    expand_selection,
+    full_plan,
+    plan_from_chain,
+    plan_from_mask_document,
+    thumb_size,
+)
+
+__all__ = ["TransferError", "TransferPlan", "Unpacked", "expand_selection", "full_plan", "pack", "plan_from_chain",
+           "plan_from_mask_document", "transfer_summary", "unpack"]
+
 MAGIC = b"MSEL"
 FORMAT = 1
-KINDS = ("values", "jpeg", "thumb")
-DTYPES = {"float32": (0, np.float32), "float16": (1, np.float16), "uint8": (2, np.uint8)}
 FLAG_ZLIB, FLAG_LABELS = 1, 2
 _HEAD = struct.Struct("<4sBBBB8sIHHHI")
 JpegSource = Callable[[int, int], Sequence[bytes]]  # (channel, quality) -> the batch's encoded images
-
-
-class TransferError(ValueError):
-    """A payload that is not masksel's, is damaged, or was packed for another mask."""
-
-
-@dataclass(frozen=True, eq=False)
-class TransferPlan:
-    """What is sent of each sample: `keep` (C, H, W) over the network's input channels and, for
-    `jpeg`/`thumb` chains, the picked version of each original channel (`versions`, index into `levels`)."""
-
-    kind: str
-    keep: np.ndarray  # bool (C, H, W)
-    levels: tuple[int, ...] = ()
-    versions: tuple[int, ...] = ()
-    _id: bytes = field(default=b"", repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown transfer kind {self.kind!r}")
-        keep = np.asarray(self.keep, dtype=bool)
-        if keep.ndim != 3:
-            raise ValueError(f"keep must be (C, H, W), got shape {list(keep.shape)}")
-        object.__setattr__(self, "keep", keep)
-        if self.kind != "values" and len(self.versions) != keep.shape[0]:
-            raise ValueError(f"{self.kind} plan needs one picked version per channel ({keep.shape[0]})")
-        object.__setattr__(self, "_id", hashlib.sha256(self.encode()).digest()[:8])
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.keep.shape)  # type: ignore[return-value]
-
-    @property
-    def plan_id(self) -> str:
-        return self._id.hex()
-
-    @property
-    def kept_values(self) -> int:
-        return int(self.keep.sum())
-
-    def kept_channels(self) -> list[int]:
-        return [c for c in range(self.shape[0]) if self.keep[c].any()]
-
-    def encode(self) -> bytes:
-        c, h, w = self.keep.shape
-        head = struct.pack("<BHHHB", KINDS.index(self.kind), c, h, w, len(self.levels))
-        levels = struct.pack(f"<{len(self.levels)}H", *self.levels)
-        versions = bytes(self.versions)
-        return head + levels + versions + np.packbits(self.keep.reshape(-1)).tobytes()
-
-    @classmethod
-    def decode(cls, blob: bytes) -> TransferPlan:
-        try:
-            kind, c, h, w, n_levels = struct.unpack_from("<BHHHB", blob)
-            offset = struct.calcsize("<BHHHB")
-            levels = struct.unpack_from(f"<{n_levels}H", blob, offset)
-            offset += 2 * n_levels
-            n_versions = c if KINDS[kind] != "values" else 0
-            versions = tuple(blob[offset:offset + n_versions])
-            offset += n_versions
-            bits = np.frombuffer(blob, dtype=np.uint8, offset=offset)
-            keep = np.unpackbits(bits)[: c * h * w]
-            if keep.size != c * h * w:
-                raise ValueError("short keep map")
-            return cls(KINDS[kind], keep.reshape(c, h, w).astype(bool), tuple(levels), versions)
-        except (struct.error, IndexError, ValueError) as exc:
-            raise TransferError(f"the payload's mask description is damaged ({exc})") from None
-
-    def raw_bytes_per_sample(self, dtype: str = "float32") -> int:
-        """What sending the whole input costs: every value of every original channel."""
-        return int(np.prod(self.shape)) * np.dtype(DTYPES[dtype][1]).itemsize
-
-    def predicted_bytes_per_sample(self, dtype: str = "float32", version_bytes: Sequence[float] | None = None) -> float:
-        """Bytes of one sample's body: kept values for plain masks; for JPEG, `version_bytes[v]` (mean
-        encoded size of one channel at version v, e.g. measured on the training set) per kept channel."""
-        itemsize = np.dtype(DTYPES[dtype][1]).itemsize
-        if self.kind == "values":
-            return float(self.kept_values * itemsize)
-        channels = self.kept_channels()
-        if self.kind == "thumb":
-            _, h, w = self.shape
-            return float(sum(_thumb_size(h, w, self.levels[self.versions[c]]) for c in channels) * itemsize)
-        if version_bytes is None:
-            raise ValueError("a JPEG plan's size needs the mean encoded bytes of each version")
-        return float(sum(version_bytes[self.versions[c]] for c in channels) + 4 * len(channels))
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "plan_id": self.plan_id, "input_shape": list(self.shape),
-                "kept_values": self.kept_values, "levels": list(self.levels), "versions": list(self.versions)}
-
-
-def full_plan(shape: Sequence[int]) -> TransferPlan:
-    """Every value: what is sent without a mask."""
-    return TransferPlan("values", np.ones(tuple(int(s) for s in shape), dtype=bool))
-
-
-def plan_from_chain(chain: Any) -> TransferPlan:
-    """The plan of a trained `MaskChain`'s discrete (noise-free) mask."""
-    from .masks import Merge, SelectStage
-
-    stages = list(chain.stages)
-    with torch.no_grad():
-        # Expanded where the stage lives (its index buffers may be on a GPU), then brought to the CPU.
-        keeps = [stage.expand(stage.sample(tau=1.0, explore=False).round()).cpu().numpy().astype(bool)
-                 if isinstance(stage, SelectStage) else None for stage in stages]
-        first = stages[0].sample(tau=1.0, explore=False).round().cpu().numpy() if chain.extend is not None else None
-    if chain.extend is None:
-        keep = np.ones(chain.input_shape, dtype=bool)
-        for stage_keep in keeps:
-            if stage_keep is not None:
-                keep &= stage_keep
-        return TransferPlan("values", keep)
-    merge = stages[1]
-    assert isinstance(merge, Merge) and first is not None
-    picked = first.reshape(merge.groups, chain.extend.versions).argmax(axis=1)
-    keep = np.ones(chain.input_shape, dtype=bool)
-    for stage_keep in keeps[2:]:
-        if stage_keep is not None:
-            keep &= stage_keep
-    return TransferPlan(chain.extend.kind, keep, tuple(chain.extend.levels), tuple(int(v) for v in picked))
-
-
-def plan_from_mask_document(document: dict[str, Any]) -> TransferPlan:
-    """The plan of a `mask.json` (single masks and chains), as the service and clients read it."""
-    try:
-        shape = tuple(int(s) for s in document["input_shape"])
-        stages = document.get("stages") or [{"mask_type": document["mask_type"], "selected": document["selected"]}]
-        kind, levels, versions = "values", (), ()
-        keep = np.ones(shape, dtype=bool)
-        rest = list(stages)
-        if rest and rest[0].get("mask_type") == "extend":
-            extend, xor = rest[0], rest[1]
-            kind, levels = str(extend["kind"]), tuple(int(v) for v in extend["levels"])
-            picked = np.asarray(xor["selected"], dtype=np.uint8).reshape(shape[0], len(levels))
-            versions = tuple(int(v) for v in picked.argmax(axis=1))
-            rest = rest[3:]  # extend, channel-xor, merge
-        for stage in rest:
-            if stage.get("mask_type") == "merge":
-                continue
-            keep &= expand_selection(stage["mask_type"], np.asarray(stage["selected"], dtype=np.uint8), shape)
-        return TransferPlan(kind, keep, levels, versions)
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise ValueError(f"not a mask.json this version understands ({exc})") from None
-
-
-def expand_selection(mask_type: str, selected: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """A contract-shaped selection broadcast to `(C, H, W)` booleans."""
-    c, h, w = shape
-    if mask_type in ("channel-any", "channel-xor"):
-        return np.broadcast_to(selected.reshape(c, 1, 1).astype(bool), shape).copy()
-    if mask_type in ("pixel-any", "pixel-xor"):
-        return selected.reshape(shape).astype(bool)
-    if mask_type == "block-any":
-        from .masks import _cell_index  # the cells exactly as BlockAny broadcasts them
-
-        gh, gw = selected.shape[1:]
-        return selected[:, _cell_index(h, gh).numpy()][:, :, _cell_index(w, gw).numpy()].astype(bool)
-    raise ValueError(f"unknown mask type {mask_type!r}")
 
 
 def pack(x: torch.Tensor, plan: TransferPlan, *, labels: torch.Tensor | None = None, dtype: str = "float32",
@@ -321,14 +176,12 @@ def _codecs() -> tuple[Any, Any]:
 
 def encode_channel(x: torch.Tensor, channel: int, quality: int) -> list[bytes]:
     """Channel `channel` of every sample of `x` as a grayscale JPEG, as `extend` and `pack` encode it."""
-    from .operators import _to_uint8
-
     if x.shape[0] == 0:
         return []
     encode_jpeg, _ = _codecs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        images = encode_jpeg(list(_to_uint8(x[:, channel:channel + 1].detach().cpu().float())), quality=quality)
+        images = encode_jpeg(list(to_uint8(x[:, channel:channel + 1].detach().cpu().float())), quality=quality)
     return [image.numpy().tobytes() for image in images]
 
 
@@ -375,10 +228,6 @@ def _jpeg_from(body: bytes, plan: TransferPlan, count: int) -> torch.Tensor:
     return out * torch.from_numpy(plan.keep)
 
 
-def _thumb_size(h: int, w: int, scale: int) -> int:
-    return -(-h // scale) * -(-w // scale)
-
-
 def _thumb_body(x: torch.Tensor, plan: TransferPlan, dtype: str) -> bytes:
     parts = []
     for c in plan.kept_channels():
@@ -393,7 +242,7 @@ def _thumb_body(x: torch.Tensor, plan: TransferPlan, dtype: str) -> bytes:
 def _thumb_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> torch.Tensor:
     _, h, w = plan.shape
     channels = plan.kept_channels()
-    sizes = [_thumb_size(h, w, plan.levels[plan.versions[c]]) for c in channels]
+    sizes = [thumb_size(h, w, plan.levels[plan.versions[c]]) for c in channels]
     values = torch.from_numpy(_from_dtype(body, dtype, count * sum(sizes)).reshape(count, sum(sizes)))
     out = torch.zeros(count, *plan.shape)
     start = 0

@@ -10,7 +10,7 @@
   const FINAL = ["succeeded", "failed", "cancelled"];
   const PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777"];
   const state = {
-    epochs: [], acc: [], frac: [], taskLoss: [], lambda: [], tau: [], masks: {},
+    epochs: [], acc: [], frac: [], taskLoss: [], lambda: [], tau: [], phases: [], masks: {},
     status: null, live: 0, snapshots: 0, selectedEpoch: null, followLatest: true,
   };
   window.maskselRun = state;  // read by tests and handy in the console
@@ -19,10 +19,31 @@
   const fmt = (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(4));
   const EPOCH_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];  // whole epochs only
 
+  // Phases as shaded bands behind every chart: warm-up, selection, finalize (the closing "final" row
+  // belongs to finalize's band).
+  const PHASE_FILL = { warmup: "rgba(100, 116, 139, 0.14)", select: "rgba(37, 99, 235, 0.05)",
+                       finalize: "rgba(22, 163, 74, 0.14)", final: "rgba(22, 163, 74, 0.14)" };
+  function phaseBands(u) {
+    const { ctx, bbox } = u;
+    let start = 0;
+    for (let i = 1; i <= state.epochs.length; i++) {
+      const phase = state.phases[start];
+      if (i < state.epochs.length && state.phases[i] === phase) continue;
+      const half = 0.5;
+      const left = u.valToPos(state.epochs[start] - half, "x", true);
+      const right = u.valToPos(state.epochs[i - 1] + half, "x", true);
+      ctx.fillStyle = PHASE_FILL[phase] || "transparent";
+      ctx.fillRect(Math.max(left, bbox.left), bbox.top,
+                   Math.min(right, bbox.left + bbox.width) - Math.max(left, bbox.left), bbox.height);
+      start = i;
+    }
+  }
+
   function makeChart(element, series, yScale, yLabel) {
     const width = () => Math.max(element.clientWidth, 300);
     const chart = new uPlot({
       width: width(), height: 220,
+      hooks: { drawClear: [phaseBands] },
       cursor: { sync: { key: `run-${runId}` } },
       scales: { x: { time: false }, y: yScale },
       axes: [{ label: "epoch", incrs: EPOCH_TICKS }, { label: yLabel }],
@@ -66,11 +87,13 @@
     state.taskLoss.push(m.task_loss);
     state.lambda.push(m.lambda);
     state.tau.push(m.tau);
+    state.phases.push(m.phase || msg.phase || "select");
     if (msg.mask) state.masks[msg.epoch] = msg.mask;
     if (live) state.live += 1;
     el("run-epoch").textContent = msg.epoch;
     el("run-accuracy").textContent = fmt(m.val_accuracy);
     el("run-fraction").textContent = fmt(m.fraction);
+    el("run-phase").textContent = state.phases[state.phases.length - 1];
     return true;
   }
 
@@ -92,6 +115,21 @@
     state.followLatest = index === state.epochs.length - 1;
     selectEpoch(state.epochs[index]);
   });
+
+  // What the core says of a finished run (an empty mask, accuracy near chance, a target not reached).
+  function showOutcome(warnings, testAccuracy) {
+    if (testAccuracy !== undefined && testAccuracy !== null) el("run-test-accuracy").textContent = fmt(testAccuracy);
+    if (!warnings) return;
+    const box = el("run-warnings");
+    const list = box.querySelector("ul");
+    list.textContent = "";
+    for (const text of warnings) {
+      const item = document.createElement("li");
+      item.textContent = text;
+      list.appendChild(item);
+    }
+    box.hidden = warnings.length === 0;
+  }
 
   function setStatus(status, error) {
     state.status = status;
@@ -178,12 +216,14 @@
       for (const e of msg.epochs) added = addEpoch(e, false) || added;
       if (added) redraw();
       setStatus(msg.run.status, msg.run.error);
+      showOutcome(msg.run.warnings, msg.run.test_accuracy);
       if (msg.run.device) el("run-device").textContent = msg.run.device;
       showWorkerLost(msg.run);
     } else if (msg.type === "epoch") {
       if (addEpoch(msg, true)) redraw();
     } else if (msg.type === "status") {
       setStatus(msg.status, msg.error);
+      showOutcome(msg.warnings, msg.test_accuracy);
     }
   }
 
@@ -220,6 +260,7 @@
       for (const m of metrics) added = addEpoch({ epoch: m.epoch, metrics: m }, false) || added;
       if (added) redraw();
       setStatus(run.status, run.error);
+      showOutcome(run.warnings, run.test_accuracy);
       showWorkerLost(run);
       if (FINAL.includes(run.status)) stopPolling();
     } catch (err) { /* keep trying */ }

@@ -17,11 +17,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=240)
 
 
-def test_train_writes_the_five_files_of_the_contract(tmp_path: Path) -> None:
+def test_train_writes_the_files_of_the_contract(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = cli("train", "--data", "digits", "--mask", "pixel-any", "--model", "mlp", "--epochs", "3", "--out", str(out))
+    done = cli("train", "--data", "digits", "--mask", "pixel-any", "--model", "mlp", "--epochs", "3", "--out", str(out),
+               "--warmup-epochs", "2", "--finalize-epochs", "0")
     assert done.returncode == 0, done.stderr
-    assert {"config.json", "mask.json", "mask.npy", "metrics.csv", "model.pt"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "mask.json", "mask.npy", "metrics.csv", "model.pt", "transfer.json",
+            "summary.json"} <= {p.name for p in out.iterdir()}
     mask = np.load(out / "mask.npy")
     assert mask.dtype == np.uint8 and mask.shape == (1, 8, 8) and set(np.unique(mask)) <= {0, 1}
     document = json.loads((out / "mask.json").read_text())
@@ -29,8 +31,12 @@ def test_train_writes_the_five_files_of_the_contract(tmp_path: Path) -> None:
     assert np.array_equal(np.array(document["selected"]), mask)
     assert document["fraction"] == mask.mean()
     lines = (out / "metrics.csv").read_text().splitlines()
-    assert lines[0] == "epoch,task_loss,mask_loss,val_accuracy,lambda,tau,fraction" and len(lines) == 4
+    assert lines[0] == "epoch,task_loss,mask_loss,val_accuracy,lambda,tau,fraction,phase" and len(lines) == 6
+    assert [line.split(",")[-1] for line in lines[1:]] == ["warmup", "warmup", "select", "select", "select"]
     assert json.loads((out / "config.json").read_text())["epochs"] == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs_per_phase"] == {"warmup": 2, "select": 3} and 0.5 < summary["test_accuracy"] <= 1
+    assert "test_accuracy" in done.stdout
     import torch
 
     state = torch.load(out / "model.pt")
@@ -40,7 +46,7 @@ def test_train_writes_the_five_files_of_the_contract(tmp_path: Path) -> None:
 def test_channel_any_mask_has_one_entry_per_channel(tmp_path: Path) -> None:
     data = make_npz(tmp_path / "d.npz")
     done = cli("train", "--data", str(data), "--mask", "channel-any", "--model", "lenet5", "--epochs", "1", "--out",
-               str(tmp_path / "o"), "--quiet")
+               str(tmp_path / "o"), "--quiet", "--warmup-epochs", "1", "--finalize-epochs", "1")
     assert done.returncode == 0, done.stderr
     assert np.load(tmp_path / "o" / "mask.npy").shape == (2,)
 
@@ -62,7 +68,17 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
         (["--mask", "pixel-any", "--epochs", "-3"], "epochs must be in"),
         (["--mask", "pixel-any", "--epochs", "x"], "invalid int value"),
         (["--mask", "pixel-any", "--epochs", "1", "--tau-init", "0"], "tau_init must be in"),
+        (["--mask", "channel-any", "--epochs", "1"], "single channel"),
     ):
         done = cli("train", "--data", "digits", "--model", "mlp", "--out", str(tmp_path / "o"), *args)
         assert done.returncode == 2, args
         assert needle in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_run_with_warnings_says_them_on_stderr(tmp_path: Path) -> None:
+    done = cli("train", "--data", "digits", "--mask", "pixel-any", "--model", "mlp", "--epochs", "3", "--out",
+               str(tmp_path / "o"), "--quiet", "--warmup-epochs", "1", "--finalize-epochs", "0",
+               "--target-fraction", "0.01", "--lambda-init", "0.0001")
+    assert done.returncode == 0, done.stderr
+    assert "warning: target_fraction 0.01 was not reached in 3 epochs" in done.stderr
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["warnings"]

@@ -13,11 +13,11 @@ def test_config_round_trips_through_json() -> None:
     assert again == config
 
 
-def test_defaults_follow_the_paper() -> None:
+def test_the_schedules_default_to_the_papers_and_a_run_has_all_three_phases() -> None:
     config = TrainConfig()
     assert (config.tau_init, config.tau_decay, config.tau_min) == (10.0, 0.5, 0.01)
-    assert (config.mask_lr, config.model_lr, config.batch_size, config.gamma) == (0.01, 1e-4, 128, 0.5)
-    assert (config.lambda_init, config.lambda_factor) == (0.1, 1.1)
+    assert (config.batch_size, config.gamma, config.discretization) == (128, 0.5, "gumbel")
+    assert config.warmup_epochs > 0 and config.finalize_epochs > 0 and config.pretrained is None
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,10 @@ def test_defaults_follow_the_paper() -> None:
         ({"lambda_init": float("nan")}, "lambda_init must be in"),
         ({"learning_rate": 1}, "unknown option(s): learning_rate"),
         ({"grid": "3by3"}, "grid must look like 3x3"),
+        ({"early_stop_patience": 0}, "early_stop_patience must be in"),
+        ({"val_share": 0.9}, "val_share must be in"),
+        ({"lambda_monitor": "loss"}, "lambda_monitor must be one of"),
+        ({"lambda_threshold_mode": "pct"}, "lambda_threshold_mode must be one of"),
     ],
 )
 def test_bad_values_are_refused_with_their_name(data: dict, message: str) -> None:

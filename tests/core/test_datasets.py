@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from masksel_core.data import BUILTINS, DataError, TensorDataset, load_dataset
-from masksel_core.datasets import (
+from masksel_core.data import DataError, TensorDataset
+from masksel_core.datasets import BUILTINS, builtin_summary, load_dataset
+from masksel_core.synthetic import (
     REMOTE_CENTRE,
     SUPERNOVA_CENTRE,
     SYNTHETIC_REMOTE_CODES,
@@ -14,7 +15,6 @@ from masksel_core.datasets import (
     SYNTHETIC_REMOTE_INFORMATIVE,
     SYNTHETIC_REMOTE_NOISE,
     SYNTHETIC_SUMMARIES,
-    builtin_summary,
     load_synthetic_remote,
     load_synthetic_supernova,
 )

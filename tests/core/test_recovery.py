@@ -1,10 +1,9 @@
 """The method recovers planted structure (issue 3): the informative channels of `synthetic-remote` with
 `channel-any` and the supernova's centre with `pixel-any` on `synthetic-supernova`.
 
-Small networks, few epochs, a fixed seed and subsets of the data keep the file within ~20 s on two CPU
-cores. The settings were checked on seeds 0, 1 and 2 (data and training); every run recovered exactly the
-four informative channels and their eight copies, and kept 3-5% of the supernova pixels outside the centre
-against 45-47% inside.
+Small networks, few epochs, a fixed seed and subsets of the data keep the file within ~30 s on two CPU
+cores. The channel settings were checked on seeds 0, 1 and 2 (data and training): every run kept all four
+informative channels or a copy of each, and no noise channel.
 """
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import pytest
 
 from masksel_core import TrainConfig, train
 from masksel_core.data import TensorDataset
-from masksel_core.datasets import (
+from masksel_core.synthetic import (
     SUPERNOVA_CENTRE,
     SYNTHETIC_REMOTE_COPIES,
     SYNTHETIC_REMOTE_INFORMATIVE,
@@ -24,7 +23,7 @@ from masksel_core.datasets import (
 
 SEED = 0
 FAST = {"model": "mlp", "model_lr": 1e-3, "batch_size": 32, "seed": SEED, "lambda_factor": 1.25,
-        "lambda_patience": 1}
+        "lambda_patience": 1, "warmup_epochs": 3, "finalize_epochs": 2}
 
 
 def _subset(data: TensorDataset, n_train: int, n_test: int) -> TensorDataset:
@@ -34,7 +33,7 @@ def _subset(data: TensorDataset, n_train: int, n_test: int) -> TensorDataset:
 
 def test_channel_any_keeps_every_informative_source_and_drops_the_noise_channels() -> None:
     data = _subset(load_synthetic_remote(SEED), 900, 300)
-    result = train(TrainConfig(mask_type="channel-any", epochs=8, lambda_init=0.1, **FAST), data)
+    result = train(TrainConfig(mask_type="channel-any", epochs=10, lambda_init=0.5, **FAST), data)
     selected = result.selected
     assert selected.shape == (36,)
     kept = {int(c) for c in np.flatnonzero(selected)}

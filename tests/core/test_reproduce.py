@@ -13,6 +13,7 @@ def test_reproduce_writes_a_csv_and_a_png_with_every_run(tmp_path: Path, capsys:
                  "--out", str(tmp_path)])
     assert code == 0, capsys.readouterr().err
     rows = list(csv.DictReader((tmp_path / "jpeg.csv").open()))
+    # Selection epochs only, counted from 1 as in the paper's figures (the warm-up is the pre-training).
     assert [(r["run"], r["epoch"]) for r in rows] == [("0", "1"), ("0", "2"), ("1", "1"), ("1", "2")]
     assert all(0.0 <= float(r["fraction"]) <= 1.0 and r["experiment"] == "jpeg" for r in rows)
     assert (tmp_path / "jpeg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from masksel_core.schedules import LambdaPlateau, PhaseSchedule, TauCooldown
+from masksel_core.schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
 
 
 def test_lambda_is_raised_only_after_patience_epochs_without_improvement() -> None:
@@ -53,3 +53,37 @@ def test_the_share_of_fixation_steps_is_gamma(gamma: float) -> None:
     resumed = PhaseSchedule(gamma)
     resumed.load_state_dict({"step_index": 500})
     assert [resumed.next_is_exploration() for _ in range(500)] == steps[500:]
+
+
+def test_a_relative_threshold_counts_a_creeping_loss_as_a_plateau() -> None:
+    creeping = [1.0, 0.998, 0.996, 0.994, 0.992]
+    absolute = LambdaPlateau(0.1, 2.0, patience=2)
+    assert not any(absolute.step(x) for x in creeping)
+    relative = LambdaPlateau(0.1, 2.0, patience=2, threshold=0.01, threshold_mode="rel")
+    assert [relative.step(x) for x in creeping] == [False, False, False, True, False]
+
+
+def test_a_run_behind_its_target_raises_lambda_at_once() -> None:
+    lam = LambdaPlateau(0.1, 2.0, patience=100)
+    assert lam.step(1.0, behind=True) is True and lam.value == 0.2
+    assert lam.step(0.5) is False  # judged afresh after the raise
+
+
+def test_the_target_pace_is_geometric_and_reaches_the_target_at_the_deadline() -> None:
+    pace = TargetPace(1.0, 0.01, deadline=4)
+    assert [round(pace.planned(e), 6) for e in range(6)] == [1.0, 0.316228, 0.1, 0.031623, 0.01, 0.01]
+    assert pace.behind(2, 0.2) and not pace.behind(2, 0.09)
+    assert TargetPace(0.5, 0.8, deadline=3).planned(2) == 0.5  # a target above the start asks for nothing
+    assert TargetPace(1.0, 0.0, deadline=2).planned(2) == pytest.approx(1e-4)
+    resumed = TargetPace(0.3, 0.01, deadline=4)
+    resumed.load_state_dict(pace.state_dict())
+    assert resumed.planned(1) == pace.planned(1)
+
+
+def test_early_stopping_keeps_the_first_of_equally_good_epochs() -> None:
+    stop = EarlyStopping(patience=2)
+    assert [stop.step(a, e) for e, a in enumerate([0.5, 0.7, 0.7, 0.6], start=1)] == [True, True, False, False]
+    assert stop.exhausted and (stop.best, stop.best_epoch) == (0.7, 2)
+    again = EarlyStopping(patience=2)
+    again.load_state_dict(stop.state_dict())
+    assert again.exhausted and again.best_epoch == 2

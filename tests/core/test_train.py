@@ -6,44 +6,98 @@ import numpy as np
 import pytest
 import torch
 
-from masksel_core import EpochRecord, TrainConfig, load_digits, load_npz, train
+from masksel_core import EpochRecord, TensorDataset, TrainConfig, load_digits, load_npz, train
+from masksel_core.train import split_validation
 from tests.conftest import make_npz
 
 # On the CPU: the bit-identical resume is a CPU promise (cuDNN and CUDA atomics reorder sums); GPU runs are
-# covered by test_gpu.py.
-FAST = {"model_lr": 1e-3, "batch_size": 32, "seed": 1, "device": "cpu"}
+# covered by test_gpu.py. Short phases keep every run here within a few seconds.
+FAST = {"model_lr": 1e-3, "batch_size": 32, "seed": 1, "device": "cpu", "warmup_epochs": 3, "finalize_epochs": 2}
 
 
 @pytest.fixture(scope="module")
-def informative_first_channel(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def informative_first_channel(tmp_path_factory: pytest.TempPathFactory) -> TensorDataset:
     return load_npz(make_npz(tmp_path_factory.mktemp("d") / "d.npz", n=300, channels=4, size=6, classes=3))
 
 
-def test_channel_selection_keeps_the_informative_channel_and_drops_noise(informative_first_channel) -> None:  # type: ignore[no-untyped-def]
+def test_channel_selection_keeps_the_informative_channel_and_drops_noise(
+        informative_first_channel: TensorDataset) -> None:
     result = train(TrainConfig(mask_type="channel-any", model="mlp", epochs=25, lambda_init=0.5, **FAST),
                    informative_first_channel)
     assert result.selected.tolist() == [1, 0, 0, 0]
     assert result.fraction == pytest.approx(0.25)
-    assert result.records[-1].val_accuracy >= 0.95
+    assert result.records[-1].val_accuracy >= 0.95 and result.test_accuracy is not None
+    assert result.test_accuracy >= 0.95 and result.warnings == []
 
 
-def test_every_epoch_is_reported_once_in_order_with_the_contract_metrics() -> None:
+def test_every_epoch_is_reported_once_in_order_with_its_phase() -> None:
     seen: list[EpochRecord] = []
     config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, **FAST)
     result = train(config, load_digits(), on_epoch=seen.append)
-    assert [r.epoch for r in seen] == [1, 2, 3] and seen == result.records
+    assert [r.epoch for r in seen] == list(range(1, len(seen) + 1)) and seen == result.records
+    phases = [r.phase for r in seen]
+    assert phases[:3] == ["warmup"] * 3 and phases[3:6] == ["select"] * 3
+    assert set(phases[6:]) <= {"finalize", "final"} and phases[-1] in ("finalize", "final")
     for record in seen:
         metrics = record.metrics()
-        assert set(metrics) == {"epoch", "task_loss", "mask_loss", "val_accuracy", "lambda", "tau", "fraction"}
-        assert all(np.isfinite(v) for v in metrics.values())
+        assert list(metrics) == ["epoch", "task_loss", "mask_loss", "val_accuracy", "lambda", "tau", "fraction",
+                                 "phase"]
+        assert all(np.isfinite(v) for k, v in metrics.items() if k != "phase")
         assert record.selected.shape == (1, 8, 8)
         assert record.fraction == pytest.approx(record.selected.mean())
-    assert [r.tau for r in seen] == [10.0, 5.0, 2.5]  # paper's cool-down, no raise in 3 epochs (patience 2)
+    assert [r.tau for r in seen if r.phase == "select"] == [10.0, 5.0, 2.5]  # the paper's cool-down
+
+
+def test_warm_up_trains_the_network_alone_and_selection_starts_from_its_best_epoch() -> None:
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=1, **{**FAST, "warmup_epochs": 40},
+                         early_stop_patience=2)
+    records = train(config, load_digits()).records
+    warmup = [r for r in records if r.phase == "warmup"]
+    assert 3 <= len(warmup) < 40  # it stopped on its own: two epochs without a better validation accuracy
+    best = max(r.val_accuracy for r in warmup)
+    assert best > 0.85 and max(r.val_accuracy for r in warmup[-2:]) <= best
+    assert all(r.fraction == 1.0 and r.lambda_ == 0.1 for r in warmup)  # nothing masked, nothing learned
+
+
+def test_a_pretrained_state_dict_replaces_the_warm_up(tmp_path: Path) -> None:
+    first = train(TrainConfig(mask_type="pixel-any", model="mlp", epochs=1, **FAST), load_digits())
+    torch.save(first.model.state_dict(), tmp_path / "pre.pt")
+    again = train(TrainConfig(mask_type="pixel-any", model="mlp", epochs=1, pretrained=str(tmp_path / "pre.pt"),
+                              **FAST), load_digits())
+    assert again.records[0].phase == "select"
+    assert again.start_accuracy == pytest.approx(first.records[-1].val_accuracy)
+
+
+def test_finalize_writes_the_best_validation_epoch_and_the_last_row_describes_it() -> None:
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=4, lambda_init=2.0, **{**FAST,
+                         "finalize_epochs": 12}, early_stop_patience=3)
+    result = train(config, load_digits())
+    final = [r for r in result.records if r.phase in ("finalize", "final")]
+    select = [r for r in result.records if r.phase == "select"]
+    best = max([select[-1].val_accuracy] + [r.val_accuracy for r in final])
+    assert result.records[-1].val_accuracy == best  # the written model's row closes the run
+    assert all(np.array_equal(r.selected, select[-1].selected) for r in final)  # the mask is frozen
+    from masksel_core.loop import evaluate
+
+    splits = split_validation(load_digits(), config.val_share, config.seed)
+    assert evaluate(result.model, result.mask, splits.x_val, splits.y_val)[0] == pytest.approx(best)
+
+
+def test_the_test_split_never_decides_anything() -> None:
+    data = load_digits()
+    shuffled = TensorDataset(data.name, data.x_train, data.y_train, data.x_test,
+                             data.y_test[torch.randperm(len(data.y_test), generator=torch.Generator().manual_seed(0))],
+                             data.num_classes)
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, **FAST)
+    a, b = train(config, data), train(config, shuffled)
+    assert [r.metrics() for r in a.records] == [r.metrics() for r in b.records]
+    assert a.test_accuracy is not None and b.test_accuracy is not None and a.test_accuracy > b.test_accuracy + 0.3
 
 
 def test_inspect_sees_the_live_network_and_masks_after_every_epoch() -> None:
     seen: list[tuple[int, float, float]] = []
-    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=2, **FAST)
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=2, **{**FAST, "warmup_epochs": 0,
+                                                                          "finalize_epochs": 0})
 
     def look(record: EpochRecord, model: torch.nn.Module, chain: torch.nn.Module) -> None:
         first = next(model.parameters())
@@ -70,37 +124,76 @@ def test_should_stop_ends_training_within_one_batch() -> None:
         calls.append(1)
         return len(calls) >= 5
 
-    result = train(TrainConfig(mask_type="channel-any", model="mlp", epochs=5, **FAST), load_digits(),
+    result = train(TrainConfig(mask_type="pixel-any", model="mlp", epochs=5, **FAST), load_digits(),
                    should_stop=stop_on_fifth_batch)
     assert result.stopped_because == "cancelled"
-    assert len(calls) == 5 and result.records == []
+    assert len(calls) == 5 and result.records == [] and result.warnings == []
 
 
-def test_target_fraction_stops_early_then_finalize_trains_the_frozen_mask(informative_first_channel) -> None:  # type: ignore[no-untyped-def]
+def test_target_fraction_stops_early_then_finalize_trains_the_frozen_mask(
+        informative_first_channel: TensorDataset) -> None:
     config = TrainConfig(mask_type="channel-any", model="mlp", epochs=40, lambda_init=0.5, target_fraction=0.3,
-                         finalize_epochs=2, **FAST)
+                         **FAST)
     result = train(config, informative_first_channel)
     assert result.stopped_because == "target_fraction"
     select = [r for r in result.records if r.phase == "select"]
-    final = [r for r in result.records if r.phase == "finalize"]
-    assert len(select) < 40 and select[-1].fraction <= 0.3 and len(final) == 2
-    assert [r.epoch for r in result.records] == list(range(1, len(result.records) + 1))
+    final = [r for r in result.records if r.phase in ("finalize", "final")]
+    assert len(select) < 40 and select[-1].fraction <= 0.3 and len(final) >= 2
     assert all(np.array_equal(r.selected, select[-1].selected) for r in final)
 
 
-def test_lambda_rises_when_the_loss_plateaus(informative_first_channel) -> None:  # type: ignore[no-untyped-def]
+def test_a_target_is_reached_within_the_epochs_even_from_a_tiny_lambda() -> None:
+    """Lambda also rises whenever Q falls behind the path to the target, not only on a plateau."""
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=30, lambda_init=1e-4, lambda_patience=1000,
+                         lambda_factor=1.5, target_fraction=0.25, **FAST)
+    result = train(config, load_digits())
+    assert result.stopped_because == "target_fraction" and result.fraction <= 0.25
+    assert [r for r in result.records if r.phase == "select"][-1].lambda_ > 1e-4
+    assert not any("target" in w for w in result.warnings)
+
+
+def test_two_lambda_factors_give_two_lambda_paths_by_default() -> None:
+    paths = []
+    for factor in (1.1, 1.5):
+        config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=40, lambda_factor=factor, **FAST)
+        paths.append([r.lambda_ for r in train(config, load_digits()).records if r.phase == "select"])
+    assert paths[0] != paths[1] and paths[1][-1] > paths[1][0]
+
+
+def test_lambda_rises_when_the_loss_plateaus(informative_first_channel: TensorDataset) -> None:
     config = TrainConfig(mask_type="channel-any", model="mlp", epochs=30, lambda_init=0.5, lambda_patience=0,
-                         lambda_factor=1.5, **FAST)
-    records = train(config, informative_first_channel).records
+                         lambda_factor=1.5, lambda_monitor="total", **FAST)
+    records = [r for r in train(config, informative_first_channel).records if r.phase == "select"]
     lambdas = [r.lambda_ for r in records]
     assert lambdas == sorted(lambdas) and lambdas[-1] > lambdas[0]
     raised = [i for i in range(1, len(records)) if lambdas[i] > lambdas[i - 1]]
     assert all(records[i].tau == 10.0 for i in raised)  # every raise restarts the cool-down
 
 
-def test_cuda_is_refused_clearly_when_absent(tmp_path: Path) -> None:
-    import torch
+def test_an_empty_mask_and_a_model_near_chance_are_warnings() -> None:
+    data = load_digits()
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=15, lambda_init=50.0, mask_lr=0.2, **FAST)
+    result = train(config, data)
+    assert result.fraction == 0.0 and not result.selected.any()
+    assert any("keeps nothing" in w for w in result.warnings)
+    assert any("near chance" in w for w in result.warnings)
+    assert result.summary()["warnings"] == result.warnings
 
+
+def test_a_target_that_is_not_reached_is_a_warning(informative_first_channel: TensorDataset) -> None:
+    config = TrainConfig(mask_type="channel-any", model="mlp", epochs=2, lambda_init=1e-4, target_fraction=0.01,
+                         **FAST)
+    result = train(config, informative_first_channel)
+    assert result.stopped_because == "epochs"
+    assert any("target_fraction 0.01 was not reached in 2 epochs" in w for w in result.warnings)
+
+
+def test_a_channel_mask_on_one_channel_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="single channel"):
+        train(TrainConfig(mask_type="channel-any", epochs=1, **FAST), load_digits())
+
+
+def test_cuda_is_refused_clearly_when_absent() -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present; this checks the message on machines without one")
     with pytest.raises(ValueError, match="no CUDA device"):
@@ -111,21 +204,24 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("mask_type", ["pixel-any", "jpeg-xor+channel-any"])
-def test_a_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path: Path, mask_type: str) -> None:
-    config = TrainConfig(mask_type=mask_type, model="lenet5", epochs=4, finalize_epochs=1, **FAST)
+@pytest.mark.parametrize(("mask_type", "interrupt_at"), [("pixel-any", 2), ("pixel-any", 5), ("pixel-any", 8),
+                                                         ("jpeg-xor+pixel-any", 5)])
+def test_a_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path: Path, mask_type: str,
+                                                            interrupt_at: int) -> None:
+    """Interrupted in warm-up (2), selection (5) or finalize (8): the same run as an uninterrupted one."""
+    config = TrainConfig(mask_type=mask_type, model="lenet5", epochs=4, **{**FAST, "finalize_epochs": 3})
     data = load_digits()
     straight = train(config, data)
 
-    def die_after_second(record: EpochRecord) -> None:
-        if record.epoch == 2:
+    def die(record: EpochRecord) -> None:
+        if record.epoch == interrupt_at:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(config, data, on_epoch=die_after_second, checkpoint_dir=tmp_path)
+        train(config, data, on_epoch=die, checkpoint_dir=tmp_path)
     seen: list[int] = []
     resumed = train(config, data, on_epoch=lambda r: seen.append(r.epoch), checkpoint_dir=tmp_path)
-    assert seen == [2, 3, 4, 5]  # the interrupted epoch is redone, nothing else
+    assert seen == list(range(interrupt_at, len(straight.records) + 1))  # the interrupted epoch is redone
     assert [r.metrics() for r in resumed.records] == [r.metrics() for r in straight.records]
     assert all(np.array_equal(a.selected, b.selected) for a, b in zip(resumed.records, straight.records, strict=True))
     for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(), strict=True):
@@ -135,9 +231,9 @@ def test_a_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path: Path, mask
 
 
 def test_a_checkpoint_refuses_another_configuration(tmp_path: Path) -> None:
-    train(TrainConfig(mask_type="channel-any", epochs=1, **FAST), load_digits(), checkpoint_dir=tmp_path)
+    train(TrainConfig(mask_type="pixel-any", epochs=1, **FAST), load_digits(), checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="differs in lambda_init"):
-        train(TrainConfig(mask_type="channel-any", epochs=2, lambda_init=1.0, **FAST), load_digits(),
+        train(TrainConfig(mask_type="pixel-any", epochs=2, lambda_init=1.0, **FAST), load_digits(),
               checkpoint_dir=tmp_path)
 
 
@@ -148,38 +244,29 @@ def test_deterministic_discretisation_never_explores() -> None:
     assert [r.metrics() for r in deterministic.records] == [r.metrics() for r in all_fixation.records]
 
 
-def test_the_validation_mask_loss_monitor_raises_lambda_when_q_stalls(informative_first_channel) -> None:  # type: ignore[no-untyped-def]
+def test_the_validation_mask_loss_monitor_raises_lambda_when_q_stalls(
+        informative_first_channel: TensorDataset) -> None:
     config = TrainConfig(mask_type="channel-any", model="mlp", epochs=12, lambda_init=0.5, lambda_patience=1,
                          lambda_monitor="val_mask_loss", lambda_threshold=0.0025, **FAST)
-    records = train(config, informative_first_channel).records
+    records = [r for r in train(config, informative_first_channel).records if r.phase == "select"]
     assert records[-1].lambda_ > records[0].lambda_
     assert records[-1].fraction == pytest.approx(0.25)  # once Q stops falling, lambda rises
 
 
-def test_an_accuracy_drop_beyond_the_tolerance_stops_selection(informative_first_channel) -> None:  # type: ignore[no-untyped-def]
+def test_an_accuracy_drop_beyond_the_tolerance_stops_selection(informative_first_channel: TensorDataset) -> None:
     config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=60, lambda_init=20.0, lambda_factor=2.0,
                          lambda_patience=0, max_accuracy_drop=0.05, **FAST)
     result = train(config, informative_first_channel)
     assert result.stopped_because == "accuracy_drop"
-    best = max(r.val_accuracy for r in result.records)
-    assert result.records[-1].val_accuracy < best - 0.05 and len(result.records) < 60
+    select = [r for r in result.records if r.phase == "select"]
+    assert select[-1].val_accuracy < max(r.val_accuracy for r in result.records) - 0.05 and len(select) < 60
 
 
 def test_a_jpeg_chain_moves_to_lower_qualities_as_lambda_grows() -> None:
     config = TrainConfig(mask_type="jpeg-xor", model="mlp", epochs=12, lambda_init=1.0, lambda_factor=2.0,
                          lambda_patience=0, **FAST)
     result = train(config, load_digits())
-    first, last = result.records[0], result.records[-1]
-    assert last.lambda_ > first.lambda_
-    assert last.fraction < 0.9 and last.fraction < first.fraction  # quality 90 costs 0.9
+    select = [r for r in result.records if r.phase == "select"]
+    assert select[-1].lambda_ > select[0].lambda_
+    assert select[-1].fraction < 0.9 and select[-1].fraction < select[0].fraction  # quality 90 costs 0.9
     assert result.selected.reshape(1, 5).argmax() > 0
-
-
-def test_a_pretrained_state_dict_is_the_starting_point(tmp_path: Path) -> None:
-    import torch as t
-
-    first = train(TrainConfig(mask_type="channel-any", model="mlp", epochs=3, **FAST), load_digits())
-    t.save(first.model.state_dict(), tmp_path / "pre.pt")
-    again = train(TrainConfig(mask_type="channel-any", model="mlp", epochs=1, pretrained=str(tmp_path / "pre.pt"),
-                              **FAST), load_digits())
-    assert again.start_accuracy == pytest.approx(first.records[-1].val_accuracy)

@@ -22,7 +22,9 @@ def test_submit_watch_the_chart_grow_live_and_download_the_mask(stack: Stack, br
     page.select_option("#id_dataset", label="slow-browser")
     page.select_option("#id_mask_type", "pixel-any")
     page.select_option("#id_model", "lenet5")
-    page.fill("#id_epochs", "8")
+    page.fill("#id_epochs", "6")
+    page.fill("#id_warmup_epochs", "2")
+    page.fill("#id_finalize_epochs", "0")
     page.fill("#id_batch_size", "32")
     page.click("#new-run-form button[type=submit]")
     page.wait_for_url("**/runs/*/")
@@ -43,6 +45,8 @@ def test_submit_watch_the_chart_grow_live_and_download_the_mask(stack: Stack, br
     assert len(mask_epochs - {"–", "", "8"}) >= 2, f"the mask panel should follow the epochs live: {mask_epochs}"
     state = page.evaluate("window.maskselRun")
     assert state["live"] >= 2 and state["epochs"] == list(range(1, 9))
+    assert state["phases"] == ["warmup"] * 2 + ["select"] * 6 and page.text_content("#run-phase") == "select"
+    assert page.text_content("#run-test-accuracy") != "–" and page.is_visible(".phase-key")
     assert page.locator("#mask-view canvas").count() == 2  # one heatmap per channel
     assert page.text_content("#mask-epoch") == "8"  # follows the latest epoch
     page.eval_on_selector("#epoch-slider", "s => { s.value = '3'; s.dispatchEvent(new Event('input')); }")
@@ -98,8 +102,8 @@ def test_compare_three_runs_from_the_list(stack: Stack, browser: Any, tmp_path: 
     with stack.client() as client:
         digits = next(d for d in client.get("/api/datasets/").json() if d["builtin"] == "digits")
         ids = [client.post("/api/runs/", json={"dataset": digits["id"], "mask_type": "pixel-any", "model": "mlp",
-                                               "epochs": 4, "seed": seed, "lambda_init": 0.5,
-                                               "model_lr": 0.003}).json()["id"] for seed in range(3)]
+                                               "epochs": 4, "seed": seed, "lambda_init": 0.5, "warmup_epochs": 3,
+                                               "finalize_epochs": 0}).json()["id"] for seed in range(3)]
         deadline = time.monotonic() + 120
         while any(client.get(f"/api/runs/{i}/").json()["status"] != "succeeded" for i in ids):
             assert time.monotonic() < deadline
@@ -118,7 +122,7 @@ def test_compare_three_runs_from_the_list(stack: Stack, browser: Any, tmp_path: 
         page.click("#compare-csv")
     target = tmp_path / "compare.csv"
     info.value.save_as(target)
-    assert len(target.read_text().splitlines()) == 1 + 3 * 4
+    assert len(target.read_text().splitlines()) == 1 + 3 * (3 + 4)  # every run's warm-up and selection epochs
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     page.close()
 
@@ -151,8 +155,8 @@ def test_upload_a_dataset_in_the_page_see_refusals_and_the_preview(stack: Stack,
 def test_the_run_page_falls_back_to_polling_when_websockets_never_work(stack: Stack, browser: Any) -> None:
     with stack.client() as client:
         digits = next(d for d in client.get("/api/datasets/").json() if d["builtin"] == "digits")
-        run_id = client.post("/api/runs/", json={"dataset": digits["id"], "mask_type": "channel-any", "model": "mlp",
-                                                 "epochs": 3}).json()["id"]
+        run_id = client.post("/api/runs/", json={"dataset": digits["id"], "mask_type": "pixel-any", "model": "mlp",
+                                                 "epochs": 2, "warmup_epochs": 1, "finalize_epochs": 0}).json()["id"]
     page = browser.new_page()
     log_in(page, stack)
     page.route_web_socket("**/ws/runs/**", lambda socket: socket.close())  # a proxy that drops websockets
@@ -168,7 +172,8 @@ def test_cancel_a_running_run_from_its_page(stack: Stack, browser: Any, slow_npz
     dataset = upload(stack, slow_npz, "slow-cancel-page")
     with stack.client() as client:
         run_id = client.post("/api/runs/", json={"dataset": dataset["id"], "mask_type": "pixel-any",
-                                                 "model": "lenet5", "epochs": 300, "batch_size": 32}).json()["id"]
+                                                 "model": "lenet5", "epochs": 300, "batch_size": 32,
+                                                 "warmup_epochs": 1}).json()["id"]
     page = browser.new_page()
     log_in(page, stack)
     page.goto(f"{stack.base_url}/runs/{run_id}/")
@@ -182,7 +187,7 @@ def test_cancel_a_running_run_from_its_page(stack: Stack, browser: Any, slow_npz
         while client.get(f"/api/runs/{run_id}/model.pt").status_code != 200:  # the worker stopped and saved
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert client.get(f"/api/runs/{run_id}/").json()["epoch"] < 300
+        assert client.get(f"/api/runs/{run_id}/").json()["epoch"] < 301
     page.close()
 
 
@@ -192,6 +197,8 @@ def test_a_sweep_from_the_form_lists_its_runs(stack: Stack, browser: Any) -> Non
     page.goto(f"{stack.base_url}/runs/sweep/")
     page.fill("#id_name", "browser-grid")
     page.fill("#id_epochs", "1")
+    page.fill("#id_warmup_epochs", "1")
+    page.fill("#id_finalize_epochs", "0")
     page.fill("#id_lambda_inits", "0.1, 1.0")
     page.fill("#id_lambda_factors", "1.25")
     page.fill("#id_seeds", "2")

@@ -39,7 +39,8 @@ def test_an_uploaded_dataset_trains_live_over_rest_and_websocket(stack: Stack, s
     assert dataset["input_shape"] == [2, 16, 16] and dataset["num_classes"] == 4
     with stack.client() as client:
         created = client.post("/api/runs/", json={"dataset": dataset["id"], "mask_type": "pixel-any",
-                                                  "model": "lenet5", "epochs": 6, "batch_size": 32})
+                                                  "model": "lenet5", "epochs": 3, "batch_size": 32,
+                                                  "warmup_epochs": 2, "finalize_epochs": 1})
         assert created.status_code == 201, created.text
         run_id = created.json()["id"]
         messages = asyncio.run(watch(stack, run_id))
@@ -47,16 +48,20 @@ def test_an_uploaded_dataset_trains_live_over_rest_and_websocket(stack: Stack, s
         assert messages[0]["type"] == "snapshot" and messages[0]["run"]["id"] == run_id
         live = [m for m in messages if m["type"] == "epoch"]
         assert len(live) >= 2, messages
+        detail = client.get(f"/api/runs/{run_id}/").json()
+        assert detail["status"] == "succeeded" and detail["epoch"] in (6, 7) and detail["device"] == "cpu"
         snapshot_epochs = [e["epoch"] for e in messages[0]["epochs"]]
         all_epochs = snapshot_epochs + [m["epoch"] for m in live]
-        assert all_epochs == list(range(1, 7)), "every epoch exactly once, in order"
+        assert all_epochs == list(range(1, detail["epoch"] + 1)), "every epoch exactly once, in order"
+        phases = [e["phase"] for e in messages[0]["epochs"]] + [m["phase"] for m in live]
+        assert phases[:6] == ["warmup"] * 2 + ["select"] * 3 + ["finalize"] and phases[6:] in ([], ["final"])
         assert all(isinstance(m["sent_at"], float) and m["mask"]["shape"] == [2, 16, 16] for m in live)
-        assert messages[-1] == {"type": "status", "status": "succeeded", "sent_at": messages[-1]["sent_at"]}
+        last = messages[-1]
+        assert (last["type"], last["status"], last["warnings"]) == ("status", "succeeded", [])
+        assert last["test_accuracy"] == detail["test_accuracy"] > 0.5
 
-        detail = client.get(f"/api/runs/{run_id}/").json()
-        assert detail["status"] == "succeeded" and detail["epoch"] == 6 and detail["device"] == "cpu"
         metrics = client.get(f"/api/runs/{run_id}/metrics/").json()
-        assert [m["epoch"] for m in metrics] == list(range(1, 7))
+        assert [m["epoch"] for m in metrics] == list(range(1, detail["epoch"] + 1))
         assert metrics[-1]["val_accuracy"] == pytest.approx(live[-1]["metrics"]["val_accuracy"])
 
         npy = client.get(f"/api/runs/{run_id}/mask.npy")
@@ -69,8 +74,9 @@ def test_an_uploaded_dataset_trains_live_over_rest_and_websocket(stack: Stack, s
 def test_a_late_client_gets_the_whole_run_from_the_snapshot(stack: Stack) -> None:
     with stack.client() as client:
         digits = next(d for d in client.get("/api/datasets/").json() if d["builtin"] == "digits")
-        run_id = client.post("/api/runs/", json={"dataset": digits["id"], "mask_type": "channel-any",
-                                                 "model": "mlp", "epochs": 3}).json()["id"]
+        run_id = client.post("/api/runs/", json={"dataset": digits["id"], "mask_type": "pixel-any",
+                                                 "model": "mlp", "epochs": 2, "warmup_epochs": 1,
+                                                 "finalize_epochs": 0}).json()["id"]
         deadline = time.monotonic() + 120
         while client.get(f"/api/runs/{run_id}/").json()["status"] not in FINAL:
             assert time.monotonic() < deadline, "run did not finish"
@@ -100,7 +106,8 @@ def test_cancel_stops_a_running_run_and_keeps_what_it_learned(stack: Stack, slow
     dataset = upload(stack, slow_npz, "slow-cancel")
     with stack.client() as client:
         run_id = client.post("/api/runs/", json={"dataset": dataset["id"], "mask_type": "channel-any",
-                                                 "model": "lenet5", "epochs": 200, "batch_size": 32}).json()["id"]
+                                                 "model": "lenet5", "epochs": 200, "batch_size": 32,
+                                                 "warmup_epochs": 1}).json()["id"]
         deadline = time.monotonic() + 120
         while client.get(f"/api/runs/{run_id}/").json()["epoch"] < 1:
             assert time.monotonic() < deadline, "no epoch recorded"

@@ -19,8 +19,9 @@ FINAL = {"succeeded", "failed", "cancelled"}
 def test_one_worker_finishes_twenty_queued_runs_in_submission_order(stack: Stack) -> None:
     with stack.client() as client:
         digits = next(d for d in client.get("/api/datasets/").json() if d["builtin"] == "digits")
-        ids = [client.post("/api/runs/", json={"dataset": digits["id"], "mask_type": "channel-any", "model": "mlp",
-                                               "epochs": 1, "seed": i}).json()["id"] for i in range(20)]
+        ids = [client.post("/api/runs/", json={"dataset": digits["id"], "mask_type": "pixel-any", "model": "mlp",
+                                               "epochs": 1, "seed": i, "warmup_epochs": 0,
+                                               "finalize_epochs": 0}).json()["id"] for i in range(20)]
         deadline = time.monotonic() + 240
         while True:
             runs = {r["id"]: r for r in client.get("/api/runs/").json() if r["id"] in ids}
@@ -58,7 +59,8 @@ def test_two_hundred_viewers_of_one_run_each_receive_every_epoch(stack: Stack, s
     dataset = upload(stack, slow_npz, "slow-load")
     with stack.client() as client:
         run_id = client.post("/api/runs/", json={"dataset": dataset["id"], "mask_type": "channel-any",
-                                                 "model": "lenet5", "epochs": 8, "batch_size": 32}).json()["id"]
+                                                 "model": "lenet5", "epochs": 6, "batch_size": 32,
+                                                 "warmup_epochs": 2, "finalize_epochs": 0}).json()["id"]
     results = asyncio.run(watch_with(200, stack, run_id))
     failures = [r for r in results if isinstance(r, BaseException)]
     assert not failures, failures[:3]

@@ -33,8 +33,8 @@ def test_a_run_survives_a_redis_restart_and_late_viewers_get_every_epoch(tmp_pat
             worker = start_worker(stack.env, tmp_path / "worker.log")
             with stack.client() as client:
                 run_id = client.post("/api/runs/", json={"dataset": dataset["id"], "mask_type": "channel-any",
-                                                         "model": "lenet5", "epochs": 25,
-                                                         "batch_size": 32}).json()["id"]
+                                                         "model": "lenet5", "epochs": 25, "batch_size": 32,
+                                                         "warmup_epochs": 0, "finalize_epochs": 0}).json()["id"]
                 deadline = time.monotonic() + 120
                 while status_of(client, run_id)["epoch"] < 2:
                     assert time.monotonic() < deadline

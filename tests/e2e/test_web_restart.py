@@ -25,7 +25,8 @@ def test_the_run_page_reconnects_after_a_web_restart_without_gaps_or_duplicates(
     try:
         with web_only.client() as client:
             run_id = client.post("/api/runs/", json={"dataset": dataset["id"], "mask_type": "pixel-any",
-                                                     "model": "lenet5", "epochs": 30, "batch_size": 32}).json()["id"]
+                                                     "model": "lenet5", "epochs": 30, "batch_size": 32,
+                                                     "warmup_epochs": 0, "finalize_epochs": 0}).json()["id"]
         page = browser.new_page()
         log_in(page, web_only)
         page.goto(f"{web_only.base_url}/runs/{run_id}/")

@@ -32,18 +32,22 @@ def test_a_killed_worker_s_run_resumes_on_the_next_worker_with_every_epoch_once(
     try:
         with web_only.client() as client:
             run_id = client.post("/api/runs/", json={"dataset": dataset["id"], "mask_type": "pixel-any",
-                                                     "model": "lenet5", "epochs": 10, "batch_size": 32}).json()["id"]
-            wait_for(client, run_id, lambda r: r["epoch"] >= 3)
+                                                     "model": "lenet5", "epochs": 6, "batch_size": 32,
+                                                     "warmup_epochs": 2, "finalize_epochs": 2}).json()["id"]
+            wait_for(client, run_id, lambda r: r["epoch"] >= 3)  # in selection
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(timeout=10)
             killed_at = client.get(f"/api/runs/{run_id}/").json()
-            assert killed_at["status"] == "running" and killed_at["epoch"] < 10
+            assert killed_at["status"] == "running" and killed_at["epoch"] < 8
             time.sleep(2.5)  # the lease goes stale
             second = start_worker(web_only.env, web_only.var_dir / "worker-b.log")
             done = wait_for(client, run_id, lambda r: r["status"] in ("succeeded", "failed"), timeout=180)
             assert done["status"] == "succeeded", done
             assert done["attempts"] == 2 and "lost" in done["retries"][0]["reason"]
-            assert [m["epoch"] for m in client.get(f"/api/runs/{run_id}/metrics/").json()] == list(range(1, 11))
+            metrics = client.get(f"/api/runs/{run_id}/metrics/").json()
+            assert [m["epoch"] for m in metrics] == list(range(1, done["epoch"] + 1))
+            phases = [m["phase"] for m in metrics]
+            assert phases[:8] == ["warmup"] * 2 + ["select"] * 6 and set(phases[8:]) <= {"finalize", "final"}
         log = (web_only.var_dir / "worker-b.log").read_text()
         assert f"resuming run {run_id} from its checkpoint" in log
     finally:

@@ -11,7 +11,8 @@ from rest_framework.test import APIClient
 
 from tests.conftest import make_npz
 
-FAST = {"mask_type": "channel-any", "model": "mlp", "epochs": 2, "batch_size": 64}
+FAST = {"mask_type": "pixel-any", "model": "mlp", "epochs": 2, "batch_size": 64, "warmup_epochs": 1,
+        "finalize_epochs": 0}
 
 
 def test_token_endpoint_returns_a_token_for_good_credentials(alice: Any) -> None:
@@ -53,21 +54,25 @@ def test_a_run_over_rest_trains_and_serves_its_files(alice_api: APIClient, digit
     assert created.status_code == 201 and created.json()["status"] == "queued"
     run_id = created.json()["id"]
     detail = alice_api.get(f"/api/runs/{run_id}/").json()
-    assert detail["status"] == "succeeded" and detail["epoch"] == 2 and detail["config"]["epochs"] == 2
+    assert detail["status"] == "succeeded" and detail["epoch"] == 3 and detail["config"]["epochs"] == 2
+    assert detail["phase"] == "select" and 0.5 < detail["test_accuracy"] <= 1 and detail["warnings"] == []
     metrics = alice_api.get(f"/api/runs/{run_id}/metrics/").json()
-    assert [m["epoch"] for m in metrics] == [1, 2]
-    assert set(metrics[0]) == {"epoch", "task_loss", "mask_loss", "val_accuracy", "lambda", "tau", "fraction"}
+    assert [(m["epoch"], m["phase"]) for m in metrics] == [(1, "warmup"), (2, "select"), (3, "select")]
+    assert set(metrics[0]) == {"epoch", "task_loss", "mask_loss", "val_accuracy", "lambda", "tau", "fraction",
+                               "phase"}
     npy = alice_api.get(f"/api/runs/{run_id}/mask.npy")
     assert npy.status_code == 200 and int(npy["Content-Length"]) == len(npy.content)
-    assert np.load(io.BytesIO(npy.content)).shape == (1,)
+    assert np.load(io.BytesIO(npy.content)).shape == (1, 8, 8)
     first = alice_api.get(f"/api/runs/{run_id}/mask.json?epoch=1").json()
-    assert first["mask_type"] == "channel-any" and first["input_shape"] == [1, 8, 8]
+    assert first["mask_type"] == "pixel-any" and first["input_shape"] == [1, 8, 8]
+    summary = alice_api.get(f"/api/runs/{run_id}/summary.json")
+    assert json.loads(b"".join(summary.streaming_content))["test_accuracy"] == detail["test_accuracy"]
     model = alice_api.get(f"/api/runs/{run_id}/model.pt")
     assert model.status_code == 200 and int(model["Content-Length"]) > 1000
     bundle = alice_api.get(f"/api/runs/{run_id}/bundle.zip")
     names = zipfile.ZipFile(io.BytesIO(bundle.content)).namelist()
     assert {"mask.npy", "mask.json", "mask.png", "model.pt", "model.ts", "metrics.csv", "config.json",
-            "README.txt"} <= set(names)
+            "summary.json", "README.txt"} <= set(names)
     png = alice_api.get(f"/api/runs/{run_id}/mask.png?epoch=1")
     assert png.status_code == 200 and png["Content-Type"] == "image/png" and png.content[:4] == b"\x89PNG"
     scripted = alice_api.get(f"/api/runs/{run_id}/model.ts")
@@ -105,12 +110,35 @@ def test_a_finished_chain_runs_mask_json_lists_every_stage(alice_api: APIClient,
                                                           django_capture_on_commit_callbacks: Any) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         run_id = alice_api.post("/api/runs/", {"dataset": digits.pk, "mask_type": "jpeg-xor+pixel-any",
-                                               "model": "mlp", "epochs": 1}, format="json").json()["id"]
+                                               "model": "mlp", "epochs": 1, "warmup_epochs": 1,
+                                               "finalize_epochs": 0}, format="json").json()["id"]
     document = alice_api.get(f"/api/runs/{run_id}/mask.json").json()
     assert [s["mask_type"] for s in document["stages"]] == ["extend", "channel-xor", "merge", "pixel-any"]
     assert np.array(document["selected"]).shape == (1, 8, 8)
-    one_epoch = alice_api.get(f"/api/runs/{run_id}/mask.json?epoch=1").json()
+    one_epoch = alice_api.get(f"/api/runs/{run_id}/mask.json?epoch=2").json()
     assert one_epoch["selected"] == document["selected"] and "stages" not in one_epoch
+
+
+def test_a_run_without_a_mask_gets_one_that_fits_its_data(alice_api: APIClient, digits: Any,
+                                                         tmp_path: Path) -> None:
+    one_channel = alice_api.post("/api/runs/", {"dataset": digits.pk, "epochs": 1}, format="json").json()["id"]
+    assert alice_api.get(f"/api/runs/{one_channel}/").json()["config"]["mask_type"] == "pixel-any"
+    with make_npz(tmp_path / "two.npz").open("rb") as handle:
+        two = alice_api.post("/api/datasets/", {"file": handle, "name": "two"}, format="multipart").json()["id"]
+    several = alice_api.post("/api/runs/", {"dataset": two, "epochs": 1}, format="json").json()["id"]
+    assert alice_api.get(f"/api/runs/{several}/").json()["config"]["mask_type"] == "channel-any"
+    refused = alice_api.post("/api/runs/", {"dataset": digits.pk, "mask_type": "channel-any"}, format="json")
+    assert refused.status_code == 400 and "single channel" in refused.json()["error"]
+
+
+def test_a_run_whose_mask_ends_empty_says_so(alice_api: APIClient, digits: Any,
+                                             django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk, "epochs": 12, "lambda_init": 50.0,
+                                               "mask_lr": 0.2}, format="json").json()["id"]
+    detail = alice_api.get(f"/api/runs/{run_id}/").json()
+    assert detail["status"] == "succeeded" and detail["fraction"] == 0.0
+    assert any("keeps nothing" in w for w in detail["warnings"]) and any("near chance" in w for w in detail["warnings"])
 
 
 def test_a_huge_json_body_is_refused_with_413(alice_api: APIClient, digits: Any) -> None:
@@ -194,8 +222,7 @@ def test_batch_actions_answer_per_run(alice_api: APIClient, alice: Any, digits: 
 
     with django_capture_on_commit_callbacks(execute=True):
         done = alice_api.post("/api/runs/", {"dataset": digits.pk, **FAST}, format="json").json()["id"]
-    queued = [Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any"}, total_epochs=1)
-              for _ in range(2)]
+    queued = [Run.objects.create(owner=alice, dataset=digits, config=FAST, total_epochs=3) for _ in range(2)]
     ids = [done] + [r.pk for r in queued]
     cancelled = alice_api.post("/api/runs/batch/", {"action": "cancel", "ids": ids}, format="json").json()
     assert cancelled["results"] == {str(done): f"run {done} is already succeeded", str(ids[1]): "ok",
@@ -205,7 +232,7 @@ def test_batch_actions_answer_per_run(alice_api: APIClient, alice: Any, digits: 
     assert requeued.json()["results"] == {str(ids[1]): "ok"}
     again = Run.objects.get(pk=ids[1])  # the eager task trained it again, from the start
     assert again.status == "succeeded" and again.error == ""
-    assert list(EpochMetric.objects.filter(run=again).values_list("epoch", flat=True)) == list(range(1, 11))
+    assert list(EpochMetric.objects.filter(run=again).values_list("epoch", flat=True)) == [1, 2, 3]
     assert alice_api.post("/api/runs/batch/", {"action": "delete", "ids": [ids[2]]}, format="json").status_code == 200
     assert not Run.objects.filter(pk=ids[2]).exists()
     for body, needle in (({"action": "explode", "ids": [done]}, "unknown action"), ({"action": "cancel"}, "ids must"),

@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from jobs import services
 from jobs.models import Dataset, Run
 
-FAST = {"mask_type": "channel-any", "model": "mlp", "epochs": 1}
+FAST = {"mask_type": "pixel-any", "model": "mlp", "epochs": 1, "warmup_epochs": 1, "finalize_epochs": 0}
 
 
 def upload(path: Path) -> SimpleUploadedFile:

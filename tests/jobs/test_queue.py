@@ -11,7 +11,8 @@ from jobs.models import Run, RunStatus
 from jobs.training import execute_next
 from masksel_core import TrainConfig
 
-CONFIG = TrainConfig(mask_type="channel-any", model="mlp", epochs=1, batch_size=256, device="cpu").to_dict()
+CONFIG = TrainConfig(mask_type="pixel-any", model="mlp", epochs=1, batch_size=256, device="cpu", warmup_epochs=1,
+                     finalize_epochs=0).to_dict()
 
 
 def queued_run(owner: Any, dataset: Any, priority: int = 0) -> Run:

@@ -11,7 +11,8 @@ from jobs import services
 from jobs.models import Dataset, EpochMetric, Run, RunStatus
 from tests.conftest import make_npz
 
-FAST = {"mask_type": "pixel-any", "model": "mlp", "epochs": 3, "batch_size": 64, "model_lr": 1e-3}
+FAST = {"mask_type": "pixel-any", "model": "mlp", "epochs": 3, "batch_size": 64, "warmup_epochs": 2,
+        "finalize_epochs": 0}
 
 
 def upload(path: Path) -> SimpleUploadedFile:
@@ -47,13 +48,16 @@ def test_creating_a_run_queues_it_and_the_eager_task_trains_it(alice: Any, digit
     with django_capture_on_commit_callbacks(execute=True):
         run = services.run_create(owner=alice, data={"dataset": digits.pk, **FAST})
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED and run.epoch == 3 and run.device == "cpu"
+    assert run.status == RunStatus.SUCCEEDED and run.epoch == 5 and run.device == "cpu"
+    assert run.total_epochs == 5 and run.phase == "select" and run.test_accuracy is not None
     rows = list(EpochMetric.objects.filter(run=run))
-    assert [r.epoch for r in rows] == [1, 2, 3]
+    assert [(r.epoch, r.phase) for r in rows] == [(1, "warmup"), (2, "warmup"), (3, "select"), (4, "select"),
+                                                   (5, "select")]
     assert rows[-1].selected().shape == (1, 8, 8)
     assert rows[-1].fraction == pytest.approx(rows[-1].selected().mean())
     assert sorted(p.name for p in Path(run.artifact_dir).iterdir()) == [
-        "config.json", "mask.json", "mask.npy", "mask.png", "metrics.csv", "model.pt", "model.ts", "transfer.json"]
+        "config.json", "mask.json", "mask.npy", "mask.png", "metrics.csv", "model.pt", "model.ts", "summary.json",
+        "transfer.json"]
 
 
 def test_recording_an_epoch_twice_keeps_one_row(alice: Any, digits: Any) -> None:

@@ -37,11 +37,19 @@ def test_the_new_run_form_creates_a_run_and_redirects_to_its_page(alice_web: Cli
                                                           epochs=4))
     run = Run.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
-    assert run.config["model"] == "lenet5" and run.total_epochs == 4
+    assert run.config["model"] == "lenet5" and run.config["epochs"] == 4 and run.total_epochs >= 4
     detail = alice_web.get(f"/runs/{run.pk}/")
     assert detail.status_code == 200 and b'id="chart"' in detail.content and b"uPlot.iife.min.js" in detail.content
     listing = alice_web.get("/runs/")
     assert listing.status_code == 200 and f"/runs/{run.pk}/".encode() in listing.content
+
+
+def test_the_form_offers_a_mask_that_fits_the_data_set(alice_web: Client, digits: Any) -> None:
+    page = alice_web.get(f"/runs/new/?dataset={digits.pk}").content.decode()
+    assert '<option value="pixel-any" selected>' in page  # digits has one channel: not a channel mask
+    assert 'id="default-masks"' in page and "run_new.js" in page
+    refused = alice_web.post("/runs/new/", form_defaults(dataset=digits.pk, mask_type="channel-any"))
+    assert refused.status_code == 200 and b"single channel" in refused.content and Run.objects.count() == 0
 
 
 def test_a_bad_form_shows_the_error_next_to_the_field(alice_web: Client, digits: Any) -> None:
@@ -75,7 +83,7 @@ def test_the_compare_page_shows_differences_and_exports_every_epoch(alice_web: C
     assert 'id="config-diff"' in page and "lambda_init" in page and "seed</td>" not in page
     assert 'id="compare-data"' in page
     csv_lines = alice_web.get(f"/compare/metrics.csv?runs={ids}").content.decode().splitlines()
-    assert csv_lines[0] == "run,epoch,task_loss,mask_loss,val_accuracy,lambda,tau,fraction"
+    assert csv_lines[0] == "run,epoch,task_loss,mask_loss,val_accuracy,lambda,tau,fraction,phase"
     assert [line.split(",")[:2] for line in csv_lines[1:]] == [[str(runs[0].pk), "1"], [str(runs[0].pk), "2"],
                                                                 [str(runs[1].pk), "1"], [str(runs[1].pk), "2"]]
     assert alice_web.get("/compare/?runs=1,x").status_code == 404

@@ -1,0 +1,297 @@
+"""The state of one run, epoch by epoch: warm-up, selection (Algorithm 1), finalize; saved and restored whole.
+
+A step is what any PyTorch training step is: mask the batch, compute the task loss and Q,
+`(task + lambda * Q).backward()`, step the network's and the masks' `torch.optim` optimisers.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .chain import MaskChain
+from .config import TrainConfig
+from .records import EpochRecord
+from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
+
+EVAL_BATCH = 1024
+# The target's pace: reached after this share of the selection epochs, the rest to settle (`TargetPace`).
+PACE_SHARE = 0.75
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class Stopped(Exception):
+    """Raised inside the loop when `should_stop` answers True."""
+
+
+@dataclass
+class Splits:
+    """The batches a run trains on and the validation part that decides for it (never the test split)."""
+
+    x_fit: torch.Tensor
+    y_fit: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def masked_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                optimizers: Sequence[torch.optim.Optimizer], *, lam: float, tau: float, explore: bool,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of Algorithm 1's inner loop on `L = task + lam * Q`; returns `(task, Q)`, detached."""
+    masked, q = chain(x, tau=tau, explore=explore, generator=generator)  # (B, C, H, W), ()
+    task = loss_fn(model(masked), y)
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    (task + lam * q).backward()
+    for optimizer in optimizers:
+        optimizer.step()
+    return task.detach(), q.detach()
+
+
+def network_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the network alone on the batch as the chain's noise-free mask passes it."""
+    with torch.no_grad():
+        masked, q = chain(x, tau=1.0, explore=False)
+    task = loss_fn(model(masked), y)
+    optimizer.zero_grad(set_to_none=True)
+    task.backward()
+    optimizer.step()
+    return task.detach(), q
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, chain: MaskChain, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Accuracy and mean task loss through the discrete, noise-free mask."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    loss = torch.zeros((), device=x.device)
+    for start in range(0, x.shape[0], EVAL_BATCH):
+        masked, _ = chain(x[start:start + EVAL_BATCH], tau=1.0, explore=False)
+        logits = model(masked)
+        correct += (logits.argmax(dim=1) == y[start:start + EVAL_BATCH]).sum()
+        loss += nn.functional.cross_entropy(logits, y[start:start + EVAL_BATCH], reduction="sum")
+    count = max(x.shape[0], 1)
+    return int(correct) / count, float(loss) / count
+
+
+class Loop:
+    """Phases in order; each call of `_epoch` trains one epoch of the current phase (or moves to the next)."""
+
+    def __init__(self, config: TrainConfig, splits: Splits, model: nn.Module, chain: MaskChain,
+                 should_stop: Callable[[], bool]) -> None:
+        self.config, self.splits, self.model, self.chain = config, splits, model, chain
+        self.should_stop = should_stop
+        self.generator = torch.Generator(device=splits.x_fit.device).manual_seed(config.seed + 1)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.lam = LambdaPlateau(config.lambda_init, config.lambda_factor, config.lambda_patience,
+                                 threshold=config.lambda_threshold, threshold_mode=config.lambda_threshold_mode)
+        self.tau = TauCooldown(config.tau_init, config.tau_decay, config.tau_min)
+        self.steps = PhaseSchedule(1.0 if config.discretization == "deterministic" else config.gamma)
+        # What one sample costs whole (float32 values of the original channels): Q is relative to it.
+        self.raw_bytes = float(np.prod(chain.input_shape) * 4)
+        self.epoch, self.stopped_because = 0, "epochs"
+        self.start_accuracy: float | None = None
+        self.records: list[EpochRecord] = []
+        first = "select" if config.pretrained is not None or config.warmup_epochs == 0 else "warmup"
+        self._enter(first)
+
+    def run(self, emit: Callable[[EpochRecord], None]) -> str:
+        while self.phase != "done":
+            record = self._epoch()
+            if record is not None:
+                self.records.append(record)
+                emit(record)
+        return self.stopped_because
+
+    # --- phases ----------------------------------------------------------------------------------
+
+    def _enter(self, phase: str) -> None:
+        self.phase, self.phase_start = phase, self.epoch
+        self.stopper = EarlyStopping(self.config.early_stop_patience)
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.pace: TargetPace | None = None
+        if phase == "select":
+            self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=self.config.model_lr, amsgrad=True),
+                               torch.optim.Adam(self.chain.parameters(), lr=self.config.mask_lr)]
+            target = self._target_fraction()
+            if target is not None:
+                self.pace = TargetPace(self.chain.fraction(), target, round(PACE_SHARE * self.config.epochs))
+        else:
+            self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=self.config.network_lr)]
+
+    def _epoch(self) -> EpochRecord | None:
+        if self.phase == "select":
+            return self._select_epoch()
+        if self.phase == "final":
+            return self._final_record()
+        return self._network_epoch()
+
+    def _network_epoch(self) -> EpochRecord:
+        """Warm-up or finalize: the network alone, the best validation epoch kept (early stopping)."""
+        started = time.perf_counter()
+        optimizer = self.optimizers[0]
+        task, q = self._train_epoch(lambda x, y: network_step(self.model, self.chain, self.loss_fn, x, y, optimizer))
+        accuracy, _ = evaluate(self.model, self.chain, self.splits.x_val, self.splits.y_val)
+        self.epoch += 1
+        record = self._record(task, q, accuracy, started)
+        if self.stopper.step(accuracy, self.epoch):
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        cap = self.config.warmup_epochs if self.phase == "warmup" else self.config.finalize_epochs
+        if self.stopper.exhausted or self.epoch - self.phase_start >= cap:
+            self._close_network_phase()
+        return record
+
+    def _close_network_phase(self) -> None:
+        assert self.best_state is not None
+        self.model.load_state_dict(self.best_state)
+        if self.phase == "warmup":
+            self.start_accuracy = self.stopper.best
+            self._enter("select")
+        else:  # the model written is the best epoch's: a closing row says so where it is not the last
+            self.phase = "final" if self.stopper.best_epoch != self.epoch else "done"
+
+    def _final_record(self) -> EpochRecord:
+        best = self.records[self.stopper.best_epoch - 1]
+        self.epoch += 1
+        self.phase = "done"
+        return EpochRecord(self.epoch, best.task_loss, best.mask_loss, best.val_accuracy, best.lambda_, best.tau,
+                           best.fraction, best.selected, "final", 0.0)
+
+    def _select_epoch(self) -> EpochRecord | None:
+        if self.start_accuracy is None:  # pretrained weights, or no warm-up: score the starting point
+            self.start_accuracy, _ = evaluate(self.model, self.chain, self.splits.x_val, self.splits.y_val)
+        if self.epoch - self.phase_start >= self.config.epochs:
+            self._end_selection("epochs", self.records[-1].val_accuracy)
+            return None
+        started = time.perf_counter()
+        lam, tau = self.lam.value, self.tau.value
+        task, q = self._train_epoch(lambda x, y: masked_step(
+            self.model, self.chain, self.loss_fn, x, y, self.optimizers, lam=lam, tau=tau,
+            explore=self.steps.next_is_exploration(), generator=self.generator))
+        accuracy, val_loss = evaluate(self.model, self.chain, self.splits.x_val, self.splits.y_val)
+        fraction = self.chain.fraction()
+        self.epoch += 1
+        monitored = {"val_total": val_loss + lam * fraction, "total": task + lam * q,
+                     "val_mask_loss": fraction}[self.config.lambda_monitor]
+        behind = self.pace is not None and self.pace.behind(self.epoch - self.phase_start, fraction)
+        self.tau.step(restart=self.lam.step(monitored, behind=behind))
+        record = self._record(task, q, accuracy, started, lam=lam, tau=tau)
+        reason = self._stop_reason(record)
+        if reason:
+            self._end_selection(reason, accuracy)
+        return record
+
+    def _target_fraction(self) -> float | None:
+        if self.config.target_bytes is not None:
+            return self.config.target_bytes / self.raw_bytes
+        return self.config.target_fraction
+
+    def _stop_reason(self, record: EpochRecord) -> str:
+        target, drop = self.config.target_fraction, self.config.max_accuracy_drop
+        if target is not None and record.fraction <= target:
+            return "target_fraction"
+        budget = self.config.target_bytes
+        if budget is not None and record.fraction * self.raw_bytes <= budget:
+            return "target_bytes"
+        if drop is not None:
+            selection = [r.val_accuracy for r in self.records if r.phase == "select"]
+            if record.val_accuracy < max([self.start_accuracy or 0.0, *selection]) - drop:
+                return "accuracy_drop"
+        return ""
+
+    def _end_selection(self, reason: str, accuracy: float) -> None:
+        """Freeze the masks and go on to finalize; `accuracy` is the last selection epoch's (under the final mask)."""
+        self.stopped_because = reason
+        self.chain.freeze()
+        if not self.config.finalize_epochs:
+            self.phase = "done"
+            return
+        self._enter("finalize")
+        # The network as selection left it is the first candidate: finalize only ever improves on it.
+        self.stopper.step(accuracy, self.epoch)
+        self.best_state = copy.deepcopy(self.model.state_dict())
+
+    # --- epochs ----------------------------------------------------------------------------------
+
+    def _train_epoch(self, step: Step) -> tuple[float, float]:
+        self.model.train()
+        x_all, y_all = self.splits.x_fit, self.splits.y_fit
+        order = torch.randperm(x_all.shape[0], device=x_all.device, generator=self.generator)
+        task_sum = torch.zeros((), device=x_all.device)
+        mask_sum = torch.zeros((), device=x_all.device)
+        batches = 0
+        for idx in order.split(self.config.batch_size):
+            if self.should_stop():
+                raise Stopped
+            if len(idx) == 1 and batches:  # a batch of one breaks BatchNorm and says little
+                continue
+            task, q = step(x_all[idx], y_all[idx])  # (B, C', H, W), (B,)
+            task_sum += task
+            mask_sum += q
+            batches += 1
+        # One device-to-host copy per epoch rather than one per batch.
+        return float(task_sum) / max(batches, 1), float(mask_sum) / max(batches, 1)
+
+    def _record(self, task: float, q: float, accuracy: float, started: float, *, lam: float | None = None,
+                tau: float | None = None) -> EpochRecord:
+        return EpochRecord(self.epoch, task, q, accuracy, self.lam.value if lam is None else lam,
+                           self.tau.value if tau is None else tau, self.chain.fraction(), self.chain.selected(),
+                           self.phase, time.perf_counter() - started)
+
+    # --- saving ----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": 2, "config": self.config.to_dict(), "epoch": self.epoch, "phase": self.phase,
+            "phase_start": self.phase_start, "stopped_because": self.stopped_because,
+            "start_accuracy": self.start_accuracy, "records": [r.state() for r in self.records],
+            "model": self.model.state_dict(), "mask": self.chain.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers], "lambda": self.lam.state_dict(),
+            "tau": self.tau.state_dict(), "steps": self.steps.state_dict(),
+            "pace": self.pace.state_dict() if self.pace is not None else None,
+            "stopper": self.stopper.state_dict(), "best_state": self.best_state,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_same_run(state["config"], self.config.to_dict())
+        self.epoch, self.stopped_because = state["epoch"], state["stopped_because"]
+        self.start_accuracy = state["start_accuracy"]
+        self.records = [EpochRecord.from_state(r) for r in state["records"]]
+        self.model.load_state_dict(state["model"])
+        self.chain.load_state_dict(state["mask"])
+        phase = state["phase"]
+        if phase in ("finalize", "final", "done"):
+            self.chain.freeze()
+        if phase in ("warmup", "select", "finalize"):
+            self._enter(phase)
+            for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+                optimizer.load_state_dict(saved)
+            if self.pace is not None and state["pace"] is not None:
+                self.pace.load_state_dict(state["pace"])
+        self.phase, self.phase_start = phase, state["phase_start"]
+        self.lam.load_state_dict(state["lambda"])
+        self.tau.load_state_dict(state["tau"])
+        self.steps.load_state_dict(state["steps"])
+        self.stopper.load_state_dict(state["stopper"])
+        self.best_state = state["best_state"]
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+
+
+def check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """A checkpoint resumes only the run it was made by (the epoch budgets may grow)."""
+    ignore = {"epochs", "finalize_epochs", "warmup_epochs", "device"}
+    differing = sorted(k for k in set(saved) | set(current) if k not in ignore and saved.get(k) != current.get(k))
+    if differing:
+        raise ValueError(f"the checkpoint belongs to another configuration (differs in {', '.join(differing)})")
