@@ -17,6 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TensorDataset, TrainConfig, load_dataset, train  # noqa: E402
+from masksel_core.train import split_validation  # noqa: E402
 
 
 def cifar_sized(n: int = 10_000) -> TensorDataset:
@@ -32,8 +33,8 @@ def run(label: str, data: TensorDataset, config: TrainConfig) -> None:
     records = [r for r in train(config, data).records if r.phase == "select"]
     seconds = [r.seconds for r in records[1:]] or [records[0].seconds]  # the first epoch warms up
     per_epoch = statistics.median(seconds)
-    samples = data.x_train.shape[0] / per_epoch
-    print(f"| {label} | {config.device} | {data.x_train.shape[0]} | {per_epoch:.3f} | {samples:,.0f} |", flush=True)
+    fit = len(split_validation(data, config.val_share, config.seed).y_fit)  # trained on; the rest validates
+    print(f"| {label} | {config.device} | {fit} | {per_epoch:.3f} | {fit / per_epoch:,.0f} |", flush=True)
 
 
 def main() -> None:

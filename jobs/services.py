@@ -249,9 +249,11 @@ def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
     }
     with transaction.atomic():
         row, _ = EpochMetric.objects.update_or_create(run=run, epoch=record.epoch, defaults=fields)
-        Run.objects.filter(pk=run.pk).update(
-            epoch=record.epoch, fraction=record.fraction, val_accuracy=record.val_accuracy, phase=record.phase,
-            best_accuracy=Greatest(Coalesce(F("best_accuracy"), Value(-1.0)), Value(record.val_accuracy)))
+        now: dict[str, Any] = {"epoch": record.epoch, "fraction": record.fraction, "val_accuracy": record.val_accuracy,
+                               "phase": record.phase}
+        if record.phase != "warmup":  # a best accuracy of the full input would sit beside a mask that never had it
+            now["best_accuracy"] = Greatest(Coalesce(F("best_accuracy"), Value(-1.0)), Value(record.val_accuracy))
+        Run.objects.filter(pk=run.pk).update(**now)
     progress.broadcast(run.pk, {"type": "epoch", **epoch_message(run, row)})
     return row
 

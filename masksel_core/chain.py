@@ -114,12 +114,13 @@ class MaskChain(nn.Module):
 
     @torch.no_grad()
     def fraction(self) -> float:
-        """Q of the discrete (noise-free) mask: the transferred share, priced."""
+        """Q of the discrete (noise-free) mask: the transferred share, priced. Summed in float64, so that a
+        target is met or not the same on every CPU and GPU (a float32 sum of 3 channels' 1/10 is 0.30000001)."""
         cost = self.base_cost
         dummy = torch.zeros(1, *self.stage_input_shape, device=cost.device)
         for stage in self.stages:
             dummy, cost = stage(dummy, cost, tau=1.0, explore=False)
-        return float(cost.sum())
+        return round(float(cost.double().sum()), 9)
 
     def selected(self) -> np.ndarray:
         """The last select stage's discrete mask, in the contract's shape for its type."""

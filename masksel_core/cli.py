@@ -1,8 +1,7 @@
 """`python -m masksel_core train ...`: the command-line contract of ARCHITECTURE.md.
 
-Bad flags or data end with one line `error: ...` on stderr and exit status 2. Every
-`TrainConfig` field has a flag (`lambda_init` -> `--lambda-init`), so the CLI and the REST API
-accept the same options.
+Bad flags or data end with one line `error: ...` on stderr and exit status 2. Every `TrainConfig` field has a flag
+(`lambda_init` -> `--lambda-init`), so the CLI and the REST API accept the same options.
 """
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import predict, reproduce
 from .chain import MASK_NAMES, spec_problem
 from .client import RemoteError
 from .config import ConfigError, TrainConfig, parse_grid
@@ -71,11 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", help="folder of the torchvision data sets (default: $MASKSEL_DATA_ROOT)")
     t.add_argument("--download", action="store_true", help="download mnist/cifar10/svhn into --data-root")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    from .predict import add_parser as add_predict
-    from .reproduce import add_parser
-
-    add_parser(commands)
-    add_predict(commands)
+    t.set_defaults(handler=run_train)
+    reproduce.add_parser(commands)
+    predict.add_parser(commands)
     return parser
 
 
@@ -136,20 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "train":
-            return run_train(args)
-        if args.command == "reproduce":
-            from .reproduce import main as reproduce
-
-            return reproduce(args)
-        if args.command == "predict":
-            from .predict import main as predict
-
-            return predict(args)
-    except (UsageError, ConfigError, DataError, ValueError) as exc:
+        return args.handler(args)
+    except (UsageError, ConfigError, DataError, ValueError, RemoteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RemoteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REMOTE
-    return EXIT_USAGE
+        return EXIT_REMOTE if isinstance(exc, RemoteError) else EXIT_USAGE

@@ -73,9 +73,7 @@ class RemoteDataset:
     def iter(self, limit: int | None = None) -> Iterator[Unpacked]:
         """Every sample (or the first `limit`) in pages of `page`."""
         start = 0
-        while True:
-            if self._total is not None and start >= self._total:
-                return
+        while self._total is None or start < self._total:
             wanted = self.page if limit is None else min(self.page, limit - start)
             if wanted <= 0:
                 return

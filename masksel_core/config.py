@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,10 @@ DISCRETIZATIONS = ("gumbel", "deterministic")
 # paper); "val_mask_loss": Q of the noise-free mask (the authors' later code).
 LAMBDA_MONITORS = ("val_total", "total", "val_mask_loss")
 THRESHOLD_MODES = ("rel", "abs")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "device": DEVICES, "discretization": DISCRETIZATIONS, "lambda_monitor": LAMBDA_MONITORS,
+    "lambda_threshold_mode": THRESHOLD_MODES, "extend_costs": EXTEND_COSTS,
+}
 
 
 class ConfigError(ValueError):
@@ -102,14 +107,11 @@ class TrainConfig:
         """Build from JSON-like data, refusing unknown keys and wrong types by name."""
         if not isinstance(data, dict):
             raise ConfigError("config must be a JSON object")
-        known = {f.name: f for f in dataclasses.fields(cls) }
+        known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
-        kwargs: dict[str, Any] = {}
-        for name, value in data.items():
-            kwargs[name] = _coerce(name, known[name].type, value)
-        return cls(**kwargs)
+        return cls(**{name: _coerce(name, known[name].type, value) for name, value in data.items()})
 
 
 def parse_grid(text: str) -> tuple[int, int]:
@@ -120,41 +122,49 @@ def parse_grid(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Annotation prefix -> (does a JSON value fit, what the message says it must be).
+_TYPES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("bool", lambda value: isinstance(value, bool), "true or false"),
+    ("list", lambda value: isinstance(value, list), "a list"),
+    ("int", _is_int, "an integer"),
+    ("float", lambda value: _is_int(value) or isinstance(value, float), "a number"),
+    ("str", lambda value: isinstance(value, str), "a string"),
+)
+
+
 def _coerce(name: str, annotation: Any, value: Any) -> Any:
     kind = str(annotation)
     if name == "grid":
         if isinstance(value, str):
             return parse_grid(value)
-        if (
-            isinstance(value, (list, tuple))
-            and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        ):
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) for v in value):
             return (int(value[0]), int(value[1]))
         raise ConfigError("grid must be two integers, e.g. [3, 3] or '3x3'")
     if value is None and "None" in kind:
         return None
-    if kind.startswith("bool"):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return value
-    if kind.startswith("list"):
-        if not isinstance(value, list):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
-        return value
-    if kind.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return value
-    if kind.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if kind.startswith("str"):
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-        return value
+    for prefix, fits, expected in _TYPES:
+        if kind.startswith(prefix):
+            if not fits(value):
+                raise ConfigError(f"{name} must be {expected}, got {value!r}")
+            return float(value) if prefix == "float" else value
     return value
+
+
+# Field -> (low, high, whether low itself is refused); optional fields left at None are not checked.
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "epochs": (1, 100_000, False), "lambda_init": (0.0, 1e6, True), "lambda_factor": (1.0, 100.0, False),
+    "lambda_patience": (0, 10_000, False), "tau_init": (0.0, 1e4, True), "tau_decay": (0.0, 1.0, True),
+    "gamma": (0.0, 1.0, False), "mask_lr": (0.0, 10.0, True), "model_lr": (0.0, 10.0, True),
+    "batch_size": (1, 1_000_000, False), "seed": (0, 2**63 - 1, False), "finalize_epochs": (0, 100_000, False),
+    "warmup_epochs": (0, 100_000, False), "early_stop_patience": (1, 10_000, False), "network_lr": (0.0, 10.0, True),
+    "val_share": (0.0, 0.5, True), "init_sigma": (0.0, 10.0, False), "lambda_threshold": (0.0, 1e6, False),
+    "init_logit": (-100.0, 100.0, False), "max_accuracy_drop": (0.0, 1.0, False),
+    "target_fraction": (0.0, 1.0, False), "target_bytes": (0.0, 1e12, True),
+}
 
 
 def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
@@ -170,46 +180,17 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(str(exc)) from None
     if cfg.model not in MODELS:
         raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
-    if cfg.device not in DEVICES:
-        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
-    _check_range("epochs", cfg.epochs, 1, 100_000)
-    _check_range("lambda_init", cfg.lambda_init, 0.0, 1e6)
-    _check_range("lambda_factor", cfg.lambda_factor, 1.0, 100.0)
-    _check_range("lambda_patience", cfg.lambda_patience, 0, 10_000)
-    _check_range("tau_init", cfg.tau_init, 0.0, 1e4, low_open=True)
-    _check_range("tau_decay", cfg.tau_decay, 0.0, 1.0, low_open=True)
+    for name, choices in _CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
+    for name, (low, high, low_open) in _RANGES.items():
+        if getattr(cfg, name) is not None:
+            _check_range(name, getattr(cfg, name), low, high, low_open=low_open)
     _check_range("tau_min", cfg.tau_min, 0.0, cfg.tau_init, low_open=True)
-    _check_range("gamma", cfg.gamma, 0.0, 1.0)
-    _check_range("mask_lr", cfg.mask_lr, 0.0, 10.0, low_open=True)
-    _check_range("model_lr", cfg.model_lr, 0.0, 10.0, low_open=True)
-    _check_range("batch_size", cfg.batch_size, 1, 1_000_000)
-    _check_range("seed", cfg.seed, 0, 2**63 - 1)
-    _check_range("finalize_epochs", cfg.finalize_epochs, 0, 100_000)
-    _check_range("warmup_epochs", cfg.warmup_epochs, 0, 100_000)
-    _check_range("early_stop_patience", cfg.early_stop_patience, 1, 10_000)
-    _check_range("network_lr", cfg.network_lr, 0.0, 10.0, low_open=True)
-    _check_range("val_share", cfg.val_share, 0.0, 0.5, low_open=True)
-    _check_range("init_sigma", cfg.init_sigma, 0.0, 10.0)
-    if cfg.discretization not in DISCRETIZATIONS:
-        raise ConfigError(f"discretization must be one of {', '.join(DISCRETIZATIONS)}, got {cfg.discretization!r}")
-    if cfg.lambda_monitor not in LAMBDA_MONITORS:
-        raise ConfigError(f"lambda_monitor must be one of {', '.join(LAMBDA_MONITORS)}, got {cfg.lambda_monitor!r}")
-    _check_range("lambda_threshold", cfg.lambda_threshold, 0.0, 1e6)
-    if cfg.lambda_threshold_mode not in THRESHOLD_MODES:
-        raise ConfigError(f"lambda_threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, "
-                          f"got {cfg.lambda_threshold_mode!r}")
-    _check_range("init_logit", cfg.init_logit, -100.0, 100.0)
-    if cfg.max_accuracy_drop is not None:
-        _check_range("max_accuracy_drop", cfg.max_accuracy_drop, 0.0, 1.0)
     if cfg.init_selected is not None and not all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in cfg.init_selected):
         raise ConfigError("init_selected must be a list of non-negative integers")
-    if cfg.target_fraction is not None:
-        _check_range("target_fraction", cfg.target_fraction, 0.0, 1.0)
-    if cfg.extend_costs not in EXTEND_COSTS:
-        raise ConfigError(f"extend_costs must be one of {', '.join(EXTEND_COSTS)}, got {cfg.extend_costs!r}")
     if cfg.target_bytes is not None:
-        _check_range("target_bytes", cfg.target_bytes, 0.0, 1e12, low_open=True)
         if cfg.target_fraction is not None:
             raise ConfigError("give target_bytes or target_fraction, not both")
         extend_first = cfg.mask_type.split("+")[0].strip() in ("jpeg-xor", "thumb-xor")

@@ -43,19 +43,13 @@ class TensorDataset:
                              self.y_test.to(device), self.num_classes, list(self.channel_names))
 
     def summary(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "input_shape": list(self.input_shape),
-            "num_classes": self.num_classes,
-            "num_train": int(self.x_train.shape[0]),
-            "num_test": int(self.x_test.shape[0]),
-            "channel_names": list(self.channel_names),
-        }
+        return {"name": self.name, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+                "num_train": int(self.x_train.shape[0]), "num_test": int(self.x_test.shape[0]),
+                "channel_names": list(self.channel_names)}
 
 
 def load_npz(path: str | Path, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES,
              name: str | None = None) -> TensorDataset:
-    """Load and validate an `.npz` of the dataset contract."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -86,8 +80,7 @@ def _check_headers(path: Path, max_bytes: int) -> None:
                 continue
             with archive.open(info) as member:
                 try:
-                    version = np.lib.format.read_magic(member)
-                    if version == (1, 0):
+                    if np.lib.format.read_magic(member) == (1, 0):
                         shape, _, dtype = np.lib.format.read_array_header_1_0(member)
                     else:
                         shape, _, dtype = np.lib.format.read_array_header_2_0(member)
@@ -105,8 +98,7 @@ def _from_npz_arrays(name: str, arrays: dict[str, np.ndarray], seed: int) -> Ten
     for key in ("x_train", "y_train"):
         if key not in arrays:
             raise DataError(f"missing required array {key!r} (found: {', '.join(sorted(arrays)) or 'none'})")
-    has_x_test, has_y_test = "x_test" in arrays, "y_test" in arrays
-    if has_x_test != has_y_test:
+    if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError("x_test and y_test must be given together")
     names = arrays.get("channel_names")
     if names is not None and (names.ndim != 1 or names.dtype.kind not in "US"):
@@ -131,9 +123,7 @@ def _images(key: str, x: np.ndarray) -> np.ndarray:
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         bad = "NaN" if np.isnan(x).any() else "infinite values"
         raise DataError(f"{key} contains {bad}")
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0
-    return x.astype(np.float32)
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 
 def _labels(key: str, y: np.ndarray, n: int) -> np.ndarray:
@@ -178,7 +168,7 @@ def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.
 
 
 def stratified_split(x: np.ndarray, y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, ...]:
-    """`(x_kept, y_kept, x_held, y_held)`, split by `stratified_indices`."""
+    """`(x_kept, y_kept, x_held, y_held)`."""
     kept, held = stratified_indices(y, share, seed)
     return x[kept], y[kept], x[held], y[held]
 
@@ -195,6 +185,4 @@ def stratified_indices(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarr
         take = min(max(int(round(len(members) * share)), 1), len(members) - 1) if len(members) > 1 else 0
         held.append(members[:take])
     held_idx = np.sort(np.concatenate(held))
-    kept = np.ones(len(y), dtype=bool)
-    kept[held_idx] = False
-    return np.flatnonzero(kept), held_idx
+    return np.setdiff1d(np.arange(len(y)), held_idx, assume_unique=True), held_idx

@@ -2,6 +2,7 @@
 and `.npz` files of the dataset contract."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,7 @@ def load_dataset(spec: str, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES
 def builtin_summary(name: str) -> dict[str, Any]:
     """`BUILTINS[name](0).summary()`, without generating the data where its summary is known in advance."""
     if name in SYNTHETIC_SUMMARIES:
-        info = SYNTHETIC_SUMMARIES[name]
-        return {key: list(value) if isinstance(value, list) else value for key, value in info.items()}
+        return copy.deepcopy(SYNTHETIC_SUMMARIES[name])
     if name not in BUILTINS:
         raise DataError(f"unknown built-in dataset {name!r} (built-ins: {', '.join(BUILTINS)})")
     return BUILTINS[name](0).summary()

@@ -45,7 +45,6 @@ def mask_document(mask_type: str, input_shape: Iterable[int], selected: np.ndarr
 
 
 def atomic_write(path: Path, payload: bytes) -> None:
-    """Write bytes under a temporary name, fsync, then rename into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -101,19 +100,16 @@ def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
     }
     if result.transfer:
         files["transfer.json"] = json.dumps(result.transfer, indent=2).encode()
-    paths = {}
     for name, payload in files.items():
-        paths[name] = out / name
-        atomic_write(paths[name], payload)
-    return paths
+        atomic_write(out / name, payload)
+    return {name: out / name for name in files}
 
 
 class MaskedNetwork(torch.nn.Module):
     """The trained network behind its frozen mask: takes the full input, zeroes what is not transferred.
 
-    For chains that start with `extend` (JPEG or thumbnail versions) the input is the merged picked
-    versions, i.e. what a client rebuilds from the transferred data; the select stages after the
-    merge are applied here.
+    For chains that start with `extend` (JPEG or thumbnail versions) the input is the merged picked versions, i.e. what
+    a client rebuilds from the transferred data; the select stages after the merge are applied here.
     """
 
     def __init__(self, network: torch.nn.Module, keep: torch.Tensor, scale: float) -> None:
@@ -150,9 +146,8 @@ def torchscript_bytes(result: TrainResult) -> bytes:
     network = copy.deepcopy(result.model).cpu().eval()
     module = MaskedNetwork(network, keep, scale).eval()
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # torch 2.14 points to torch.export; TorchScript is still what users can load anywhere with torch alone.
-        warnings.simplefilter("ignore", FutureWarning)
+    # torch 2.14 points to torch.export; TorchScript is still what users can load anywhere with torch alone.
+    with warnings.catch_warnings(action="ignore", category=FutureWarning):
         try:
             scripted = torch.jit.script(module)
         except Exception:  # noqa: BLE001 - some networks only trace; the input shape is fixed anyway

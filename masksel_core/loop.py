@@ -23,6 +23,7 @@ from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, 
 EVAL_BATCH = 1024
 # The target's pace: reached after this share of the selection epochs, the rest to settle (`TargetPace`).
 PACE_SHARE = 0.75
+CHECKPOINT_FORMAT = 2  # the layout of `Loop.state_dict`
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -103,11 +104,16 @@ class Loop:
         self._enter(first)
 
     def run(self, emit: Callable[[EpochRecord], None]) -> str:
-        while self.phase != "done":
-            record = self._epoch()
-            if record is not None:
-                self.records.append(record)
-                emit(record)
+        try:
+            while self.phase != "done":
+                record = self._epoch()
+                if record is not None:
+                    self.records.append(record)
+                    emit(record)
+        except Stopped:
+            if self.phase in ("warmup", "finalize") and self.best_state is not None:
+                self.model.load_state_dict(self.best_state)  # a cancelled run keeps its phase's best network
+            raise
         return self.stopped_because
 
     # --- phases ----------------------------------------------------------------------------------
@@ -122,7 +128,7 @@ class Loop:
                                torch.optim.Adam(self.chain.parameters(), lr=self.config.mask_lr)]
             target = self._target_fraction()
             if target is not None:
-                self.pace = TargetPace(self.chain.fraction(), target, round(PACE_SHARE * self.config.epochs))
+                self.pace = TargetPace(self.chain.fraction(), target, int(PACE_SHARE * self.config.epochs))
         else:
             self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=self.config.network_lr)]
 
@@ -180,8 +186,13 @@ class Loop:
         self.epoch += 1
         monitored = {"val_total": val_loss + lam * fraction, "total": task + lam * q,
                      "val_mask_loss": fraction}[self.config.lambda_monitor]
-        behind = self.pace is not None and self.pace.behind(self.epoch - self.phase_start, fraction)
-        self.tau.step(restart=self.lam.step(monitored, behind=behind))
+        if self.pace is not None and self.pace.behind(self.epoch - self.phase_start, fraction):
+            # Behind the target's pace: more pressure at once. As every raise of lambda, a new cool-down: at
+            # tau_min the surrogate's gradient vanishes for all but undecided elements, and the mask stops moving.
+            self.lam.bump()
+            self.tau.step(restart=True)
+        else:
+            self.tau.step(restart=self.lam.step(monitored))
         record = self._record(task, q, accuracy, started, lam=lam, tau=tau)
         reason = self._stop_reason(record)
         if reason:
@@ -195,10 +206,10 @@ class Loop:
 
     def _stop_reason(self, record: EpochRecord) -> str:
         target, drop = self.config.target_fraction, self.config.max_accuracy_drop
-        if target is not None and record.fraction <= target:
+        if target is not None and record.fraction <= target + 1e-9:
             return "target_fraction"
         budget = self.config.target_bytes
-        if budget is not None and record.fraction * self.raw_bytes <= budget:
+        if budget is not None and record.fraction * self.raw_bytes <= budget + 1e-6:
             return "target_bytes"
         if drop is not None:
             selection = [r.val_accuracy for r in self.records if r.phase == "select"]
@@ -230,7 +241,7 @@ class Loop:
         for idx in order.split(self.config.batch_size):
             if self.should_stop():
                 raise Stopped
-            if len(idx) == 1 and batches:  # a batch of one breaks BatchNorm and says little
+            if len(idx) == 1 and self.config.batch_size > 1:  # a last batch of one breaks BatchNorm, says little
                 continue
             task, q = step(x_all[idx], y_all[idx])  # (B, C', H, W), (B,)
             task_sum += task
@@ -249,7 +260,7 @@ class Loop:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "format": 2, "config": self.config.to_dict(), "epoch": self.epoch, "phase": self.phase,
+            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "epoch": self.epoch, "phase": self.phase,
             "phase_start": self.phase_start, "stopped_because": self.stopped_because,
             "start_accuracy": self.start_accuracy, "records": [r.state() for r in self.records],
             "model": self.model.state_dict(), "mask": self.chain.state_dict(),
@@ -258,10 +269,13 @@ class Loop:
             "pace": self.pace.state_dict() if self.pace is not None else None,
             "stopper": self.stopper.state_dict(), "best_state": self.best_state,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.generator.device.type == "cuda" else [],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"the checkpoint was written by another version of masksel (format "
+                             f"{state.get('format')}, this one reads {CHECKPOINT_FORMAT}): train the run again")
         check_same_run(state["config"], self.config.to_dict())
         self.epoch, self.stopped_because = state["epoch"], state["stopped_because"]
         self.start_accuracy = state["start_accuracy"]
@@ -283,7 +297,10 @@ class Loop:
         self.steps.load_state_dict(state["steps"])
         self.stopper.load_state_dict(state["stopper"])
         self.best_state = state["best_state"]
-        self.generator.set_state(state["generator"].cpu())
+        if state["generator"].numel() == self.generator.get_state().numel():
+            self.generator.set_state(state["generator"].cpu())
+        else:  # saved on another kind of device (a GPU worker's run resumed on a CPU one): not bit-identical
+            self.generator.manual_seed(self.config.seed + 1 + self.epoch)
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])

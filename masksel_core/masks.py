@@ -206,14 +206,9 @@ class ChannelXor(SelectStage):
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "groups": self.groups}
 
-    @torch.no_grad()
     def prefer(self, indices: Sequence[int], init_logit: float) -> None:
         """Favour version `indices[g]` in group g (e.g. only the best JPEG quality at first)."""
-        if len(indices) != self.groups or any(i >= self.versions for i in indices):
-            raise ValueError(f"channel-xor init_selected needs one index below {self.versions} per group "
-                             f"({self.groups} groups)")
-        self.logits[:, 0] -= init_logit  # undo the default preference
-        self.logits[torch.arange(self.groups), torch.as_tensor(list(indices))] += init_logit
+        favour(self.mask_type, self.logits, indices, init_logit)
 
 
 class PixelXor(SelectStage):
@@ -237,6 +232,20 @@ class PixelXor(SelectStage):
 
     def expand(self, selected: torch.Tensor) -> torch.Tensor:
         return selected
+
+    def prefer(self, indices: Sequence[int], init_logit: float) -> None:
+        """Favour channel `indices[p]` at pixel p (row-major over H x W)."""
+        favour(self.mask_type, self.logits.view(-1, self.logits.shape[-1]), indices, init_logit)
+
+
+@torch.no_grad()
+def favour(mask_type: str, logits: torch.Tensor, indices: Sequence[int], init_logit: float) -> None:
+    """One-of-K logits `(G, K)` made at construction (choice 0 favoured by `init_logit`): favour `indices[g]`."""
+    groups, choices = logits.shape
+    if len(indices) != groups or any(i >= choices for i in indices):
+        raise ValueError(f"{mask_type} init_selected needs one index below {choices} per group ({groups} groups)")
+    logits[:, 0] -= init_logit  # undo the default preference
+    logits[torch.arange(groups), torch.as_tensor(list(indices))] += init_logit
 
 
 class Merge(Stage):

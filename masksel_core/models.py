@@ -1,6 +1,7 @@
 """Networks chosen by name; input channels and classes follow the data."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -16,29 +17,22 @@ def mlp(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """Two hidden layers of 128: the network of the pixel benchmarks on digits."""
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(int(np.prod(input_shape)), 128),
-        nn.ReLU(),
-        nn.Linear(128, 128),
-        nn.ReLU(),
+        nn.Linear(int(np.prod(input_shape)), 128), nn.ReLU(),
+        nn.Linear(128, 128), nn.ReLU(),
         nn.Linear(128, num_classes),
     )
 
 
 def lenet5(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """LeNet-5 with padded convolutions and an adaptive pool, so 8x8 digits fit as well as 28x28."""
-    channels = input_shape[0]
     return nn.Sequential(
-        nn.Conv2d(channels, 6, kernel_size=5, padding=2),  # (B, 6, H, W)
-        nn.ReLU(),
+        nn.Conv2d(input_shape[0], 6, kernel_size=5, padding=2), nn.ReLU(),  # (B, 6, H, W)
         nn.MaxPool2d(2, ceil_mode=True),
-        nn.Conv2d(6, 16, kernel_size=5, padding=2),
-        nn.ReLU(),
+        nn.Conv2d(6, 16, kernel_size=5, padding=2), nn.ReLU(),
         nn.AdaptiveMaxPool2d((4, 4)),  # (B, 16, 4, 4)
         nn.Flatten(),
-        nn.Linear(16 * 4 * 4, 120),
-        nn.ReLU(),
-        nn.Linear(120, 84),
-        nn.ReLU(),
+        nn.Linear(16 * 4 * 4, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
         nn.Linear(84, num_classes),
     )
 
@@ -100,28 +94,12 @@ def _resnet(depth: int, input_shape: tuple[int, int, int], num_classes: int) -> 
     return net
 
 
-def resnet18(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """ResNet-18: the ResNet of the CLI contract, small enough to train on a CPU."""
-    return _resnet(18, input_shape, num_classes)
-
-
-def resnet50(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """ResNet-50 (bottleneck blocks) for larger data sets on a GPU."""
-    return _resnet(50, input_shape, num_classes)
-
-
-def resnet101(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """ResNet-101 (bottleneck blocks) for larger data sets on a GPU."""
-    return _resnet(101, input_shape, num_classes)
-
-
 MODELS: dict[str, ModelFactory] = {
     "mlp": mlp,
     "lenet5": lenet5,
     "allconvnet": allconvnet,
-    "resnet18": resnet18,
-    "resnet50": resnet50,
-    "resnet101": resnet101,
+    # ResNet-18 (the CLI contract's) trains on a CPU; ResNet-50 and -101 are for larger data sets on a GPU.
+    **{f"resnet{depth}": functools.partial(_resnet, depth) for depth in (18, 50, 101)},
 }
 
 
@@ -165,11 +143,7 @@ def _state_dict_problem(expected: StateDict, given: StateDict, limit: int = 3) -
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
     misshaped = [k for k in expected if k in given and _shape(given[k]) != _shape(expected[k])]
-    parts: list[str] = []
-    if missing:
-        parts.append(f"missing {names(missing)}")
-    if unexpected:
-        parts.append(f"unexpected {names(unexpected)}")
+    parts = [f"{kind} {names(keys)}" for kind, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
     if misshaped:
         first = misshaped[0]
         parts.append(f"{first!r} has shape {_shape(given[first])}, the model expects {_shape(expected[first])}"

@@ -32,6 +32,7 @@ def add_parser(commands: Any) -> None:
                    help="value type on the wire (the others are lossy)")
     p.add_argument("--compress", action="store_true", help="zlib the payloads (lossless)")
     p.add_argument("--skip-full", action="store_true", help="do not fetch the whole samples for comparison")
+    p.set_defaults(handler=main)
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,16 @@ def measure(model: torch.nn.Module, remote: RemoteDataset, count: int | None) ->
 
 def main(args: argparse.Namespace) -> int:
     model = load_model(args)
-    common = {"page": args.page, "dtype": args.dtype, "compress": args.compress}
-    masked = measure(model, RemoteDataset(args.server, args.token, args.dataset, args.run, **common), args.count)
-    rows = [("masked", masked)]
-    if not args.skip_full:
-        rows.append(("full", measure(model, RemoteDataset(args.server, args.token, args.dataset, None, **common),
-                                     args.count)))
+    rows = []
+    for label, run in [("masked", args.run)] if args.skip_full else [("masked", args.run), ("full", None)]:
+        remote = RemoteDataset(args.server, args.token, args.dataset, run, page=args.page, dtype=args.dtype,
+                               compress=args.compress)
+        rows.append((label, measure(model, remote, args.count)))
     print("| data | samples | accuracy | bytes received | bytes/sample | seconds |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, m in rows:
         print(f"| {label} | {m.samples} | {m.accuracy:.4f} | {m.bytes_received} | "
               f"{m.bytes_received / max(m.samples, 1):.1f} | {m.seconds:.3f} |")
     if len(rows) == 2:
-        print(f"masked/full bytes: {masked.bytes_received / max(rows[1][1].bytes_received, 1):.4f}")
+        print(f"masked/full bytes: {rows[0][1].bytes_received / max(rows[1][1].bytes_received, 1):.4f}")
     return 0

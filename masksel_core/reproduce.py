@@ -1,10 +1,9 @@
 """`python -m masksel_core reproduce channel|pixel|jpeg|combined`: the paper's figures, offline.
 
-Each experiment follows one figure of the paper (Fig. 6 channels on remote, Fig. 9 pixels on
-MNIST, Fig. 10 JPEG versions on CIFAR-10, Fig. 13 JPEG versions and pixels together) on a data
-set that ships offline (or on the real one with `--data`). As in the paper, every run starts from
-a network pre-trained on the full input (the run's warm-up), and the figure shows the individual runs (thin) and
-their mean (thick black), accuracy and Q against the epoch. Writes `<name>.csv` and `<name>.png`.
+Each experiment follows one figure of the paper (Fig. 6 channels on remote, Fig. 9 pixels on MNIST, Fig. 10 JPEG
+versions on CIFAR-10, Fig. 13 JPEG versions and pixels together) on a data set that ships offline (or on the real one
+with `--data`). As in the paper, every run starts from a network pre-trained on the full input (the run's warm-up).
+Writes `<name>.csv` and `<name>.png` (accuracy and Q against the epoch).
 """
 from __future__ import annotations
 
@@ -113,6 +112,7 @@ def add_parser(commands: Any) -> None:
     r.add_argument("--model", help="another network")
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     r.add_argument("--out", default="reproduce", help="folder for <experiment>.csv and <experiment>.png")
+    r.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:

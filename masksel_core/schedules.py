@@ -32,12 +32,9 @@ class LambdaPlateau:
         self.best = math.inf
         self.bad_epochs = 0
 
-    def step(self, loss: float, *, behind: bool = False) -> bool:
-        """Record one epoch's loss; returns True when lambda was raised: after `patience` epochs without a new
-        best, or at once when the run is `behind` its target's pace."""
-        if behind:
-            self._raise()
-            return True
+    def step(self, loss: float) -> bool:
+        """Record one epoch's loss; returns True when lambda was raised (after `patience` epochs without a new
+        best)."""
         margin = self.threshold * abs(self.best) if self.relative and math.isfinite(self.best) else self.threshold
         if loss < self.best - margin:
             self.best = loss
@@ -45,11 +42,12 @@ class LambdaPlateau:
             return False
         self.bad_epochs += 1
         if self.bad_epochs > self.patience:
-            self._raise()
+            self.bump()
             return True
         return False
 
-    def _raise(self) -> None:
+    def bump(self) -> None:
+        """Raise lambda by its factor now (a run behind its target's pace, `TargetPace`)."""
         self.value *= self.factor
         self.bad_epochs = 0
         self.best = math.inf  # the loss is not comparable across lambdas: judge the next ones afresh

@@ -1,10 +1,7 @@
 """Generated data sets that ship offline, seeded and deterministic (registered in `masksel_core.datasets`).
 
-- `synthetic-remote`: a stand-in for the paper's remote sensing data: 36 channels (six spectral
-  bands x six dates), 35x35 pixels, 12 classes; only four channels carry the class, eight are noisy
-  copies of those four, the other 24 are noise. See `load_synthetic_remote` for the exact layout.
-- `synthetic-supernova`: 3 channels, 50x50 pixels, 2 classes; class 1 has a bright blob inside
-  `SUPERNOVA_CENTRE`, both classes have background objects outside it. See `load_synthetic_supernova`.
+- `synthetic-remote`: a stand-in for the paper's remote sensing data (`load_synthetic_remote`);
+- `synthetic-supernova`: a bright blob in the centre, or not (`load_synthetic_supernova`).
 """
 from __future__ import annotations
 
@@ -46,9 +43,8 @@ SYNTHETIC_REMOTE_CODES: tuple[tuple[int, ...], ...] = tuple(
 REMOTE_CENTRE = slice(14, 21)
 
 # The class signal is strong and wide against a dim, quiet background so that a small network on raw pixels
-# learns it within a few epochs even while the mask's exploration steps drop random channels: with the
-# earlier bright background (base 0.35-0.65, texture std 0.06, bump 0.2 with sigma 2.5) every dropped
-# channel moved the input far more than the class did and an MLP stayed near chance.
+# learns it within a few epochs even while the mask's exploration drops random channels (on a bright, busy
+# background every dropped channel moved the input far more than the class did, and an MLP stayed near chance).
 _REMOTE_BUMP_SIGMA = 3.5
 _REMOTE_AMPLITUDE = 0.25  # centre shift of an informative channel: +/- this, times a jitter in [0.8, 1.2]
 _REMOTE_FIELD_STD = 0.02  # smooth background texture
@@ -60,24 +56,13 @@ _REMOTE_COPY_WEIGHT = 0.7  # copy = 0.7 * source + 0.3 * (its own texture and no
 def load_synthetic_remote(seed: int = 0) -> TensorDataset:
     """36 channels (6 bands x 6 dates), 35x35, 12 balanced classes; 1,800 train and 600 test samples.
 
-    Channel `c` is band `c // 6 + 1` at date `c % 6 + 1`, named e.g. "b1-d4" for c = 3. Every channel
-    has a per-channel base level in [0.2, 0.3] (drawn once per data set), a smooth random texture (a 6x6
-    grid of normal values interpolated bilinearly, std 0.02) and uniform pixel noise (std 0.03); values are
-    clipped to [0, 1]. The background is dim and quiet next to the class signal so that a small network
-    learns the class within a few epochs.
-
-    - Informative, `SYNTHETIC_REMOTE_INFORMATIVE` = (3, 8, 19, 30) (b1-d4, b2-d3, b4-d2, b6-d1): a
-      Gaussian bump (sigma 3.5 px) at the centre pixel (17, 17) of height +0.25 or -0.25 (times a
-      per-sample jitter in [0.8, 1.2]); its sign in informative channel j is bit j of the class code
-      `SYNTHETIC_REMOTE_CODES[label]`. The class is decodable from the four together (e.g. from the
-      means of the 7x7 `REMOTE_CENTRE` patch), not from any single one (6 classes share each sign),
-      nor fully from any three (every channel is the only difference between some pair of classes).
-    - Copies, `SYNTHETIC_REMOTE_COPIES` (copy: source) = {4: 3, 27: 3, 9: 8, 14: 8, 20: 19, 1: 19,
-      31: 30, 12: 30}: `0.7 * source + 0.3 * (own background and noise)`, i.e. a noisier, weaker
-      version of the source's signal. Each source has one copy in its band at the next date and one
-      in another band at the same date.
-    - Noise, `SYNTHETIC_REMOTE_NOISE`: the other 24 channels, independent of the label.
-
+    Every channel has a base level drawn once per data set, a smooth random texture (a 6x6 grid of normal
+    values interpolated bilinearly) and uniform pixel noise; values are clipped to [0, 1].
+    - Informative channels: a Gaussian bump at the centre pixel (17, 17), brightening or darkening it as
+      `SYNTHETIC_REMOTE_CODES[label]` says (times a per-sample jitter). The class is decodable from the four
+      together (e.g. from the means of the `REMOTE_CENTRE` patch), not from fewer.
+    - Copies: a noisier, weaker version of their source's signal.
+    - Noise: the other 24 channels, independent of the label.
     The layout is fixed; `seed` only draws the samples.
     """
     rng = np.random.default_rng(seed)
@@ -145,9 +130,8 @@ SUPERNOVA_SIZE = 50
 SUPERNOVA_TRAIN = 1600
 SUPERNOVA_TEST = 400
 SUPERNOVA_CHANNELS: tuple[str, ...] = ("g", "r", "i")
-#: Rows and columns (the same slice for both) of the 10x10 centre region: every class-1 blob is centred
-#: within 2 px of the image centre (24.5, 24.5) with sigma <= 1.8 px, so nearly all its light falls
-#: here; background objects are centred at least 12 px from the image centre (outside the region).
+#: Rows and columns of the 10x10 centre region: nearly all of a class-1 blob's light falls here (see
+#: `load_synthetic_supernova`), and no background object is centred in it.
 SUPERNOVA_CENTRE = slice(20, 30)
 
 _SUPERNOVA_SLOTS = 6  # at most this many background objects per image, each present with p = 0.6
@@ -156,11 +140,9 @@ _SUPERNOVA_SLOTS = 6  # at most this many background objects per image, each pre
 def load_synthetic_supernova(seed: int = 0) -> TensorDataset:
     """3 channels (g, r, i), 50x50, 2 balanced classes; 1,600 train and 400 test samples.
 
-    Both classes: a sky level of 0.08 with pixel noise (std 0.03) and up to six background objects
-    (Gaussian, sigma 0.8-2.5 px, brightness 0.1-0.5 per channel) centred 12 to 30 px from the image
-    centre, i.e. outside `SUPERNOVA_CENTRE`. Class 1 adds the "supernova": a Gaussian blob
-    (sigma 1.0-1.8 px, peak 0.3-0.7 per channel, in all channels) centred within 2 px of the image
-    centre, i.e. inside `SUPERNOVA_CENTRE` = rows and columns 20..29. Values are clipped to [0, 1].
+    Both classes: a sky level of 0.08 with pixel noise and up to six background objects (Gaussian, sigma
+    0.8-2.5 px) centred 12 to 30 px from the image centre. Class 1 adds the "supernova": a Gaussian blob
+    (sigma 1.0-1.8 px, in all channels) centred within 2 px of the image centre. Values are clipped to [0, 1].
     """
     rng = np.random.default_rng(seed)
     x_train, y_train = _supernova_split(rng, SUPERNOVA_TRAIN)

@@ -25,14 +25,10 @@ def default_data_root() -> Path:
 
 def torchvision_location(name: str, root: str | Path) -> str:
     """Where torchvision's class for `name` looks for its files under `root` (for messages)."""
-    root = Path(root)
-    if name == "mnist":
-        return f"{root / 'MNIST' / 'raw'} (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-...)"
-    if name == "cifar10":
-        return f"{root / 'cifar-10-batches-py'} (data_batch_1..5, test_batch, batches.meta)"
-    if name == "svhn":
-        return f"{root} (train_32x32.mat, test_32x32.mat)"
-    raise DataError(f"unknown torchvision dataset {name!r} (known: {', '.join(TORCHVISION_DATASETS)})")
+    if name not in _FILES:
+        raise DataError(f"unknown torchvision dataset {name!r} (known: {', '.join(TORCHVISION_DATASETS)})")
+    folder, files = _FILES[name]
+    return f"{Path(root) / folder} ({files})"
 
 
 def load_torchvision(name: str, root: str | Path | None = None, *, download: bool = False,
@@ -40,22 +36,19 @@ def load_torchvision(name: str, root: str | Path | None = None, *, download: boo
     """MNIST, CIFAR-10 or SVHN from the files torchvision reads under `root`, as a `TensorDataset`.
 
     `root` defaults to `default_data_root()`; the layout is torchvision's: `root/MNIST/raw/`,
-    `root/cifar-10-batches-py/`, and SVHN's `.mat` files directly in `root`. torchvision's integrity
-    checks (md5 sums of the CIFAR-10 and SVHN files) apply. Files are fetched only with
-    `download=True`; otherwise missing files raise `DataError` naming where they were looked for.
-    The library's own train/test split is used; `seed` is accepted for a uniform signature and unused.
-    Images become float32 in [0, 1], `(N, C, H, W)`; SVHN's label 10 (digit 0) becomes 0.
+    `root/cifar-10-batches-py/`, and SVHN's `.mat` files directly in `root`. torchvision's integrity checks (md5 sums of
+    the CIFAR-10 and SVHN files) apply. Files are fetched only with `download=True`; otherwise missing files raise
+    `DataError` naming where they were looked for. The library's own train/test split is used; `seed` is accepted for a
+    uniform signature and unused. Images become float32 in [0, 1], `(N, C, H, W)`; SVHN's label 10 (digit 0) becomes 0.
     """
     del seed
-    if name not in TORCHVISION_DATASETS:
-        raise DataError(f"unknown torchvision dataset {name!r} (known: {', '.join(TORCHVISION_DATASETS)})")
     root = Path(root).expanduser() if root is not None else default_data_root()
+    where = torchvision_location(name, root)
     try:
         import torchvision.datasets as tvd
     except ImportError as exc:  # pragma: no cover - torchvision is a dependency
         raise DataError(f"{name} needs torchvision, which cannot be imported ({exc})") from None
     read = _READERS[name]
-    where = torchvision_location(name, root)
     try:
         x_train, y_train = read(tvd, str(root), True, download)
         x_test, y_test = read(tvd, str(root), False, download)
@@ -89,4 +82,9 @@ _READERS: dict[str, Callable[[Any, str, bool, bool], tuple[np.ndarray, np.ndarra
 }
 _CHANNELS: dict[str, tuple[str, ...]] = {
     "mnist": ("gray",), "cifar10": ("red", "green", "blue"), "svhn": ("red", "green", "blue"),
+}
+_FILES: dict[str, tuple[str, str]] = {  # the folder under the root, and the files in it
+    "mnist": ("MNIST/raw", "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-..."),
+    "cifar10": ("cifar-10-batches-py", "data_batch_1..5, test_batch, batches.meta"),
+    "svhn": ("", "train_32x32.mat, test_32x32.mat"),
 }

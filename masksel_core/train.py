@@ -21,7 +21,7 @@ from torch import nn
 
 from .chain import MaskChain, build_chain, spec_problem
 from .config import TrainConfig
-from .data import TensorDataset, stratified_indices
+from .data import DataError, TensorDataset, stratified_indices
 from .loop import Loop, Splits, Stopped, evaluate
 from .models import create_model
 from .records import EpochRecord
@@ -97,6 +97,8 @@ def build(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: i
 def split_validation(data: TensorDataset, share: float, seed: int) -> Splits:
     """A stratified, seeded `share` of the training split for validation; the rest is trained on."""
     fit, val = (torch.from_numpy(i) for i in stratified_indices(data.y_train.numpy(), share, seed))
+    if len(val) == 0:
+        raise DataError("the training split has a single sample of every class: nothing is left for validation")
     return Splits(data.x_train[fit], data.y_train[fit], data.x_train[val], data.y_train[val])
 
 
@@ -130,7 +132,8 @@ def train(
     loop = Loop(config, splits, model.to(device), chain.to(device), should_stop or (lambda: False))
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None and path.exists():
-        loop.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        # Loaded onto the CPU: the modules and optimisers move what they hold to their own devices.
+        loop.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     result = TrainResult(config, model, chain, data.input_shape)
 
     def emit(record: EpochRecord) -> None:
@@ -150,7 +153,7 @@ def train(
     model.eval()
     if result.records and result.stopped_because != "cancelled":
         result.test_accuracy = evaluate(model, chain, prepared.x_test.to(device), prepared.y_test.to(device))[0]
-        result.warnings = run_warnings(result, splits.y_val)
+        result.warnings = run_warnings(result, splits.y_val, loop.lam.value)
     if result.records:
         result.transfer = transfer_summary(chain, data, budget_bytes=config.target_bytes)
     return result
@@ -163,7 +166,7 @@ def _atomic_save(state: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def run_warnings(result: TrainResult, y_val: torch.Tensor) -> list[str]:
+def run_warnings(result: TrainResult, y_val: torch.Tensor, final_lambda: float) -> list[str]:
     """What a user must know before trusting a finished run: an empty mask, a model near chance, a target not
     reached, a lambda that never moved."""
     config, last = result.config, result.records[-1]
@@ -182,7 +185,7 @@ def run_warnings(result: TrainResult, y_val: torch.Tensor) -> list[str]:
         warnings.append(f"{name} {target:g} was not reached in {len(selection)} epochs of selection "
                         f"(Q is {result.fraction:.4f}): give more epochs or a larger lambda_factor")
     if (target is None and result.stopped_because == "epochs" and config.lambda_factor > 1
-            and len(selection) > config.lambda_patience + 1 and selection[-1].lambda_ == config.lambda_init):
+            and len(selection) > config.lambda_patience + 1 and final_lambda == config.lambda_init):
         warnings.append(f"lambda never rose in {len(selection)} epochs of selection: the monitored loss "
                         f"({config.lambda_monitor}) kept improving; give more epochs, a smaller lambda_patience "
                         "or a target_fraction for a smaller mask")

@@ -1,20 +1,17 @@
 """Send only what a trained mask selects: `pack` a batch into bytes, `unpack` it into the network's input.
 
-The paper counts the transferred share of input *values*; users pay for *bytes*. A payload holds
-exactly the selected parts, so its size is what the mask predicts plus a small header:
+The paper counts the transferred share of input *values*; users pay for *bytes*. A payload holds exactly
+the selected parts, so its size is what the mask predicts plus a small header. Its body holds:
+- for plain masks and chains of them: the kept values, in a fixed order, as float32 (or float16 / uint8
+  when asked: lossy);
+- for `jpeg-xor` chains: per sample and kept channel, the JPEG at the quality the mask picked, decoded by
+  the receiver (the pixels the network was trained on); select stages after the merge zero values after
+  decoding (they save bytes only where they drop a whole channel: a JPEG is sent whole);
+- for `thumb-xor` chains: per sample and kept channel, the thumbnail at the picked scale, blown back up by
+  the receiver as in training.
 
-- plain masks (`channel-any`, `pixel-any`, `block-any`, `channel-xor`, `pixel-xor` and chains of
-  them): the kept values, in a fixed order, as float32 (or float16 / uint8 when asked: lossy);
-- chains that start with `jpeg-xor`: per sample and kept channel, the JPEG of that channel at the
-  quality the mask picked (the receiver decodes it: the same pixels the network was trained on);
-  select stages after the merge zero values after decoding (they save bytes only where they drop
-  a whole channel: a JPEG is sent whole);
-- chains that start with `thumb-xor`: per sample and kept channel, the thumbnail at the picked
-  scale (its values), blown back up by the receiver as in training.
-
-A payload describes itself (its plan: the keep map and the picked versions), so a client that has
-only the trained model can rebuild the input, and `unpack(payload, plan)` checks that the payload
-was packed for `plan`. Layout (little-endian):
+A payload carries its plan (the keep map and the picked versions), so a client with only the trained model
+can rebuild the input, and `unpack(payload, plan)` checks that it was packed for `plan`. Layout (little-endian):
 
     b"MSEL" | u8 format | u8 kind | u8 dtype | u8 flags | 8-byte plan id | u32 count
     | u16 C | u16 H | u16 W | u32 plan length | plan | [count x i64 labels] | u64 body length | body
@@ -24,7 +21,6 @@ was packed for `plan`. Layout (little-endian):
 from __future__ import annotations
 
 import struct
-import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,9 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .operators import to_uint8
+from .operators import enlarge, jpeg_codecs, shrink, thumb_size, to_uint8
 from .transfer_plan import (
     DTYPES,
     KINDS,
@@ -44,7 +39,6 @@ from .transfer_plan import (
     full_plan,
     plan_from_chain,
     plan_from_mask_document,
-    thumb_size,
 )
 
 __all__ = ["TransferError", "TransferPlan", "Unpacked", "expand_selection", "full_plan", "pack", "plan_from_chain",
@@ -166,22 +160,12 @@ def _values_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> tor
     return torch.from_numpy(out)
 
 
-def _codecs() -> tuple[Any, Any]:
-    with warnings.catch_warnings():
-        # torchvision 0.29 points to TorchCodec for image codecs; its JPEG codec is the one training used.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from torchvision.io import decode_jpeg, encode_jpeg
-    return encode_jpeg, decode_jpeg
-
-
 def encode_channel(x: torch.Tensor, channel: int, quality: int) -> list[bytes]:
     """Channel `channel` of every sample of `x` as a grayscale JPEG, as `extend` and `pack` encode it."""
     if x.shape[0] == 0:
         return []
-    encode_jpeg, _ = _codecs()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        images = encode_jpeg(list(to_uint8(x[:, channel:channel + 1].detach().cpu().float())), quality=quality)
+    encode_jpeg, _ = jpeg_codecs()
+    images = encode_jpeg(list(to_uint8(x[:, channel:channel + 1].detach().cpu().float())), quality=quality)
     return [image.numpy().tobytes() for image in images]
 
 
@@ -201,7 +185,7 @@ def _jpeg_body(x: torch.Tensor, plan: TransferPlan, source: JpegSource | None) -
 
 
 def _jpeg_from(body: bytes, plan: TransferPlan, count: int) -> torch.Tensor:
-    _, decode_jpeg = _codecs()
+    _, decode_jpeg = jpeg_codecs()
     channels = plan.kept_channels()
     out = torch.zeros(count, *plan.shape)
     blobs, offset = [], 0
@@ -217,9 +201,7 @@ def _jpeg_from(body: bytes, plan: TransferPlan, count: int) -> torch.Tensor:
     if offset != len(body):
         raise TransferError("payload body holds more than its images")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            decoded = decode_jpeg(blobs) if blobs else []
+        decoded = decode_jpeg(blobs) if blobs else []
     except RuntimeError as exc:
         raise TransferError(f"a JPEG image in the payload is damaged ({exc})") from None
     for k, image in enumerate(decoded):
@@ -229,11 +211,8 @@ def _jpeg_from(body: bytes, plan: TransferPlan, count: int) -> torch.Tensor:
 
 
 def _thumb_body(x: torch.Tensor, plan: TransferPlan, dtype: str) -> bytes:
-    parts = []
-    for c in plan.kept_channels():
-        s = plan.levels[plan.versions[c]]
-        small = F.avg_pool2d(x[:, c:c + 1], kernel_size=s, stride=s, ceil_mode=True) if s > 1 else x[:, c:c + 1]
-        parts.append(small.reshape(x.shape[0], -1).numpy())
+    parts = [shrink(x[:, c:c + 1], plan.levels[plan.versions[c]]).reshape(x.shape[0], -1).numpy()
+             for c in plan.kept_channels()]
     if not parts:
         return b""
     return _as_dtype(np.concatenate(parts, axis=1), dtype).tobytes()
@@ -249,7 +228,7 @@ def _thumb_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> torc
     for c, size in zip(channels, sizes, strict=True):
         s = plan.levels[plan.versions[c]]
         small = values[:, start:start + size].reshape(count, 1, -(-h // s), -(-w // s))
-        out[:, c:c + 1] = F.interpolate(small, size=(h, w), mode="nearest") if s > 1 else small
+        out[:, c:c + 1] = enlarge(small, s, (h, w))
         start += size
     return out * torch.from_numpy(plan.keep)
 
@@ -264,13 +243,11 @@ def transfer_summary(chain: Any, data: Any, *, budget_bytes: float | None = None
     x = data.x_test
     header = len(pack(x[:0], plan))
     body = sum(len(pack(x[start:start + batch], plan)) - header for start in range(0, x.shape[0], batch))
-    samples = max(int(x.shape[0]), 1)
     raw = plan.raw_bytes_per_sample()
-    per_sample = body / samples
-    summary: dict[str, Any] = {
+    per_sample = body / max(int(x.shape[0]), 1)
+    return {
         "plan_id": plan.plan_id, "kind": plan.kind, "samples": int(x.shape[0]),
         "raw_bytes_per_sample": raw, "bytes_per_sample": per_sample, "fraction_of_raw": per_sample / raw,
         "value_fraction": float(chain.fraction()), "header_bytes": header,
         "budget_bytes": budget_bytes, "budget_held": None if budget_bytes is None else per_sample <= budget_bytes,
     }
-    return summary

@@ -14,14 +14,11 @@ from typing import Any
 import numpy as np
 
 from .masks import Merge, SelectStage, cell_index
+from .operators import thumb_size
 
 KINDS = ("values", "jpeg", "thumb")
 DTYPES = {"float32": (0, np.float32), "float16": (1, np.float16), "uint8": (2, np.uint8)}
-
-
-def thumb_size(h: int, w: int, scale: int) -> int:
-    """Values of one channel's thumbnail at `scale` (sides rounded up)."""
-    return -(-h // scale) * -(-w // scale)
+_PLAN_HEAD = struct.Struct("<BHHHB")  # kind, C, H, W, number of levels
 
 
 class TransferError(ValueError):
@@ -67,16 +64,15 @@ class TransferPlan:
 
     def encode(self) -> bytes:
         c, h, w = self.keep.shape
-        head = struct.pack("<BHHHB", KINDS.index(self.kind), c, h, w, len(self.levels))
+        head = _PLAN_HEAD.pack(KINDS.index(self.kind), c, h, w, len(self.levels))
         levels = struct.pack(f"<{len(self.levels)}H", *self.levels)
-        versions = bytes(self.versions)
-        return head + levels + versions + np.packbits(self.keep.reshape(-1)).tobytes()
+        return head + levels + bytes(self.versions) + np.packbits(self.keep.reshape(-1)).tobytes()
 
     @classmethod
     def decode(cls, blob: bytes) -> TransferPlan:
         try:
-            kind, c, h, w, n_levels = struct.unpack_from("<BHHHB", blob)
-            offset = struct.calcsize("<BHHHB")
+            kind, c, h, w, n_levels = _PLAN_HEAD.unpack_from(blob)
+            offset = _PLAN_HEAD.size
             levels = struct.unpack_from(f"<{n_levels}H", blob, offset)
             offset += 2 * n_levels
             n_versions = c if KINDS[kind] != "values" else 0
@@ -108,10 +104,6 @@ class TransferPlan:
             raise ValueError("a JPEG plan's size needs the mean encoded bytes of each version")
         return float(sum(version_bytes[self.versions[c]] for c in channels) + 4 * len(channels))
 
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "plan_id": self.plan_id, "input_shape": list(self.shape),
-                "kept_values": self.kept_values, "levels": list(self.levels), "versions": list(self.versions)}
-
 
 def full_plan(shape: Sequence[int]) -> TransferPlan:
     """Every value: what is sent without a mask."""
@@ -121,24 +113,19 @@ def full_plan(shape: Sequence[int]) -> TransferPlan:
 def plan_from_chain(chain: Any) -> TransferPlan:
     """The plan of a trained `MaskChain`'s discrete (noise-free) mask."""
     stages = list(chain.stages)
-    # Expanded where the stage lives (its index buffers may be on a GPU), then brought to the CPU.
-    keeps = [stage.keep_map().cpu().numpy().astype(bool) if isinstance(stage, SelectStage) else None
-             for stage in stages]
-    first = stages[0].selected() if chain.extend is not None else None
-    if chain.extend is None:
-        keep = np.ones(chain.input_shape, dtype=bool)
-        for stage_keep in keeps:
-            if stage_keep is not None:
-                keep &= stage_keep
+    extend = chain.extend
+    keep = np.ones(chain.input_shape, dtype=bool)
+    # An extend chain's stages start with its channel-xor (the picked versions) and merge; the rest select.
+    for stage in stages[2:] if extend is not None else stages:
+        if isinstance(stage, SelectStage):
+            # Expanded where the stage lives (its index buffers may be on a GPU), then brought to the CPU.
+            keep &= stage.keep_map().cpu().numpy().astype(bool)
+    if extend is None:
         return TransferPlan("values", keep)
     merge = stages[1]
-    assert isinstance(merge, Merge) and first is not None
-    picked = first.reshape(merge.groups, chain.extend.versions).argmax(axis=1)
-    keep = np.ones(chain.input_shape, dtype=bool)
-    for stage_keep in keeps[2:]:
-        if stage_keep is not None:
-            keep &= stage_keep
-    return TransferPlan(chain.extend.kind, keep, tuple(chain.extend.levels), tuple(int(v) for v in picked))
+    assert isinstance(merge, Merge)
+    picked = stages[0].selected().reshape(merge.groups, extend.versions).argmax(axis=1)
+    return TransferPlan(extend.kind, keep, tuple(extend.levels), tuple(int(v) for v in picked))
 
 
 def plan_from_mask_document(document: dict[str, Any]) -> TransferPlan:

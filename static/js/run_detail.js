@@ -32,9 +32,12 @@
       const half = 0.5;
       const left = u.valToPos(state.epochs[start] - half, "x", true);
       const right = u.valToPos(state.epochs[i - 1] + half, "x", true);
-      ctx.fillStyle = PHASE_FILL[phase] || "transparent";
-      ctx.fillRect(Math.max(left, bbox.left), bbox.top,
-                   Math.min(right, bbox.left + bbox.width) - Math.max(left, bbox.left), bbox.height);
+      const from = Math.max(left, bbox.left);
+      const width = Math.min(right, bbox.left + bbox.width) - from;
+      if (width > 0) {  // a band outside the visible range (zoomed in) is not drawn
+        ctx.fillStyle = PHASE_FILL[phase] || "transparent";
+        ctx.fillRect(from, bbox.top, width, bbox.height);
+      }
       start = i;
     }
   }

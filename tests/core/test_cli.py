@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from masksel_core.cli import main
 from tests.conftest import make_npz
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,11 +45,11 @@ def test_train_writes_the_files_of_the_contract(tmp_path: Path) -> None:
     assert state["1.weight"].shape == (128, 64)
 
 
-def test_channel_any_mask_has_one_entry_per_channel(tmp_path: Path) -> None:
+def test_channel_any_mask_has_one_entry_per_channel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = make_npz(tmp_path / "d.npz")
-    done = cli("train", "--data", str(data), "--mask", "channel-any", "--model", "lenet5", "--epochs", "1", "--out",
-               str(tmp_path / "o"), "--quiet", "--warmup-epochs", "1", "--finalize-epochs", "1")
-    assert done.returncode == 0, done.stderr
+    code = main(["train", "--data", str(data), "--mask", "channel-any", "--model", "lenet5", "--epochs", "1", "--out",
+                 str(tmp_path / "o"), "--quiet", "--warmup-epochs", "1", "--finalize-epochs", "1"])
+    assert code == 0, capsys.readouterr().err
     assert np.load(tmp_path / "o" / "mask.npy").shape == (2,)
 
 
@@ -62,7 +64,8 @@ def test_nan_in_the_data_exits_2_naming_the_nan(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
-def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
+def test_bad_flags_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In-process (one subprocess above shows the same path end to end): torch's import is paid once."""
     for args, needle in (
         (["--mask", "pixel-all", "--epochs", "1"], "unknown mask type 'pixel-all'"),
         (["--mask", "pixel-any", "--epochs", "-3"], "epochs must be in"),
@@ -70,15 +73,18 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
         (["--mask", "pixel-any", "--epochs", "1", "--tau-init", "0"], "tau_init must be in"),
         (["--mask", "channel-any", "--epochs", "1"], "single channel"),
     ):
-        done = cli("train", "--data", "digits", "--model", "mlp", "--out", str(tmp_path / "o"), *args)
-        assert done.returncode == 2, args
-        assert needle in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        code = main(["train", "--data", "digits", "--model", "mlp", "--out", str(tmp_path / "o"), *args])
+        err = capsys.readouterr().err
+        assert code == 2, args
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
 
 
-def test_a_run_with_warnings_says_them_on_stderr(tmp_path: Path) -> None:
-    done = cli("train", "--data", "digits", "--mask", "pixel-any", "--model", "mlp", "--epochs", "3", "--out",
-               str(tmp_path / "o"), "--quiet", "--warmup-epochs", "1", "--finalize-epochs", "0",
-               "--target-fraction", "0.01", "--lambda-init", "0.0001")
-    assert done.returncode == 0, done.stderr
-    assert "warning: target_fraction 0.01 was not reached in 3 epochs" in done.stderr
+def test_a_run_with_warnings_says_them_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--data", "digits", "--mask", "pixel-any", "--model", "mlp", "--epochs", "3", "--out",
+                 str(tmp_path / "o"), "--quiet", "--warmup-epochs", "1", "--finalize-epochs", "0",
+                 "--target-fraction", "0.01", "--lambda-init", "0.0001"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "warning: target_fraction 0.01 was not reached in 3 epochs" in err
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["warnings"]

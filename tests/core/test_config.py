@@ -31,6 +31,7 @@ def test_the_schedules_default_to_the_papers_and_a_run_has_all_three_phases() ->
         ({"tau_init": -1}, "tau_init must be in"),
         ({"lambda_factor": 0.5}, "lambda_factor must be in"),
         ({"lambda_init": float("nan")}, "lambda_init must be in"),
+        ({"lambda_init": 0}, "lambda_init must be in (0.0"),
         ({"learning_rate": 1}, "unknown option(s): learning_rate"),
         ({"grid": "3by3"}, "grid must look like 3x3"),
         ({"early_stop_patience": 0}, "early_stop_patience must be in"),

@@ -93,6 +93,14 @@ def test_initial_preference_selects_only_the_given_elements() -> None:
     assert xor.selected().reshape(2, 5).argmax(axis=1).tolist() == [4, 2]
 
 
+def test_pixel_xor_can_favour_a_channel_per_pixel() -> None:
+    chain = build_chain("pixel-xor", (3, 2, 2))
+    chain.select_stages[0].prefer([2, 0, 1, 2], 1.0)
+    assert chain.selected().argmax(axis=0).reshape(-1).tolist() == [2, 0, 1, 2]
+    with pytest.raises(ValueError, match="one index below 3 per group"):
+        chain.select_stages[0].prefer([3, 0, 0, 0], 1.0)
+
+
 def test_a_jpeg_chain_costs_the_product_of_version_and_pixel_prices() -> None:
     chain = build_chain("jpeg-xor+pixel-any", (1, 4, 4))
     with torch.no_grad():

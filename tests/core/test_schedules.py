@@ -63,10 +63,12 @@ def test_a_relative_threshold_counts_a_creeping_loss_as_a_plateau() -> None:
     assert [relative.step(x) for x in creeping] == [False, False, False, True, False]
 
 
-def test_a_run_behind_its_target_raises_lambda_at_once() -> None:
-    lam = LambdaPlateau(0.1, 2.0, patience=100)
-    assert lam.step(1.0, behind=True) is True and lam.value == 0.2
-    assert lam.step(0.5) is False  # judged afresh after the raise
+def test_a_bump_raises_lambda_at_once_and_the_plateau_is_judged_afresh() -> None:
+    lam = LambdaPlateau(0.1, 2.0, patience=0)
+    assert lam.step(1.0) is False
+    lam.bump()
+    assert lam.value == 0.2
+    assert lam.step(5.0) is False  # judged afresh after the raise: 5.0 is the new best, not worse than 1.0
 
 
 def test_the_target_pace_is_geometric_and_reaches_the_target_at_the_deadline() -> None:

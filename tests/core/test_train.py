@@ -152,6 +152,18 @@ def test_a_target_is_reached_within_the_epochs_even_from_a_tiny_lambda() -> None
     assert not any("target" in w for w in result.warnings)
 
 
+def test_a_target_is_met_exactly_whatever_the_float32_sum_says() -> None:
+    """3 of 10 channels is Q = 0.3 exactly (a float32 sum gives 0.30000001, which would miss the target)."""
+    x = torch.rand(200, 10, 7, 7, generator=torch.Generator().manual_seed(0)) * 0.1
+    y = torch.arange(200) % 2
+    x[y == 1, :3] += 0.5  # channels 0-2 carry the class
+    data = TensorDataset("ten", x[:160], y[:160], x[160:], y[160:], 2)
+    config = TrainConfig(mask_type="channel-any", model="mlp", epochs=40, lambda_init=0.5, target_fraction=0.3,
+                         **{**FAST, "finalize_epochs": 0})
+    result = train(config, data)
+    assert result.stopped_because == "target_fraction" and result.fraction <= 0.3
+
+
 def test_two_lambda_factors_give_two_lambda_paths_by_default() -> None:
     paths = []
     for factor in (1.1, 1.5):
@@ -228,6 +240,45 @@ def test_a_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path: Path, mask
         assert torch.equal(a, b)
     for a, b in zip(resumed.mask.state_dict().values(), straight.mask.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # the masks' logits too, not only their discrete selection
+
+
+def test_a_batch_size_of_one_trains_on_every_sample(tmp_path: Path) -> None:
+    data = load_npz(make_npz(tmp_path / "d.npz", n=60))
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=1, **{**FAST, "batch_size": 1,
+                         "warmup_epochs": 0, "finalize_epochs": 0})
+    train(config, data, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    fit = len(split_validation(data, config.val_share, config.seed).y_fit)
+    assert int(state["optimizers"][0]["state"][0]["step"]) == fit  # one step per sample, none skipped
+
+
+def test_a_cancelled_warm_up_keeps_its_best_network() -> None:
+    calls: list[int] = []
+    data = load_digits()
+    splits = split_validation(data, 0.15, FAST["seed"])
+    batches = -(-len(splits.y_fit) // FAST["batch_size"])
+    result = train(TrainConfig(mask_type="pixel-any", model="mlp", epochs=2, **{**FAST, "warmup_epochs": 10}), data,
+                   should_stop=lambda: bool(calls.append(1)) or len(calls) > 3 * batches + 5)
+    from masksel_core.loop import evaluate
+
+    assert result.stopped_because == "cancelled" and len(result.records) == 3
+    best = max(r.val_accuracy for r in result.records)
+    assert evaluate(result.model, result.mask, splits.x_val, splits.y_val)[0] == pytest.approx(best)
+
+
+def test_a_checkpoint_of_another_version_is_refused_clearly(tmp_path: Path) -> None:
+    config = TrainConfig(mask_type="pixel-any", epochs=1, **{**FAST, "warmup_epochs": 0, "finalize_epochs": 0})
+    train(config, load_digits(), checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "format": 1}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="another version of masksel"):
+        train(config, load_digits(), checkpoint_dir=tmp_path)
+
+
+def test_data_without_room_for_validation_is_refused_by_name() -> None:
+    x, y = torch.rand(3, 1, 4, 4), torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match="nothing is left for validation"):
+        train(TrainConfig(epochs=1, **FAST), TensorDataset("tiny", x, y, x, y, 3))
 
 
 def test_a_checkpoint_refuses_another_configuration(tmp_path: Path) -> None:

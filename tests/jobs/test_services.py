@@ -53,6 +53,7 @@ def test_creating_a_run_queues_it_and_the_eager_task_trains_it(alice: Any, digit
     rows = list(EpochMetric.objects.filter(run=run))
     assert [(r.epoch, r.phase) for r in rows] == [(1, "warmup"), (2, "warmup"), (3, "select"), (4, "select"),
                                                    (5, "select")]
+    assert run.best_accuracy == max(r.val_accuracy for r in rows if r.phase != "warmup")  # of the masked network
     assert rows[-1].selected().shape == (1, 8, 8)
     assert rows[-1].fraction == pytest.approx(rows[-1].selected().mean())
     assert sorted(p.name for p in Path(run.artifact_dir).iterdir()) == [
