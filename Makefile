@@ -1,10 +1,11 @@
 # Two commands on a fresh machine: `make run` (the service) and `make test` (the suite).
-# The virtual environment is made once per requirements.txt content: the stamp file carries
-# its hash, so a second `make run` installs nothing, and CI can keep VENV outside the checkout.
+# The virtual environment is made once per content of the requirements files: the stamp file carries
+# their hash, so a second `make run` installs nothing, and CI can keep VENV outside the checkout.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-REQ_HASH := $(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('requirements.txt','rb').read()).hexdigest()[:16])")
+REQ_FILES := requirements.txt requirements-nodeps.txt
+REQ_HASH := $(shell cat $(REQ_FILES) | $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])")
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 
 .PHONY: run test test-postgres lint vendor clean-venv
@@ -13,6 +14,7 @@ $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

