@@ -1,12 +1,12 @@
 """JPEG task of the method benchmark: which quality to send each channel at, priced by measured bytes.
 
-Data: the digits of the fixed split, upscaled to 32x32 (nearest) and drawn as the contrast of a fine
-checkerboard (grey 0.5 +- 0.2 * pixel: the finest detail JPEG has, so the lower the quality the more of the
-class signal is quantised away), cut into four 16x32 channels: 0 = top half, 1 = bottom half, 2 and 3 = the
-top half plus Gaussian noise (sigma 0.1, clipped to [0, 1]). Every channel can be sent as a grayscale JPEG at
-quality 90, 70, 50, 30 or 10; its price is its mean encoded size in bytes (plus the 4-byte length that
-`masksel_core.transfer` writes), measured per channel and quality. The noisy copies are dear (noise costs
-bytes) and repeat channel 0, so a good policy spends its bytes on the two halves.
+Data: digits (the training and test parts `quality.py` gives), upscaled to 32x32 (nearest) and drawn as the
+contrast of a fine checkerboard (grey 0.5 +- 0.2 * pixel: the finest detail JPEG has, so the lower the quality
+the more of the class signal is quantised away), cut into four 16x32 channels: 0 = top half, 1 = bottom half, 2
+and 3 = the top half plus Gaussian noise (sigma 0.1, clipped to [0, 1]). Every channel can be sent as a
+grayscale JPEG at quality 90, 70, 50, 30 or 10; its price is its mean encoded size in bytes (plus the 4-byte
+length that `masksel_core.transfer` writes), measured per channel and quality. The noisy copies are dear (noise
+costs bytes) and repeat channel 0, so a good policy spends its bytes on the two halves.
 
 Policies, each then scored by the protocol's retrain (the same MLP on the decoded channels of its choice):
 - always-q: every channel at quality q;
@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
-from benchmarks import masksel_selector
 from masksel_core import TensorDataset, TrainConfig, train
 from masksel_core.operators import Extend
 
@@ -39,10 +38,14 @@ QUALITIES = (90, 70, 50, 30, 10)
 BUDGET_QUALITIES = (70, 50, 30)
 N_CHANNELS = 4
 SHAPE = (16, 32)
-# The path: the benchmark's masksel defaults for a `jpeg-xor` chain priced in bytes; 150 epochs reach
-# always-10, and a small threshold because the priced Q of this task moves in steps of a few thousandths.
-MASKSEL: dict[str, Any] = {**masksel_selector.DEFAULTS, "mask_type": "jpeg-xor", "extend_costs": "bytes",
-                           "epochs": 150, "lambda_threshold": 0.001}
+# The path: a `jpeg-xor` chain priced in bytes, lambda raised by 1.3 whenever the validation Q stalls (by an
+# absolute 0.001: the priced Q of this task moves in steps of a few thousandths) until always-10 (150 epochs).
+MASKSEL: dict[str, Any] = {
+    "mask_type": "jpeg-xor", "extend_costs": "bytes", "model": "mlp", "epochs": 150, "device": "cpu",
+    "batch_size": 64, "mask_lr": 0.05, "lambda_init": 0.05, "lambda_factor": 1.3, "lambda_patience": 0,
+    "lambda_monitor": "val_mask_loss", "lambda_threshold": 0.001, "lambda_threshold_mode": "abs", "init_logit": 3.0,
+    "target_fraction": 0.0, "finalize_epochs": 0,
+}
 
 
 # The digit is the contrast of a fine checkerboard (amplitude TEXTURE around grey 0.5): the finest detail JPEG

@@ -1,292 +1,242 @@
-"""Pixel selection quality of peer selectors on scikit-learn's digits, under one shared evaluation protocol.
+"""Selection quality, measured so that it can tell selectors apart (the protocol: `benchmarks/protocol.py`).
 
-Protocol: digits (8x8 = 64 pixels, /16 to [0, 1]), one fixed stratified split (25 % test, random_state 0).
-Each selector sees the training part and a budget k and returns pixel indices (at most k distinct; duplicates
-do not add pixels). Then the same MLP 64-128-128-10 (ReLU) is trained from scratch on the masked input
-(unselected pixels = 0): Adam lr 1e-3, batch 64, at most 100 epochs, early stopping (patience 15) on a fixed
-stratified 15 % of the training part, the weights of the best validation epoch are kept; test accuracy is
-reported. A selector that trains a network with its selection (masksel) also hands that network over, and
-its test accuracy on the chosen pixels, without the retrain, is a row of its own. Seeds drive the selectors'
-randomness and the MLP's initialisation and batch order. Tables give mean ± sample std (ddof=1) over the
-seeds; "all 64 pixels" is the same MLP without selection.
+Data sets and budgets: mnist5k (784 pixels: 10, 20, 39 = about 5 %, and 78) and digits (64 pixels: 4, 8, 16).
+Each selector is fitted inside each training fold of the same 5 x 2 repeated stratified folds, the protocol's
+network is retrained on each (fold, selection) and scored on the fold's test part. Printed per data set:
+- accuracy per selector and budget (mean ± std over the folds) and the area under accuracy against budget;
+- masksel's written model (the one a user downloads, no retrain) beside the retrain of its mask;
+- masksel against the best peer at each budget and in area: the mean paired difference with its corrected
+  95 % interval, the Holm-adjusted p-value across all peers, and the verdict (ahead / level / behind by the
+  interval);
+- seconds per selector: fitting (summed over folds) and the retrains.
+Then the channel task: the digit split into 8 channels of 32 values (0 top half, 1 bottom half, 2 and 3 the
+top half with noise, 4-7 noise), budget 2; the optimum is {0, 1}; how often each selector finds it in 10 seeds.
 
-Channel task: the digit split into 8 channels of 32 values each (flattened; no zero padding): 0 = top half
-(rows 0-3), 1 = bottom half (rows 4-7), 2 and 3 = top half + Gaussian noise (sigma 0.1, independent per copy),
-4-7 = pure noise (uniform [0, 1]). Budget 2 channels; the optimum is {0, 1} (2 and 3 only repeat 0). Every
-peer runs with ``groups`` = the 8 channels (filters: mean pixel score per channel; greedy forward: a group
-loop). Counted: how often out of 10 seeds (noise and selector seed) the choice is exactly {0, 1}.
+Greedy forward selection runs on digits only (on mnist5k's 784 pixels it would take hours). The peers that
+train (concrete, stg, lassonet) train `PEER_EPOCHS[data]` epochs. Folds run in parallel processes
+(``--workers``, one torch thread each: these networks are too small to gain from more).
 
-Adding rows for another method: register a selector in ``benchmarks.peers.SELECTORS`` (per budget,
-``fn(x, y, k, seed) -> list[int]``, or ``@peers.all_budgets`` ``fn(x, y, budgets, seed) -> {k: list[int]}`` when
-one fit serves every budget; take ``groups=None`` too to join the channel task) and call :func:`main`::
+    python benchmarks/quality.py [--quick] [--data mnist5k,digits] [--only a,b] [--workers 2]
+                                 [--channel-seeds 10] [--ablation] [--jpeg-seeds 3]
 
-    from benchmarks import peers, quality
-    peers.SELECTORS["masksel"] = my_selector
-    quality.main()
-
-or score pixel sets directly with :func:`evaluate_pixels` (indices, seed) -> test accuracy.
-
-    python benchmarks/quality.py [--quick] [--only random,stg] [--budgets 4,8,16] [--seeds 3] [--no-channels]
-                                 [--jpeg-seeds 3] [--ablation]
-
-JPEG task (``benchmarks/jpeg_task.py``, run with masksel in the selection or with none named): which quality
-to send each of four channels at, masksel's path against always-q and a random 90/10 mix at equal bytes.
-
-Default run: 462 s measured (session 4, 2-core machine; 592 s in session 3; the JPEG task about 3 minutes of
-it; torch limited to one thread: these networks are too small to gain from more).
-Times printed per selector and budget are the selection only, summed over seeds. Requires
+``--quick`` (at most 5 minutes): mnist5k, 2 folds, peers trained `QUICK_EPOCHS`, 3 channel seeds. Requires
 requirements-bench.txt for the LassoNet rows (skipped with a note otherwise).
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import math
+import os
 import statistics
 import sys
 import time
-from functools import cache
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import jpeg_task, masksel_selector, peers  # noqa: E402 - importing masksel_selector registers "masksel"
+from benchmarks import jpeg_task, masksel_selector, peers, protocol  # noqa: E402 - masksel_selector registers
 
-EPOCHS = 100
-PATIENCE = 15
-N_PIXELS = 64
+PEER_EPOCHS = {"digits": 100, "mnist5k": 10}  # about as many steps on each: mnist5k's folds are 2.8x larger
+QUICK_EPOCHS = {"digits": 20, "mnist5k": 5}
+SLOW_ON = {"greedy-forward": {"mnist5k"}}  # selectors left out where they would not fit the time
 CHANNEL_OPTIMUM = {0, 1}
+ANCHORS = ("Anchors on full MNIST (60,000 training images; other protocols, for scale only): the authors report "
+           "about 0.96 for a static pixel mask at about 5 % of the pixels (SDM 2022); concrete autoencoder 0.906 "
+           "and LassoNet 0.892 at 50 pixels with ExtraTrees downstream (LassoNet, JMLR 2021, Table 2).")
 
 
 @cache
-def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_test, y_test): float32 in [0, 1], int64 labels; the one fixed split."""
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
-    return x_train, y_train, x_test, y_test
+def _data(name: str) -> tuple[np.ndarray, np.ndarray, list[protocol.Fold]]:
+    x, y, _ = protocol.load(name)
+    return x, y, protocol.folds(y)
 
 
-@cache
-def _fit_val_indices() -> tuple[np.ndarray, np.ndarray]:
-    """Fixed stratified 85/15 split of the training part: MLP fitting / early stopping."""
-    _, y_train, _, _ = digits_split()
-    return train_test_split(np.arange(len(y_train)), test_size=0.15, stratify=y_train, random_state=0)
+def _start_worker() -> None:
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    with torch.no_grad():
-        correct = (model(x).argmax(dim=1) == y).float().mean().item()
-    model.train()
-    return correct
-
-
-def evaluate_pixels(indices: list[int] | np.ndarray, seed: int, *, epochs: int | None = None,
-                    patience: int = PATIENCE, batch_size: int = 64, report: str = "test") -> float:
-    """Test accuracy of the MLP 64-128-128-10 trained from scratch on digits with only ``indices`` kept
-    (``report="val"``: the validation accuracy early stopping kept)."""
-    x_train, y_train, x_test, y_test = digits_split()
-    mask = np.zeros(N_PIXELS, dtype=np.float32)
-    mask[sorted({int(i) for i in indices})] = 1.0
-    return evaluate_features(x_train * mask, y_train, x_test * mask, y_test, seed, epochs=epochs,
-                             patience=patience, batch_size=batch_size, report=report)
-
-
-def evaluate_features(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int,
-                      *, epochs: int | None = None, patience: int = PATIENCE, batch_size: int = 64,
-                      report: str = "test") -> float:
-    """The protocol's retrain on any (N, F) features of the fixed digits split: the MLP F-128-128-10 trained
-    from scratch (early stopping on the fixed 15 % of the training part), test accuracy of its best epoch
-    (``report="val"``: that epoch's validation accuracy instead, for searches that must not see the test)."""
-    epochs = EPOCHS if epochs is None else epochs
-    fit, val = _fit_val_indices()
-    x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
-    x_fit, y_fit = torch.as_tensor(x_train[fit]), torch.as_tensor(y_train[fit])
-    x_val, y_val = torch.as_tensor(x_train[val]), torch.as_tensor(y_train[val])
-    x_te, y_te = torch.as_tensor(x_test), torch.as_tensor(y_test)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Linear(x_train.shape[1], 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                          nn.Linear(128, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    best_acc, best_state, since_best = -1.0, copy.deepcopy(model.state_dict()), 0
-    for _ in range(epochs):
-        for batch in torch.randperm(len(y_fit), generator=generator).split(batch_size):
-            loss = nn.functional.cross_entropy(model(x_fit[batch]), y_fit[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        acc = _accuracy(model, x_val, y_val)
-        if acc > best_acc:
-            best_acc, best_state, since_best = acc, copy.deepcopy(model.state_dict()), 0
-        else:
-            since_best += 1
-            if since_best >= patience:
-                break
-    if report == "val":
-        return best_acc
-    model.load_state_dict(best_state)
-    return _accuracy(model, x_te, y_te)
-
-
-def channel_task(seed: int) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
-    """(x (N, 8 * 32), y, groups) for the channel task on the training part; noise drawn from ``seed``."""
-    x_train, y_train, _, _ = digits_split()
-    rng = np.random.default_rng(seed)
-    top, bottom = x_train[:, :32], x_train[:, 32:]
-    channels = [top, bottom]
-    channels += [top + rng.normal(0.0, 0.1, size=top.shape) for _ in range(2)]
-    channels += [rng.random(top.shape) for _ in range(4)]
-    x = np.concatenate(channels, axis=1).astype(np.float32)
-    return x, y_train, [list(range(32 * c, 32 * c + 32)) for c in range(8)]
+def fold_task(data: str, fold_index: int, name: str, budgets: tuple[int, ...], epochs: int) -> dict[str, Any]:
+    """Fit one selector on one fold's training part, retrain on each budget's choice, score on the test part;
+    `epochs`: what the peers that train (concrete, stg, lassonet) train."""
+    x, y, folds = _data(data)
+    fold = folds[fold_index]
+    x_train, y_train, x_test, y_test = x[fold.train], y[fold.train], x[fold.test], y[fold.test]
+    selector = peers.SELECTORS[name]
+    if name in ("concrete", "stg", "lassonet"):
+        trained = partial(selector, epochs=epochs)
+        selector = peers.all_budgets(trained) if getattr(selector, "all_budgets", False) else trained
+    joint: dict[int, Any] = {}
+    started = time.perf_counter()
+    chosen = peers.select(selector, x_train, y_train, budgets, fold_index, joint=joint)
+    fitted = time.perf_counter()
+    accuracy = {k: protocol.retrain_accuracy(x_train, y_train, x_test, y_test, chosen[k][0], fold_index)
+                for k in budgets}
+    return {"accuracy": accuracy, "pixels": {k: len(chosen[k][0]) for k in budgets},
+            "joint": {k: float((predict(x_test) == y_test).mean()) for k, predict in joint.items()},
+            "fit_s": fitted - started, "retrain_s": time.perf_counter() - fitted}
 
 
 def _cell(values: list[float]) -> str:
-    if not values:
-        return "-"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {std:.3f}"
 
 
-def run_pixels(names: list[str], budgets: list[int], seeds: list[int], include_all: bool) -> None:
-    x_train, y_train, x_test, y_test = digits_split()
-    accuracy: dict[str, dict[int, list[float]]] = {}
-    seconds: dict[str, dict[int, float]] = {}
-    pixels: dict[str, dict[int, list[int]]] = {}
-    joint: dict[str, dict[int, list[float]]] = {}  # selectors' own jointly trained networks, no retrain
-    shared = {name: getattr(peers.SELECTORS[name], "all_budgets", False) for name in names}
-    for name in names:
-        accuracy[name] = {k: [] for k in budgets}
-        seconds[name] = dict.fromkeys(budgets, 0.0)
-        pixels[name] = {k: [] for k in budgets}
-        for seed in seeds:
-            predictors: dict[int, Any] = {}
-            chosen = peers.select(peers.SELECTORS[name], x_train, y_train, budgets, seed, joint=predictors)
-            for k, predict in predictors.items():
-                joint.setdefault(name, {b: [] for b in budgets})[k].append(float((predict(x_test) == y_test).mean()))
-            for k, (indices, took) in chosen.items():
-                seconds[name][k] += took
-                pixels[name][k].append(len(indices))
-                accuracy[name][k].append(evaluate_pixels(indices, seed))
-        print(f"  {name}: done", file=sys.stderr, flush=True)
-    columns = " | ".join(f"k={k}" for k in budgets)
-    print(f"\n| selector | {columns} |")
-    print("|---|" + "---:|" * len(budgets))
-    for name in names:
-        print(f"| {name} | " + " | ".join(_cell(accuracy[name][k]) for k in budgets) + " |")
-    for name, scores in joint.items():
-        print(f"| {name} (its joint network, no retrain) | " + " | ".join(_cell(scores[k]) for k in budgets) + " |")
-    if include_all:
-        every = _cell([evaluate_pixels(range(N_PIXELS), seed) for seed in seeds])
-        print("| all 64 pixels | " + " | ".join(every for _ in budgets) + " |")
-    if "masksel" in accuracy and len(seeds) > 1:
-        print_goal(accuracy, budgets)
-    print(f"\nSelection seconds (sum over {len(seeds)} seeds) and mean number of distinct pixels chosen; "
-          "(shared) = one fit serves every budget, its time is shown once")
-    print(f"\n| selector | {columns} |")
-    print("|---|" + "---:|" * len(budgets))
-    for name in names:
-        cells = []
-        for position, k in enumerate(budgets):
-            took = "(shared)" if shared[name] and position > 0 else f"{seconds[name][k]:.1f} s"
-            cells.append(f"{took}, {statistics.mean(pixels[name][k]):.1f} px")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+def run_data(data: str, names: list[str], folds: list[int], workers: int, epochs: int) -> dict[str, dict[str, Any]]:
+    budgets = protocol.BUDGETS[data]
+    names = [n for n in names if data not in SLOW_ON.get(n, set())]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker) as pool:
+        futures = {(n, f): pool.submit(fold_task, data, f, n, budgets, epochs) for n in names for f in folds}
+        results = {n: [futures[(n, f)].result() for f in folds] for n in names}
+    x, y, all_folds = _data(data)
+    print(f"\n## {data}: {x.shape[1]} pixels, {len(y)} samples, folds {len(folds)} of "
+          f"{protocol.FOLDS} x {protocol.REPEATS}, budgets {list(budgets)} ({time.perf_counter() - started:.0f} s)")
+    accuracy = {n: {k: [r["accuracy"][k] for r in results[n]] for k in budgets} for n in names}
+    areas = {n: [protocol.area(budgets, [r["accuracy"][k] for k in budgets]) for r in results[n]] for n in names}
+    header = " | ".join(f"k={k}" for k in budgets)
+    print(f"\n| selector | {header} | area |\n|---|" + "---:|" * (len(budgets) + 1))
+    for n in names:
+        print(f"| {n} | " + " | ".join(_cell(accuracy[n][k]) for k in budgets) + f" | {_cell(areas[n])} |")
+    if "masksel" in results and results["masksel"][0]["joint"]:
+        joint = {k: [r["joint"][k] for r in results["masksel"]] for k in budgets}
+        print("| masksel's written model (no retrain) | " + " | ".join(_cell(joint[k]) for k in budgets) + " | |")
+        if len(folds) > 1:
+            print_written_against_retrain(joint, accuracy["masksel"], budgets, all_folds[0])
+    if "masksel" in accuracy and len(folds) > 1:
+        print_comparisons(accuracy, areas, budgets, all_folds[0])
+    print(f"\nSeconds (summed over {len(folds)} folds): fitting the selector / retraining the protocol's network")
+    print("\n| selector | fit s | retrain s | mean elements chosen |\n|---|---:|---:|---|")
+    for n in names:
+        chosen = ", ".join(f"{statistics.mean(r['pixels'][k] for r in results[n]):.1f}" for k in budgets)
+        print(f"| {n} | {sum(r['fit_s'] for r in results[n]):.0f} | {sum(r['retrain_s'] for r in results[n]):.0f} "
+              f"| {chosen} |")
+    return results
 
 
-def print_goal(accuracy: dict[str, dict[int, list[float]]], budgets: list[int]) -> None:
-    """Issue 7's goal, budget by budget: masksel against the best peer (highest mean; masksel's variants and
-    random excluded), the gap in pooled standard deviations sqrt((s1^2 + s2^2) / 2). "ahead" and "behind"
-    mean a gap of at least one pooled standard deviation either way; "level" is anything in between."""
-    peers_only = [n for n in accuracy if not n.startswith("masksel") and n != "random"]
-    if not peers_only:
-        return
-    print("\nGoal check: masksel against the best peer at each budget\n")
-    print("| budget | best peer | masksel | gap | gap / pooled std | verdict |")
-    print("|---|---|---:|---:|---:|---|")
+def _share(fold: protocol.Fold) -> float:
+    return len(fold.test) / (len(fold.train) + len(fold.test))
+
+
+def print_written_against_retrain(joint: dict[int, list[float]], retrain: dict[int, list[float]],
+                                  budgets: tuple[int, ...], fold: protocol.Fold) -> None:
+    print("\nmasksel's written model minus the retrain of its mask (goal: within 0.01)\n")
+    print("| budget | difference | 95 % interval |\n|---|---:|---|")
     for k in budgets:
-        best = max(peers_only, key=lambda n: statistics.mean(accuracy[n][k]))
-        ours, theirs = accuracy["masksel"][k], accuracy[best][k]
-        gap = statistics.mean(ours) - statistics.mean(theirs)
-        pooled = ((statistics.stdev(ours) ** 2 + statistics.stdev(theirs) ** 2) / 2) ** 0.5
-        if pooled > 0:
-            ratio = gap / pooled
-        else:
-            ratio = math.copysign(math.inf, gap) if gap else 0.0
-        verdict = "ahead" if ratio >= 1 else "behind" if ratio <= -1 else "level"
-        print(f"| k={k} | {best} {_cell(theirs)} | {_cell(ours)} | {gap:+.3f} | {ratio:+.1f} | {verdict} |")
+        c = protocol.compare(joint[k], retrain[k], test_share=_share(fold))
+        print(f"| k={k} | {c.mean:+.3f} | [{c.low:+.3f}, {c.high:+.3f}] |")
 
 
-def run_channels(names: list[str], n_seeds: int) -> None:
-    print(f"\nChannel task: budget 2 of 8 channels, times the optimum {{0, 1}} was chosen out of {n_seeds} seeds")
-    print("\n| selector | optimum found | most frequent other choice | seconds |")
-    print("|---|---:|---|---:|")
-    for name in names:
-        hits, others, took = 0, {}, 0.0
-        for seed in range(n_seeds):
-            x, y, groups = channel_task(seed)
-            (indices, seconds), = peers.select(peers.SELECTORS[name], x, y, [2], seed, groups=groups).values()
-            took += seconds
-            if set(indices) == CHANNEL_OPTIMUM:
-                hits += 1
-            else:
-                others[tuple(indices)] = others.get(tuple(indices), 0) + 1
-        other = max(others.items(), key=lambda item: item[1]) if others else None
-        other_text = f"{set(other[0]) or '{}'} ({other[1]}x)" if other else "-"
-        print(f"| {name} | {hits}/{n_seeds} | {other_text} | {took:.1f} |", flush=True)
+def print_comparisons(accuracy: dict[str, dict[int, list[float]]], areas: dict[str, list[float]],
+                      budgets: tuple[int, ...], fold: protocol.Fold) -> None:
+    """masksel against every peer; the row shows the best peer (highest mean), its p Holm-adjusted over all."""
+    peer_names = [n for n in accuracy if not n.startswith("masksel")]
+    if not peer_names:
+        return
+    print("\nmasksel against the best peer (corrected resampled t, Nadeau & Bengio 2003; p Holm-adjusted over "
+          f"{len(peer_names)} peers)\n")
+    print("| budget | best peer | masksel - best | 95 % interval | p (Holm) | verdict |\n|---|---|---:|---|---:|---|")
+    columns = [(f"k={k}", {n: accuracy[n][k] for n in accuracy}) for k in budgets] + [("area", areas)]
+    for label, scores in columns:
+        comparisons = {n: protocol.compare(scores["masksel"], scores[n], test_share=_share(fold)) for n in peer_names}
+        adjusted = dict(zip(peer_names, protocol.holm([comparisons[n].p for n in peer_names]), strict=True))
+        best = max(peer_names, key=lambda n: statistics.mean(scores[n]))
+        c = comparisons[best]
+        verdict = c.verdict if (c.verdict == "level" or adjusted[best] < 0.05) else "level"
+        print(f"| {label} | {best} {_cell(scores[best])} | {c.mean:+.3f} | [{c.low:+.3f}, {c.high:+.3f}] | "
+              f"{adjusted[best]:.3f} | {verdict} |")
+
+
+def channel_task(seed: int) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """(x (N, 8 * 32), y, groups) from digits' first training fold; noise drawn from ``seed``."""
+    x, y, folds = _data("digits")
+    x, y = x[folds[0].train], y[folds[0].train]
+    rng = np.random.default_rng(seed)
+    top, bottom = x[:, :32], x[:, 32:]
+    channels = [top, bottom] + [top + rng.normal(0.0, 0.1, size=top.shape) for _ in range(2)]
+    channels += [rng.random(top.shape) for _ in range(4)]
+    return np.concatenate(channels, axis=1).astype(np.float32), y, [list(range(32 * c, 32 * c + 32)) for c in range(8)]
+
+
+def channel_seed(name: str, seed: int) -> tuple[list[int], float]:
+    x, y, groups = channel_task(seed)
+    selector = peers.SELECTORS[name]
+    (indices, seconds), = peers.select(selector, x, y, [2], seed, groups=groups).values()
+    return indices, seconds
+
+
+def run_channels(names: list[str], seeds: int, workers: int) -> None:
+    print(f"\nChannel task: budget 2 of 8 channels, times the optimum {{0, 1}} was chosen out of {seeds} seeds")
+    print("\n| selector | optimum found | most frequent other choice | seconds |\n|---|---:|---|---:|")
+    with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker) as pool:
+        futures = {(n, s): pool.submit(channel_seed, n, s) for n in names for s in range(seeds)}
+        for name in names:
+            answers = [futures[(name, s)].result() for s in range(seeds)]
+            hits = sum(set(indices) == CHANNEL_OPTIMUM for indices, _ in answers)
+            others: dict[tuple[int, ...], int] = {}
+            for indices, _ in answers:
+                if set(indices) != CHANNEL_OPTIMUM:
+                    others[tuple(indices)] = others.get(tuple(indices), 0) + 1
+            other = max(others.items(), key=lambda item: item[1]) if others else None
+            shown = f"{set(other[0]) or '{}'} ({other[1]}x)" if other else "-"
+            print(f"| {name} | {hits}/{seeds} | {shown} | {sum(s for _, s in answers):.1f} |", flush=True)
+
+
+def jpeg_evaluate(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                  seed: int) -> float:
+    """The JPEG task's score: the protocol's network on every value of the policy's channels."""
+    x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+    return protocol.retrain_accuracy(x_train, y_train, x_test, y_test, range(x_train.shape[1]), seed)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 30 epochs, <= 3 channel seeds")
-    parser.add_argument("--only", default="", help="comma-separated selector names (all64 = the no-selection row)")
-    parser.add_argument("--budgets", default="4,8,16")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--channel-seeds", type=int, default=10)
-    parser.add_argument("--no-channels", action="store_true", help="skip the channel task")
-    parser.add_argument("--jpeg-seeds", type=int, default=3, help="seeds of the JPEG task (0 skips it)")
+    parser.add_argument("--quick", action="store_true", help="mnist5k, 2 folds, 3 channel seeds (a smoke run)")
+    parser.add_argument("--data", default="mnist5k,digits")
+    parser.add_argument("--only", default="", help="comma-separated selector names")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--channel-seeds", type=int, default=10, help="seeds of the channel task (0 skips it)")
+    parser.add_argument("--jpeg-seeds", type=int, default=0, help="seeds of the JPEG task (0 skips it)")
     parser.add_argument("--ablation", action="store_true", help="also masksel's variants (one option changed each)")
     args = parser.parse_args()
-    variants = masksel_selector.register_ablation()  # named by --only, or all with --ablation
-    global EPOCHS
-    torch.set_num_threads(1)
-    budgets = [int(k) for k in args.budgets.split(",")]
-    n_seeds, channel_seeds = args.seeds, args.channel_seeds
-    if args.quick:
-        EPOCHS, peers.TRAIN_EPOCHS, n_seeds, channel_seeds = 30, 30, 1, min(channel_seeds, 3)
-    default = [name for name in peers.SELECTORS if name not in variants] + ["all64"]
-    wanted = [name for name in args.only.split(",") if name] or default
+    variants = masksel_selector.register_ablation()
+    names = [n for n in args.only.split(",") if n] or [n for n in peers.SELECTORS if n not in variants]
     if args.ablation:
-        wanted += [name for name in variants if name not in wanted]
-    unknown = set(wanted) - set(peers.SELECTORS) - {"all64"}
+        names += [n for n in variants if n not in names]
+    unknown = set(names) - set(peers.SELECTORS)
     if unknown:
-        parser.error(f"unknown selectors {sorted(unknown)}; known: {', '.join(peers.SELECTORS)}, all64")
-    names = [name for name in wanted if name != "all64"]
+        parser.error(f"unknown selectors {sorted(unknown)}; known: {', '.join(peers.SELECTORS)}")
     if "lassonet" in names and peers.LASSONET_MISSING:
         print(f"lassonet rows skipped: {peers.LASSONET_MISSING}")
         names.remove("lassonet")
-    print(f"digits {N_PIXELS} px, budgets {budgets}, seeds {n_seeds}, MLP <= {EPOCHS} epochs, "
-          f"selector training epochs {peers.TRAIN_EPOCHS}, torch {torch.__version__}, 1 thread")
+    data_sets = ["mnist5k"] if args.quick else [d for d in args.data.split(",") if d]
+    folds = list(range(2 if args.quick else protocol.FOLDS * protocol.REPEATS))
+    print(f"torch {torch.__version__}, {args.workers} worker processes of 1 thread; protocol: "
+          f"{protocol.FOLDS}-fold x {protocol.REPEATS} repeated stratified CV, retrain MLP F-128-128-C "
+          f"(<= {protocol.RETRAIN_EPOCHS} epochs, patience {protocol.RETRAIN_PATIENCE}); peers train "
+          f"{PEER_EPOCHS} epochs")
     started = time.perf_counter()
-    run_pixels(names, budgets, list(range(n_seeds)), include_all="all64" in wanted)
-    if not args.no_channels and names:
-        capable = [name for name in names if peers.supports_groups(peers.SELECTORS[name])]
-        if len(capable) < len(names):
-            print(f"\nnot in the channel task (no ``groups`` argument): {', '.join(sorted(set(names) - set(capable)))}")
-        if capable:
-            run_channels(capable, channel_seeds)
-    if args.jpeg_seeds > 0 and (not names or "masksel" in names):
-        x_train, y_train, x_test, y_test = digits_split()
-        jpeg_task.run_jpeg(list(range(1 if args.quick else args.jpeg_seeds)), evaluate_features, x_train, y_train,
-                           x_test, y_test)
+    for data in data_sets:
+        run_data(data, names, folds, args.workers, (QUICK_EPOCHS if args.quick else PEER_EPOCHS)[data])
+        if data == "mnist5k":
+            print(f"\n{ANCHORS}")
+    seeds = min(args.channel_seeds, 3) if args.quick else args.channel_seeds
+    capable = [n for n in names if peers.supports_groups(peers.SELECTORS[n])]
+    if seeds and capable:
+        part = time.perf_counter()
+        run_channels(capable, seeds, args.workers)
+        print(f"\n(channel task {time.perf_counter() - part:.0f} s)")
+    if args.jpeg_seeds and "masksel" in names:
+        x, y, folds_all = _data("digits")
+        fold = folds_all[0]
+        jpeg_task.run_jpeg(list(range(args.jpeg_seeds)), jpeg_evaluate, x[fold.train], y[fold.train],
+                           x[fold.test], y[fold.test])
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TensorDataset, TrainConfig, build, load_dataset, spec_problem  # noqa: E402
 from masksel_core.chain import MaskChain  # noqa: E402
-from masksel_core.loop import masked_step  # noqa: E402
+from masksel_core.steps import masked_step  # noqa: E402
 from masksel_core.train import prepare_inputs  # noqa: E402
 
 MASKS = ("channel-any", "pixel-any", "block-any", "channel-xor", "pixel-xor", "jpeg-xor", "jpeg-xor+pixel-any")

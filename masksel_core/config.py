@@ -93,6 +93,10 @@ class TrainConfig:
     early_stop_patience: int = 10
     network_lr: float = 1e-3
     val_share: float = 0.15
+    # The swap check that ends selection (`swap_check.py`): the dropped elements tried against each kept one,
+    # and how many swaps at most; 0 candidates turn it off.
+    swap_candidates: int = 4
+    swap_rounds: int = 3
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -162,6 +166,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "batch_size": (1, 1_000_000, False), "seed": (0, 2**63 - 1, False), "finalize_epochs": (0, 100_000, False),
     "warmup_epochs": (0, 100_000, False), "early_stop_patience": (1, 10_000, False), "network_lr": (0.0, 10.0, True),
     "val_share": (0.0, 0.5, True), "init_sigma": (0.0, 10.0, False), "lambda_threshold": (0.0, 1e6, False),
+    "swap_candidates": (0, 10_000, False), "swap_rounds": (0, 10_000, False),
     "init_logit": (-100.0, 100.0, False), "max_accuracy_drop": (0.0, 1.0, False),
     "target_fraction": (0.0, 1.0, False), "target_bytes": (0.0, 1e12, True),
 }

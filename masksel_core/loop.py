@@ -1,14 +1,9 @@
-"""The state of one run, epoch by epoch: warm-up, selection (Algorithm 1), finalize; saved and restored whole.
-
-A step is what any PyTorch training step is: mask the batch, compute the task loss and Q,
-`(task + lambda * Q).backward()`, step the network's and the masks' `torch.optim` optimisers.
-"""
+"""The state of one run, epoch by epoch: warm-up, selection (Algorithm 1), finalize; saved and restored whole."""
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,8 +14,9 @@ from .chain import MaskChain
 from .config import TrainConfig
 from .records import EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
+from .steps import Splits, evaluate, masked_step, network_step
+from .swap_check import swap_check
 
-EVAL_BATCH = 1024
 # The target's pace: reached after this share of the selection epochs, the rest to settle (`TargetPace`).
 PACE_SHARE = 0.75
 CHECKPOINT_FORMAT = 2  # the layout of `Loop.state_dict`
@@ -29,57 +25,6 @@ Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 class Stopped(Exception):
     """Raised inside the loop when `should_stop` answers True."""
-
-
-@dataclass
-class Splits:
-    """The batches a run trains on and the validation part that decides for it (never the test split)."""
-
-    x_fit: torch.Tensor
-    y_fit: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-
-
-def masked_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                optimizers: Sequence[torch.optim.Optimizer], *, lam: float, tau: float, explore: bool,
-                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of Algorithm 1's inner loop on `L = task + lam * Q`; returns `(task, Q)`, detached."""
-    masked, q = chain(x, tau=tau, explore=explore, generator=generator)  # (B, C, H, W), ()
-    task = loss_fn(model(masked), y)
-    for optimizer in optimizers:
-        optimizer.zero_grad(set_to_none=True)
-    (task + lam * q).backward()
-    for optimizer in optimizers:
-        optimizer.step()
-    return task.detach(), q.detach()
-
-
-def network_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of the network alone on the batch as the chain's noise-free mask passes it."""
-    with torch.no_grad():
-        masked, q = chain(x, tau=1.0, explore=False)
-    task = loss_fn(model(masked), y)
-    optimizer.zero_grad(set_to_none=True)
-    task.backward()
-    optimizer.step()
-    return task.detach(), q
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, chain: MaskChain, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Accuracy and mean task loss through the discrete, noise-free mask."""
-    model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=x.device)
-    loss = torch.zeros((), device=x.device)
-    for start in range(0, x.shape[0], EVAL_BATCH):
-        masked, _ = chain(x[start:start + EVAL_BATCH], tau=1.0, explore=False)
-        logits = model(masked)
-        correct += (logits.argmax(dim=1) == y[start:start + EVAL_BATCH]).sum()
-        loss += nn.functional.cross_entropy(logits, y[start:start + EVAL_BATCH], reduction="sum")
-    count = max(x.shape[0], 1)
-    return int(correct) / count, float(loss) / count
 
 
 class Loop:
@@ -98,6 +43,7 @@ class Loop:
         # What one sample costs whole (float32 values of the original channels): Q is relative to it.
         self.raw_bytes = float(np.prod(chain.input_shape) * 4)
         self.epoch, self.stopped_because = 0, "epochs"
+        self.swaps: list[tuple[int, int]] = []  # (dropped, taken) by the swap check that ended selection
         self.start_accuracy: float | None = None
         self.records: list[EpochRecord] = []
         first = "select" if config.pretrained is not None or config.warmup_epochs == 0 else "warmup"
@@ -218,8 +164,14 @@ class Loop:
         return ""
 
     def _end_selection(self, reason: str, accuracy: float) -> None:
-        """Freeze the masks and go on to finalize; `accuracy` is the last selection epoch's (under the final mask)."""
+        """The swap check, then freeze the masks and go on to finalize; `accuracy` is the last selection epoch's
+        (under the mask it ended with)."""
         self.stopped_because = reason
+        self.swaps = swap_check(self.chain, self.model, self.splits, candidates=self.config.swap_candidates,
+                                rounds=self.config.swap_rounds, lr=self.config.network_lr,
+                                batch_size=self.config.batch_size, seed=self.config.seed + 2)
+        if self.swaps:
+            accuracy, _ = evaluate(self.model, self.chain, self.splits.x_val, self.splits.y_val)
         self.chain.freeze()
         if not self.config.finalize_epochs:
             self.phase = "done"
@@ -261,7 +213,7 @@ class Loop:
     def state_dict(self) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "epoch": self.epoch, "phase": self.phase,
-            "phase_start": self.phase_start, "stopped_because": self.stopped_because,
+            "phase_start": self.phase_start, "stopped_because": self.stopped_because, "swaps": self.swaps,
             "start_accuracy": self.start_accuracy, "records": [r.state() for r in self.records],
             "model": self.model.state_dict(), "mask": self.chain.state_dict(),
             "optimizers": [o.state_dict() for o in self.optimizers], "lambda": self.lam.state_dict(),
@@ -278,6 +230,7 @@ class Loop:
                              f"{state.get('format')}, this one reads {CHECKPOINT_FORMAT}): train the run again")
         check_same_run(state["config"], self.config.to_dict())
         self.epoch, self.stopped_because = state["epoch"], state["stopped_because"]
+        self.swaps = [tuple(swap) for swap in state["swaps"]]
         self.start_accuracy = state["start_accuracy"]
         self.records = [EpochRecord.from_state(r) for r in state["records"]]
         self.model.load_state_dict(state["model"])

@@ -22,9 +22,10 @@ from torch import nn
 from .chain import MaskChain, build_chain, spec_problem
 from .config import TrainConfig
 from .data import DataError, TensorDataset, stratified_indices
-from .loop import Loop, Splits, Stopped, evaluate
+from .loop import Loop, Stopped
 from .models import create_model
 from .records import EpochRecord
+from .steps import Splits, evaluate
 from .transfer import transfer_summary
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -44,6 +45,7 @@ class TrainResult:
     test_accuracy: float | None = None  # the model written, on the test split, which nothing else looks at
     transfer: dict[str, Any] = field(default_factory=dict)  # bytes of the final mask on the test set
     warnings: list[str] = field(default_factory=list)
+    swaps: list[tuple[int, int]] = field(default_factory=list)  # (dropped, taken) by the swap check
 
     @property
     def selected(self) -> np.ndarray:
@@ -62,6 +64,7 @@ class TrainResult:
             "start_accuracy": self.start_accuracy,
             "fraction": self.fraction,
             "epochs_per_phase": dict(Counter(r.phase for r in self.records)),
+            "swaps": [list(swap) for swap in self.swaps],
             "warnings": list(self.warnings),
         }
 
@@ -150,6 +153,7 @@ def train(
         result.stopped_because = "cancelled"
     result.records = list(loop.records)
     result.start_accuracy = loop.start_accuracy or 0.0
+    result.swaps = list(loop.swaps)
     model.eval()
     if result.records and result.stopped_because != "cancelled":
         result.test_accuracy = evaluate(model, chain, prepared.x_test.to(device), prepared.y_test.to(device))[0]

@@ -131,48 +131,6 @@ def test_a_selector_can_hand_over_its_jointly_trained_predictors() -> None:
     assert peers.select(with_network, x, y, [1], 0)[1][0] == [0]  # without ``joint`` the networks are dropped
 
 
-def test_masksel_joint_predictor_keeps_only_the_chosen_pixels() -> None:
-    from benchmarks.masksel_selector import Path, joint_predictor
-    from masksel_core import TensorDataset
-
-    seen = []
-
-    class Spy(torch.nn.Module):
-        def forward(self, z: torch.Tensor) -> torch.Tensor:
-            seen.append(z.clone())
-            return torch.stack((z.sum(dim=(1, 2, 3)), -z.sum(dim=(1, 2, 3))), dim=1)
-
-    images = torch.zeros(2, 1, 4, 4)
-    path = Path([], {}, TensorDataset("px", images, torch.zeros(2, dtype=torch.long), images,
-                                      torch.zeros(2, dtype=torch.long), 2, ["c0"]), by_channel=False)
-    predict = joint_predictor(Spy(), path.input_mask([0, 5]))
-    assert predict(np.ones((3, 16), dtype=np.float32)).tolist() == [0, 0, 0]
-    assert seen[0].shape == (3, 1, 4, 4) and seen[0].reshape(3, 16)[0].nonzero().flatten().tolist() == [0, 5]
-
-
-def test_quality_protocol_helpers() -> None:
-    from benchmarks.quality import channel_task, evaluate_pixels
-
-    x, y, groups = channel_task(0)
-    assert x.shape[1] == 8 * 32 and len(groups) == 8 and len(x) == len(y)
-    top = x[:, :32]
-    assert 0.05 < np.std(x[:, 64:96] - top) < 0.15 and 0.05 < np.std(x[:, 96:128] - top) < 0.15
-    assert not np.allclose(x[:, 64:96], x[:, 96:128])  # the two noisy copies have their own noise
-    assert evaluate_pixels(range(64), seed=0, epochs=2) > 0.5
-    assert evaluate_pixels([], seed=0, epochs=1) < 0.2  # nothing to see: chance level
-
-
-def test_masksel_ranks_elements_by_how_long_they_survive_the_lambda_path() -> None:
-    import numpy as np
-
-    from benchmarks.masksel_selector import survival_ranking
-
-    path = [np.array(m, dtype=bool) for m in ([1, 1, 1, 1], [1, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 0], [0, 0, 0, 0])]
-    assert survival_ranking(path) == [2, 3, 0, 1]
-    # a tie in the last epoch goes to the element selected more often, then to the lower index
-    assert survival_ranking([np.array([0, 1, 1]), np.array([1, 1, 1])]) == [1, 2, 0]
-
-
 def test_jpeg_task_helpers_price_and_assemble_each_policy() -> None:
     from benchmarks import jpeg_task
 
@@ -194,44 +152,81 @@ def test_jpeg_task_helpers_price_and_assemble_each_policy() -> None:
     assert jpeg_task.mix_choice(per_channel, jpeg_task.cost(per_channel, (0,) * 4), seed=0) == (0,) * 4
 
 
-def test_masksel_swap_check_trades_a_noisy_copy_for_the_clean_channel() -> None:
-    """The path kept a noisy copy (channel 1) of the clean channel 0 by chance: the swap check with a network
-    warm-started at k elements finds the clean one; with nothing better in the pool, it keeps what it has."""
-    from benchmarks.masksel_selector import Path, swap_refine
-    from masksel_core import TensorDataset
+def test_masksel_joint_predictor_keeps_only_the_chosen_pixels() -> None:
+    from benchmarks.masksel_selector import joint_predictor
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            seen.append(z.clone())
+            return torch.stack((z.sum(dim=(1, 2, 3)), -z.sum(dim=(1, 2, 3))), dim=1)
+
+    keep = torch.zeros(1, 4, 4)
+    keep.view(-1)[[0, 5]] = 1.0
+    predict = joint_predictor(Spy(), keep)
+    assert predict(np.ones((3, 16), dtype=np.float32)).tolist() == [0, 0, 0]
+    assert seen[0].shape == (3, 1, 4, 4) and seen[0].reshape(3, 16)[0].nonzero().flatten().tolist() == [0, 5]
+
+
+def test_masksel_chooses_at_most_k_and_finds_the_informative_channels() -> None:
+    from benchmarks.masksel_selector import masksel
 
     rng = np.random.default_rng(0)
-
-    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        labels = rng.integers(0, 2, size=n)
-        clean = (labels[:, None] * 2.0 - 1.0) + rng.normal(0.0, 0.3, size=(n, 4))
-        x = np.stack([clean, clean + rng.normal(0.0, 2.0, size=(n, 4)), rng.normal(size=(n, 4))], axis=1)
-        return torch.as_tensor(x[:, :, None, :], dtype=torch.float32), torch.as_tensor(labels)
-
-    (x_fit, y_fit), (x_val, y_val) = split(400), split(200)
-    data = TensorDataset("swap", x_fit, y_fit, x_val, y_val, 2, ["clean", "copy", "noise"])
-    torch.manual_seed(0)
-    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-    path = Path(masks=[], snapshots={1: network}, data=data, by_channel=True)
-    assert path.input_mask([1]).shape == (3, 1, 4) and path.input_mask([1])[:, 0, 0].tolist() == [0.0, 1.0, 0.0]
-    assert swap_refine(path, 1, [1, 0, 2], seed=0, epochs=3) == [0]
-    assert swap_refine(path, 1, [0, 2, 1], seed=0, epochs=3, candidates=1) == [0]  # pure noise is no better
-    assert swap_refine(path, 3, [0, 1, 2], seed=0) == [0, 1, 2]  # no candidates left: nothing to swap
+    y = rng.integers(0, 2, size=300)
+    informative = (y[:, None] * 2.0 - 1.0) + rng.normal(0.0, 0.3, size=(300, 4))
+    x = np.concatenate([rng.normal(size=(300, 4)), informative, rng.normal(size=(300, 8))], axis=1).astype(np.float32)
+    groups = [list(range(4 * g, 4 * g + 4)) for g in range(4)]  # 4 channels of 4 values; channel 1 has the class
+    answers = masksel(x, y, (1,), 0, groups=groups, epochs=40, warmup_epochs=3, finalize_epochs=2)
+    assert answers[1] == [1] and answers.joint == {}
 
 
-def test_goal_check_compares_masksel_with_the_best_peer_in_pooled_standard_deviations(capsys) -> None:  # type: ignore[no-untyped-def]
-    from benchmarks.quality import print_goal
+def test_the_corrected_t_widens_the_interval_for_overlapping_training_sets() -> None:
+    from benchmarks.protocol import compare
 
-    accuracy = {
-        "random": {4: [0.99, 0.98], 8: [0.99, 0.98], 16: [0.99, 0.98]},  # never the peer to beat
-        "variance": {4: [0.60, 0.62], 8: [0.80, 0.82], 16: [0.95, 0.95]},
-        "stg": {4: [0.50, 0.52], 8: [0.84, 0.86], 16: [0.90, 0.90]},
-        "masksel": {4: [0.64, 0.66], 8: [0.85, 0.85], 16: [0.90, 0.92]},
-        "masksel[no-swap]": {4: [0.99, 0.99], 8: [0.99, 0.99], 16: [0.99, 0.99]},
-    }
-    print_goal(accuracy, [4, 8, 16])
-    lines = capsys.readouterr().out.splitlines()
-    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| k=")}
-    assert "variance" in rows["k=4"] and rows["k=4"].rstrip(" |").endswith("ahead")
-    assert "stg" in rows["k=8"] and rows["k=8"].rstrip(" |").endswith("level")
-    assert "variance" in rows["k=16"] and rows["k=16"].rstrip(" |").endswith("behind")
+    a, b = [0.80, 0.82, 0.81, 0.83, 0.80], [0.78, 0.79, 0.80, 0.80, 0.79]
+    c = compare(a, b, test_share=0.2)
+    diffs = np.subtract(a, b)
+    naive = diffs.std(ddof=1) / np.sqrt(5)
+    assert c.mean == pytest.approx(diffs.mean())
+    corrected = np.sqrt((1 / 5 + 0.25) * diffs.var(ddof=1))
+    assert (c.high - c.mean) == pytest.approx(2.776 * corrected, rel=1e-3) and corrected > naive
+    assert c.verdict == "ahead" and compare(b, a).verdict == "behind"
+    assert compare([0.5, 0.6], [0.6, 0.5]).verdict == "level"
+    assert compare([0.7, 0.7], [0.7, 0.7]).p == 1.0
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order() -> None:
+    from benchmarks.protocol import holm
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_the_area_is_the_mean_accuracy_over_the_log_budget_range() -> None:
+    from benchmarks.protocol import area
+
+    assert area([10, 20, 40], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    assert area([10, 20, 40], [0.4, 0.6, 0.6]) == pytest.approx(0.55)
+    assert area([8], [0.7]) == 0.7
+
+
+def test_folds_are_stratified_disjoint_and_the_same_every_time() -> None:
+    from benchmarks.protocol import folds
+
+    y = np.repeat(np.arange(3), 20)
+    first, again = folds(y), folds(y)
+    assert len(first) == 10 and all(np.array_equal(a.test, b.test) for a, b in zip(first, again, strict=True))
+    for fold in first:
+        assert not set(fold.train) & set(fold.test) and len(fold.train) + len(fold.test) == 60
+        assert np.bincount(y[fold.test]).tolist() == [4, 4, 4]
+
+
+def test_the_retrain_sees_only_the_kept_features() -> None:
+    from benchmarks.protocol import load, retrain_accuracy
+
+    x, y, shape = load("digits")
+    assert x.shape == (1797, 64) and shape == (1, 8, 8)
+    every = retrain_accuracy(x[:1200], y[:1200], x[1200:], y[1200:], range(64), 0)
+    nothing = retrain_accuracy(x[:1200], y[:1200], x[1200:], y[1200:], [], 0)
+    assert every > 0.9 and nothing < 0.2

@@ -76,8 +76,10 @@ def test_finalize_writes_the_best_validation_epoch_and_the_last_row_describes_it
     select = [r for r in result.records if r.phase == "select"]
     best = max([select[-1].val_accuracy] + [r.val_accuracy for r in final])
     assert result.records[-1].val_accuracy == best  # the written model's row closes the run
-    assert all(np.array_equal(r.selected, select[-1].selected) for r in final)  # the mask is frozen
-    from masksel_core.loop import evaluate
+    assert all(np.array_equal(r.selected, result.selected) for r in final)  # the mask is frozen
+    changed = int((select[-1].selected != result.selected).sum())
+    assert changed == 2 * len(result.swaps)  # only the swap check that ends selection changes it
+    from masksel_core.steps import evaluate
 
     splits = split_validation(load_digits(), config.val_share, config.seed)
     assert evaluate(result.model, result.mask, splits.x_val, splits.y_val)[0] == pytest.approx(best)
@@ -139,7 +141,7 @@ def test_target_fraction_stops_early_then_finalize_trains_the_frozen_mask(
     select = [r for r in result.records if r.phase == "select"]
     final = [r for r in result.records if r.phase in ("finalize", "final")]
     assert len(select) < 40 and select[-1].fraction <= 0.3 and len(final) >= 2
-    assert all(np.array_equal(r.selected, select[-1].selected) for r in final)
+    assert all(np.array_equal(r.selected, result.selected) for r in final) and result.fraction <= 0.3
 
 
 def test_a_target_is_reached_within_the_epochs_even_from_a_tiny_lambda() -> None:
@@ -259,7 +261,7 @@ def test_a_cancelled_warm_up_keeps_its_best_network() -> None:
     batches = -(-len(splits.y_fit) // FAST["batch_size"])
     result = train(TrainConfig(mask_type="pixel-any", model="mlp", epochs=2, **{**FAST, "warmup_epochs": 10}), data,
                    should_stop=lambda: bool(calls.append(1)) or len(calls) > 3 * batches + 5)
-    from masksel_core.loop import evaluate
+    from masksel_core.steps import evaluate
 
     assert result.stopped_because == "cancelled" and len(result.records) == 3
     best = max(r.val_accuracy for r in result.records)

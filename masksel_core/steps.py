@@ -1,0 +1,67 @@
+"""One training step and one evaluation, written once for every phase of a run.
+
+A step is what any PyTorch training step is: mask the batch, compute the task loss and Q,
+`(task + lambda * Q).backward()`, step the network's and the masks' `torch.optim` optimisers.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .chain import MaskChain
+
+EVAL_BATCH = 1024
+
+
+@dataclass
+class Splits:
+    """The batches a run trains on and the validation part that decides for it (never the test split)."""
+
+    x_fit: torch.Tensor
+    y_fit: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def masked_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                optimizers: Sequence[torch.optim.Optimizer], *, lam: float, tau: float, explore: bool,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of Algorithm 1's inner loop on `L = task + lam * Q`; returns `(task, Q)`, detached."""
+    masked, q = chain(x, tau=tau, explore=explore, generator=generator)  # (B, C, H, W), ()
+    task = loss_fn(model(masked), y)
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    (task + lam * q).backward()
+    for optimizer in optimizers:
+        optimizer.step()
+    return task.detach(), q.detach()
+
+
+def network_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the network alone on the batch as the chain's noise-free mask passes it."""
+    with torch.no_grad():
+        masked, q = chain(x, tau=1.0, explore=False)
+    task = loss_fn(model(masked), y)
+    optimizer.zero_grad(set_to_none=True)
+    task.backward()
+    optimizer.step()
+    return task.detach(), q
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, chain: MaskChain, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Accuracy and mean task loss through the discrete, noise-free mask."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    loss = torch.zeros((), device=x.device)
+    for start in range(0, x.shape[0], EVAL_BATCH):
+        masked, _ = chain(x[start:start + EVAL_BATCH], tau=1.0, explore=False)
+        logits = model(masked)
+        correct += (logits.argmax(dim=1) == y[start:start + EVAL_BATCH]).sum()
+        loss += nn.functional.cross_entropy(logits, y[start:start + EVAL_BATCH], reduction="sum")
+    count = max(x.shape[0], 1)
+    return int(correct) / count, float(loss) / count
