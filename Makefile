@@ -4,11 +4,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-REQ_FILES := requirements.txt requirements-nodeps.txt
+REQ_FILES := requirements.txt requirements-nodeps.txt requirements-dev.txt
 REQ_HASH := $(shell cat $(REQ_FILES) | $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])")
-STAMP := $(VENV)/.installed-$(REQ_HASH)
+# What the service needs at run time (what the image installs), then the test and lint tools on top.
+STAMP := $(VENV)/.installed-run-$(REQ_HASH)
+DEV_STAMP := $(VENV)/.installed-dev-$(REQ_HASH)
 
-.PHONY: run test test-postgres lint vendor clean-venv
+.PHONY: run test test-fast test-postgres lint vendor clean-venv
 
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,14 +20,24 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
 run: $(STAMP)
 	$(PY) -m webapp.launcher
 
-test: $(STAMP)
+# The whole suite, real Redis, Celery, ASGI server and Chromium included; the 15 slowest tests at the end.
+test: $(DEV_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
-lint: $(STAMP)
+# Everything that needs no service stack and no browser (the e2e and browser marks), for the edit-test loop.
+test-fast: $(DEV_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 
 # Refresh the vendored front-end libraries from the npm registry (needs node; the result is committed).
@@ -39,5 +51,5 @@ clean-venv:
 
 # The service's tests again on PostgreSQL (DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/test;
 # pytest-django creates and drops its own test_* database there).
-test-postgres: $(STAMP)
+test-postgres: $(DEV_STAMP)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest tests/jobs $(PYTEST_ARGS)

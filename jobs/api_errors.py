@@ -10,6 +10,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
 
+from .errors import NotFound, ServiceError
+
 
 def _flatten(detail: Any) -> str:
     if isinstance(detail, dict):
@@ -20,8 +22,6 @@ def _flatten(detail: Any) -> str:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    from .services import ServiceError
-
     if isinstance(exc, ServiceError):
         return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, RequestDataTooBig):
@@ -30,7 +30,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                         status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, SuspiciousOperation):
         return Response({"error": f"request refused: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, Http404):
+    if isinstance(exc, (NotFound, Http404)):
         return Response({"error": str(exc) or "not found"}, status=status.HTTP_404_NOT_FOUND)
     response = drf_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):

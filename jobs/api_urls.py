@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import re
+
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
-from . import api
+from . import api, downloads
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token),
@@ -21,6 +23,6 @@ urlpatterns = [
     path("runs/<int:run_id>/", api.RunDetail.as_view()),
     path("runs/<int:run_id>/metrics/", api.RunMetrics.as_view()),
     path("runs/<int:run_id>/cancel/", api.RunCancel.as_view()),
-    re_path(r"^runs/(?P<run_id>\d+)/(?P<name>mask\.json|mask\.npy|mask\.png|model\.pt|model\.ts|metrics\.csv|config\.json|summary\.json|bundle\.zip)$",
+    re_path(rf"^runs/(?P<run_id>\d+)/(?P<name>{'|'.join(re.escape(name) for name in downloads.NAMES)})$",
             api.RunDownload.as_view()),
 ]

@@ -1,7 +1,8 @@
 """`/ws/runs/<id>/`: the DB snapshot right after accepting, then the live epochs and statuses.
 
-The consumer joins the group *before* reading the snapshot, so nothing broadcast in between is
-lost; epochs the snapshot already held are skipped, so nothing arrives twice.
+The consumer checks that the caller may see the run, joins its group, and only then reads the
+snapshot, so nothing broadcast in between is lost (and nothing of another user's run is ever queued
+for it); epochs the snapshot already held are skipped, so nothing arrives twice.
 """
 from __future__ import annotations
 
@@ -11,16 +12,26 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from .progress import group_name
-from .selectors import run_snapshot, runs_visible_to
+from .selectors import epoch_message, runs_visible_to
+from .serializers import RunSerializer
 
 CLOSE_UNAUTHORISED = 4401
 CLOSE_NOT_FOUND = 4404
 
 
 @database_sync_to_async
+def _visible(user: Any, run_id: int) -> bool:
+    return runs_visible_to(user).filter(pk=run_id).exists()
+
+
+@database_sync_to_async
 def _snapshot_for(user: Any, run_id: int) -> dict[str, Any] | None:
-    run = runs_visible_to(user).filter(pk=run_id).first()
-    return run_snapshot(run) if run else None
+    """Everything a late or reconnecting client needs before the live stream: the run and every epoch so far."""
+    run = runs_visible_to(user).select_related("dataset").filter(pk=run_id).first()
+    if run is None:
+        return None
+    rows = list(run.epochs.order_by("epoch"))
+    return {"type": "snapshot", "run": RunSerializer(run).data, "epochs": [epoch_message(run, row) for row in rows]}
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
@@ -33,9 +44,12 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHORISED)
             return
+        if not await _visible(user, self.run_id):
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
         await self.channel_layer.group_add(self.group, self.channel_name)
         snapshot = await _snapshot_for(user, self.run_id)
-        if snapshot is None:
+        if snapshot is None:  # deleted in the meantime
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.close(code=CLOSE_NOT_FOUND)
             return

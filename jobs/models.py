@@ -78,6 +78,7 @@ class Run(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="runs")
     config = models.JSONField()
+    name = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     epoch = models.PositiveIntegerField(default=0)
     total_epochs = models.PositiveIntegerField(default=0)
@@ -95,6 +96,8 @@ class Run(models.Model):
     phase = models.CharField(max_length=16, blank=True, default="")
     test_accuracy = models.FloatField(null=True, blank=True)
     warnings = models.JSONField(default=list, blank=True)
+    # The run whose network this one started from (`pretrained_run`); its weights were copied at submission.
+    pretrained_from = models.PositiveIntegerField(null=True, blank=True)
     notes = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -129,6 +132,11 @@ class Run(models.Model):
     @property
     def artifact_dir(self) -> Any:
         return settings.MEDIA_ROOT / "runs" / str(self.pk)
+
+    @property
+    def pretrained_path(self) -> Any:
+        """Where the weights of `pretrained_from` were copied when this run was submitted."""
+        return self.artifact_dir / "pretrained.pt"
 
 
 class EpochMetric(models.Model):

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from . import services
+from .devices import this_device
 
 log = logging.getLogger(__name__)
 _started = threading.Event()
@@ -30,28 +31,17 @@ def _loop(stop: threading.Event, name: str) -> None:
     while not stop.wait(min(settings.MASKSEL_STALE_SECONDS / 2, 5.0)):
         try:
             close_old_connections()
-            services.worker_report(name, device=_device())
+            services.worker_report(name, device=this_device())
             recover_once()
         except Exception:  # noqa: BLE001 - the sweeper must outlive a database hiccup
             log.exception("worker report or stale-run recovery failed; trying again later")
-
-
-def _device() -> dict[str, object]:
-    import torch
-
-    from .training import device_label
-
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        return {"device": device_label(torch.device("cuda")), "gpu_memory_mb": props.total_memory // 2**20}
-    return {"device": "cpu", "gpu_memory_mb": None}
 
 
 def start_recovery_thread(name: str = "") -> threading.Event:
     """Report this worker and recover now, then keep doing both in a daemon thread (once per process)."""
     stop = threading.Event()
     if name:
-        services.worker_report(name, device=_device())
+        services.worker_report(name, device=this_device())
     recover_once()
     if not _started.is_set():
         _started.set()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,12 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
-from django.http import Http404
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from .models import PRIORITY_RANGE, QUEUE_ORDER, Dataset, EpochMetric, Run
+from .errors import NotFound, ServiceError
+from .models import PRIORITY_RANGE, QUEUE_ORDER, Dataset, EpochMetric, MaskConfig, Run, RunStatus, WorkerNode
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -27,19 +29,23 @@ def runs_visible_to(user: User) -> QuerySet[Run]:
     return Run.objects.filter(owner_id=user.pk).select_related("dataset")
 
 
+def mask_configs_of(user: User) -> QuerySet[MaskConfig]:
+    return MaskConfig.objects.filter(owner=user)
+
+
 def run_get(user: User, run_id: int | str) -> Run:
     """The run if this user may see it; 404 otherwise, so other users' ids stay unknown."""
     try:
         return runs_visible_to(user).get(pk=int(run_id))
     except (Run.DoesNotExist, ValueError, TypeError):
-        raise Http404("no such run") from None
+        raise NotFound("no such run") from None
 
 
 def dataset_get(user: User, dataset_id: int | str) -> Dataset:
     try:
         return datasets_visible_to(user).get(pk=int(dataset_id))
     except (Dataset.DoesNotExist, ValueError, TypeError):
-        raise Http404("no such dataset") from None
+        raise NotFound("no such dataset") from None
 
 
 def mask_payload(mask_type: str, input_shape: list[int], shape: list[int], selected_bits: bytes,
@@ -64,57 +70,8 @@ def epoch_message(run: Run, row: EpochMetric) -> dict[str, Any]:
     }
 
 
-def run_worker_lost(run: Run) -> bool:
-    """Running, but its worker has not renewed the lease for longer than the stale limit."""
-    if run.status != "running" or run.heartbeat_at is None:
-        return False
-    return run.heartbeat_at < timezone.now() - timedelta(seconds=settings.MASKSEL_STALE_SECONDS)
-
-
-def run_summary(run: Run, *, with_latest: bool = True) -> dict[str, Any]:
-    """The run as the REST API and the websocket snapshot show it (lists leave out `latest`: one query less per run)."""
-    latest = run.epochs.order_by("-epoch").first() if with_latest else None
-    return {
-        "id": run.pk,
-        "status": run.status,
-        "epoch": run.epoch,
-        "total_epochs": run.total_epochs,
-        "dataset": run.dataset_id,
-        "dataset_name": run.dataset.name,
-        "mask_type": run.mask_type,
-        "model": run.model_name,
-        "config": run.config,
-        "error": run.error,
-        "worker": run.worker,
-        "device": run.device,
-        "fraction": run.fraction,
-        "val_accuracy": run.val_accuracy,
-        "best_accuracy": run.best_accuracy,
-        "phase": run.phase,
-        "test_accuracy": run.test_accuracy,
-        "warnings": run.warnings,
-        "created_at": run.created_at.isoformat() if run.created_at else None,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
-        "tags": run.tags,
-        "notes": run.notes,
-        "attempts": run.attempts,
-        "worker_lost": run_worker_lost(run),
-        "retries": run.retries,
-        "priority": run.priority,
-        "latest": latest.metrics() if latest else None,
-    }
-
-
 def run_metrics(run: Run) -> list[dict[str, Any]]:
     return [row.metrics() for row in run.epochs.order_by("epoch")]
-
-
-def run_snapshot(run: Run) -> dict[str, Any]:
-    """Everything a late or reconnecting client needs before the live stream."""
-    rows = list(run.epochs.order_by("epoch"))
-    return {"type": "snapshot", "run": run_summary(run), "epochs": [epoch_message(run, row) for row in rows]}
 
 
 def epoch_selected(run: Run, epoch: int | None) -> tuple[np.ndarray, float, int]:
@@ -122,7 +79,7 @@ def epoch_selected(run: Run, epoch: int | None) -> tuple[np.ndarray, float, int]
     rows = run.epochs.order_by("-epoch")
     row = rows.filter(epoch=epoch).first() if epoch is not None else rows.first()
     if row is None:
-        raise Http404("no such epoch" if epoch is not None else "this run has no epoch yet")
+        raise NotFound("no such epoch" if epoch is not None else "this run has no epoch yet")
     return row.selected(), row.fraction, row.epoch
 
 
@@ -133,17 +90,25 @@ def runs_by_ids(user: User, ids: list[int], *, with_epochs: bool = False) -> lis
     found = {run.pk: run for run in (runs.prefetch_related("epochs") if with_epochs else runs)}
     missing = [i for i in wanted if i not in found]
     if missing:
-        raise Http404(f"no such run: {', '.join(map(str, missing))}")
+        raise NotFound(f"no such run: {', '.join(map(str, missing))}")
     return [found[i] for i in wanted]
+
+
+def parse_run_ids(value: Any, name: str) -> list[int]:
+    """Run ids as a request gives them, `"1,2,3"` in a query or `[1, 2, 3]` in a body, checked in one way for
+    every endpoint: anything else is refused with a message that names the parameter."""
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if parts and all(part.isdigit() for part in parts):
+            return [int(part) for part in parts]
+    elif isinstance(value, list) and value and all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        return list(value)
+    raise ServiceError(f"{name} must be a non-empty list of run ids (e.g. 1,2,3), got {value!r}")
 
 
 def runs_for_compare(user: User, ids_text: str) -> list[Run]:
     """The runs named in `?runs=1,2,3` that this user may see, in the order given."""
-    try:
-        ids = [int(part) for part in ids_text.split(",") if part.strip()]
-    except ValueError:
-        raise Http404("runs must be a comma-separated list of run ids") from None
-    return runs_by_ids(user, ids, with_epochs=True)
+    return runs_by_ids(user, parse_run_ids(ids_text, "runs"), with_epochs=True)
 
 
 def config_differences(runs: list[Run]) -> list[tuple[str, list[Any]]]:
@@ -169,37 +134,16 @@ def compare_payload(runs: list[Run]) -> list[dict[str, Any]]:
     return out
 
 
-PREVIEW_CHANNELS = 8
 
 
-def dataset_preview(dataset: Dataset) -> dict[str, Any]:
-    """The first training sample of every class, each channel as 8-bit grey (base64), for the page.
+def dataset_preview_cached(dataset: Dataset) -> dict[str, Any] | None:
+    """The preview `services.dataset_preview` made and kept for this data set, if it did."""
+    path = preview_path(dataset)
+    return json.loads(path.read_text()) if path.is_file() else None
 
-    Computed once per data set and kept next to the media files: loading a data set can take a second.
-    """
-    import json
 
-    cache = Path(settings.MEDIA_ROOT) / "previews" / f"{dataset.pk}.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    import masksel_core
-
-    data = masksel_core.load_dataset(dataset.source)
-    samples = []
-    for label in range(data.num_classes):
-        index = int((data.y_train == label).nonzero()[0][0]) if (data.y_train == label).any() else None
-        if index is None:
-            continue
-        x = data.x_train[index][:PREVIEW_CHANNELS].numpy()  # (C, H, W)
-        low, high = float(x.min()), float(x.max())
-        scaled = ((x - low) / (high - low) * 255 if high > low else x * 0).astype(np.uint8)
-        samples.append({"label": label, "channels": [base64.b64encode(c.tobytes()).decode("ascii") for c in scaled]})
-    preview = {"height": data.input_shape[1], "width": data.input_shape[2],
-               "channel_names": data.channel_names[:PREVIEW_CHANNELS], "channels_total": data.input_shape[0],
-               "samples": samples}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(preview))
-    return preview
+def preview_path(dataset: Dataset) -> Path:
+    return Path(settings.MEDIA_ROOT) / "previews" / f"{dataset.pk}.json"
 
 
 RUNS_PER_PAGE = 50
@@ -211,8 +155,6 @@ def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
     A fixed number of queries whatever the page size: the count, the page (with its data set
     joined) and nothing per row; every column is a field of the run row.
     """
-    from django.core.paginator import Paginator
-
     filters = {key: str(params.get(key, "")).strip() for key in ("status", "dataset", "mask", "tag", "q")}
     runs = runs_visible_to(user)
     if filters["status"]:
@@ -235,25 +177,26 @@ def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
 
 
 def workers_and_queue(user: User) -> dict[str, Any]:
-    """Workers seen lately (up, or lost when silent past the stale limit) and the user's queued runs in order."""
-    from .models import WorkerNode
-
-    cutoff = timezone.now() - timedelta(seconds=max(settings.MASKSEL_STALE_SECONDS, 30))
-    workers = list(WorkerNode.objects.filter(last_seen__gte=timezone.now() - timedelta(hours=24))
-                   .select_related("current_run"))
-    for worker in workers:
-        worker.state = "stopped" if worker.stopped else ("up" if worker.last_seen >= cutoff else "lost")
-        # Runs are private: another user's run shows as busy, without its id.
-        run = worker.current_run
-        worker.visible_run = run if run is not None and run.owner_id == user.pk else None
-    # The whole queue's order decides when a run starts; the user sees their own runs' places in it.
-    queued = list(runs_visible_to(user).filter(status="queued").select_related("dataset").order_by(*QUEUE_ORDER))
+    """Workers seen lately (up, stopped, or lost when silent past the stale limit) and the user's queued runs with
+    their places in the whole queue (whose order decides when a run starts). Another user's run shows as busy,
+    without its id: runs are private."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=max(settings.MASKSEL_STALE_SECONDS, 30))
+    workers = [
+        {"name": w.name, "device": w.device, "gpu_memory_mb": w.gpu_memory_mb, "queue": w.queue,
+         "last_seen": w.last_seen, "busy": w.current_run_id is not None,
+         "state": "stopped" if w.stopped else ("up" if w.last_seen >= cutoff else "lost"),
+         "run": w.current_run_id if w.current_run is not None and w.current_run.owner_id == user.pk else None}
+        for w in WorkerNode.objects.filter(last_seen__gte=now - timedelta(hours=24)).select_related("current_run")
+    ]
+    queued = list(runs_visible_to(user).filter(status=RunStatus.QUEUED).select_related("dataset")
+                  .order_by(*QUEUE_ORDER))
+    places: dict[int, int] = {}
     if queued:
-        order = Run.objects.filter(status="queued").order_by(*QUEUE_ORDER).values_list("pk", flat=True)
-        place = {pk: i for i, pk in enumerate(order, start=1)}
-        for run in queued:
-            run.place = place.get(run.pk)
-    return {"workers": workers, "queued": queued, "priority_range": PRIORITY_RANGE}
+        order = Run.objects.filter(status=RunStatus.QUEUED).order_by(*QUEUE_ORDER).values_list("pk", flat=True)
+        places = {pk: i for i, pk in enumerate(order, start=1)}
+    return {"workers": workers, "queued": [{"run": run, "place": places.get(run.pk)} for run in queued],
+            "priority_range": PRIORITY_RANGE}
 
 
 def run_transfer(run: Run) -> dict[str, Any] | None:
@@ -262,8 +205,6 @@ def run_transfer(run: Run) -> dict[str, Any] | None:
     The curve: each epoch's accuracy against its mask's bytes per sample, estimated as Q x the raw
     size (exact for plain masks; for JPEG chains only when Q is priced in measured bytes).
     """
-    import json
-
     path = Path(run.artifact_dir) / "transfer.json"
     if not run.is_final or not path.is_file():
         return None
@@ -277,3 +218,22 @@ def run_transfer(run: Run) -> dict[str, Any] | None:
               for e, f, a in run.epochs.order_by("epoch").values_list("epoch", "fraction", "val_accuracy")]
     return {**summary, "curve": points if in_bytes else [], "curve_in_bytes": in_bytes}
 
+
+def next_queued_run_id() -> int | None:
+    """The queued run a free worker should take: highest priority first, then the oldest."""
+    return Run.objects.filter(status=RunStatus.QUEUED).order_by(*QUEUE_ORDER).values_list("pk", flat=True).first()
+
+
+def storage_used(owner: Any) -> int:
+    """Bytes a user's uploads and run artifacts take on disk."""
+    datasets = Dataset.objects.filter(owner=owner).aggregate(total=Sum("size_bytes"))["total"] or 0
+    runs = Run.objects.filter(owner=owner).aggregate(total=Sum("artifact_bytes"))["total"] or 0
+    return int(datasets + runs)
+
+
+def run_holds_lease(run_id: int, *, worker: str) -> bool:
+    return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=worker).exists()
+
+
+def run_is_cancelled(run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id, status=RunStatus.CANCELLED).exists()

@@ -5,6 +5,8 @@ writes rows on its own, so the rules (validation, ownership, broadcast after com
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import tempfile
@@ -13,23 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from celery import current_app
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F, Sum, Value
+from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest
-from django.http import Http404
 from django.utils import timezone
 
 import masksel_core
 from masksel_core import ConfigError, DataError, TrainConfig
+from masksel_core.datasets import builtin_summary
 
 from . import progress
+from .errors import NotFound, ServiceError, public_text
 from .models import (
     FINAL_STATUSES,
     PRIORITY_RANGE,
-    QUEUE_ORDER,
     Dataset,
     EpochMetric,
     MaskConfig,
@@ -37,18 +41,12 @@ from .models import (
     RunStatus,
     WorkerNode,
 )
-from .selectors import dataset_get, epoch_message
-
-
-class ServiceError(ValueError):
-    """A request that cannot be carried out; the message is shown to the user as is."""
+from .selectors import dataset_get, dataset_preview_cached, epoch_message, preview_path, storage_used
 
 
 def dataset_seed_builtins() -> list[Dataset]:
     """Create the rows of the built-in data sets once (idempotent)."""
     rows = []
-    from masksel_core.datasets import builtin_summary
-
     for name in masksel_core.BUILTINS:
         row = Dataset.objects.filter(builtin=name).first()
         if row is None:
@@ -59,6 +57,39 @@ def dataset_seed_builtins() -> list[Dataset]:
             )
         rows.append(row)
     return rows
+
+
+PREVIEW_CHANNELS = 8  # at most this many channels per sample on the data set's page
+
+
+def dataset_preview(dataset: Dataset) -> dict[str, Any]:
+    """The first training sample of every class, each channel as 8-bit grey (base64), for the page.
+
+    Computed once per data set and kept next to the media files: loading a data set can take a second.
+    """
+    cached = dataset_preview_cached(dataset)
+    if cached is not None:
+        return cached
+    try:
+        data = masksel_core.load_dataset(dataset.source)
+    except DataError as exc:
+        raise ServiceError(f"data set {dataset.name!r} cannot be read: {public_text(str(exc))}") from None
+    samples = []
+    for label in range(data.num_classes):
+        members = (data.y_train == label).nonzero()
+        if len(members) == 0:
+            continue
+        x = data.x_train[int(members[0][0])][:PREVIEW_CHANNELS].numpy()  # (C, H, W)
+        low, high = float(x.min()), float(x.max())
+        scaled = ((x - low) / (high - low) * 255 if high > low else x * 0).astype(np.uint8)
+        samples.append({"label": label, "channels": [base64.b64encode(c.tobytes()).decode("ascii") for c in scaled]})
+    preview = {"height": data.input_shape[1], "width": data.input_shape[2],
+               "channel_names": data.channel_names[:PREVIEW_CHANNELS], "channels_total": data.input_shape[0],
+               "samples": samples}
+    path = preview_path(dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(preview))
+    return preview
 
 
 def dataset_create(*, owner: Any, name: str, upload: UploadedFile) -> Dataset:
@@ -100,6 +131,9 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
         raise ServiceError("dataset is required")
     dataset_id = options.pop("dataset")
     priority = _parse_priority(options.pop("priority", 0))
+    annotations = _annotations({key: options.pop(key) for key in ("name", "tags", "notes") if key in options})
+    if tags is not None:  # a sweep's tag comes first
+        annotations = {**annotations, **_annotations({"tags": [*tags, *annotations.get("tags", [])]})}
     if "mask_config" in options:
         # A saved configuration fills in what the request leaves out.
         options = {**mask_config_get(owner, options.pop("mask_config")).config, **options}
@@ -107,8 +141,11 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
         raise ServiceError("dataset must be a dataset id")
     try:
         dataset = dataset_get(owner, dataset_id)
-    except Http404:
+    except NotFound:
         raise ServiceError(f"no dataset with id {dataset_id!r}") from None
+    if options.pop("pretrained", None) is not None:
+        raise ServiceError(PRETRAINED_IS_CLI_ONLY)
+    pretrained_run = options.pop("pretrained_run", None)
     # Defaults that fit the data: a channel mask on a one-channel data set could only keep all or nothing.
     options.setdefault("mask_type", masksel_core.default_mask_type(dataset.input_shape))
     try:
@@ -118,14 +155,39 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
     problem = masksel_core.spec_problem(config.mask_type, dataset.input_shape)
     if problem:
         raise ServiceError(f"{dataset.name}: {problem}")
-    _check_open_runs(owner)
-    _check_storage(owner, extra=0)
+    source = None if pretrained_run is None else _pretrained_source(owner, pretrained_run, dataset, config)
+    copied = 0 if source is None else (Path(source.artifact_dir) / "model.pt").stat().st_size
     with transaction.atomic():
-        run = Run.objects.create(owner=owner, dataset=dataset, config=config.to_dict(),
-                                 total_epochs=most_epochs(config), tags=tags or [],
-                                 tag_index="|" + "|".join(tags) + "|" if tags else "", priority=priority)
+        _check_open_runs(owner)  # inside the transaction that adds the run, the owner's row locked
+        _check_storage(owner, extra=copied, what="the copy of pretrained_run's network")
+        epochs = most_epochs(config) - (config.warmup_epochs if source is not None else 0)
+        run = Run.objects.create(owner=owner, dataset=dataset, config=config.to_dict(), total_epochs=epochs,
+                                 priority=priority, pretrained_from=source.pk if source else None,
+                                 artifact_bytes=copied, **annotations)
+        if source is not None:  # a copy: the source run may be deleted before this one starts
+            Path(run.artifact_dir).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(source.artifact_dir) / "model.pt", run.pretrained_path)
         transaction.on_commit(lambda: _enqueue(run.pk))
     return run
+
+
+PRETRAINED_IS_CLI_ONLY = ("pretrained names a file on the server and is for the command line only; over the web, "
+                          "start from one of your succeeded runs with pretrained_run (its id)")
+
+
+def _pretrained_source(owner: Any, run_id: Any, dataset: Dataset, config: TrainConfig) -> Run:
+    """One of the caller's succeeded runs whose network fits this run: the same model, input and classes."""
+    if isinstance(run_id, bool) or not isinstance(run_id, int):
+        raise ServiceError("pretrained_run must be the id of one of your succeeded runs")
+    source = Run.objects.filter(owner=owner, pk=run_id).select_related("dataset").first()
+    if source is None or source.status != RunStatus.SUCCEEDED or not (Path(source.artifact_dir) / "model.pt").is_file():
+        raise ServiceError(f"pretrained_run {run_id} is not one of your succeeded runs")
+    theirs = (source.model_name, list(source.dataset.input_shape), source.dataset.num_classes)
+    ours = (config.model, list(dataset.input_shape), dataset.num_classes)
+    if theirs != ours:
+        raise ServiceError(f"pretrained_run {run_id} trained {theirs[0]} on input {theirs[1]} with {theirs[2]} "
+                           f"classes; this run needs {ours[0]} on input {ours[1]} with {ours[2]} classes")
+    return source
 
 
 def most_epochs(config: TrainConfig) -> int:
@@ -142,29 +204,20 @@ def _parse_priority(value: Any) -> int:
     return value
 
 
-def next_queued_run_id() -> int | None:
-    """The queued run a free worker should take: highest priority first, then the oldest."""
-    return Run.objects.filter(status=RunStatus.QUEUED).order_by(*QUEUE_ORDER).values_list("pk", flat=True).first()
-
-
-def storage_used(owner: Any) -> int:
-    """Bytes a user's uploads and run artifacts take on disk."""
-    datasets = Dataset.objects.filter(owner=owner).aggregate(total=Sum("size_bytes"))["total"] or 0
-    runs = Run.objects.filter(owner=owner).aggregate(total=Sum("artifact_bytes"))["total"] or 0
-    return int(datasets + runs)
-
-
-def _check_storage(owner: Any, *, extra: int) -> None:
+def _check_storage(owner: Any, *, extra: int, what: str = "this upload") -> None:
     limit = settings.MASKSEL_MAX_STORAGE_BYTES
     used = storage_used(owner)
     if used >= limit or used + extra > limit:
         raise ServiceError(f"storage limit reached: {used} of {limit} bytes used"
-                           + (f", and this upload adds {extra}" if extra else "")
+                           + (f", and {what} adds {extra}" if extra else "")
                            + "; delete datasets or runs to make room")
 
 
 def _check_open_runs(owner: Any, *, adding: int = 1) -> None:
-    """Refuse `adding` more runs when they would take the user past the limit of open runs."""
+    """Refuse `adding` more runs when they would take the user past the limit of open runs. Called inside the
+    transaction that adds them: the owner's row is locked (on PostgreSQL) so that two requests at once cannot
+    both pass the count."""
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
     limit = settings.MASKSEL_MAX_OPEN_RUNS
     open_runs = Run.objects.filter(owner=owner, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
     if open_runs + adding <= limit:
@@ -176,12 +229,14 @@ def _check_open_runs(owner: Any, *, adding: int = 1) -> None:
                        f"{limit} queued or running runs")
 
 
+TRAIN_TASK = "jobs.train_run"
+
+
 def _enqueue(run_id: int) -> None:
     """One message per queued run; the worker that takes a message trains whichever queued run is first
-    in QUEUE_ORDER at that moment, so priorities set or changed after submitting take effect."""
-    from .tasks import train_run
-
-    train_run.delay(run_id)
+    in QUEUE_ORDER at that moment, so priorities set or changed after submitting take effect. The task is
+    looked up by name in Celery's registry (`jobs.tasks` calls these services: no import of it here)."""
+    current_app.tasks[TRAIN_TASK].delay(run_id)
 
 
 def run_start(run_id: int, *, worker: str, device: str) -> Run | None:
@@ -204,10 +259,6 @@ def run_heartbeat(run_id: int, *, worker: str) -> bool:
     """Renew the lease; False when this worker no longer holds it (cancelled, or given to another)."""
     return bool(Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=worker).update(
         heartbeat_at=timezone.now()))
-
-
-def run_holds_lease(run_id: int, *, worker: str) -> bool:
-    return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=worker).exists()
 
 
 def recover_stale_runs(*, stale_seconds: float, max_attempts: int) -> list[int]:
@@ -261,21 +312,29 @@ def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
 def run_finish(run: Run, result: masksel_core.TrainResult) -> None:
     """Write the artifacts (atomically) and mark the run succeeded, or cancelled if it was stopped."""
     paths = masksel_core.write_outputs(result, run.artifact_dir)
-    Run.objects.filter(pk=run.pk).update(artifact_bytes=sum(p.stat().st_size for p in paths.values()))
-    cancelled = result.stopped_because == "cancelled"
-    status = RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED
-    Run.objects.filter(pk=run.pk).exclude(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]).update(
-        status=status, finished_at=timezone.now())
-    Run.objects.filter(pk=run.pk).update(fraction=result.fraction, test_accuracy=result.test_accuracy,
-                                         warnings=list(result.warnings))
-    final = Run.objects.values_list("status", flat=True).get(pk=run.pk)
+    status = RunStatus.CANCELLED if result.stopped_because == "cancelled" else RunStatus.SUCCEEDED
+    with transaction.atomic():  # the outcome and the status change together: no reader sees one without the other
+        Run.objects.filter(pk=run.pk).update(
+            artifact_bytes=sum(p.stat().st_size for p in paths.values()) + _kept_bytes(run),
+            fraction=result.fraction,
+            test_accuracy=result.test_accuracy, warnings=list(result.warnings))
+        Run.objects.filter(pk=run.pk).exclude(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]).update(
+            status=status, finished_at=timezone.now())
+        final = Run.objects.values_list("status", flat=True).get(pk=run.pk)
     shutil.rmtree(Path(run.artifact_dir) / "checkpoint", ignore_errors=True)  # only needed to resume
     progress.broadcast(run.pk, {"type": "status", "status": final, "warnings": list(result.warnings),
                                 "test_accuracy": result.test_accuracy})
 
 
+def _kept_bytes(run: Run) -> int:
+    """The bytes of a run's files that outlive a requeue: the copy of the network it starts from."""
+    return run.pretrained_path.stat().st_size if run.pretrained_path.is_file() else 0
+
+
 def run_fail(run_id: int, error: str) -> None:
+    """Mark a run failed with `error`; its checkpoint goes (a failed run is trained again from the start)."""
     Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error[:10_000], finished_at=timezone.now())
+    shutil.rmtree(Run(pk=run_id).artifact_dir / "checkpoint", ignore_errors=True)
     progress.broadcast(run_id, {"type": "status", "status": RunStatus.FAILED, "error": error[:2000]})
 
 
@@ -290,26 +349,39 @@ def run_cancel(run: Run) -> Run:
     return run
 
 
-def run_is_cancelled(run_id: int) -> bool:
-    return Run.objects.filter(pk=run_id, status=RunStatus.CANCELLED).exists()
-
-
-MAX_TAGS, MAX_TAG_LENGTH, MAX_NOTES = 20, 50, 10_000
+MAX_TAGS, MAX_TAG_LENGTH, MAX_NOTES, MAX_NAME = 20, 50, 10_000, 200
 
 
 def run_annotate(run: Run, data: dict[str, Any]) -> Run:
-    """Set a run's tags, notes and (while it is queued) priority: the only fields a user may change."""
+    """Set a run's name, tags, notes and (while it is queued) priority: the only fields a user may change."""
     if not isinstance(data, dict):
         raise ServiceError("the body must be a JSON object")
-    unknown = sorted(set(data) - {"tags", "notes", "priority"})
+    unknown = sorted(set(data) - {"name", "tags", "notes", "priority"})
     if unknown:
-        raise ServiceError(f"only tags, notes and priority can be changed, not {', '.join(unknown)}")
-    fields: dict[str, Any] = {}
+        raise ServiceError(f"only name, tags, notes and priority can be changed, not {', '.join(unknown)}")
+    fields = _annotations(data)
     if "priority" in data:
         fields["priority"] = _parse_priority(data["priority"])
         if run.status != RunStatus.QUEUED and fields["priority"] != run.priority:
             raise ServiceError(f"run {run.pk} is {run.status}; the priority of a run can only change while it "
                                "is queued")
+    if "priority" in fields:
+        # Guarded: a worker may have started the run since it was read.
+        if not Run.objects.filter(pk=run.pk, status=run.status).update(**fields):
+            raise ServiceError(f"run {run.pk} has just started; its priority can no longer change")
+    else:
+        Run.objects.filter(pk=run.pk).update(**fields)
+    run.refresh_from_db()
+    return run
+
+
+def _annotations(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a run's name, tags and notes given in `data`, checked (for a new run and for a change)."""
+    fields: dict[str, Any] = {}
+    if "name" in data:
+        if not isinstance(data["name"], str) or len(data["name"].strip()) > MAX_NAME:
+            raise ServiceError(f"name must be text of at most {MAX_NAME} characters")
+        fields["name"] = data["name"].strip()
     if "tags" in data:
         tags = data["tags"]
         if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
@@ -323,14 +395,7 @@ def run_annotate(run: Run, data: dict[str, Any]) -> Run:
         if not isinstance(data["notes"], str) or len(data["notes"]) > MAX_NOTES:
             raise ServiceError(f"notes must be text of at most {MAX_NOTES} characters")
         fields["notes"] = data["notes"]
-    if "priority" in fields:
-        # Guarded: a worker may have started the run since it was read.
-        if not Run.objects.filter(pk=run.pk, status=run.status).update(**fields):
-            raise ServiceError(f"run {run.pk} has just started; its priority can no longer change")
-    else:
-        Run.objects.filter(pk=run.pk).update(**fields)
-    run.refresh_from_db()
-    return run
+    return fields
 
 
 def run_delete(run: Run) -> None:
@@ -370,9 +435,9 @@ def run_sweep(*, owner: Any, data: dict[str, Any]) -> list[Run]:
     cells = [(li, lf, seed) for li in grid["lambda_init"] for lf in grid["lambda_factor"] for seed in range(seeds)]
     if len(cells) > MAX_SWEEP_RUNS:
         raise ServiceError(f"a sweep makes at most {MAX_SWEEP_RUNS} runs, this one {len(cells)}")
-    _check_open_runs(owner, adding=len(cells))
     base_seed = int(options.pop("seed", 0) or 0)
     with transaction.atomic():
+        _check_open_runs(owner, adding=len(cells))
         runs = [run_create(owner=owner, data={**options, "lambda_init": li, "lambda_factor": lf,
                                               "seed": base_seed + seed}, tags=[name])
                 for li, lf, seed in cells]
@@ -396,19 +461,32 @@ def run_requeue(run: Run) -> Run:
     """Train a failed or cancelled run again from the start (its old epochs and files are dropped)."""
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise ServiceError(f"run {run.pk} is {run.status}; only failed or cancelled runs can be requeued")
-    _check_open_runs(run.owner)
     directory = Path(run.artifact_dir)
     with transaction.atomic():
+        _check_open_runs(run.owner)
         EpochMetric.objects.filter(run=run).delete()
         Run.objects.filter(pk=run.pk).update(
             status=RunStatus.QUEUED, epoch=0, error="", fraction=None, val_accuracy=None, best_accuracy=None,
             phase="", test_accuracy=None, warnings=[], started_at=None, finished_at=None, lease_owner="",
-            heartbeat_at=None, artifact_bytes=0)
-        transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
+            heartbeat_at=None, artifact_bytes=_kept_bytes(run))
+        transaction.on_commit(lambda: _clear_artifacts(directory, keep=("pretrained.pt",)))
         transaction.on_commit(lambda: _enqueue(run.pk))
     run.refresh_from_db()
     progress.broadcast(run.pk, {"type": "status", "status": run.status})
     return run
+
+
+def _clear_artifacts(directory: Path, *, keep: tuple[str, ...]) -> None:
+    """Remove a run's files, except `keep` (the weights it starts from, which it needs again)."""
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if path.name in keep:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 BATCH_ACTIONS = {"cancel": run_cancel, "requeue": run_requeue, "delete": run_delete}
@@ -444,6 +522,9 @@ def mask_config_create(*, owner: Any, name: str, config: Any) -> MaskConfig:
         raise ServiceError("name is required (at most 100 characters)")
     if not isinstance(config, dict) or "dataset" in config:
         raise ServiceError("config must be a JSON object of run options (without the dataset)")
+    if config.get("pretrained") is not None or "pretrained_run" in config:
+        raise ServiceError("a saved configuration holds options, not a starting network: give pretrained_run "
+                           "with the run request")
     try:
         TrainConfig.from_dict(config)
     except ConfigError as exc:

@@ -5,12 +5,11 @@ services, and polls the row for a cancel at most a few times per second.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
-import traceback
 
-import torch
 from django.conf import settings
 from django.db import connection
 
@@ -18,19 +17,15 @@ import masksel_core
 from masksel_core import TrainConfig
 from masksel_core.train import CHECKPOINT_NAME
 
-from . import services
+from . import selectors, services
+from .devices import device_label
+from .errors import public_error, public_text
 from .models import Run
 
 log = logging.getLogger(__name__)
 # A read of the run row at most every 0.1 s, between batches: a cancel stops training within one batch, or
 # within 0.1 s where batches are shorter than that, for well under 1% of a step even on tiny networks.
 CANCEL_POLL_SECONDS = 0.1
-
-
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return "cpu"
 
 
 class Lease:
@@ -70,7 +65,7 @@ class Lease:
         now = time.monotonic()
         if not self.lost.is_set() and now - self._last_check >= CANCEL_POLL_SECONDS:
             self._last_check = now
-            if not services.run_holds_lease(self.run_id, worker=self.worker):
+            if not selectors.run_holds_lease(self.run_id, worker=self.worker):
                 self.lost.set()
         return self.lost.is_set()
 
@@ -86,7 +81,7 @@ def execute_next(*, worker: str) -> str:
     moment, so the messages' own order does not matter and a priority changed after submitting counts.
     """
     for _ in range(CLAIM_TRIES):
-        run_id = services.next_queued_run_id()
+        run_id = selectors.next_queued_run_id()
         if run_id is None:
             return "idle"
         status = _execute(run_id, worker=worker)
@@ -107,12 +102,14 @@ def _execute(run_id: int, *, worker: str) -> str | None:
         config = TrainConfig.from_dict(Run.objects.get(pk=run_id).config)
         device = masksel_core.resolve_device(config.device)
     except Exception as exc:  # noqa: BLE001 - a bad stored config fails the run, not the worker
-        services.run_fail(run_id, f"cannot start: {exc}")
+        services.run_fail(run_id, f"cannot start: {public_text(str(exc))}")
         return "failed"
     run = services.run_start(run_id, worker=worker, device=device_label(device))
     if run is None:
         log.info("run %s is no longer queued; skipping", run_id)
         return None
+    if run.pretrained_from is not None:  # its weights were copied beside the run when it was submitted
+        config = dataclasses.replace(config, pretrained=str(run.pretrained_path))
     try:
         if (run.artifact_dir / "checkpoint" / CHECKPOINT_NAME).exists():
             log.warning("resuming run %s from its checkpoint (attempt %s)", run_id, run.attempts)
@@ -122,12 +119,12 @@ def _execute(run_id: int, *, worker: str) -> str | None:
             result = masksel_core.train(config, data, should_stop=lease.should_stop,
                                         on_epoch=lambda record: services.run_record_epoch(run, record),
                                         checkpoint_dir=run.artifact_dir / "checkpoint")
-        if lease.lost.is_set() and not services.run_is_cancelled(run_id):
+        if lease.lost.is_set() and not selectors.run_is_cancelled(run_id):
             log.warning("run %s: lease lost to another worker; stopping without finishing", run_id)
             return "lease_lost"
         services.run_finish(run, result)
     except Exception as exc:  # noqa: BLE001 - recorded on the run, shown on its page
         log.exception("run %s failed", run_id)
-        services.run_fail(run_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        services.run_fail(run_id, public_error(exc))
         return "failed"
     return Run.objects.get(pk=run_id).status

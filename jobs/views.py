@@ -1,21 +1,41 @@
 """Server-rendered pages; live updates come from `static/js/run_detail.js` over the websocket."""
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 
 from masksel_core import MASK_NAMES, METRIC_COLUMNS
 
 from . import selectors, services
+from .errors import NotFound, ServiceError
 from .forms import RunForm, SweepForm
-from .models import MaskConfig, RunStatus
+from .models import RunStatus
 
 
-@login_required
+def page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A logged-in user's page; the service's NotFound becomes Django's 404 page."""
+
+    @login_required
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound as exc:
+            raise Http404(str(exc)) from None
+        except ServiceError as exc:  # a malformed address, e.g. /compare/?runs=x
+            return HttpResponseBadRequest(str(exc))
+
+    return wrapped
+
+
+@page
 def run_list(request: HttpRequest) -> HttpResponse:
     page, filters = selectors.runs_page(request.user, request.GET)
     query = urlencode({key: value for key, value in filters.items() if value})
@@ -26,18 +46,18 @@ def run_list(request: HttpRequest) -> HttpResponse:
     })
 
 
-@login_required
+@page
 def run_new(request: HttpRequest) -> HttpResponse:
     datasets = selectors.datasets_visible_to(request.user)
     form = RunForm(request.POST or None, datasets=datasets, initial=_initial_for(request))
     if request.method == "POST" and form.is_valid():
         try:
             run = services.run_create(owner=request.user, data=form.run_data())
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             form.add_error(None, str(exc))
         else:
             return redirect("run-detail", run_id=run.pk)
-    configs = MaskConfig.objects.filter(owner=request.user)
+    configs = selectors.mask_configs_of(request.user)
     return render(request, "runs/new.html", {"form": form, "configs": configs})
 
 
@@ -52,33 +72,33 @@ def _initial_for(request: HttpRequest) -> dict[str, object]:
     if request.GET.get("config"):
         try:
             initial.update(services.mask_config_get(request.user, request.GET["config"]).config)
-        except services.ServiceError:
+        except ServiceError:
             raise Http404("no such saved configuration") from None
     if request.GET.get("dataset"):
         initial["dataset"] = selectors.dataset_get(request.user, request.GET["dataset"]).pk
     return initial
 
 
-@login_required
+@page
 def run_sweep(request: HttpRequest) -> HttpResponse:
     form = SweepForm(request.POST or None, datasets=selectors.datasets_visible_to(request.user))
     if request.method == "POST" and form.is_valid():
         try:
             runs = services.run_sweep(owner=request.user, data=form.run_data())
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             form.add_error(None, str(exc))
         else:
             return redirect(f"/runs/?{urlencode({'tag': runs[0].tags[0]})}")
     return render(request, "runs/new.html", {"form": form, "sweep": True})
 
 
-@login_required
+@page
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = selectors.run_get(request.user, run_id)
     return render(request, "runs/detail.html", {"run": run, "transfer": selectors.run_transfer(run)})
 
 
-@login_required
+@page
 def compare(request: HttpRequest) -> HttpResponse:
     runs = selectors.runs_for_compare(request.user, request.GET.get("runs", ""))
     return render(request, "runs/compare.html", {
@@ -87,7 +107,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     })
 
 
-@login_required
+@page
 def compare_csv(request: HttpRequest) -> HttpResponse:
     """Every epoch of the compared runs, one row each: `run,epoch,<metrics.csv columns>`."""
     runs = selectors.runs_for_compare(request.user, request.GET.get("runs", ""))
@@ -102,18 +122,18 @@ def compare_csv(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@login_required
+@page
 def dataset_list(request: HttpRequest) -> HttpResponse:
     datasets = selectors.datasets_visible_to(request.user)
     return render(request, "datasets/list.html", {"datasets": datasets,
                                                   "max_upload": settings.MASKSEL_MAX_UPLOAD_BYTES})
 
 
-@login_required
+@page
 def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return render(request, "datasets/detail.html", {"dataset": selectors.dataset_get(request.user, dataset_id)})
 
 
-@login_required
+@page
 def workers(request: HttpRequest) -> HttpResponse:
     return render(request, "workers.html", selectors.workers_and_queue(request.user))

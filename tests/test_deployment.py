@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,17 @@ def test_settings_switch_to_postgresql_when_database_url_is_set(monkeypatch) -> 
     prod = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT,
                           env={**env, "DEBUG": "0"}, capture_output=True, text=True, timeout=60)
     assert prod.returncode != 0 and "SECRET_KEY must be set" in prod.stderr
+
+
+@pytest.mark.parametrize("key", ["change-me", "CHANGEME", "short-but-random-3f9a"])
+def test_production_refuses_placeholder_and_short_keys(key: str) -> None:
+    import subprocess
+    import sys
+
+    env = {"DJANGO_SETTINGS_MODULE": "webapp.settings", "PATH": "/usr/bin:/bin", "DEBUG": "0", "SECRET_KEY": key}
+    done = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "at least 50 characters" in done.stderr
 
 
 def test_check_deploy_passes_with_production_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -16,9 +16,14 @@ env = environ.Env()
 DEBUG = env.bool("DEBUG", default=True)
 VAR_DIR = Path(env.str("MASKSEL_VAR_DIR", default=str(BASE_DIR / "var")))
 SECRET_KEY = env.str("SECRET_KEY", default="")
+# Keys copied from examples and documentation: with DEBUG=0 they are refused like a missing one.
+PLACEHOLDER_KEYS = {"change-me", "changeme", "secret", "secret-key", "your-secret-key", "django-insecure",
+                    "masksel-development-only-key-never-use-in-production"}
+if not DEBUG and (not SECRET_KEY or SECRET_KEY.lower() in PLACEHOLDER_KEYS or len(SECRET_KEY) < 50):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a random value of at least 50 characters when DEBUG=0 (not a placeholder); "
+        "make one with: python -c \"import secrets; print(secrets.token_urlsafe(50))\"")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0")
     SECRET_KEY = "masksel-development-only-key-never-use-in-production"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -141,9 +146,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 REST_FRAMEWORK = {
+    # Token first: an anonymous request gets 401 with `WWW-Authenticate: Token` (session auth alone gives 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "jobs.api_errors.exception_handler",

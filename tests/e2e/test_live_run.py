@@ -87,9 +87,9 @@ def test_a_late_client_gets_the_whole_run_from_the_snapshot(stack: Stack) -> Non
 
 
 def test_websockets_refuse_strangers(stack: Stack) -> None:
-    async def close_code(url: str, origin: str) -> int | None:
+    async def close_code(url: str, origin: str | None) -> int | None:
         try:
-            async with websockets.connect(url, origin=origin) as socket:
+            async with websockets.connect(url, origin=origin) as socket:  # origin None: no Origin header
                 await asyncio.wait_for(socket.recv(), timeout=10)
         except websockets.ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd else None
@@ -100,6 +100,9 @@ def test_websockets_refuse_strangers(stack: Stack) -> None:
     assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/1/", stack.base_url)) == 4401
     assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/1/?token=nope", stack.base_url)) == 4401
     assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/1/?token={stack.token()}", "http://evil.example")) == 403
+    # A client that is not a browser sends no Origin: it must bring a token, which is then all it needs.
+    assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/1/", None)) == 4401
+    assert asyncio.run(close_code(f"{stack.ws_url}/ws/runs/999999/?token={stack.token()}", None)) == 4404
 
 
 def test_cancel_stops_a_running_run_and_keeps_what_it_learned(stack: Stack, slow_npz: Path) -> None:

@@ -85,7 +85,7 @@ def test_the_predict_command_prints_accuracy_and_bytes(stack: Stack, pixel_run: 
         [sys.executable, "-m", "masksel_core", "predict", "--server", stack.base_url, "--token", "wrong",
          "--dataset", str(run["dataset"]), "--run", str(run["id"])],
         cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 3 and "cannot download model.ts" in refused.stderr and "403" in refused.stderr
+    assert refused.returncode == 3 and "cannot download model.ts" in refused.stderr and "401" in refused.stderr
 
 
 @pytest.mark.browser

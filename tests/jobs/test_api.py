@@ -25,9 +25,10 @@ def test_token_endpoint_returns_a_token_for_good_credentials(alice: Any) -> None
     assert bad.status_code == 400 and "error" in bad.json()
 
 
-def test_the_api_requires_authentication(db: Any) -> None:
+def test_the_api_answers_anonymous_requests_with_401_and_says_how_to_authenticate(db: Any) -> None:
     response = APIClient().get("/api/runs/")
-    assert response.status_code in (401, 403) and "error" in response.json()
+    assert response.status_code == 401 and "error" in response.json()
+    assert response["WWW-Authenticate"] == "Token"
 
 
 def test_upload_returns_the_contract_fields(alice_api: APIClient, tmp_path: Path) -> None:
@@ -165,7 +166,7 @@ def test_tags_and_notes_can_be_changed_and_nothing_else(alice_api: APIClient, di
                                                        "notes": "first try"}, format="json")
     assert changed.status_code == 200 and changed.json()["tags"] == ["baseline", "pixel"]
     assert alice_api.get(f"/api/runs/{run_id}/").json()["notes"] == "first try"
-    for body, needle in (({"status": "succeeded"}, "only tags, notes and priority"),
+    for body, needle in (({"status": "succeeded"}, "only name, tags, notes and priority"),
                          ({"tags": "x"}, "list of non-empty"), ({"tags": ["x" * 51]}, "at most 20 tags"),
                          ({"notes": 5}, "notes must be text")):
         response = alice_api.patch(f"/api/runs/{run_id}/", body, format="json")
@@ -212,8 +213,10 @@ def test_the_run_list_api_costs_the_same_queries_for_many_runs(alice_api: APICli
             for _ in range(60)]
     with django_assert_max_num_queries(4):
         assert len(alice_api.get("/api/runs/").json()) == 60
-    picked = alice_api.get(f"/api/runs/?ids={runs[0].pk},{runs[3].pk},x").json()
+    picked = alice_api.get(f"/api/runs/?ids={runs[0].pk},{runs[3].pk}").json()
     assert sorted(r["id"] for r in picked) == sorted([runs[0].pk, runs[3].pk])
+    refused = alice_api.get(f"/api/runs/?ids={runs[0].pk},x")
+    assert refused.status_code == 400 and "ids must be" in refused.json()["error"]
 
 
 def test_batch_actions_answer_per_run(alice_api: APIClient, alice: Any, digits: Any,
@@ -262,3 +265,60 @@ def test_saved_configurations_fill_in_runs_and_are_private(alice_api: APIClient,
                          ({"name": "d", "config": {"dataset": 1}}, "without the dataset")):
         response = alice_api.post("/api/configs/", body, format="json")
         assert response.status_code == 400 and needle in response.json()["error"], body
+
+
+def test_a_server_path_as_pretrained_is_refused_over_rest(alice_api: APIClient, digits: Any) -> None:
+    for path in ("/etc/passwd", "var/media/runs/1/model.pt"):
+        response = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk, "pretrained": path}, format="json")
+        assert response.status_code == 400 and "for the command line only" in response.json()["error"]
+    saved = alice_api.post("/api/configs/", {"name": "sneaky", "config": {"pretrained": "/etc/passwd"}}, format="json")
+    assert saved.status_code == 400 and "not a starting network" in saved.json()["error"]
+
+
+def test_a_run_starts_from_one_of_the_callers_succeeded_runs(
+        alice_api: APIClient, bob_api: APIClient, digits: Any, django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        first = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk}, format="json").json()["id"]
+    for who, source, needle in ((bob_api, first, "is not one of your succeeded runs"),
+                                (alice_api, 999999, "is not one of your succeeded runs"),
+                                (alice_api, "1", "must be the id")):
+        refused = who.post("/api/runs/", {**FAST, "dataset": digits.pk, "pretrained_run": source}, format="json")
+        assert refused.status_code == 400 and needle in refused.json()["error"], refused.json()
+    other_model = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk, "model": "lenet5",
+                                                "pretrained_run": first}, format="json")
+    assert other_model.status_code == 400 and "trained mlp on input [1, 8, 8]" in other_model.json()["error"]
+    with django_capture_on_commit_callbacks(execute=True):
+        second = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk, "pretrained_run": first},
+                                format="json").json()["id"]
+    detail = alice_api.get(f"/api/runs/{second}/").json()
+    assert detail["status"] == "succeeded" and detail["pretrained_run"] == first
+    assert detail["config"]["pretrained"] is None  # no path of the server in what the API shows
+    phases = [m["phase"] for m in alice_api.get(f"/api/runs/{second}/metrics/").json()]
+    assert phases == ["select", "select"]  # no warm-up: it starts from the first run's network
+    first_metrics = alice_api.get(f"/api/runs/{first}/metrics/").json()
+    assert alice_api.get(f"/api/runs/{second}/summary.json").status_code == 200
+    assert first_metrics[0]["phase"] == "warmup"
+
+
+
+def test_the_copy_of_a_pretrained_network_counts_against_storage(
+        alice_api: APIClient, alice: Any, digits: Any, settings: Any,
+        django_capture_on_commit_callbacks: Any) -> None:
+    from jobs import selectors
+    from jobs.models import Run
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk}, format="json").json()["id"]
+    weights = (Run.objects.get(pk=first).artifact_dir / "model.pt").stat().st_size
+    settings.MASKSEL_MAX_STORAGE_BYTES = selectors.storage_used(alice) + weights - 1
+    refused = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk, "pretrained_run": first}, format="json")
+    assert refused.status_code == 400 and "the copy of pretrained_run's network adds" in refused.json()["error"]
+    assert Run.objects.filter(owner=alice).count() == 1
+    settings.MASKSEL_MAX_STORAGE_BYTES = 10 ** 12
+    created = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk, "pretrained_run": first}, format="json")
+    second = Run.objects.get(pk=created.json()["id"])
+    assert second.artifact_bytes == weights  # counted from submission, while it waits in the queue
+    Run.objects.filter(pk=second.pk).update(status="cancelled", artifact_bytes=0)
+    assert alice_api.post("/api/runs/batch/", {"action": "requeue", "ids": [second.pk]},
+                          format="json").status_code == 200
+    assert Run.objects.get(pk=second.pk).artifact_bytes == weights  # the kept copy stays counted

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from jobs import services
+from jobs import selectors, services
 from jobs.models import Dataset, Run
 
 FAST = {"mask_type": "pixel-any", "model": "mlp", "epochs": 1, "warmup_epochs": 1, "finalize_epochs": 0}
@@ -39,14 +39,14 @@ def test_storage_counts_uploads_and_artifacts_and_is_capped(alice: Any, digits: 
                                                             django_capture_on_commit_callbacks: Any) -> None:
     size = small_npz.stat().st_size
     services.dataset_create(owner=alice, name="one", upload=upload(small_npz))
-    assert services.storage_used(alice) == size
+    assert selectors.storage_used(alice) == size
     with django_capture_on_commit_callbacks(execute=True):
         run = services.run_create(owner=alice, data={"dataset": digits.pk, **FAST})
     run.refresh_from_db()
-    assert run.artifact_bytes > 0 and services.storage_used(alice) == size + run.artifact_bytes
-    settings.MASKSEL_MAX_STORAGE_BYTES = services.storage_used(alice) + size // 2
+    assert run.artifact_bytes > 0 and selectors.storage_used(alice) == size + run.artifact_bytes
+    settings.MASKSEL_MAX_STORAGE_BYTES = selectors.storage_used(alice) + size // 2
     with pytest.raises(services.ServiceError, match="storage limit reached"):
         services.dataset_create(owner=alice, name="two", upload=upload(small_npz))
-    settings.MASKSEL_MAX_STORAGE_BYTES = services.storage_used(alice)
+    settings.MASKSEL_MAX_STORAGE_BYTES = selectors.storage_used(alice)
     with pytest.raises(services.ServiceError, match="storage limit reached"):
         services.run_create(owner=alice, data={"dataset": digits.pk, **FAST})

@@ -24,7 +24,7 @@ def test_the_queue_order_is_priority_then_age(alice: Any, digits: Any) -> None:
     low, high, later_high = queued_run(alice, digits, -1), queued_run(alice, digits, 3), queued_run(alice, digits, 3)
     plain = queued_run(alice, digits)
     order = []
-    while (run_id := services.next_queued_run_id()) is not None:
+    while (run_id := selectors.next_queued_run_id()) is not None:
         order.append(run_id)
         Run.objects.filter(pk=run_id).update(status=RunStatus.RUNNING)
     assert order == [high.pk, later_high.pk, plain.pk, low.pk]
@@ -81,7 +81,7 @@ def test_the_workers_page_lists_the_queue_in_order_with_places(alice: Any, bob: 
     page = client.get("/workers/").content.decode()
     assert page.index(f'data-run="{mine[1].pk}"') < page.index(f'data-run="{mine[0].pk}"')
     assert f'data-run="{bobs.pk}"' not in page  # another user's run counts for places but is not shown
-    places = [run.place for run in selectors.workers_and_queue(alice)["queued"]]
+    places = [entry["place"] for entry in selectors.workers_and_queue(alice)["queued"]]
     assert places == [2, 3]
 
 

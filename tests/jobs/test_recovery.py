@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from jobs import services
+from jobs import selectors, services
 from jobs.models import Run, RunStatus
 
 
@@ -30,7 +30,7 @@ def test_the_heartbeat_renews_only_the_holders_lease(queued: Run) -> None:
     assert not services.run_heartbeat(queued.pk, worker="b:2")
     services.run_cancel(Run.objects.get(pk=queued.pk))
     assert not services.run_heartbeat(queued.pk, worker="a:1")
-    assert not services.run_holds_lease(queued.pk, worker="a:1")
+    assert not selectors.run_holds_lease(queued.pk, worker="a:1")
 
 
 def age(run: Run, seconds: float) -> None:

@@ -120,3 +120,19 @@ def test_a_sweep_makes_one_tagged_run_per_cell_and_seed(alice: Any, digits: Any,
         services.run_sweep(owner=alice, data={"dataset": digits.pk, "lambda_init": [0.1], "lambda_factor": [1.1],
                                               "tau_init": -1})
     assert Run.objects.count() == 12  # refused sweeps leave nothing
+
+
+def test_errors_a_user_sees_name_no_directory_of_the_server(alice: Any, small_npz: Path, settings: Any, tmp_path: Path,
+                                                             django_capture_on_commit_callbacks: Any) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"  # no preview cached by another test under the same id
+    row = services.dataset_create(owner=alice, name="tiny", upload=upload(small_npz))
+    Path(row.file.path).unlink()  # the file went missing on the server
+    with pytest.raises(services.ServiceError, match="'tiny' cannot be read") as refused:
+        services.dataset_preview(row)
+    assert str(settings.MEDIA_ROOT) not in str(refused.value)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_create(owner=alice, data={"dataset": row.pk, **FAST})
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "no such file" in run.error
+    assert str(settings.MEDIA_ROOT) not in run.error and "site-packages" not in run.error
+    assert not (Path(run.artifact_dir) / "checkpoint").exists()

@@ -86,7 +86,8 @@ def test_the_compare_page_shows_differences_and_exports_every_epoch(alice_web: C
     assert csv_lines[0] == "run,epoch,task_loss,mask_loss,val_accuracy,lambda,tau,fraction,phase"
     assert [line.split(",")[:2] for line in csv_lines[1:]] == [[str(runs[0].pk), "1"], [str(runs[0].pk), "2"],
                                                                 [str(runs[1].pk), "1"], [str(runs[1].pk), "2"]]
-    assert alice_web.get("/compare/?runs=1,x").status_code == 404
+    refused = alice_web.get("/compare/?runs=1,x")
+    assert refused.status_code == 400 and b"runs must be a non-empty list of run ids" in refused.content
     assert alice_web.get(f"/compare/?runs={ids},999999").status_code == 404
 
 

@@ -1,0 +1,100 @@
+"""A run's files as the API serves them: what the core wrote, the mask of any epoch, and the bundle of all."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from masksel_core.export import mask_document, mask_png, npy_bytes
+
+from . import selectors
+from .errors import NotFound
+from .models import Run
+
+#: Files the core writes beside a finished run, served as they are.
+FILES = ("model.pt", "model.ts", "metrics.csv", "config.json", "summary.json")
+#: Every name the API serves (the URL pattern takes these only).
+NAMES = ("mask.json", "mask.npy", "mask.png", *FILES, "bundle.zip")
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file to send: bytes made now, or a file on disk (streamed)."""
+
+    filename: str
+    content_type: str
+    payload: bytes | None = None
+    path: Path | None = None
+
+
+def run_file(run: Run, name: str, epoch: int | None) -> Download:
+    """`name` of `run` (one of `NAMES`); the masks of the last epoch, or of `epoch`. NotFound when not there."""
+    prefix = f"run{run.pk}"
+    final_json = Path(run.artifact_dir) / "mask.json"
+    if name == "mask.json" and epoch is None and run.is_final and final_json.is_file():
+        # The trained mask as the core wrote it: for chains it also lists every stage.
+        return Download(f"{prefix}-mask.json", "application/json", payload=final_json.read_bytes())
+    if name.startswith("mask."):
+        selected, fraction, shown = selectors.epoch_selected(run, epoch)
+        stem = f"{prefix}-epoch{shown}-mask"
+        if name == "mask.png":
+            return Download(f"{stem}.png", "image/png", payload=mask_png(selected))
+        if name == "mask.npy":
+            return Download(f"{stem}.npy", "application/octet-stream", payload=npy_bytes(selected))
+        document = mask_document(run.mask_type, run.dataset.input_shape, selected, fraction)
+        return Download(f"{stem}.json", "application/json", payload=json.dumps(document).encode())
+    if name == "bundle.zip":
+        return Download(f"{prefix}-bundle.zip", "application/zip", payload=bundle(run))
+    path = Path(run.artifact_dir) / name
+    if name not in FILES or not path.is_file():
+        raise NotFound(f"{name} is not available for run {run.pk} (status {run.status})")
+    return Download(f"{prefix}-{name}", "application/octet-stream", path=path)
+
+
+BUNDLE_README = """masksel run {run_id}: {mask_type} mask on {dataset}, model {model}.
+
+mask.npy holds the discrete mask (uint8, 1 = transfer this element), mask.json the same with
+its input shape and transferred fraction. To apply it, zero what is not selected:
+
+    import numpy as np, torch
+    from masksel_core import create_model
+    mask = np.load("mask.npy")            # {shape}
+    model = create_model("{model}", {input_shape}, {num_classes})
+    model.load_state_dict(torch.load("model.pt", weights_only=True))
+    x_masked = x * torch.from_numpy(mask).float()  # broadcast over (B, C, H, W){broadcast}
+
+Or, with nothing but torch: model.ts is the network behind its frozen mask and takes the full input
+(for JPEG/thumbnail chains: the merged picked versions):
+
+    net = torch.jit.load("model.ts")
+    prediction = net(x).argmax(dim=1)
+
+mask.png shows the mask: channels side by side, transferred cells in green. summary.json says how the
+run ended, the model's accuracy on the test split and any warning (an empty mask, accuracy near chance,
+a target not reached); metrics.csv has one row per epoch, its phase last (warmup, select, finalize).
+"""
+
+
+def bundle(run: Run) -> bytes:
+    """Every file of the run, its last mask in the three formats, and a README on applying the mask."""
+    selected, fraction, _ = selectors.epoch_selected(run, None)
+    directory = Path(run.artifact_dir)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("mask.npy", npy_bytes(selected))
+        archive.writestr("mask.json", json.dumps(mask_document(run.mask_type, run.dataset.input_shape, selected,
+                                                                fraction)))
+        archive.writestr("mask.png", mask_png(selected))
+        for name in FILES:
+            if (directory / name).is_file():
+                archive.write(directory / name, name)
+        broadcast = "; channel masks: mask[:, None, None]" if run.mask_type.startswith("channel") else ""
+        archive.writestr("README.txt", BUNDLE_README.format(
+            run_id=run.pk, mask_type=run.mask_type, dataset=run.dataset.name, model=run.model_name,
+            shape=list(np.shape(selected)), input_shape=tuple(run.dataset.input_shape),
+            num_classes=run.dataset.num_classes, broadcast=broadcast))
+    return buffer.getvalue()

@@ -1,0 +1,182 @@
+"""One serializer per shape the REST API sends or takes: the views build their responses with these, and
+`/api/schema/` is generated from the same classes, so the two cannot drift apart.
+
+The run request is generated from `TrainConfig`'s fields, so the schema lists exactly the options the service
+accepts; the metric row from `masksel_core.METRIC_COLUMNS`, the one list of metric columns.
+"""
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from masksel_core import METRIC_COLUMNS, PHASES, TrainConfig
+
+from .models import PRIORITY_RANGE, Dataset, MaskConfig, Run, RunStatus
+
+DEFAULTS = TrainConfig()
+
+
+class Error(serializers.Serializer):
+    error = serializers.CharField(help_text="what is wrong, naming the field or problem")
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    builtin = serializers.SerializerMethodField()
+    input_shape = serializers.ListField(child=serializers.IntegerField(), help_text="[C, H, W]")
+    channel_names = serializers.ListField(child=serializers.CharField())
+    owned = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "builtin", "input_shape", "num_classes", "num_train", "num_test", "channel_names",
+                  "owned"]
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="the built-in's name; null for uploads"))
+    def get_builtin(self, row: Dataset) -> str | None:
+        return row.builtin or None
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_owned(self, row: Dataset) -> bool:
+        return row.owner_id is not None
+
+
+class DatasetUpload(serializers.Serializer):
+    file = serializers.FileField(help_text=".npz with x_train (N,C,H,W) or (N,H,W) and y_train (N,)")
+    name = serializers.CharField(required=False)
+
+
+def _metric_field(column: str) -> serializers.Field:
+    if column == "epoch":
+        return serializers.IntegerField()
+    if column == "phase":
+        return serializers.ChoiceField(choices=list(PHASES), help_text="warmup: the network alone on the initial "
+                                       "mask's input; select: masks and network; finalize: the network alone behind "
+                                       "the frozen mask; final: the model written, where it is an earlier epoch's")
+    return serializers.FloatField()
+
+
+#: One epoch's record: the `metrics.csv` columns (`lambda` is a Python keyword, hence the dynamic class).
+MetricRow = type("MetricRow", (serializers.Serializer,), {column: _metric_field(column) for column in METRIC_COLUMNS})
+
+
+def _config_field(field: dataclasses.Field) -> serializers.Field:  # type: ignore[type-arg]
+    kind, default = str(field.type), getattr(DEFAULTS, field.name)
+    help_text = f"default: {default}"
+    if field.name == "grid":
+        return serializers.ListField(child=serializers.IntegerField(), required=False, help_text=help_text)
+    if kind.startswith("bool"):
+        return serializers.BooleanField(required=False, help_text=help_text)
+    if kind.startswith("int"):
+        return serializers.IntegerField(required=False, help_text=help_text)
+    if kind.startswith("float"):
+        return serializers.FloatField(required=False, allow_null="None" in kind, help_text=help_text)
+    if kind.startswith("list"):
+        return serializers.ListField(required=False, allow_null=True, help_text=help_text)
+    return serializers.CharField(required=False, allow_null="None" in kind, help_text=help_text)
+
+
+#: A run's options as stored and served: every TrainConfig field, defined once in masksel_core.
+RunConfig = type("RunConfig", (serializers.Serializer,), {
+    f.name: _config_field(f) for f in dataclasses.fields(TrainConfig)})
+
+
+class RunSerializer(serializers.ModelSerializer):
+    """A run as the API and the websocket snapshot show it; with `context={"latest": False}` (lists) its latest
+    epoch is left out, which saves a query per run."""
+
+    status = serializers.ChoiceField(choices=RunStatus.values)
+    dataset_name = serializers.CharField(source="dataset.name")
+    mask_type = serializers.CharField()
+    model = serializers.CharField(source="model_name")
+    config = RunConfig()
+    phase = serializers.CharField(help_text="what the run is doing now (warmup, select, finalize, final); empty "
+                                            "before its first epoch")
+    test_accuracy = serializers.FloatField(allow_null=True, help_text="the written model on the test split, once "
+                                           "the run succeeded")
+    warnings = serializers.ListField(child=serializers.CharField(), help_text="what to know before trusting the "
+                                     "result: an empty mask, accuracy near chance, a target not reached, ...")
+    pretrained_run = serializers.IntegerField(source="pretrained_from", allow_null=True,
+                                              help_text="the run whose network this one started from")
+    tags = serializers.ListField(child=serializers.CharField())
+    retries = serializers.ListField(child=serializers.DictField(), help_text="why each retry happened")
+    priority = serializers.IntegerField(help_text="queued runs start highest priority first, then oldest first")
+    worker_lost = serializers.SerializerMethodField(help_text="running, but its worker stopped renewing the lease")
+    latest = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = ["id", "name", "status", "epoch", "total_epochs", "dataset", "dataset_name", "mask_type", "model",
+                  "config", "error", "worker", "device", "fraction", "val_accuracy", "best_accuracy", "phase",
+                  "test_accuracy", "warnings", "pretrained_run", "created_at", "started_at", "finished_at",
+                  "heartbeat_at", "tags", "notes", "attempts", "worker_lost", "retries", "priority", "latest"]
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_worker_lost(self, run: Run) -> bool:
+        if run.status != RunStatus.RUNNING or run.heartbeat_at is None:
+            return False
+        return run.heartbeat_at < timezone.now() - timedelta(seconds=settings.MASKSEL_STALE_SECONDS)
+
+    @extend_schema_field(MetricRow(allow_null=True))
+    def get_latest(self, run: Run) -> dict[str, Any] | None:
+        if not self.context.get("latest", True):
+            return None
+        row = run.epochs.order_by("-epoch").first()
+        return row.metrics() if row else None
+
+
+class Annotations(serializers.Serializer):
+    name = serializers.CharField(required=False, help_text="at most 200 characters")
+    tags = serializers.ListField(child=serializers.CharField(), required=False, help_text="at most 20, each at "
+                                 "most 50 characters")
+    notes = serializers.CharField(required=False)
+    priority = serializers.IntegerField(required=False, min_value=PRIORITY_RANGE[0], max_value=PRIORITY_RANGE[1],
+                                        help_text="queued runs start highest priority first; changeable while queued")
+
+
+RunCreate = type("RunCreate", (Annotations,), {
+    "dataset": serializers.IntegerField(help_text="id of a data set you may use"),
+    "mask_config": serializers.IntegerField(required=False, help_text="id of a saved configuration whose options "
+                                            "fill in what the request leaves out"),
+    "pretrained_run": serializers.IntegerField(required=False, help_text="start from the network of one of your "
+                                               "succeeded runs (same model, input and classes); no warm-up"),
+    **{f.name: _config_field(f) for f in dataclasses.fields(TrainConfig) if f.name != "pretrained"},
+})
+
+
+class RunCreated(serializers.ModelSerializer):
+    class Meta:
+        model = Run
+        fields = ["id", "status"]
+
+
+class MaskConfigSerializer(serializers.ModelSerializer):
+    config = serializers.DictField(help_text="run options (no dataset)")
+
+    class Meta:
+        model = MaskConfig
+        fields = ["id", "name", "config"]
+
+
+class BatchRequest(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["cancel", "requeue", "delete"])
+    ids = serializers.ListField(child=serializers.IntegerField())
+
+
+class BatchResult(serializers.Serializer):
+    results = serializers.DictField(child=serializers.CharField(), help_text='run id -> "ok" or why not')
+
+
+class Preview(serializers.Serializer):
+    height = serializers.IntegerField()
+    width = serializers.IntegerField()
+    channel_names = serializers.ListField(child=serializers.CharField())
+    channels_total = serializers.IntegerField()
+    samples = serializers.ListField(child=serializers.DictField(), help_text='{"label": n, "channels": [base64 '
+                                    '8-bit grey image per channel]} for the first sample of each class')
