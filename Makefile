@@ -32,10 +32,10 @@ test: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
-# Everything that needs no service stack and no browser (the e2e and browser marks), for the edit-test loop.
+# For the edit-test loop: no service stack, no browser, no long training run (the e2e, browser and slow marks).
 test-fast: $(DEV_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not e2e and not browser and not slow" --durations=5 $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .

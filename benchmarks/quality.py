@@ -17,7 +17,7 @@ train (concrete, stg, lassonet) train `PEER_EPOCHS[data]` epochs. Folds run in p
 (``--workers``, one torch thread each: these networks are too small to gain from more).
 
     python benchmarks/quality.py [--quick] [--data mnist5k,digits] [--only a,b] [--workers 2]
-                                 [--channel-seeds 10] [--ablation] [--jpeg-seeds 3]
+                                 [--channel-seeds 10] [--ablation] [--jpeg-seeds 3] [--folds N]
 
 ``--quick`` (at most 5 minutes): mnist5k, 2 folds, peers trained `QUICK_EPOCHS`, 3 channel seeds. Requires
 requirements-bench.txt for the LassoNet rows (skipped with a note otherwise).
@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--channel-seeds", type=int, default=10, help="seeds of the channel task (0 skips it)")
     parser.add_argument("--jpeg-seeds", type=int, default=0, help="seeds of the JPEG task (0 skips it)")
     parser.add_argument("--ablation", action="store_true", help="also masksel's variants (one option changed each)")
+    parser.add_argument("--folds", type=int, default=0, help="only the first N folds (a partial run, e.g. ablations)")
     args = parser.parse_args()
     variants = masksel_selector.register_ablation()
     names = [n for n in args.only.split(",") if n] or [n for n in peers.SELECTORS if n not in variants]
@@ -216,7 +217,7 @@ def main() -> None:
         print(f"lassonet rows skipped: {peers.LASSONET_MISSING}")
         names.remove("lassonet")
     data_sets = ["mnist5k"] if args.quick else [d for d in args.data.split(",") if d]
-    folds = list(range(2 if args.quick else protocol.FOLDS * protocol.REPEATS))
+    folds = list(range(2 if args.quick else args.folds or protocol.FOLDS * protocol.REPEATS))
     print(f"torch {torch.__version__}, {args.workers} worker processes of 1 thread; protocol: "
           f"{protocol.FOLDS}-fold x {protocol.REPEATS} repeated stratified CV, retrain MLP F-128-128-C "
           f"(<= {protocol.RETRAIN_EPOCHS} epochs, patience {protocol.RETRAIN_PATIENCE}); peers train "

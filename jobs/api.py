@@ -1,4 +1,4 @@
-"""The REST API of ARCHITECTURE.md: thin views over selectors and services."""
+"""The REST API: thin views over selectors and services."""
 from __future__ import annotations
 
 from django.http import FileResponse, HttpResponse
@@ -85,10 +85,7 @@ class RunList(APIView):
                    summary="Your runs, newest first (500 at most; ?ids=1,2,3); `latest` is left out here",
                    parameters=[OpenApiParameter("ids", str, description="only these runs (comma-separated ids)")])
     def get(self, request: Request) -> Response:
-        runs = selectors.runs_visible_to(request.user).order_by("-id")
-        if "ids" in request.query_params:
-            runs = runs.filter(pk__in=selectors.parse_run_ids(request.query_params["ids"], "ids"))
-        rows = runs.select_related("dataset")[:500]
+        rows = selectors.run_list(request.user, ids=request.query_params.get("ids"))
         return Response(out.RunSerializer(rows, many=True, context={"latest": False}).data)
 
     @extend_schema(request=out.RunCreate, responses={201: out.RunCreated, 400: out.Error},

@@ -29,6 +29,17 @@ def runs_visible_to(user: User) -> QuerySet[Run]:
     return Run.objects.filter(owner_id=user.pk).select_related("dataset")
 
 
+RUN_LIST_LIMIT = 500
+
+
+def run_list(user: User, *, ids: str | None = None) -> QuerySet[Run]:
+    """The user's runs newest first (`RUN_LIST_LIMIT` at most), only those of `ids` ("1,2,3") when given."""
+    runs = runs_visible_to(user).order_by("-id")
+    if ids is not None:
+        runs = runs.filter(pk__in=parse_run_ids(ids, "ids"))
+    return runs[:RUN_LIST_LIMIT]
+
+
 def mask_configs_of(user: User) -> QuerySet[MaskConfig]:
     return MaskConfig.objects.filter(owner=user)
 

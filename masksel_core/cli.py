@@ -1,4 +1,4 @@
-"""`python -m masksel_core train ...`: the command-line contract of ARCHITECTURE.md.
+"""`python -m masksel_core train ...`: the command-line contract (README, "The library and CLI").
 
 Bad flags or data end with one line `error: ...` on stderr and exit status 2. Every `TrainConfig` field has a flag
 (`lambda_init` -> `--lambda-init`), so the CLI and the REST API accept the same options.

@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Everything that decides a training run.
 
-    A run has three phases (METHOD.md, "Where a run starts, and where it ends"):
+    A run has three phases (`docs/design.md`, "Three phases"):
     - warm-up: the network alone on the input as the initial mask passes it (everything, for the any-masks;
       the best version, for extend chains) until its validation accuracy has not improved for
       `early_stop_patience` epochs (at most `warmup_epochs`), unless `pretrained` weights are given. This is

@@ -19,6 +19,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=240)
 
 
+@pytest.mark.slow
 def test_train_writes_the_files_of_the_contract(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = cli("train", "--data", "digits", "--mask", "pixel-any", "--model", "mlp", "--epochs", "3", "--out", str(out),
@@ -53,6 +54,7 @@ def test_channel_any_mask_has_one_entry_per_channel(tmp_path: Path, capsys: pyte
     assert np.load(tmp_path / "o" / "mask.npy").shape == (2,)
 
 
+@pytest.mark.slow
 def test_nan_in_the_data_exits_2_naming_the_nan(tmp_path: Path) -> None:
     x = np.zeros((6, 1, 4, 4), dtype=np.float32)
     x[2, 0, 1, 1] = np.nan

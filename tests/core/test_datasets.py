@@ -76,6 +76,7 @@ def test_remote_layout_constants_partition_the_36_channels() -> None:
     assert codes.sum(axis=0).tolist() == [6, 6, 6, 6]
 
 
+@pytest.mark.slow
 def test_remote_is_deterministic_by_seed(remote: TensorDataset) -> None:
     again = load_synthetic_remote(0)
     assert torch.equal(again.x_train, remote.x_train) and torch.equal(again.y_test, remote.y_test)

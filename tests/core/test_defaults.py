@@ -10,6 +10,7 @@ from masksel_core import TrainConfig, default_mask_type, load_digits, train
 from masksel_core.cli import main
 
 
+@pytest.mark.slow
 def test_the_default_run_on_digits_keeps_a_part_of_the_input_and_predicts_well() -> None:
     data = load_digits()
     result = train(TrainConfig(mask_type=default_mask_type(data.input_shape), device="cpu"), data)
@@ -19,6 +20,7 @@ def test_the_default_run_on_digits_keeps_a_part_of_the_input_and_predicts_well()
     assert {r.phase for r in result.records} >= {"warmup", "select", "finalize"}
 
 
+@pytest.mark.slow
 def test_the_readme_cli_example_gives_a_useful_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", "--data", "digits", "--mask", "pixel-any", "--model", "mlp", "--epochs", "30", "--out",
                  str(tmp_path), "--quiet", "--device", "cpu"])

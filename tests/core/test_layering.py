@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_masksel_core_imports_no_django_celery_or_redis() -> None:
     code = (
         "import sys, masksel_core, masksel_core.cli, masksel_core.export\n"

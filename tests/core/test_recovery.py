@@ -31,6 +31,7 @@ def _subset(data: TensorDataset, n_train: int, n_test: int) -> TensorDataset:
                          data.y_test[:n_test], data.num_classes, list(data.channel_names))
 
 
+@pytest.mark.slow
 def test_channel_any_keeps_every_informative_source_and_drops_the_noise_channels() -> None:
     data = _subset(load_synthetic_remote(SEED), 900, 300)
     result = train(TrainConfig(mask_type="channel-any", epochs=10, lambda_init=0.5, **FAST), data)
@@ -47,6 +48,7 @@ def test_channel_any_keeps_every_informative_source_and_drops_the_noise_channels
     assert result.records[-1].val_accuracy > 0.6 > 5 * chance
 
 
+@pytest.mark.slow
 def test_pixel_any_concentrates_the_kept_pixels_in_the_supernova_centre() -> None:
     data = _subset(load_synthetic_supernova(SEED), 800, 300)
     result = train(TrainConfig(mask_type="pixel-any", epochs=12, lambda_init=0.5, **FAST), data)

@@ -68,6 +68,7 @@ def test_a_pretrained_state_dict_replaces_the_warm_up(tmp_path: Path) -> None:
     assert again.start_accuracy == pytest.approx(first.records[-1].val_accuracy)
 
 
+@pytest.mark.slow
 def test_finalize_writes_the_best_validation_epoch_and_the_last_row_describes_it() -> None:
     config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=4, lambda_init=2.0, **{**FAST,
                          "finalize_epochs": 12}, early_stop_patience=3)
@@ -85,6 +86,7 @@ def test_finalize_writes_the_best_validation_epoch_and_the_last_row_describes_it
     assert evaluate(result.model, result.mask, splits.x_val, splits.y_val)[0] == pytest.approx(best)
 
 
+@pytest.mark.slow
 def test_the_test_split_never_decides_anything() -> None:
     data = load_digits()
     shuffled = TensorDataset(data.name, data.x_train, data.y_train, data.x_test,
@@ -112,6 +114,7 @@ def test_inspect_sees_the_live_network_and_masks_after_every_epoch() -> None:
     assert [fraction for _, _, fraction in seen] == pytest.approx([r.fraction for r in result.records])
 
 
+@pytest.mark.slow
 def test_a_fixed_seed_gives_the_same_run() -> None:
     config = TrainConfig(mask_type="pixel-any", model="lenet5", epochs=2, **FAST)
     first, second = train(config, load_digits()), train(config, load_digits())
@@ -144,6 +147,7 @@ def test_target_fraction_stops_early_then_finalize_trains_the_frozen_mask(
     assert all(np.array_equal(r.selected, result.selected) for r in final) and result.fraction <= 0.3
 
 
+@pytest.mark.slow
 def test_a_target_is_reached_within_the_epochs_even_from_a_tiny_lambda() -> None:
     """Lambda also rises whenever Q falls behind the path to the target, not only on a plateau."""
     config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=30, lambda_init=1e-4, lambda_patience=1000,
@@ -166,6 +170,7 @@ def test_a_target_is_met_exactly_whatever_the_float32_sum_says() -> None:
     assert result.stopped_because == "target_fraction" and result.fraction <= 0.3
 
 
+@pytest.mark.slow
 def test_two_lambda_factors_give_two_lambda_paths_by_default() -> None:
     paths = []
     for factor in (1.1, 1.5):
@@ -218,6 +223,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mask_type", "interrupt_at"), [("pixel-any", 2), ("pixel-any", 5), ("pixel-any", 8),
                                                          ("jpeg-xor+pixel-any", 5)])
 def test_a_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path: Path, mask_type: str,
@@ -315,6 +321,7 @@ def test_an_accuracy_drop_beyond_the_tolerance_stops_selection(informative_first
     assert select[-1].val_accuracy < max(r.val_accuracy for r in result.records) - 0.05 and len(select) < 60
 
 
+@pytest.mark.slow
 def test_a_jpeg_chain_moves_to_lower_qualities_as_lambda_grows() -> None:
     config = TrainConfig(mask_type="jpeg-xor", model="mlp", epochs=12, lambda_init=1.0, lambda_factor=2.0,
                          lambda_patience=0, **FAST)

@@ -101,10 +101,11 @@ def prepared_env(redis_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
            "REDIS_URL": redis_url, "MASKSEL_QUEUE": f"train-test-{tag}", "CHANNEL_PREFIX": f"masksel-test-{tag}",
            "PYTHONUNBUFFERED": "1", **extra}
     env.pop("DATABASE_URL", None)
-    manage(env, "migrate", "--noinput", "-v", "0")
-    manage(env, "masksel_setup")
+    # One process for the three steps: each start of Django (and torch) takes seconds on a small machine.
     manage(env, "shell", "-c",
-           f"from django.contrib.auth.models import User; User.objects.create_user('alice', password='{PASSWORD}')")
+           "from django.core.management import call_command; from django.contrib.auth.models import User; "
+           "call_command('migrate', interactive=False, verbosity=0); call_command('masksel_setup'); "
+           f"User.objects.create_user('alice', password='{PASSWORD}')")
     return env
 
 

@@ -1,3 +1,4 @@
+"""`/api/runs/` and `/api/runs/<id>/...`: submit, read, change, delete, download; starting from another run."""
 from __future__ import annotations
 
 import io
@@ -10,42 +11,7 @@ import numpy as np
 from rest_framework.test import APIClient
 
 from tests.conftest import make_npz
-
-FAST = {"mask_type": "pixel-any", "model": "mlp", "epochs": 2, "batch_size": 64, "warmup_epochs": 1,
-        "finalize_epochs": 0}
-
-
-def test_token_endpoint_returns_a_token_for_good_credentials(alice: Any) -> None:
-    client = APIClient()
-    good = client.post("/api/auth/token/", {"username": "alice", "password": "alice-password-1"}, format="json")
-    assert good.status_code == 200 and len(good.json()["token"]) == 40
-    client.credentials(HTTP_AUTHORIZATION=f"Token {good.json()['token']}")
-    assert client.get("/api/runs/").status_code == 200
-    bad = APIClient().post("/api/auth/token/", {"username": "alice", "password": "nope"}, format="json")
-    assert bad.status_code == 400 and "error" in bad.json()
-
-
-def test_the_api_answers_anonymous_requests_with_401_and_says_how_to_authenticate(db: Any) -> None:
-    response = APIClient().get("/api/runs/")
-    assert response.status_code == 401 and "error" in response.json()
-    assert response["WWW-Authenticate"] == "Token"
-
-
-def test_upload_returns_the_contract_fields(alice_api: APIClient, tmp_path: Path) -> None:
-    path = make_npz(tmp_path / "d.npz")
-    with path.open("rb") as handle:
-        response = alice_api.post("/api/datasets/", {"file": handle, "name": "mine"}, format="multipart")
-    assert response.status_code == 201, response.json()
-    body = response.json()
-    assert {k: body[k] for k in ("name", "input_shape", "num_classes", "num_train", "num_test")} == {
-        "name": "mine", "input_shape": [2, 6, 6], "num_classes": 3, "num_train": 96, "num_test": 24}
-
-
-def test_a_bad_upload_answers_400_naming_the_problem(alice_api: APIClient, tmp_path: Path) -> None:
-    response = alice_api.post("/api/datasets/", {"file": io.BytesIO(b"not a zip"), "name": "x"}, format="multipart")
-    assert response.status_code == 400 and "not an .npz" in response.json()["error"]
-    missing = alice_api.post("/api/datasets/", {"name": "x"}, format="multipart")
-    assert missing.status_code == 400 and "file is required" in missing.json()["error"]
+from tests.jobs.conftest import FAST
 
 
 def test_a_run_over_rest_trains_and_serves_its_files(alice_api: APIClient, digits: Any,
@@ -148,18 +114,6 @@ def test_a_huge_json_body_is_refused_with_413(alice_api: APIClient, digits: Any)
     assert response.status_code == 413 and "larger than" in response.json()["error"]
 
 
-def test_uploads_refused_for_any_reason_leave_no_file_behind(alice_api: APIClient, tmp_path: Path,
-                                                             settings: Any) -> None:
-    bad = [b"", b"PK\x03\x04garbage", make_npz(tmp_path / "one.npz", y_train=np.zeros(120, dtype=np.int64))
-           .read_bytes()]
-    media = Path(settings.MEDIA_ROOT)
-    before = set(media.rglob("*"))
-    for payload in bad:
-        response = alice_api.post("/api/datasets/", {"file": io.BytesIO(payload), "name": "bad"}, format="multipart")
-        assert response.status_code == 400 and response.json()["error"]
-    assert set(media.rglob("*")) == before
-
-
 def test_tags_and_notes_can_be_changed_and_nothing_else(alice_api: APIClient, digits: Any) -> None:
     run_id = alice_api.post("/api/runs/", {"dataset": digits.pk, **FAST}, format="json").json()["id"]
     changed = alice_api.patch(f"/api/runs/{run_id}/", {"tags": ["baseline", "baseline", " pixel "],
@@ -192,19 +146,6 @@ def test_deleting_a_run_removes_its_rows_and_files_but_not_while_it_runs(
     assert refused.status_code == 400 and "cancel it before deleting" in refused.json()["error"]
 
 
-def test_the_openapi_schema_documents_every_endpoint_and_the_docs_page_works_offline(alice_api: APIClient) -> None:
-    import yaml
-
-    schema = yaml.safe_load(alice_api.get("/api/schema/").content)
-    paths = set(schema["paths"])
-    assert {"/api/runs/", "/api/runs/{run_id}/", "/api/runs/{run_id}/metrics/", "/api/runs/{run_id}/cancel/",
-            "/api/datasets/", "/api/runs/{run_id}/{name}"} <= paths
-    run_request = schema["components"]["schemas"]["RunCreate"]["properties"]
-    assert {"dataset", "mask_type", "lambda_init", "tau_init", "target_fraction"} <= set(run_request)
-    docs = alice_api.get("/api/docs/").content.decode()
-    assert "swagger-ui" in docs and "cdn" not in docs.lower()
-
-
 def test_the_run_list_api_costs_the_same_queries_for_many_runs(alice_api: APIClient, alice: Any, digits: Any,
                                                                 django_assert_max_num_queries: Any) -> None:
     from jobs.models import Run
@@ -217,54 +158,6 @@ def test_the_run_list_api_costs_the_same_queries_for_many_runs(alice_api: APICli
     assert sorted(r["id"] for r in picked) == sorted([runs[0].pk, runs[3].pk])
     refused = alice_api.get(f"/api/runs/?ids={runs[0].pk},x")
     assert refused.status_code == 400 and "ids must be" in refused.json()["error"]
-
-
-def test_batch_actions_answer_per_run(alice_api: APIClient, alice: Any, digits: Any,
-                                      django_capture_on_commit_callbacks: Any) -> None:
-    from jobs.models import EpochMetric, Run
-
-    with django_capture_on_commit_callbacks(execute=True):
-        done = alice_api.post("/api/runs/", {"dataset": digits.pk, **FAST}, format="json").json()["id"]
-    queued = [Run.objects.create(owner=alice, dataset=digits, config=FAST, total_epochs=3) for _ in range(2)]
-    ids = [done] + [r.pk for r in queued]
-    cancelled = alice_api.post("/api/runs/batch/", {"action": "cancel", "ids": ids}, format="json").json()
-    assert cancelled["results"] == {str(done): f"run {done} is already succeeded", str(ids[1]): "ok",
-                                    str(ids[2]): "ok"}
-    with django_capture_on_commit_callbacks(execute=True):
-        requeued = alice_api.post("/api/runs/batch/", {"action": "requeue", "ids": [ids[1]]}, format="json")
-    assert requeued.json()["results"] == {str(ids[1]): "ok"}
-    again = Run.objects.get(pk=ids[1])  # the eager task trained it again, from the start
-    assert again.status == "succeeded" and again.error == ""
-    assert list(EpochMetric.objects.filter(run=again).values_list("epoch", flat=True)) == [1, 2, 3]
-    assert alice_api.post("/api/runs/batch/", {"action": "delete", "ids": [ids[2]]}, format="json").status_code == 200
-    assert not Run.objects.filter(pk=ids[2]).exists()
-    for body, needle in (({"action": "explode", "ids": [done]}, "unknown action"), ({"action": "cancel"}, "ids must"),
-                         ({"action": "cancel", "ids": [999999]}, "no such run")):
-        response = alice_api.post("/api/runs/batch/", body, format="json")
-        assert response.status_code in (400, 404) and needle in response.json()["error"], body
-
-
-def test_saved_configurations_fill_in_runs_and_are_private(alice_api: APIClient, bob_api: APIClient,
-                                                           digits: Any) -> None:
-    saved = alice_api.post("/api/configs/", {"name": "paper pixel", "config": {
-        "mask_type": "pixel-any", "model": "lenet5", "lambda_init": 1.0, "lambda_factor": 1.25}}, format="json")
-    assert saved.status_code == 201
-    config_id = saved.json()["id"]
-    run_id = alice_api.post("/api/runs/", {"dataset": digits.pk, "mask_config": config_id, "epochs": 3},
-                            format="json").json()["id"]
-    config = alice_api.get(f"/api/runs/{run_id}/").json()["config"]
-    assert (config["mask_type"], config["model"], config["lambda_init"], config["epochs"]) == ("pixel-any", "lenet5",
-                                                                                               1.0, 3)
-    assert [c["name"] for c in alice_api.get("/api/configs/").json()] == ["paper pixel"]
-    assert bob_api.get("/api/configs/").json() == []
-    theirs = bob_api.post("/api/runs/", {"dataset": digits.pk, "mask_config": config_id}, format="json")
-    assert theirs.status_code == 400 and "no saved configuration" in theirs.json()["error"]
-    for body, needle in (({"name": "x", "config": {"tau_init": 0}}, "tau_init must be in"),
-                         ({"name": "paper pixel", "config": {}}, "already have"),
-                         ({"name": "", "config": {}}, "name is required"),
-                         ({"name": "d", "config": {"dataset": 1}}, "without the dataset")):
-        response = alice_api.post("/api/configs/", body, format="json")
-        assert response.status_code == 400 and needle in response.json()["error"], body
 
 
 def test_a_server_path_as_pretrained_is_refused_over_rest(alice_api: APIClient, digits: Any) -> None:
@@ -298,7 +191,6 @@ def test_a_run_starts_from_one_of_the_callers_succeeded_runs(
     first_metrics = alice_api.get(f"/api/runs/{first}/metrics/").json()
     assert alice_api.get(f"/api/runs/{second}/summary.json").status_code == 200
     assert first_metrics[0]["phase"] == "warmup"
-
 
 
 def test_the_copy_of_a_pretrained_network_counts_against_storage(
