@@ -17,8 +17,12 @@
       const badge = row.querySelector("[data-field=status]");
       badge.textContent = run.status;
       badge.className = "status status-" + run.status;
-      row.querySelector("[data-field=progress]").value = run.epoch;
+      const bar = row.querySelector("[data-field=progress]");
+      const done = run.status === "succeeded";  // stopped early or not, it is complete
+      bar.max = done ? Math.max(run.epoch, 1) : run.total_epochs;
+      bar.value = run.epoch;
       row.querySelector("[data-field=epoch]").textContent = run.epoch;
+      row.querySelector("[data-field=of]").textContent = done ? " epochs" : `/${run.total_epochs}`;
       row.querySelector("[data-field=val_accuracy]").textContent = fmt(run.best_accuracy);
       row.querySelector("[data-field=fraction]").textContent = fmt(run.fraction);
     }

@@ -159,3 +159,13 @@ def test_a_saved_configuration_prefills_the_new_run_form(alice_web: Client, alic
     other = Client()
     other.force_login(bob)
     assert other.get(f"/runs/new/?config={saved.pk}").status_code == 404
+
+
+def test_a_run_that_stopped_early_shows_a_full_bar_and_its_epochs(alice_web: Client, alice: Any, digits: Any) -> None:
+    Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any"}, total_epochs=301,
+                       epoch=164, status="succeeded")
+    Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any"}, total_epochs=301,
+                       epoch=12, status="running")
+    page = alice_web.get("/runs/").content.decode()
+    assert '<progress max="164" value="164"' in page and "164</span><span data-field=\"of\"> epochs" in page
+    assert '<progress max="301" value="12"' in page and "12</span><span data-field=\"of\">/301" in page
