@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TensorDataset, TrainConfig, TrainResult, create_model, load_dataset, train  # noqa: E402
 from masksel_core.schedules import EarlyStopping  # noqa: E402
-from masksel_core.steps import evaluate, network_step  # noqa: E402
+from masksel_core.steps import batches, evaluate, network_step  # noqa: E402
 from masksel_core.train import prepare_inputs, split_validation  # noqa: E402
 
 # case -> (data set, mask, model, target fractions; None = the default run, without a target)
@@ -49,9 +49,8 @@ def fresh_accuracy(result: TrainResult, data: TensorDataset, seed: int) -> float
     generator, loss_fn = torch.Generator().manual_seed(seed), nn.CrossEntropyLoss()
     for epoch in range(FRESH_EPOCHS):
         model.train()
-        for batch in torch.randperm(len(splits.y_fit), generator=generator).split(config.batch_size):
-            if len(batch) > 1:
-                network_step(model, chain, loss_fn, splits.x_fit[batch], splits.y_fit[batch], optimizer)
+        for batch in batches(len(splits.y_fit), config.batch_size, generator=generator):
+            network_step(model, chain, loss_fn, splits.x_fit[batch], splits.y_fit[batch], optimizer)
         if stopper.step(evaluate(model, chain, splits.x_val, splits.y_val)[0], epoch):
             best = copy.deepcopy(model.state_dict())
         if stopper.exhausted:

@@ -14,7 +14,7 @@ from .chain import MaskChain
 from .config import TrainConfig
 from .records import EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
-from .steps import Splits, evaluate, masked_step, network_step
+from .steps import Splits, batches, evaluate, masked_step, network_step
 from .swap_check import swap_check
 
 # The target's pace: reached after this share of the selection epochs, the rest to settle (`TargetPace`).
@@ -186,21 +186,18 @@ class Loop:
     def _train_epoch(self, step: Step) -> tuple[float, float]:
         self.model.train()
         x_all, y_all = self.splits.x_fit, self.splits.y_fit
-        order = torch.randperm(x_all.shape[0], device=x_all.device, generator=self.generator)
         task_sum = torch.zeros((), device=x_all.device)
         mask_sum = torch.zeros((), device=x_all.device)
-        batches = 0
-        for idx in order.split(self.config.batch_size):
+        count = 0
+        for idx in batches(x_all.shape[0], self.config.batch_size, generator=self.generator, device=x_all.device):
             if self.should_stop():
                 raise Stopped
-            if len(idx) == 1 and self.config.batch_size > 1:  # a last batch of one breaks BatchNorm, says little
-                continue
             task, q = step(x_all[idx], y_all[idx])  # (B, C', H, W), (B,)
             task_sum += task
             mask_sum += q
-            batches += 1
+            count += 1
         # One device-to-host copy per epoch rather than one per batch.
-        return float(task_sum) / max(batches, 1), float(mask_sum) / max(batches, 1)
+        return float(task_sum) / max(count, 1), float(mask_sum) / max(count, 1)
 
     def _record(self, task: float, q: float, accuracy: float, started: float, *, lam: float | None = None,
                 tau: float | None = None) -> EpochRecord:

@@ -5,7 +5,7 @@ A step is what any PyTorch training step is: mask the batch, compute the task lo
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +24,15 @@ class Splits:
     y_fit: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+
+
+def batches(count: int, batch_size: int, *, generator: torch.Generator, device: torch.device | str = "cpu"
+            ) -> Iterator[torch.Tensor]:
+    """One epoch's shuffled batch indices; a last batch of one is left out (it breaks BatchNorm and says little),
+    unless every batch is of one."""
+    for idx in torch.randperm(count, device=device, generator=generator).split(batch_size):
+        if len(idx) > 1 or batch_size == 1:
+            yield idx
 
 
 def masked_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,

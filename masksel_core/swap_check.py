@@ -21,7 +21,7 @@ from torch import nn
 
 from .chain import MaskChain
 from .masks import ChannelXor, PixelXor
-from .steps import Splits, evaluate, network_step
+from .steps import Splits, batches, evaluate, network_step
 
 TOLERANCE = 0.005  # a relative improvement of the validation loss smaller than this is noise, not a better mask
 FINALISTS, TRIAL_EPOCHS = 3, 1
@@ -45,10 +45,8 @@ def swap_check(chain: MaskChain, model: nn.Module, splits: Splits, *, candidates
         loss_fn = nn.CrossEntropyLoss()
         for _ in range(TRIAL_EPOCHS):
             trial.train()
-            order = torch.randperm(len(splits.y_fit), device=splits.x_fit.device, generator=generator)
-            for idx in order.split(batch_size):
-                if len(idx) > 1:
-                    network_step(trial, chain, loss_fn, splits.x_fit[idx], splits.y_fit[idx], optimizer)
+            for idx in batches(len(splits.y_fit), batch_size, generator=generator, device=splits.x_fit.device):
+                network_step(trial, chain, loss_fn, splits.x_fit[idx], splits.y_fit[idx], optimizer)
         return evaluate(trial, chain, splits.x_val, splits.y_val)[1]
 
     swaps: list[tuple[int, int]] = []
