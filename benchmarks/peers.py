@@ -7,7 +7,8 @@ channels of an image) it returns group indices. At most ``k`` distinct indices; 
 A selector added from outside may leave ``groups`` out: it then takes part in the pixel table only.
 
 A selector that serves every budget from one fit (a regularisation path, a ranking) is marked with
-``@all_budgets`` and has the signature ``fn(x_train, y_train, budgets, seed, groups=None) -> {k: list[int]}``.
+``@all_budgets`` and has the signature ``fn(x_train, y_train, budgets, seed, groups=None) -> {k: list[int]}``;
+a filter is written as ``score(x_train, y_train, seed) -> one score per feature`` and made one by ``@scored``.
 Use :func:`select` to call either kind: it always answers ``{k: (indices, seconds)}``.
 
 ``SELECTORS`` is the registry (name -> function); ``quality.py`` evaluates whatever is in it, so another
@@ -23,13 +24,12 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.ensemble import ExtraTreesClassifier
-from sklearn.feature_selection import SelectKBest, f_classif, mutual_info_classif
+from sklearn.feature_selection import f_classif, mutual_info_classif
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
@@ -146,39 +146,50 @@ def random_k(x: np.ndarray, y: np.ndarray, k: int, seed: int, groups: Groups = N
     return [int(i) for i in np.random.default_rng(seed).choice(n, size=k, replace=False)]
 
 
+def scored(score: Callable[[np.ndarray, np.ndarray, int], np.ndarray]) -> Callable[..., Any]:
+    """A filter from ``score(x, y, seed) -> one score per feature``: scored once per fit, and budget k takes the k
+    best (with groups: the k groups of best mean score), so the scores are not computed again for every budget."""
+
+    @all_budgets
+    def select(x: np.ndarray, y: np.ndarray, budgets: Sequence[int], seed: int,
+               groups: Groups = None) -> dict[int, list[int]]:
+        scores = score(x, y, seed)
+        return {k: _top_groups(scores, k, groups) for k in budgets}
+
+    select.__name__, select.__doc__ = score.__name__, score.__doc__  # not functools.wraps: keep `groups` seen
+    return select
+
+
 @register("variance")
-def variance_top(x: np.ndarray, y: np.ndarray, k: int, seed: int, groups: Groups = None) -> list[int]:
-    """The k features of largest variance (unsupervised filter; Guyon & Elisseeff 2003, JMLR 3, Sec. 2)."""
-    return _top_groups(x.var(axis=0), k, groups)
-
-
-def _kbest(score_func: Callable[..., Any], x: np.ndarray, y: np.ndarray, k: int, groups: Groups) -> list[int]:
-    with warnings.catch_warnings():  # f_classif warns about the constant (always 0) border pixels of digits
-        warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        if groups is None:
-            return [int(i) for i in SelectKBest(score_func, k=k).fit(x, y).get_support(indices=True)]
-        return _top_groups(SelectKBest(score_func, k="all").fit(x, y).scores_, k, groups)
+@scored
+def variance_top(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """The features of largest variance (unsupervised filter; Guyon & Elisseeff 2003, JMLR 3, Sec. 2)."""
+    return x.var(axis=0)
 
 
 @register("anova-f")
-def anova_top(x: np.ndarray, y: np.ndarray, k: int, seed: int, groups: Groups = None) -> list[int]:
-    """The k features of largest ANOVA F statistic (scikit-learn ``SelectKBest(f_classif)``)."""
-    return _kbest(f_classif, x, y, k, groups)
+@scored
+def anova_top(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """The features of largest ANOVA F statistic (scikit-learn ``f_classif``, as ``SelectKBest`` uses it)."""
+    with warnings.catch_warnings():  # f_classif warns about the constant (always 0) border pixels of digits
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return f_classif(x, y)[0]
 
 
 @register("mutual-info")
-def mutual_info_top(x: np.ndarray, y: np.ndarray, k: int, seed: int, groups: Groups = None) -> list[int]:
-    """The k features of largest estimated mutual information with the label (scikit-learn
-    ``SelectKBest(mutual_info_classif)``, the k-NN estimator of Kraskov et al. 2004 / Ross 2014)."""
-    return _kbest(partial(mutual_info_classif, random_state=seed), x, y, k, groups)
+@scored
+def mutual_info_top(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """The features of largest estimated mutual information with the label (scikit-learn
+    ``mutual_info_classif``, the k-NN estimator of Kraskov et al. 2004 / Ross 2014)."""
+    return mutual_info_classif(x, y, random_state=seed)
 
 
 @register("extra-trees")
-def extra_trees_top(x: np.ndarray, y: np.ndarray, k: int, seed: int, groups: Groups = None) -> list[int]:
-    """The k features of largest impurity importance in an ExtraTrees forest (Geurts et al. 2006, 200 trees)."""
-    forest = ExtraTreesClassifier(n_estimators=200, random_state=seed, n_jobs=1).fit(x, y)
-    return _top_groups(forest.feature_importances_, k, groups)
+@scored
+def extra_trees_top(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """The features of largest impurity importance in an ExtraTrees forest (Geurts et al. 2006, 200 trees)."""
+    return ExtraTreesClassifier(n_estimators=200, random_state=seed, n_jobs=1).fit(x, y).feature_importances_
 
 
 # ----------------------------------------------------------------------------------------------- wrapper
@@ -218,7 +229,8 @@ def concrete(x: np.ndarray, y: np.ndarray, k: int, seed: int, groups: Groups = N
     of their Sec. 3, the decoder replaced by a classifier).
 
     k selection neurons, neuron j holding logits ``alpha_j`` over the F features (or G groups). In training,
-    neuron j outputs ``x . softmax((alpha_j + g) / T)`` with Gumbel noise g (drawn per example), the
+    neuron j outputs ``x . softmax((alpha_j + g) / T)`` with Gumbel noise g drawn once per batch (as the
+    authors' ConcreteSelect layer draws it), the
     k outputs feed a small MLP classifier, and everything is trained jointly with cross-entropy (Adam, lr 1e-3
     for the MLP, 1e-2 for the logits). T decays exponentially per step from 10 to 0.01. Finally each neuron's
     argmax is its feature; two neurons may end on the same one, so fewer than k distinct features can result.
@@ -238,9 +250,9 @@ def concrete(x: np.ndarray, y: np.ndarray, k: int, seed: int, groups: Groups = N
     for _ in range(epochs):
         for batch in _batches(n, batch_size, generator):
             tau = start * (end / start) ** (step / max(steps - 1, 1))
-            uniform = torch.rand(len(batch), *logits.shape, generator=generator).clamp_(1e-10, 1.0)
-            weights = torch.softmax((logits - torch.log(-torch.log(uniform))) / tau, dim=-1)  # (B, k, G)
-            selected = torch.einsum("ngd,nkg->nkd", data[batch], weights).flatten(1)
+            uniform = torch.rand(*logits.shape, generator=generator).clamp_(1e-10, 1.0)
+            weights = torch.softmax((logits - torch.log(-torch.log(uniform))) / tau, dim=-1)  # (k, G)
+            selected = torch.einsum("ngd,kg->nkd", data[batch], weights).flatten(1)
             loss = nn.functional.cross_entropy(classifier(selected), labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -68,10 +68,7 @@ def fold_task(data: str, fold_index: int, name: str, budgets: tuple[int, ...], e
     x, y, folds = _data(data)
     fold = folds[fold_index]
     x_train, y_train, x_test, y_test = x[fold.train], y[fold.train], x[fold.test], y[fold.test]
-    selector = peers.SELECTORS[name]
-    if name in ("concrete", "stg", "lassonet"):
-        trained = partial(selector, epochs=epochs)
-        selector = peers.all_budgets(trained) if getattr(selector, "all_budgets", False) else trained
+    selector = _with_epochs(name, epochs)
     joint: dict[int, Any] = {}
     started = time.perf_counter()
     chosen = peers.select(selector, x_train, y_train, budgets, fold_index, joint=joint)
@@ -81,6 +78,11 @@ def fold_task(data: str, fold_index: int, name: str, budgets: tuple[int, ...], e
     return {"accuracy": accuracy, "pixels": {k: len(chosen[k][0]) for k in budgets},
             "joint": {k: float((predict(x_test) == y_test).mean()) for k, predict in joint.items()},
             "fit_s": fitted - started, "retrain_s": time.perf_counter() - fitted}
+
+
+def _longest_first(names: list[str]) -> list[str]:
+    """masksel's runs (one training per budget) first: started last, they would leave one worker idle at the end."""
+    return sorted(names, key=lambda n: not n.startswith("masksel"))
 
 
 def _cell(values: list[float]) -> str:
@@ -93,7 +95,8 @@ def run_data(data: str, names: list[str], folds: list[int], workers: int, epochs
     names = [n for n in names if data not in SLOW_ON.get(n, set())]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker) as pool:
-        futures = {(n, f): pool.submit(fold_task, data, f, n, budgets, epochs) for n in names for f in folds}
+        futures = {(n, f): pool.submit(fold_task, data, f, n, budgets, epochs) for n in _longest_first(names)
+                   for f in folds}
         results = {n: [futures[(n, f)].result() for f in folds] for n in names}
     x, y, all_folds = _data(data)
     print(f"\n## {data}: {x.shape[1]} pixels, {len(y)} samples, folds {len(folds)} of "
@@ -164,18 +167,28 @@ def channel_task(seed: int) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
     return np.concatenate(channels, axis=1).astype(np.float32), y, [list(range(32 * c, 32 * c + 32)) for c in range(8)]
 
 
-def channel_seed(name: str, seed: int) -> tuple[list[int], float]:
-    x, y, groups = channel_task(seed)
+def _with_epochs(name: str, epochs: int) -> Any:
+    """The selector `name`, trained `epochs` epochs where it trains (concrete, stg, lassonet)."""
     selector = peers.SELECTORS[name]
+    if name not in ("concrete", "stg", "lassonet"):
+        return selector
+    trained = partial(selector, epochs=epochs)
+    return peers.all_budgets(trained) if getattr(selector, "all_budgets", False) else trained
+
+
+def channel_seed(name: str, seed: int, epochs: int) -> tuple[list[int], float]:
+    x, y, groups = channel_task(seed)
+    selector = _with_epochs(name, epochs)
     (indices, seconds), = peers.select(selector, x, y, [2], seed, groups=groups).values()
     return indices, seconds
 
 
-def run_channels(names: list[str], seeds: int, workers: int) -> None:
+def run_channels(names: list[str], seeds: int, workers: int, epochs: int) -> None:
     print(f"\nChannel task: budget 2 of 8 channels, times the optimum {{0, 1}} was chosen out of {seeds} seeds")
     print("\n| selector | optimum found | most frequent other choice | seconds |\n|---|---:|---|---:|")
     with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker) as pool:
-        futures = {(n, s): pool.submit(channel_seed, n, s) for n in names for s in range(seeds)}
+        futures = {(n, s): pool.submit(channel_seed, n, s, epochs) for n in _longest_first(names)
+                   for s in range(seeds)}
         for name in names:
             answers = [futures[(name, s)].result() for s in range(seeds)]
             hits = sum(set(indices) == CHANNEL_OPTIMUM for indices, _ in answers)
@@ -231,7 +244,7 @@ def main() -> None:
     capable = [n for n in names if peers.supports_groups(peers.SELECTORS[n])]
     if seeds and capable:
         part = time.perf_counter()
-        run_channels(capable, seeds, args.workers)
+        run_channels(capable, seeds, args.workers, (QUICK_EPOCHS if args.quick else PEER_EPOCHS)["digits"])
         print(f"\n(channel task {time.perf_counter() - part:.0f} s)")
     if args.jpeg_seeds and "masksel" in names:
         x, y, folds_all = _data("digits")
