@@ -85,7 +85,8 @@ class RunForm(forms.Form):
         # the page's script does the same when another data set is picked, until a mask is chosen by hand.
         self.default_masks = {row.pk: default_mask_type(row.input_shape) for row in datasets}
         chosen = self.initial.get("dataset") or next(iter(self.default_masks), None)
-        if "mask_type" not in self.initial and chosen in self.default_masks:
+        self.mask_chosen = "mask_type" in self.initial  # by a clone or a saved configuration: the script keeps it
+        if not self.mask_chosen and chosen in self.default_masks:
             self.initial["mask_type"] = self.default_masks[chosen]
 
     def run_data(self) -> dict[str, Any]:

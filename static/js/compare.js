@@ -29,7 +29,7 @@
     const series = [{ label: "epoch" }, ...runs.map((r, i) => ({ label: r.label, stroke: colour(i), width: 1,
       alpha: 0.6 })), { label: "mean", stroke: "#111827", width: 3 }];
     new uPlot({
-      width: Math.max(element.clientWidth, 300), height: 260, series,
+      width: Math.max(element.clientWidth, 240), height: 260, series,
       cursor: { sync: { key: "compare" } },
       scales: { x: { time: false }, y: { range: [0, 1] } },
       axes: [{ label: "epoch", incrs: EPOCH_TICKS }, {}],
@@ -48,7 +48,7 @@
 
   function scatter() {
     const canvas = document.getElementById("compare-scatter");
-    canvas.width = Math.max(canvas.parentElement.clientWidth - 40, 300);
+    canvas.width = Math.max(canvas.parentElement.clientWidth - 40, 240);
     const ctx = canvas.getContext("2d");
     const pad = 44, w = canvas.width - 2 * pad, h = canvas.height - 2 * pad;
     const px = (f) => pad + f * w, py = (a) => canvas.height - pad - a * h;

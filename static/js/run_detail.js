@@ -43,11 +43,11 @@
   }
 
   function makeChart(element, series, yScale, yLabel) {
-    const width = () => Math.max(element.clientWidth, 300);
+    const width = () => Math.max(element.clientWidth, 240);
     const chart = new uPlot({
       width: width(), height: 220,
       hooks: { drawClear: [phaseBands] },
-      cursor: { sync: { key: `run-${runId}` } },
+      cursor: { sync: { key: `run-${runId}` }, y: false },  // no horizontal line: it read as a threshold
       scales: { x: { time: false }, y: yScale },
       axes: [{ label: "epoch", incrs: EPOCH_TICKS }, { label: yLabel }],
       series: [{ label: "epoch" }, ...series],
@@ -134,14 +134,42 @@
     box.hidden = warnings.length === 0;
   }
 
+  // Elapsed time, and the time left if every remaining epoch runs (early stopping may end the run sooner).
+  function showTimes() {
+    const { started, finished } = root.dataset;
+    el("run-elapsed").textContent = window.maskselFormat.runDuration(started, finished) || "–";
+    const eta = el("run-eta");
+    const done = state.epochs.length ? state.epochs[state.epochs.length - 1] : 0;
+    if (FINAL.includes(state.status)) eta.textContent = "none";
+    else if (!started || done === 0) eta.textContent = "–";
+    else {
+      const perEpoch = (Date.now() - Date.parse(started)) / 1000 / done;
+      const left = Math.max(Number(root.dataset.totalEpochs) - done, 0);
+      eta.textContent = "at most " + window.maskselFormat.duration(perEpoch * left);
+    }
+  }
+  setInterval(showTimes, 1000);
+
+  function setTimes(run) {
+    if (run.started_at) root.dataset.started = run.started_at;
+    if (run.finished_at) root.dataset.finished = run.finished_at;
+    showTimes();
+  }
+
   function setStatus(status, error) {
     state.status = status;
+    if (FINAL.includes(status) && root.dataset.started && !root.dataset.finished) {
+      root.dataset.finished = new Date().toISOString();  // until a snapshot brings the stored time
+    }
+    if (status === "running" && !root.dataset.started) root.dataset.started = new Date().toISOString();
     const badge = el("run-status");
     badge.textContent = status;
     badge.className = "status status-" + status;
     if (error) { const e = el("run-error"); e.textContent = error; e.hidden = false; }
     el("downloads").classList.toggle("pending", !FINAL.includes(status));
     el("cancel-run").hidden = FINAL.includes(status);
+    el("run-epoch-of").hidden = FINAL.includes(status);  // a finished run shows the epochs it ran
+    showTimes();
   }
 
   // Cancel: the worker notices within a batch or so; the status message then arrives as usual.
@@ -151,6 +179,26 @@
     const reply = await fetch(`/api/runs/${runId}/cancel/`, { method: "POST", headers: { "X-CSRFToken": token } });
     const body = await reply.json().catch(() => ({}));
     if (reply.ok) setStatus(body.status); else window.alert(body.error || reply.statusText);
+  });
+
+  // Name, tags and notes: saved with the API's PATCH, as a script would.
+  el("run-annotations").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const token = (document.cookie.match(/csrftoken=([^;]+)/) || [])[1] || "";
+    const tags = el("run-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+    const reply = await fetch(`/api/runs/${runId}/`, {
+      method: "PATCH", headers: { "Content-Type": "application/json", "X-CSRFToken": token },
+      body: JSON.stringify({ name: el("run-name").value, tags, notes: el("run-notes").value }),
+    });
+    const body = await reply.json().catch(() => ({}));
+    const message = el("annotations-message");
+    message.className = reply.ok ? "ok" : "error";
+    message.textContent = reply.ok ? "saved" : (body.error || reply.statusText);
+    if (reply.ok) {
+      el("run-title").textContent = body.name;
+      el("run-tags").value = body.tags.join(", ");
+      document.title = `Run #${runId}${body.name ? " " + body.name : ""} · masksel`;
+    }
   });
 
   // A run whose worker stopped renewing its lease: say so until a worker takes it back.
@@ -177,6 +225,24 @@
     return canvas.getContext("2d");
   }
 
+  // What the mask's colours mean, under the picture; an entry without a colour is plain text.
+  function legend(entries) {
+    const box = el("mask-legend");
+    box.textContent = "";
+    for (const [colour, text] of entries) {
+      const item = document.createElement("span");
+      if (colour) {
+        const swatch = document.createElement("span");
+        swatch.className = "swatch";
+        swatch.style.background = colour;
+        item.append(swatch);
+      }
+      item.append(text);
+      box.appendChild(item);
+    }
+  }
+  const KEPT = "#16a34a", DROPPED = "#e5e7eb";
+
   // Channel masks as a strip (paper Fig. 7), pixel and block masks as a heatmap per channel
   // (Fig. 8), pixel-xor as one map coloured by the chosen channel.
   function drawMask(mask) {
@@ -185,9 +251,11 @@
     const shape = mask.shape;
     const bits = unpackBits(mask.bits, shape.reduce((a, b) => a * b, 1));
     if (shape.length === 1) {
+      legend([[KEPT, "channel kept: transferred"], [DROPPED, "channel dropped: never sent"], [null, "channels 0 to " +
+              (shape[0] - 1) + ", left to right"]]);
       const ctx = canvasFor(shape[0], 1, 22, "channels");
       for (let c = 0; c < shape[0]; c++) {
-        ctx.fillStyle = bits[c] ? "#16a34a" : "#e5e7eb";
+        ctx.fillStyle = bits[c] ? KEPT : DROPPED;
         ctx.fillRect(c * 22, 0, 21, 21);
       }
       return;
@@ -195,6 +263,8 @@
     const [C, H, W] = shape;
     const cell = Math.max(3, Math.min(24, Math.floor(240 / Math.max(H, W))));
     if (mask.mask_type === "pixel-xor") {
+      legend([...Array.from({ length: C }, (_, c) => [PALETTE[c % PALETTE.length], `pixel sent from channel ${c}`]),
+              ["#ffffff", "not sent"]]);
       const ctx = canvasFor(W, H, cell, "chosen channel per pixel");
       for (let c = 0; c < C; c++) for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) {
         if (!bits[(c * H + h) * W + w]) continue;
@@ -203,10 +273,12 @@
       }
       return;
     }
+    legend([[KEPT, "kept: transferred"], [DROPPED, "dropped: never sent"],
+            [null, C > 1 ? `one map per channel, channels 0 to ${C - 1} left to right` : "one map of the input"]]);
     for (let c = 0; c < C; c++) {
       const ctx = canvasFor(W, H, cell, "channel " + c);
       for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) {
-        ctx.fillStyle = bits[(c * H + h) * W + w] ? "#16a34a" : "#e5e7eb";
+        ctx.fillStyle = bits[(c * H + h) * W + w] ? KEPT : DROPPED;
         ctx.fillRect(w * cell, h * cell, cell - 1, cell - 1);
       }
     }
@@ -219,6 +291,7 @@
       for (const e of msg.epochs) added = addEpoch(e, false) || added;
       if (added) redraw();
       setStatus(msg.run.status, msg.run.error);
+      setTimes(msg.run);
       showOutcome(msg.run.warnings, msg.run.test_accuracy);
       if (msg.run.device) el("run-device").textContent = msg.run.device;
       showWorkerLost(msg.run);
@@ -263,6 +336,7 @@
       for (const m of metrics) added = addEpoch({ epoch: m.epoch, metrics: m }, false) || added;
       if (added) redraw();
       setStatus(run.status, run.error);
+      setTimes(run);
       showOutcome(run.warnings, run.test_accuracy);
       showWorkerLost(run);
       if (FINAL.includes(run.status)) stopPolling();

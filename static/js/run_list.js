@@ -25,9 +25,21 @@
       row.querySelector("[data-field=of]").textContent = done ? " epochs" : `/${run.total_epochs}`;
       row.querySelector("[data-field=val_accuracy]").textContent = fmt(run.best_accuracy);
       row.querySelector("[data-field=fraction]").textContent = fmt(run.fraction);
+      const duration = row.querySelector("[data-field=duration]");
+      duration.dataset.started = run.started_at || "";
+      duration.dataset.finished = run.finished_at || "";
     }
+    tick();
   }
   setInterval(refresh, 3000);
+
+  // Durations count up every second while a run trains and stop at its finish.
+  function tick() {
+    for (const cell of table.querySelectorAll("[data-field=duration]")) {
+      cell.textContent = window.maskselFormat.runDuration(cell.dataset.started, cell.dataset.finished);
+    }
+  }
+  setInterval(tick, 1000);
 
   // Ticked runs go to /compare/?runs=... in the order they appear.
   const picks = () => Array.from(table.querySelectorAll(".compare-pick:checked")).map((box) => box.value);

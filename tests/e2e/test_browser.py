@@ -234,3 +234,84 @@ def test_raise_a_queued_runs_priority_on_the_workers_page(web_only: Stack, brows
     error.wait_for(state="visible")
     assert "priority must be a whole number from -10 to 10" in (error.text_content() or "")
     page.close()
+
+
+def fits(page: Any, width: int) -> None:
+    """No horizontal page scroll: what does not fit scrolls inside its own card."""
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, f"{page.url} is {scroll} px wide at a {width} px viewport"
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_whole_flow_fits_a_phone_and_a_laptop(stack: Stack, browser: Any, tmp_path: Path, width: int) -> None:
+    """Log in, upload, start a run from a saved configuration, watch it live, name and tag it, compare it with
+    another, download its mask: every page at this width, and no console error on the way."""
+    from tests.conftest import make_npz
+
+    errors: list[str] = []
+    page = browser.new_page(accept_downloads=True, viewport={"width": width, "height": 860})
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    with stack.client() as client:
+        saved = client.post("/api/configs/", json={"name": f"flow-{width}", "config": {
+            "mask_type": "pixel-any", "model": "mlp", "epochs": 3, "warmup_epochs": 1, "finalize_epochs": 0}})
+        assert saved.status_code == 201, saved.text
+    log_in(page, stack)
+    fits(page, width)
+    page.goto(f"{stack.base_url}/datasets/")
+    page.fill("#upload-name", f"flow-{width}")
+    page.set_input_files("#upload-file", str(make_npz(tmp_path / "flow.npz", n=80, channels=2, size=8)))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_selector(f"#datasets-table a:has-text('flow-{width}')")
+    fits(page, width)
+
+    run_ids = []
+    for _ in range(2):
+        page.goto(f"{stack.base_url}/runs/new/?config={saved.json()['id']}")
+        fits(page, width)
+        page.select_option("#id_dataset", label=f"flow-{width}")
+        page.click("#new-run-form button[type=submit]")
+        page.wait_for_url("**/runs/*/")
+        run_ids.append(page.url.rstrip("/").rsplit("/", 1)[1])
+    page.wait_for_function("document.getElementById('run-status').textContent === 'succeeded'", timeout=120_000)
+    assert page.evaluate("window.maskselRun.epochs.length") == 4 and page.locator("#mask-legend .swatch").count() == 2
+    assert page.text_content("#run-eta") == "none" and page.text_content("#run-elapsed").endswith("s")
+    fits(page, width)
+
+    page.click("#run-about summary")
+    page.fill("#run-name", "phone check")
+    page.fill("#run-tags", "flow, small ,")
+    page.click("#run-annotations button")
+    page.wait_for_function("document.getElementById('annotations-message').textContent === 'saved'")
+    assert page.text_content("#run-title") == "phone check" and page.input_value("#run-tags") == "flow, small"
+    assert "<dt>seed</dt>" in page.inner_html("#run-options")
+    fits(page, width)
+
+    page.goto(f"{stack.base_url}/runs/")
+    row = page.locator(f"tr[data-run='{run_ids[1]}']")
+    assert row.locator(".run-name").text_content() == "phone check"
+    page.wait_for_function("ids => ids.every(id => document.querySelector(`tr[data-run='${id}'] "
+                           "[data-field=status]`).textContent === 'succeeded')", arg=run_ids, timeout=120_000)
+    fits(page, width)
+    for run_id in run_ids:
+        page.check(f".compare-pick[value='{run_id}']")
+    page.click("#compare-button")
+    page.wait_for_function("window.maskselCompare && window.maskselCompare.drawn === 3")  # two charts, one scatter
+    assert page.evaluate("window.maskselCompare.runs") == 2
+    fits(page, width)
+
+    page.goto(f"{stack.base_url}/runs/{run_ids[1]}/")
+    with page.expect_download() as info:
+        page.click("#dl-mask-npy")
+    info.value.save_as(tmp_path / "mask.npy")
+    assert np.load(tmp_path / "mask.npy").shape == (2, 8, 8)
+    for path in ("/runs/sweep/", "/workers/"):
+        page.goto(f"{stack.base_url}{path}")
+        fits(page, width)
+    page.goto(f"{stack.base_url}/datasets/")
+    page.click(f"#datasets-table a:has-text('flow-{width}')")
+    page.wait_for_function("document.getElementById('preview').dataset.samples === '3'")
+    fits(page, width)
+    page.screenshot(path=str(tmp_path / f"flow-{width}.png"), full_page=True)
+    assert errors == []
+    page.close()

@@ -169,3 +169,55 @@ def test_a_run_that_stopped_early_shows_a_full_bar_and_its_epochs(alice_web: Cli
     page = alice_web.get("/runs/").content.decode()
     assert '<progress max="164" value="164"' in page and "164</span><span data-field=\"of\"> epochs" in page
     assert '<progress max="301" value="12"' in page and "12</span><span data-field=\"of\">/301" in page
+
+
+def test_durations_count_seconds_and_run_until_now(alice_web: Client, alice: Any, digits: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.templatetags.run_display import duration_text
+
+    assert [duration_text(s) for s in (0, 43.9, 125, 3 * 3600 + 7 * 60 + 5)] == ["0 s", "43 s", "2 min 05 s",
+                                                                              "3 h 07 min"]
+    now = timezone.now()
+    Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any"}, total_epochs=10, epoch=10,
+                       status="succeeded", started_at=now - timedelta(seconds=100),
+                       finished_at=now - timedelta(seconds=57))
+    Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any"}, total_epochs=10, epoch=2,
+                       status="running", started_at=now - timedelta(seconds=125), name="still going")
+    page = alice_web.get("/runs/").content.decode()
+    assert ">43 s</td>" in page  # Django's timesince said "0 minutes"
+    assert "2 min 0" in page and "still going" in page and "data-started=" in page and "format.js" in page
+
+
+def test_the_run_page_shows_every_option_name_tags_and_notes(alice_web: Client, alice: Any, digits: Any) -> None:
+    run = Run.objects.create(owner=alice, dataset=digits, name="baseline", tags=["paper", "k=39"],
+                             notes="from the <b>sweep</b>", config={"mask_type": "pixel-any", "seed": 7,
+                                                                     "lambda_init": 0.25, "model_lr": 0.001,
+                                                                     "target_fraction": None}, total_epochs=10)
+    page = alice_web.get(f"/runs/{run.pk}/").content.decode()
+    assert 'id="run-title" class="run-title">baseline<' in page
+    assert 'value="paper, k=39"' in page and "from the &lt;b&gt;sweep&lt;/b&gt;</textarea>" in page
+    options = page[page.index('id="run-options"'):]
+    for key, value in (("seed", "7"), ("lambda_init", "0.25"), ("model_lr", "0.001"), ("target_fraction", "–")):
+        assert f"<dt>{key}</dt><dd>{value}</dd>" in options
+    assert 'id="run-elapsed"' in page and 'id="run-eta"' in page and 'id="mask-legend"' in page
+
+
+def test_the_favicon_is_served(client: Client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("favicon.svg")
+    assert client.get(response["Location"]).status_code == 200
+
+
+def test_a_mask_from_a_clone_or_saved_configuration_is_kept_by_the_page(alice_web: Client, alice: Any,
+                                                                        digits: Any) -> None:
+    plain = alice_web.get("/runs/new/").content.decode()
+    assert "data-mask-chosen" not in plain  # the page may still fit the mask to another data set
+    run = Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "block-any"}, total_epochs=3)
+    assert "data-mask-chosen" in alice_web.get(f"/runs/new/?clone={run.pk}").content.decode()
+    from jobs.models import MaskConfig
+
+    saved = MaskConfig.objects.create(owner=alice, name="pixels", config={"mask_type": "pixel-any"})
+    assert "data-mask-chosen" in alice_web.get(f"/runs/new/?config={saved.pk}").content.decode()
