@@ -1,7 +1,9 @@
-"""Server time of the run table with many runs in the database (default 10,000), SQLite file.
+"""Server time of every page with many runs in the database (default 10,000, 1 in 50 queued), SQLite file.
 
 Median of repeated requests through Django's test client (the whole view: session, queries,
-template), for the first page, a middle page, a filtered page and a search. Goal: <= 300 ms.
+template): the run table (first page, a middle page, a filtered page, a search), a run's page, the
+compare page of three runs, the new-run and sweep forms, the data sets and a data set that every run
+uses, and the workers page with 200 queued runs. Goal: <= 300 ms each.
 
     python benchmarks/run_list.py [--runs 10000] [--repeat 15]
 """
@@ -42,7 +44,8 @@ def main() -> None:
     digits = dataset_seed_builtins()[0]
     user = User.objects.create_user("bench", password="bench-password")
     Run.objects.bulk_create(
-        Run(owner=user, dataset=digits, total_epochs=10, epoch=10, status="succeeded" if i % 4 else "failed",
+        Run(owner=user, dataset=digits, total_epochs=10, epoch=10,
+            status="queued" if i % 50 == 1 else "succeeded" if i % 4 else "failed",
             config={"mask_type": ("pixel-any", "channel-any", "block-any")[i % 3], "model": "lenet5"},
             best_accuracy=0.9, fraction=0.3, tags=["sweep"] if i % 10 == 0 else [],
             tag_index="|sweep|" if i % 10 == 0 else "")
@@ -54,7 +57,11 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for label, url in (("first page", "/runs/"), ("page 100", "/runs/?page=100"),
                        ("status + mask filter", "/runs/?status=failed&mask=pixel-any"),
-                       ("tag filter", "/runs/?tag=sweep"), ("search", "/runs/?q=lenet5")):
+                       ("tag filter", "/runs/?tag=sweep"), ("search", "/runs/?q=lenet5"),
+                       ("a run's page", f"/runs/{args.runs // 2}/"),
+                       ("compare 3 runs", f"/compare/?runs={args.runs // 2},{args.runs // 2 + 4},{args.runs // 2 + 8}"),
+                       ("new-run form", "/runs/new/"), ("sweep form", "/runs/sweep/"), ("data sets", "/datasets/"),
+                       ("a data set all runs use", f"/datasets/{digits.pk}/"), ("workers and queue", "/workers/")):
         assert client.get(url).status_code == 200
         times = timed(args.repeat, lambda url=url: client.get(url))
         with CaptureQueriesContext(connection) as queries:

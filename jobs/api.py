@@ -40,6 +40,12 @@ class DatasetDetail(APIView):
     def get(self, request: Request, dataset_id: int) -> Response:
         return Response(out.DatasetSerializer(selectors.dataset_get(request.user, dataset_id)).data)
 
+    @extend_schema(responses={204: None, 400: out.Error, 404: out.Error},
+                   summary="Delete one of your uploads; refused for built-ins and while runs use it")
+    def delete(self, request: Request, dataset_id: int) -> Response:
+        services.dataset_delete(selectors.dataset_get(request.user, dataset_id), request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 class DatasetPreview(APIView):
     """The first sample of each class, per channel, as 8-bit grey images (base64)."""
@@ -103,7 +109,8 @@ class RunBatch(APIView):
     def post(self, request: Request) -> Response:
         body = request.data if isinstance(request.data, dict) else {}
         runs = selectors.runs_by_ids(request.user, selectors.parse_run_ids(body.get("ids"), "ids"))
-        return Response({"results": services.runs_batch(runs, str(body.get("action", "")))})
+        results, created = services.runs_batch(runs, str(body.get("action", "")))
+        return Response({"results": results, "created": created})
 
 
 class MaskConfigList(APIView):

@@ -40,7 +40,9 @@ def run_file(run: Run, name: str, epoch: int | None) -> Download:
         return Download(f"{prefix}-mask.json", "application/json", payload=final_json.read_bytes())
     if name.startswith("mask."):
         selected, fraction, shown = selectors.epoch_selected(run, epoch)
-        stem = f"{prefix}-epoch{shown}-mask"
+        # One naming for every format: a finished run's mask is run<id>-mask.*; a chosen epoch's, or the latest
+        # of a run still training (a snapshot), says its epoch.
+        stem = f"{prefix}-mask" if epoch is None and run.is_final else f"{prefix}-epoch{shown}-mask"
         if name == "mask.png":
             return Download(f"{stem}.png", "image/png", payload=mask_png(selected))
         if name == "mask.npy":

@@ -1,12 +1,21 @@
 """The new-run form; it only collects fields, `services.run_create` validates them."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
 
 from masksel_core import MODELS, SELECT_STAGES, TrainConfig, default_mask_type
-from masksel_core.config import DISCRETIZATIONS, EXTEND_COSTS, LAMBDA_MONITORS
+from masksel_core.config import (
+    DEVICES,
+    DISCRETIZATIONS,
+    EXTEND_COSTS,
+    LAMBDA_MONITORS,
+    THRESHOLD_MODES,
+    ConfigError,
+    parse_grid,
+)
 
 from .models import PRIORITY_RANGE
 
@@ -30,11 +39,32 @@ def _optional_float(help_text: str, **kwargs: Any) -> forms.FloatField:
     return forms.FloatField(required=False, help_text=help_text, **kwargs)
 
 
+def _text(help_text: str, **kwargs: Any) -> forms.CharField:
+    return forms.CharField(required=False, help_text=help_text, **kwargs)
+
+
 class RunForm(forms.Form):
+    """Every option of the CLI a web user may set, in three groups (`GROUPS`): what most runs change, the
+    lambda/tau schedule and phases, and the rest (collapsed on the page). Text fields that hold lists (grid,
+    initial selection, costs, tags) are parsed here; the options themselves are checked by `services`."""
+
+    # basic
+    name = forms.CharField(required=False, max_length=200, help_text="shown in the run list (optional)")
     dataset = forms.ModelChoiceField(queryset=None, empty_label=None)
     mask_type = forms.ChoiceField(choices=MASK_CHOICES, initial=D.mask_type)
+    grid = forms.CharField(initial="x".join(map(str, D.grid)), max_length=20,
+                           help_text="block masks: grid cells per side, rows x columns (e.g. 4x4)")
     model = forms.ChoiceField(choices=MODEL_CHOICES, initial=D.model)
-    epochs = forms.IntegerField(min_value=1, max_value=100_000, initial=D.epochs)
+    target_fraction = _optional_float("stop selecting once Q is at most this", min_value=0, max_value=1)
+    target_bytes = _optional_float("stop selecting once a sample's transfer is at most this many bytes",
+                                   min_value=0)
+    epochs = forms.IntegerField(min_value=1, max_value=100_000, initial=D.epochs,
+                                help_text="selection epochs at most")
+    seed = forms.IntegerField(initial=D.seed, min_value=0)
+    device = forms.ChoiceField(choices=[(d, d) for d in DEVICES], initial=D.device,
+                               help_text="auto: a GPU where the worker has one")
+    tags = _text("comma-separated, e.g. paper, k=39")
+    # schedule
     lambda_init = forms.FloatField(initial=D.lambda_init, help_text="initial weight of the mask loss Q")
     lambda_factor = forms.FloatField(initial=D.lambda_factor, help_text="lambda grows by this factor")
     lambda_patience = forms.IntegerField(initial=D.lambda_patience, min_value=0,
@@ -42,21 +72,17 @@ class RunForm(forms.Form):
     lambda_monitor = forms.ChoiceField(choices=[(m, m) for m in LAMBDA_MONITORS], initial=D.lambda_monitor,
                                        help_text="val_total: Lf + lambda*Q on validation data; total: the same on "
                                                  "the training batches (paper); val_mask_loss: Q (later code)")
+    lambda_threshold = forms.FloatField(initial=D.lambda_threshold, min_value=0,
+                                        help_text="a loss counts as better only by more than this")
+    lambda_threshold_mode = forms.ChoiceField(choices=[(m, m) for m in THRESHOLD_MODES],
+                                              initial=D.lambda_threshold_mode,
+                                              help_text="rel: a share of the best loss; abs: an amount")
     tau_init = forms.FloatField(initial=D.tau_init, help_text="temperature after each lambda raise")
     tau_decay = forms.FloatField(initial=D.tau_decay, help_text="temperature factor per epoch")
     tau_min = forms.FloatField(initial=D.tau_min, help_text="lowest temperature")
     gamma = forms.FloatField(initial=D.gamma, help_text="share of fixation (noise-free) steps")
     discretization = forms.ChoiceField(choices=[(m, m) for m in DISCRETIZATIONS], initial=D.discretization,
                                        help_text="gumbel: exploration noise (paper); deterministic: none")
-    batch_size = forms.IntegerField(initial=D.batch_size, min_value=1)
-    model_lr = forms.FloatField(label="Model learning rate", initial=D.model_lr,
-                                help_text="Adam (AMSGrad) learning rate of the network while the masks learn "
-                                          "(the paper fine-tunes at 1e-4)")
-    mask_lr = forms.FloatField(label="Mask learning rate", initial=D.mask_lr,
-                               help_text="learning rate of the mask logits")
-    target_fraction = _optional_float("stop selecting once Q is at most this", min_value=0, max_value=1)
-    max_accuracy_drop = _optional_float("stop once accuracy falls this far below its best", min_value=0,
-                                        max_value=1)
     warmup_epochs = forms.IntegerField(initial=D.warmup_epochs, min_value=0,
                                        help_text="first train the network alone on the full input, at most this "
                                                  "many epochs (0: none; the paper starts from a trained network)")
@@ -66,21 +92,61 @@ class RunForm(forms.Form):
     early_stop_patience = forms.IntegerField(initial=D.early_stop_patience, min_value=1,
                                              help_text="warm-up and finalize end after this many epochs without a "
                                                        "better validation accuracy")
+    max_accuracy_drop = _optional_float("stop once accuracy falls this far below its best", min_value=0,
+                                        max_value=1)
+    # advanced
+    batch_size = forms.IntegerField(initial=D.batch_size, min_value=1)
+    model_lr = forms.FloatField(label="Model learning rate", initial=D.model_lr,
+                                help_text="Adam (AMSGrad) learning rate of the network while the masks learn "
+                                          "(the paper fine-tunes at 1e-4)")
+    mask_lr = forms.FloatField(label="Mask learning rate", initial=D.mask_lr,
+                               help_text="learning rate of the mask logits")
     network_lr = forms.FloatField(label="Network learning rate (alone)", initial=D.network_lr,
                                   help_text="Adam learning rate of the network in warm-up and finalize")
+    init_logit = forms.FloatField(initial=D.init_logit, help_text="starting logit of every element "
+                                  "(1: sigmoid 0.73; the later code: 3)")
+    init_sigma = forms.FloatField(initial=D.init_sigma, min_value=0, help_text="noise on the starting logits")
+    init_selected = _text("elements selected at first: flat indices, comma-separated (default: all)")
+    costs = _text("relative price of every mask element, a JSON list (default: all 1)", widget=forms.Textarea(
+        attrs={"rows": 2}))
     rescale = forms.BooleanField(required=False, help_text="scale kept inputs up by the kept share")
     extend_costs = forms.ChoiceField(choices=[(m, m) for m in EXTEND_COSTS], initial=D.extend_costs,
                                      help_text="price of JPEG/thumbnail versions: proxy (q/100, paper) or bytes "
                                                "(measured size on the wire)")
-    target_bytes = _optional_float("stop selecting once a sample's transfer is at most this many bytes",
-                                   min_value=0)
-    seed = forms.IntegerField(initial=D.seed, min_value=0)
+    val_share = forms.FloatField(initial=D.val_share, help_text="share of the training split held out for "
+                                 "validation (lambda, early stopping)")
+    swap_candidates = forms.IntegerField(initial=D.swap_candidates, min_value=0,
+                                         help_text="the swap check that ends selection: candidates per round "
+                                                   "(0: no swap check)")
+    swap_rounds = forms.IntegerField(initial=D.swap_rounds, min_value=0, help_text="swap check rounds at most")
+    pretrained_run = forms.IntegerField(required=False, min_value=1, help_text="start from the network of one of "
+                                        "your succeeded runs (its id; same model and input): no warm-up")
     priority = forms.IntegerField(initial=0, min_value=PRIORITY_RANGE[0], max_value=PRIORITY_RANGE[1],
                                   help_text="queued runs start highest priority first, then oldest first")
+    notes = _text("anything to remember about this run", widget=forms.Textarea(attrs={"rows": 2}))
+
+    #: How a list from a clone or a saved configuration reads in its text field.
+    AS_TEXT: dict[str, Any] = {"grid": lambda v: "x".join(map(str, v)), "costs": json.dumps, "tags": ", ".join,
+                               "init_selected": lambda v: ", ".join(map(str, v))}
+    #: The page's sections; the first is open, the others open where one of their fields has an error.
+    GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("Basic", ("name", "dataset", "mask_type", "grid", "model", "target_fraction", "target_bytes", "epochs",
+                   "seed", "device", "tags")),
+        ("Schedule and phases", ("lambda_init", "lambda_factor", "lambda_patience", "lambda_monitor",
+                                 "lambda_threshold", "lambda_threshold_mode", "tau_init", "tau_decay", "tau_min",
+                                 "gamma", "discretization", "warmup_epochs", "finalize_epochs",
+                                 "early_stop_patience", "max_accuracy_drop")),
+        ("Advanced", ("batch_size", "model_lr", "mask_lr", "network_lr", "init_logit", "init_selected",
+                      "init_sigma", "costs", "rescale", "extend_costs", "val_share", "swap_candidates",
+                      "swap_rounds", "pretrained_run", "priority", "notes")),
+    )
 
     def __init__(self, *args: Any, datasets: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = datasets
+        for key, as_text in self.AS_TEXT.items():  # a clone's or saved configuration's lists, as the fields show them
+            if isinstance(self.initial.get(key), (list, tuple)):
+                self.initial[key] = as_text(self.initial[key])
         # The mask the form offers fits the data set it offers (pixels for one channel, channels for several);
         # the page's script does the same when another data set is picked, until a mask is chosen by hand.
         self.default_masks = {row.pk: default_mask_type(row.input_shape) for row in datasets}
@@ -89,10 +155,64 @@ class RunForm(forms.Form):
         if not self.mask_chosen and chosen in self.default_masks:
             self.initial["mask_type"] = self.default_masks[chosen]
 
+    def groups(self) -> list[tuple[str, bool, list[forms.BoundField]]]:
+        """(title, open, bound fields) per section, for the template; fields of no group go to the first."""
+        listed = {name for _, names in self.GROUPS for name in names}
+        sections = []
+        for index, (title, names) in enumerate(self.GROUPS):
+            fields = [self[name] for name in names if name in self.fields]
+            if index == 0:
+                fields = [self[name] for name in self.fields if name not in listed] + fields
+            sections.append((title, index == 0 or any(field.errors for field in fields), fields))
+        return sections
+
+    def clean_grid(self) -> list[int]:
+        try:
+            return list(parse_grid(self.cleaned_data["grid"].replace(" ", "").replace("×", "x")))
+        except ConfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_init_selected(self) -> list[int] | None:
+        text = self.cleaned_data["init_selected"].strip()
+        if not text:
+            return None
+        try:
+            return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+        except ValueError:
+            raise forms.ValidationError("give element indices separated by commas, e.g. 0, 5, 17") from None
+
+    def clean_costs(self) -> list[Any] | None:
+        text = self.cleaned_data["costs"].strip()
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"costs must be a JSON list: {exc.msg} at character {exc.pos}") from None
+        if not isinstance(value, list):
+            raise forms.ValidationError("costs must be a JSON list, e.g. [1, 2, 1]")
+        return value
+
+    def clean_tags(self) -> list[str]:
+        return [tag.strip() for tag in self.cleaned_data["tags"].split(",") if tag.strip()]
+
     def run_data(self) -> dict[str, Any]:
-        data = {key: value for key, value in self.cleaned_data.items() if value is not None}
+        """What `services.run_create` takes: the options set (empty optional fields left out)."""
+        data = {key: value for key, value in self.cleaned_data.items() if value not in (None, "", [])}
         data["dataset"] = data["dataset"].pk
         return data
+
+    def config_data(self) -> dict[str, Any]:
+        """The options as a saved configuration holds them: no data set, no starting network, no annotations."""
+        data = self.run_data()
+        for key in ("dataset", "pretrained_run", "name", "tags", "notes", "priority"):
+            data.pop(key, None)
+        return data
+
+    def add_service_error(self, message: str) -> None:
+        """Put a service's refusal at the field it names ("tau_init must be ..."), else above the form."""
+        field = message.split(" ", 1)[0].strip(":,")
+        self.add_error(field if field in self.fields else None, message)
 
 
 def _numbers(text: str) -> list[float]:
@@ -108,17 +228,22 @@ def _numbers(text: str) -> list[float]:
 class SweepForm(RunForm):
     """The new-run form with a grid: one run per (lambda_init, lambda_factor) cell and seed."""
 
-    name = forms.CharField(required=False, max_length=50, help_text="tag of every run (default: sweep-<time>)")
+    name = forms.CharField(label="Sweep name", required=False, max_length=50,
+                           help_text="tag of every run (default: sweep-<time>)")
     lambda_inits = forms.CharField(initial="0.1, 1.0", help_text="lambda_init values (the paper: 0.1, 1.0)")
     lambda_factors = forms.CharField(initial="1.1, 1.25", help_text="lambda_factor values (the paper: 1.1, 1.25)")
-    seeds = forms.IntegerField(initial=10, min_value=1, max_value=100, help_text="runs per cell (the paper: 10)")
+    seeds = forms.IntegerField(label="Runs per cell", initial=10, min_value=1, max_value=100,
+                               help_text="each with its own seed (the paper: 10)")
 
-    field_order = ["name", "dataset", "mask_type", "model", "epochs", "lambda_inits", "lambda_factors", "seeds"]
+    GROUPS = (("Basic", ("name", "dataset", "mask_type", "grid", "model", "lambda_inits", "lambda_factors", "seeds",
+                         "seed", "target_fraction", "target_bytes", "epochs", "device", "tags")), *RunForm.GROUPS[1:])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for replaced in ("lambda_init", "lambda_factor"):
             del self.fields[replaced]
+        self.fields["seed"].label = "First seed"
+        self.fields["seed"].help_text = "a cell's runs take this seed, the next, and so on"
 
     def clean_lambda_inits(self) -> list[float]:
         return _numbers(self.cleaned_data["lambda_inits"])

@@ -23,6 +23,8 @@ class Dataset(models.Model):
     num_train = models.PositiveIntegerField(default=0)
     num_test = models.PositiveIntegerField(default=0)
     channel_names = models.JSONField(default=list, blank=True)
+    # The file had no x_test: its test split is a stratified share of x_train (masksel_core's TEST_SHARE).
+    test_held_out = models.BooleanField(default=False)
     size_bytes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 

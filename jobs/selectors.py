@@ -32,6 +32,12 @@ def runs_visible_to(user: User) -> QuerySet[Run]:
 RUN_LIST_LIMIT = 500
 
 
+def runs_using(user: User, dataset: Dataset, *, limit: int = 20) -> dict[str, Any]:
+    """How many of the user's runs use a data set, and the newest `limit` of them (for its page)."""
+    runs = runs_visible_to(user).filter(dataset=dataset).order_by("-id")
+    return {"count": runs.count(), "newest": list(runs[:limit])}
+
+
 def run_list(user: User, *, ids: str | None = None) -> QuerySet[Run]:
     """The user's runs newest first (`RUN_LIST_LIMIT` at most), only those of `ids` ("1,2,3") when given."""
     runs = runs_visible_to(user).order_by("-id")
@@ -187,6 +193,9 @@ def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
 
 
 
+STOPPED_SHOWN_MINUTES = 10
+
+
 def workers_and_queue(user: User) -> dict[str, Any]:
     """Workers seen lately (up, stopped, or lost when silent past the stale limit) and the user's queued runs with
     their places in the whole queue (whose order decides when a run starts). Another user's run shows as busy,
@@ -199,6 +208,8 @@ def workers_and_queue(user: User) -> dict[str, Any]:
          "state": "stopped" if w.stopped else ("up" if w.last_seen >= cutoff else "lost"),
          "run": w.current_run_id if w.current_run is not None and w.current_run.owner_id == user.pk else None}
         for w in WorkerNode.objects.filter(last_seen__gte=now - timedelta(hours=24)).select_related("current_run")
+        # A worker stopped on purpose (an earlier `make run`) is shown for a few minutes, then left out.
+        if not w.stopped or w.last_seen >= now - timedelta(minutes=STOPPED_SHOWN_MINUTES)
     ]
     queued = list(runs_visible_to(user).filter(status=RunStatus.QUEUED).select_related("dataset")
                   .order_by(*QUEUE_ORDER))

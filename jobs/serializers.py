@@ -36,7 +36,9 @@ class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
         fields = ["id", "name", "builtin", "input_shape", "num_classes", "num_train", "num_test", "channel_names",
-                  "owned"]
+                  "test_held_out", "owned"]
+        extra_kwargs = {"test_held_out": {"help_text": "the file had no x_test: the test split is a stratified "
+                                                       "share of its x_train, the same on every load"}}
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="the built-in's name; null for uploads"))
     def get_builtin(self, row: Dataset) -> str | None:
@@ -171,6 +173,8 @@ class BatchRequest(serializers.Serializer):
 
 class BatchResult(serializers.Serializer):
     results = serializers.DictField(child=serializers.CharField(), help_text='run id -> "ok" or why not')
+    created = serializers.DictField(child=serializers.IntegerField(), help_text="requeue: old run id -> the new "
+                                    "run that trains it again (the old run keeps its epochs and files)")
 
 
 class Preview(serializers.Serializer):

@@ -41,7 +41,14 @@ from .models import (
     RunStatus,
     WorkerNode,
 )
-from .selectors import dataset_get, dataset_preview_cached, epoch_message, preview_path, storage_used
+from .selectors import (
+    dataset_get,
+    dataset_preview_cached,
+    datasets_visible_to,
+    epoch_message,
+    preview_path,
+    storage_used,
+)
 
 
 def dataset_seed_builtins() -> list[Dataset]:
@@ -97,6 +104,10 @@ def dataset_create(*, owner: Any, name: str, upload: UploadedFile) -> Dataset:
     name = (name or "").strip() or Path(upload.name or "dataset").stem
     if len(name) > 200:
         raise ServiceError("name is longer than 200 characters")
+    taken = datasets_visible_to(owner).filter(name__iexact=name).first()
+    if taken is not None:
+        kind = "a built-in data set" if taken.builtin else "one of your data sets"
+        raise ServiceError(f"{kind} is already named {taken.name!r}: choose another name")
     limit = settings.MASKSEL_MAX_UPLOAD_BYTES
     if upload.size is not None and upload.size > limit:
         raise ServiceError(f"file is {upload.size} bytes, over the upload limit of {limit} bytes")
@@ -110,6 +121,8 @@ def dataset_create(*, owner: Any, name: str, upload: UploadedFile) -> Dataset:
                 handle.write(chunk)
         try:
             info = masksel_core.load_npz(tmp_name, max_bytes=limit * 8, name=name).summary()
+            with np.load(tmp_name) as arrays:  # lazy: lists the arrays, reads none
+                held_out = "x_test" not in arrays.files
         except DataError as exc:
             raise ServiceError(str(exc).replace(Path(tmp_name).name + ": ", "")) from None
         with transaction.atomic(), open(tmp_name, "rb") as handle:
@@ -117,9 +130,27 @@ def dataset_create(*, owner: Any, name: str, upload: UploadedFile) -> Dataset:
                 name=name, owner=owner, file=File(handle, name=f"{Path(tmp_name).stem}.npz"),
                 input_shape=info["input_shape"], num_classes=info["num_classes"], num_train=info["num_train"],
                 num_test=info["num_test"], channel_names=info["channel_names"], size_bytes=upload.size or 0,
+                test_held_out=held_out,
             )
     finally:
         Path(tmp_name).unlink(missing_ok=True)
+
+
+def dataset_delete(dataset: Dataset, owner: Any) -> None:
+    """Delete an uploaded data set and its file; refused for built-ins, others' data sets and while runs use it
+    (their results would lose their data: delete those runs first)."""
+    if dataset.builtin:
+        raise ServiceError(f"{dataset.name!r} is built in and cannot be deleted")
+    if dataset.owner_id != getattr(owner, "pk", None):
+        raise ServiceError(f"{dataset.name!r} is not yours to delete")
+    using = list(Run.objects.filter(dataset=dataset).order_by("id").values_list("pk", flat=True)[:6])
+    if using:
+        shown = ", ".join(f"#{pk}" for pk in using[:5]) + (", ..." if len(using) > 5 else "")
+        raise ServiceError(f"runs use {dataset.name!r} ({shown}): delete them first, then the data set")
+    file, cache = dataset.file, preview_path(dataset)
+    with transaction.atomic():
+        dataset.delete()
+        transaction.on_commit(lambda: (file.delete(save=False), cache.unlink(missing_ok=True)))
 
 
 def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = None) -> Run:
@@ -458,52 +489,37 @@ def worker_stopped(name: str) -> None:
 
 
 def run_requeue(run: Run) -> Run:
-    """Train a failed or cancelled run again from the start (its old epochs and files are dropped)."""
+    """Train a failed or cancelled run again as a new run with its options, data set, name, tags, notes, priority
+    and starting network; the old run keeps its epochs, files and outcome (it is history, and may be compared)."""
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise ServiceError(f"run {run.pk} is {run.status}; only failed or cancelled runs can be requeued")
-    directory = Path(run.artifact_dir)
-    with transaction.atomic():
-        _check_open_runs(run.owner)
-        EpochMetric.objects.filter(run=run).delete()
-        Run.objects.filter(pk=run.pk).update(
-            status=RunStatus.QUEUED, epoch=0, error="", fraction=None, val_accuracy=None, best_accuracy=None,
-            phase="", test_accuracy=None, warnings=[], started_at=None, finished_at=None, lease_owner="",
-            heartbeat_at=None, artifact_bytes=_kept_bytes(run))
-        transaction.on_commit(lambda: _clear_artifacts(directory, keep=("pretrained.pt",)))
-        transaction.on_commit(lambda: _enqueue(run.pk))
-    run.refresh_from_db()
-    progress.broadcast(run.pk, {"type": "status", "status": run.status})
-    return run
-
-
-def _clear_artifacts(directory: Path, *, keep: tuple[str, ...]) -> None:
-    """Remove a run's files, except `keep` (the weights it starts from, which it needs again)."""
-    if not directory.is_dir():
-        return
-    for path in directory.iterdir():
-        if path.name in keep:
-            continue
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+    options = {key: value for key, value in run.config.items() if key != "pretrained"}
+    if run.pretrained_from is not None:
+        options["pretrained_run"] = run.pretrained_from
+    return run_create(owner=run.owner, data={
+        **options, "dataset": run.dataset_id, "name": run.name, "tags": run.tags, "notes": run.notes,
+        "priority": run.priority})
 
 
 BATCH_ACTIONS = {"cancel": run_cancel, "requeue": run_requeue, "delete": run_delete}
 
 
-def runs_batch(runs: list[Run], action: str) -> dict[int, str]:
-    """Apply one action to several runs; each answers "ok" or why not, and the others go on."""
+def runs_batch(runs: list[Run], action: str) -> tuple[dict[int, str], dict[int, int]]:
+    """Apply one action to several runs; each answers "ok" or why not, and the others go on. Also returns, for
+    requeue, the new run made from each old one."""
     if action not in BATCH_ACTIONS:
         raise ServiceError(f"unknown action {action!r}; choose one of {', '.join(BATCH_ACTIONS)}")
     outcome: dict[int, str] = {}
+    created: dict[int, int] = {}
     for run in runs:
         try:
-            BATCH_ACTIONS[action](run)
+            result = BATCH_ACTIONS[action](run)
             outcome[run.pk] = "ok"
+            if action == "requeue":
+                created[run.pk] = result.pk
         except ServiceError as exc:
             outcome[run.pk] = str(exc)
-    return outcome
+    return outcome, created
 
 
 def mask_config_get(owner: Any, config_id: Any) -> MaskConfig:

@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import redirect, render
 
 from masksel_core import MASK_NAMES, METRIC_COLUMNS
+from masksel_core.data import TEST_SHARE
 
 from . import selectors, services
 from .errors import NotFound, ServiceError
@@ -50,15 +51,27 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_new(request: HttpRequest) -> HttpResponse:
     datasets = selectors.datasets_visible_to(request.user)
     form = RunForm(request.POST or None, datasets=datasets, initial=_initial_for(request))
+    config_name = request.POST.get("config_name", "")
     if request.method == "POST" and form.is_valid():
-        try:
-            run = services.run_create(owner=request.user, data=form.run_data())
-        except ServiceError as exc:
-            form.add_error(None, str(exc))
+        if request.POST.get("action") == "save":  # the form's options kept as a named configuration
+            try:
+                saved = services.mask_config_create(owner=request.user, name=config_name, config=form.config_data())
+            except ServiceError as exc:
+                form.add_error(None, f"Not saved: {exc}")
+            else:
+                query = urlencode({"config": saved.pk, "dataset": form.run_data()["dataset"]})
+                return redirect(f"/runs/new/?{query}")
         else:
-            return redirect("run-detail", run_id=run.pk)
+            try:
+                run = services.run_create(owner=request.user, data=form.run_data())
+            except ServiceError as exc:
+                form.add_service_error(str(exc))
+            else:
+                return redirect("run-detail", run_id=run.pk)
     configs = selectors.mask_configs_of(request.user)
-    return render(request, "runs/new.html", {"form": form, "configs": configs})
+    config = next((c for c in configs if str(c.pk) == request.GET.get("config")), None)
+    return render(request, "runs/new.html", {"form": form, "configs": configs, "config": config,
+                                             "config_name": config_name})
 
 
 def _initial_for(request: HttpRequest) -> dict[str, object]:
@@ -69,6 +82,7 @@ def _initial_for(request: HttpRequest) -> dict[str, object]:
         initial.update({key: value for key, value in source.config.items() if value is not None})
         initial["dataset"] = source.dataset_id
         initial["priority"] = source.priority
+        initial["tags"] = source.tags
     if request.GET.get("config"):
         try:
             initial.update(services.mask_config_get(request.user, request.GET["config"]).config)
@@ -86,10 +100,10 @@ def run_sweep(request: HttpRequest) -> HttpResponse:
         try:
             runs = services.run_sweep(owner=request.user, data=form.run_data())
         except ServiceError as exc:
-            form.add_error(None, str(exc))
+            form.add_service_error(str(exc))
         else:
             return redirect(f"/runs/?{urlencode({'tag': runs[0].tags[0]})}")
-    return render(request, "runs/new.html", {"form": form, "sweep": True})
+    return render(request, "runs/new.html", {"form": form, "sweep": True, "max_sweep_runs": services.MAX_SWEEP_RUNS})
 
 
 @page
@@ -125,13 +139,18 @@ def compare_csv(request: HttpRequest) -> HttpResponse:
 @page
 def dataset_list(request: HttpRequest) -> HttpResponse:
     datasets = selectors.datasets_visible_to(request.user)
-    return render(request, "datasets/list.html", {"datasets": datasets,
-                                                  "max_upload": settings.MASKSEL_MAX_UPLOAD_BYTES})
+    uploaded = next((d for d in datasets if str(d.pk) == request.GET.get("uploaded")), None)
+    return render(request, "datasets/list.html", {
+        "datasets": datasets, "max_upload": settings.MASKSEL_MAX_UPLOAD_BYTES, "uploaded": uploaded,
+        "deleted": "deleted" in request.GET, "test_share": round(TEST_SHARE * 100)})
 
 
 @page
 def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
-    return render(request, "datasets/detail.html", {"dataset": selectors.dataset_get(request.user, dataset_id)})
+    dataset = selectors.dataset_get(request.user, dataset_id)
+    return render(request, "datasets/detail.html", {
+        "dataset": dataset, "test_share": round(TEST_SHARE * 100), "runs": selectors.runs_using(request.user, dataset),
+        "deletable": dataset.owner_id == request.user.pk})
 
 
 @page

@@ -159,8 +159,10 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "masksel API",
+    # Markdown: paths in code spans, where a bare <id> would be read as a tag and vanish.
     "DESCRIPTION": "Upload data sets, submit mask-learning runs, follow them and download masks and models. "
-                   "Errors are {\"error\": \"...\"} with a 4xx status. Live progress: websocket /ws/runs/<id>/.",
+                   "Errors are `{\"error\": \"...\"}` with a 4xx status. Live progress: the websocket "
+                   "`/ws/runs/<run_id>/`.",
     "VERSION": "1",
     # Swagger UI's files come from the drf-spectacular-sidecar wheel: the docs page works offline.
     "SWAGGER_UI_DIST": "SIDECAR",

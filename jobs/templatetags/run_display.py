@@ -22,6 +22,15 @@ def duration_text(seconds: float) -> str:
     return f"{secs} s"
 
 
+PHASE_TEXT = {"warmup": "warm-up", "select": "selection", "finalize": "finalize", "final": "done"}
+
+
+@register.filter
+def phase_text(phase: str) -> str:
+    """What a run is doing now, in words; "–" before its first epoch."""
+    return PHASE_TEXT.get(phase, phase) or "–"
+
+
 @register.filter
 def run_duration(run: object) -> str:
     """Started to finished, or to now while it runs; empty before it started."""

@@ -17,8 +17,8 @@
       try { reply = JSON.parse(request.responseText); } catch (err) { reply = { error: request.statusText }; }
       if (request.status === 201) {
         message.className = "ok";
-        message.textContent = `Uploaded ${reply.name}: ${reply.num_train} training and ${reply.num_test} test samples.`;
-        setTimeout(() => location.reload(), 800);
+        message.textContent = `Uploaded ${reply.name}.`;
+        location.assign(`/datasets/?uploaded=${reply.id}`);  // the list with it, and what was made of the file
       } else {
         message.className = "error";
         message.textContent = `Refused: ${reply.error || request.statusText}`;

@@ -17,6 +17,8 @@
 
   const el = (id) => document.getElementById(id);
   const fmt = (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(4));
+  // What the run is doing, in words (jobs/templatetags/run_display.py says the same on the server).
+  const PHASE_TEXT = { warmup: "warm-up", select: "selection", finalize: "finalize", final: "done" };
   const EPOCH_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];  // whole epochs only
 
   // Phases as shaded bands behind every chart: warm-up, selection, finalize (the closing "final" row
@@ -96,7 +98,9 @@
     el("run-epoch").textContent = msg.epoch;
     el("run-accuracy").textContent = fmt(m.val_accuracy);
     el("run-fraction").textContent = fmt(m.fraction);
-    el("run-phase").textContent = state.phases[state.phases.length - 1];
+    const phase = state.phases[state.phases.length - 1];
+    el("run-phase").dataset.phase = phase;
+    el("run-phase").textContent = PHASE_TEXT[phase] || phase;
     return true;
   }
 

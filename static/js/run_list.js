@@ -55,7 +55,13 @@
     button.addEventListener("click", async () => {
       const ids = picks().map(Number);
       const action = button.dataset.action;
-      if (!window.confirm(`${action} ${ids.length} run(s)?`)) return;
+      const prompts = {
+        cancel: `Cancel ${ids.length} run(s)? Their epochs so far and last masks are kept.`,
+        requeue: `Train ${ids.length} failed or cancelled run(s) again? Each starts from epoch 0 as a new run ` +
+                  "with the same options, name and tags; the old runs keep their epochs and files.",
+        delete: `Delete ${ids.length} run(s) with their epochs and files? This cannot be undone.`,
+      };
+      if (!window.confirm(prompts[action])) return;
       const token = document.querySelector("[name=csrfmiddlewaretoken]").value;
       const reply = await fetch("/api/runs/batch/", {
         method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": token },
@@ -63,8 +69,10 @@
       });
       const body = await reply.json().catch(() => ({}));
       const refused = Object.entries(body.results || {}).filter(([, result]) => result !== "ok");
+      const created = Object.entries(body.created || {}).map(([old, made]) => `#${old} as #${made}`);
       document.getElementById("batch-message").textContent = reply.ok
-        ? (refused.length ? refused.map(([id, why]) => `#${id}: ${why}`).join("; ") : `${action}: done`)
+        ? (refused.length ? refused.map(([id, why]) => `#${id}: ${why}`).join("; ")
+          : (created.length ? `requeued ${created.join(", ")}` : `${action}: done`))
         : (body.error || reply.statusText);
       if (reply.ok && !refused.length) setTimeout(() => location.reload(), 500);
     });

@@ -23,6 +23,8 @@ def test_submit_watch_the_chart_grow_live_and_download_the_mask(stack: Stack, br
     page.select_option("#id_mask_type", "pixel-any")
     page.select_option("#id_model", "lenet5")
     page.fill("#id_epochs", "6")
+    page.click("summary:has-text('Schedule and phases')")  # collapsed until opened
+    page.click("summary:has-text('Advanced')")
     page.fill("#id_warmup_epochs", "2")
     page.fill("#id_finalize_epochs", "0")
     page.fill("#id_batch_size", "32")
@@ -45,7 +47,8 @@ def test_submit_watch_the_chart_grow_live_and_download_the_mask(stack: Stack, br
     assert len(mask_epochs - {"–", "", "8"}) >= 2, f"the mask panel should follow the epochs live: {mask_epochs}"
     state = page.evaluate("window.maskselRun")
     assert state["live"] >= 2 and state["epochs"] == list(range(1, 9))
-    assert state["phases"] == ["warmup"] * 2 + ["select"] * 6 and page.text_content("#run-phase") == "select"
+    assert state["phases"] == ["warmup"] * 2 + ["select"] * 6 and page.text_content("#run-phase") == "selection"
+    assert page.get_attribute("#run-phase", "data-phase") == "select"
     assert page.text_content("#run-test-accuracy") != "–" and page.is_visible(".phase-key")
     assert page.locator("#mask-view canvas").count() == 2  # one heatmap per channel
     assert page.text_content("#mask-epoch") == "8"  # follows the latest epoch
@@ -88,6 +91,14 @@ def check_bundle_predicts_like_the_model(bundle: Path, data: Path) -> None:
         expected = network(x * mask).argmax(dim=1)
         assert torch.equal(scripted(x).argmax(dim=1), expected)
     assert "torch.jit.load" in (folder / "README.txt").read_text()
+
+
+def short_run(page: Any, *, epochs: int, warmup: int) -> None:
+    """Fill the form for a short run: its selection epochs, then warm-up and no finalize (a collapsed section)."""
+    page.fill("#id_epochs", str(epochs))
+    page.click("summary:has-text('Schedule and phases')")
+    page.fill("#id_warmup_epochs", str(warmup))
+    page.fill("#id_finalize_epochs", "0")
 
 
 def test_pages_need_a_login(stack: Stack, browser: Any) -> None:
@@ -196,11 +207,16 @@ def test_a_sweep_from_the_form_lists_its_runs(stack: Stack, browser: Any) -> Non
     log_in(page, stack)
     page.goto(f"{stack.base_url}/runs/sweep/")
     page.fill("#id_name", "browser-grid")
-    page.fill("#id_epochs", "1")
-    page.fill("#id_warmup_epochs", "1")
-    page.fill("#id_finalize_epochs", "0")
+    short_run(page, epochs=1, warmup=1)
     page.fill("#id_lambda_inits", "0.1, 1.0")
     page.fill("#id_lambda_factors", "1.25")
+    page.fill("#id_seeds", "2")
+    assert page.text_content("#sweep-count").startswith("This sweep starts 4 runs")  # counted as typed
+    page.fill("#id_seeds", "100")
+    page.fill("#id_lambda_inits", "0.1, 1.0, 2.0")
+    assert page.text_content("#sweep-count").startswith("This sweep starts 300 runs")
+    assert "more than the limit of 200" in page.text_content("#sweep-count")
+    page.fill("#id_lambda_inits", "0.1, 1.0")
     page.fill("#id_seeds", "2")
     page.click("#new-run-form button[type=submit]")
     page.wait_for_url("**/runs/?tag=browser-grid")
@@ -252,10 +268,6 @@ def test_the_whole_flow_fits_a_phone_and_a_laptop(stack: Stack, browser: Any, tm
     page = browser.new_page(accept_downloads=True, viewport={"width": width, "height": 860})
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
-    with stack.client() as client:
-        saved = client.post("/api/configs/", json={"name": f"flow-{width}", "config": {
-            "mask_type": "pixel-any", "model": "mlp", "epochs": 3, "warmup_epochs": 1, "finalize_epochs": 0}})
-        assert saved.status_code == 201, saved.text
     log_in(page, stack)
     fits(page, width)
     page.goto(f"{stack.base_url}/datasets/")
@@ -265,10 +277,18 @@ def test_the_whole_flow_fits_a_phone_and_a_laptop(stack: Stack, browser: Any, tm
     page.wait_for_selector(f"#datasets-table a:has-text('flow-{width}')")
     fits(page, width)
 
+    page.goto(f"{stack.base_url}/runs/new/")
+    page.select_option("#id_mask_type", "pixel-any")
+    short_run(page, epochs=3, warmup=1)
+    page.fill("#config-name", f"flow-{width}")
+    page.click("#save-config")
+    page.wait_for_url("**/runs/new/?config=*")
+    assert page.text_content("#config-loaded") == f"Filled in from “flow-{width}”: change anything before you start."
+    fits(page, width)
+    saved = page.url
     run_ids = []
     for _ in range(2):
-        page.goto(f"{stack.base_url}/runs/new/?config={saved.json()['id']}")
-        fits(page, width)
+        page.goto(saved)
         page.select_option("#id_dataset", label=f"flow-{width}")
         page.click("#new-run-form button[type=submit]")
         page.wait_for_url("**/runs/*/")

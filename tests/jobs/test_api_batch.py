@@ -22,9 +22,12 @@ def test_batch_actions_answer_per_run(alice_api: APIClient, alice: Any, digits: 
     with django_capture_on_commit_callbacks(execute=True):
         requeued = alice_api.post("/api/runs/batch/", {"action": "requeue", "ids": [ids[1]]}, format="json")
     assert requeued.json()["results"] == {str(ids[1]): "ok"}
-    again = Run.objects.get(pk=ids[1])  # the eager task trained it again, from the start
+    new_id = requeued.json()["created"][str(ids[1])]
+    again = Run.objects.get(pk=new_id)  # a new run with the same options: the eager task trained it
     assert again.status == "succeeded" and again.error == ""
+    assert {key: again.config[key] for key in FAST} == FAST
     assert list(EpochMetric.objects.filter(run=again).values_list("epoch", flat=True)) == [1, 2, 3]
+    assert Run.objects.get(pk=ids[1]).status == "cancelled"  # the old run stays as it was
     assert alice_api.post("/api/runs/batch/", {"action": "delete", "ids": [ids[2]]}, format="json").status_code == 200
     assert not Run.objects.filter(pk=ids[2]).exists()
     for body, needle in (({"action": "explode", "ids": [done]}, "unknown action"), ({"action": "cancel"}, "ids must"),

@@ -42,6 +42,10 @@ def test_a_run_over_rest_trains_and_serves_its_files(alice_api: APIClient, digit
             "summary.json", "README.txt"} <= set(names)
     png = alice_api.get(f"/api/runs/{run_id}/mask.png?epoch=1")
     assert png.status_code == 200 and png["Content-Type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    names = {alice_api.get(f"/api/runs/{run_id}/{name}")["Content-Disposition"] for name in
+             ("mask.json", "mask.npy", "mask.png")}  # one naming for every format of the final mask
+    assert names == {f'attachment; filename="run{run_id}-mask.{kind}"' for kind in ("json", "npy", "png")}
+    assert f"run{run_id}-epoch1-mask.png" in png["Content-Disposition"]
     scripted = alice_api.get(f"/api/runs/{run_id}/model.ts")
     import torch
 
@@ -210,7 +214,7 @@ def test_the_copy_of_a_pretrained_network_counts_against_storage(
     created = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk, "pretrained_run": first}, format="json")
     second = Run.objects.get(pk=created.json()["id"])
     assert second.artifact_bytes == weights  # counted from submission, while it waits in the queue
-    Run.objects.filter(pk=second.pk).update(status="cancelled", artifact_bytes=0)
-    assert alice_api.post("/api/runs/batch/", {"action": "requeue", "ids": [second.pk]},
-                          format="json").status_code == 200
-    assert Run.objects.get(pk=second.pk).artifact_bytes == weights  # the kept copy stays counted
+    Run.objects.filter(pk=second.pk).update(status="cancelled")
+    requeued = alice_api.post("/api/runs/batch/", {"action": "requeue", "ids": [second.pk]}, format="json").json()
+    third = Run.objects.get(pk=requeued["created"][str(second.pk)])
+    assert third.pretrained_from == first and third.artifact_bytes == weights  # its own copy, counted too

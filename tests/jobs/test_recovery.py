@@ -103,6 +103,8 @@ def test_workers_report_themselves_and_the_page_shows_state_device_and_run(queue
     page = web.get("/workers/").content.decode()
     assert "cuda:NVIDIA H100" in page and "81000 MiB" in page and f"/runs/{queued.pk}/" in page
     assert ">stopped<" in page and ">lost<" in page and ">up<" in page
+    WorkerNode.objects.filter(name="w2@host:12").update(last_seen=timezone.now() - timedelta(minutes=11))
+    assert "w2@host:12" not in web.get("/workers/").content.decode()  # stopped long ago: an earlier start's
     web.force_login(bob)
     other = web.get("/workers/").content.decode()
     assert f"/runs/{queued.pk}/" not in other and "busy" in other

@@ -144,3 +144,8 @@ def test_binary_downloads_are_documented_with_their_names(alice_api: APIClient, 
     assert set(name["schema"]["enum"]) == set(NAMES)
     assert "application/octet-stream" in schema["paths"]["/api/runs/{run_id}/{name}"]["get"]["responses"]["200"][
         "content"]
+
+
+def test_the_description_shows_the_websocket_path_whole(schema: dict[str, Any]) -> None:
+    """Markdown would read a bare <id> as a tag: the path sits in a code span."""
+    assert "`/ws/runs/<run_id>/`" in schema["info"]["description"]

@@ -221,3 +221,88 @@ def test_a_mask_from_a_clone_or_saved_configuration_is_kept_by_the_page(alice_we
 
     saved = MaskConfig.objects.create(owner=alice, name="pixels", config={"mask_type": "pixel-any"})
     assert "data-mask-chosen" in alice_web.get(f"/runs/new/?config={saved.pk}").content.decode()
+
+
+def test_the_form_offers_every_option_in_three_sections(alice_web: Client, digits: Any) -> None:
+    import dataclasses
+
+    from masksel_core import TrainConfig
+
+    page = alice_web.get("/runs/new/").content.decode()
+    for option in dataclasses.fields(TrainConfig):
+        if option.name != "pretrained":  # a file on the CLI; the page starts from a run instead
+            assert f'id="id_{option.name}"' in page, option.name
+    for extra in ("name", "tags", "notes", "pretrained_run", "priority"):
+        assert f'id="id_{extra}"' in page
+    assert page.count('<details class="form-group"') == 3 and page.count('<details class="form-group" open>') == 1
+    assert ">Schedule and phases</summary>" in page and ">Advanced</summary>" in page
+
+
+def test_list_options_tags_and_notes_reach_the_run(alice_web: Client, digits: Any) -> None:
+    response = alice_web.post("/runs/new/", form_defaults(
+        dataset=digits.pk, mask_type="block-any", grid="4 x 2", init_selected="0, 5", costs="[1, 2, 1, 1, 1, 1, 1, 1]",
+        tags="paper, k=8 ,", notes="grid of eight", name="blocks"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    run = Run.objects.get()
+    assert run.config["grid"] == [4, 2] and run.config["init_selected"] == [0, 5]
+    assert run.config["costs"] == [1, 2, 1, 1, 1, 1, 1, 1]
+    assert (run.name, run.tags, run.notes) == ("blocks", ["paper", "k=8"], "grid of eight")
+    clone = alice_web.get(f"/runs/new/?clone={run.pk}").content.decode()
+    assert 'value="4x2"' in clone and 'value="0, 5"' in clone and 'value="paper, k=8"' in clone
+
+
+def test_errors_show_at_their_field_and_open_its_section(alice_web: Client, digits: Any) -> None:
+    page = alice_web.post("/runs/new/", form_defaults(dataset=digits.pk, tau_decay=1.5, grid="3by3",
+                                                      costs="[1, 2")).content.decode()
+    assert Run.objects.count() == 0
+    for field in ("grid", "costs"):  # refused by the form itself
+        cell = page[page.index(f'id="id_{field}"') - 300:page.index(f'id="id_{field}"') + 600]
+        assert 'class="field has-error"' in cell and 'role="alert"' in cell, field
+    page = alice_web.post("/runs/new/", form_defaults(dataset=digits.pk, tau_decay=1.5)).content.decode()
+    cell = page[page.index('for="id_tau_decay"') - 60:page.index('for="id_tau_decay"') + 600]
+    assert 'class="field has-error"' in cell and "tau_decay must be" in cell  # refused by the service
+    assert '<details class="form-group" open>\n    <summary>Schedule and phases' in page
+    assert "form-error" not in page  # nothing above the form that shifts the fields
+
+
+def test_save_the_form_as_a_configuration_and_start_from_it(alice_web: Client, alice: Any, digits: Any) -> None:
+    from jobs.models import MaskConfig
+
+    refused = alice_web.post("/runs/new/", form_defaults(dataset=digits.pk, action="save", config_name=""))
+    assert "Not saved: name is required" in refused.content.decode() and not MaskConfig.objects.exists()
+    response = alice_web.post("/runs/new/", form_defaults(dataset=digits.pk, action="save", config_name="fine grid",
+                                                          mask_type="block-any", grid="6x6", tau_init=5,
+                                                          name="not kept", tags="neither"))
+    saved = MaskConfig.objects.get(owner=alice)
+    assert response.status_code == 302 and response["Location"] == f"/runs/new/?config={saved.pk}&dataset={digits.pk}"
+    assert saved.name == "fine grid" and saved.config["grid"] == [6, 6] and saved.config["tau_init"] == 5
+    assert not {"dataset", "name", "tags", "notes", "priority"} & set(saved.config) and Run.objects.count() == 0
+    page = alice_web.get(response["Location"]).content.decode()
+    assert "Filled in from “fine grid”" in page and 'value="6x6"' in page and "data-mask-chosen" in page
+
+
+def test_the_sweep_form_names_its_seeds_and_counts_runs(alice_web: Client, digits: Any) -> None:
+    page = alice_web.get("/runs/sweep/").content.decode()
+    assert ">Runs per cell</label>" in page and ">First seed</label>" in page
+    assert 'data-max-runs="200"' in page and 'id="sweep-count"' in page and "Save as configuration" not in page
+    too_many = alice_web.post("/runs/sweep/", form_defaults(dataset=digits.pk, lambda_inits="0.1, 0.2, 0.3",
+                                                            lambda_factors="1.1, 1.2, 1.3", seeds=30))
+    assert "at most 200 runs, this one 270" in too_many.content.decode() and Run.objects.count() == 0
+
+
+def test_the_datasets_pages_say_what_an_upload_became_and_offer_delete(alice_web: Client, alice: Any,
+                                                                       digits: Any) -> None:
+    from jobs.models import Dataset
+
+    mine = Dataset.objects.create(name="survey", owner=alice, input_shape=[2, 6, 6], num_classes=3, num_train=96,
+                                  num_test=24, test_held_out=True)
+    listing = alice_web.get(f"/datasets/?uploaded={mine.pk}").content.decode()
+    assert 'id="uploaded"' in listing and "96 training and 24 test samples" in listing
+    assert "The file had no <code>x_test</code>, so\n  20 % of its training samples" in listing
+    detail = alice_web.get(f"/datasets/{mine.pk}/").content.decode()
+    assert 'id="split-note"' in detail and 'id="delete-dataset"' in detail and "disabled" not in detail
+    Run.objects.create(owner=alice, dataset=mine, config={"mask_type": "pixel-any"}, total_epochs=3)
+    used = alice_web.get(f"/datasets/{mine.pk}/").content.decode()
+    assert 'disabled title="runs use it: delete them first"' in used and f'href="/runs/?dataset={mine.pk}">1<' in used
+    builtin = alice_web.get(f"/datasets/{digits.pk}/").content.decode()
+    assert 'id="delete-dataset"' not in builtin and 'id="split-note"' not in builtin
