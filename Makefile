@@ -10,7 +10,7 @@ REQ_HASH := $(shell cat $(REQ_FILES) | $(PYTHON) -c "import hashlib,sys;print(ha
 STAMP := $(VENV)/.installed-run-$(REQ_HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(REQ_HASH)
 
-.PHONY: run test test-fast test-postgres lint vendor clean-venv
+.PHONY: run worker test test-fast test-postgres lint vendor clean-venv
 
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ $(DEV_STAMP): $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m webapp.launcher
+
+# Training workers that join the service the environment names (REDIS_URL, DATABASE_URL); GPUS=0,1: one per GPU.
+worker: $(STAMP)
+	GPUS=$(GPUS) $(PY) -m webapp.worker
 
 # The whole suite, real Redis, Celery, ASGI server and Chromium included; the 15 slowest tests at the end.
 test: $(DEV_STAMP)

@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
+from . import queues
 from .errors import NotFound, ServiceError
 from .models import PRIORITY_RANGE, QUEUE_ORDER, Dataset, EpochMetric, MaskConfig, Run, RunStatus, WorkerNode
 
@@ -196,6 +197,17 @@ def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
 STOPPED_SHOWN_MINUTES = 10
 
 
+def gpu_worker_up() -> bool:
+    """Whether a worker with a GPU has reported within the stale limit (a `cuda` run waits for one)."""
+    cutoff = timezone.now() - timedelta(seconds=max(settings.MASKSEL_STALE_SECONDS, 30))
+    return WorkerNode.objects.filter(stopped=False, last_seen__gte=cutoff, device__startswith="cuda").exists()
+
+
+def worker_host(name: str) -> str:
+    """The host of a worker named `<node>@<host>:<pid>` (Celery's node name and the process id)."""
+    return name.split("@", 1)[-1].rsplit(":", 1)[0]
+
+
 def workers_and_queue(user: User) -> dict[str, Any]:
     """Workers seen lately (up, stopped, or lost when silent past the stale limit) and the user's queued runs with
     their places in the whole queue (whose order decides when a run starts). Another user's run shows as busy,
@@ -203,7 +215,8 @@ def workers_and_queue(user: User) -> dict[str, Any]:
     now = timezone.now()
     cutoff = now - timedelta(seconds=max(settings.MASKSEL_STALE_SECONDS, 30))
     workers = [
-        {"name": w.name, "device": w.device, "gpu_memory_mb": w.gpu_memory_mb, "queue": w.queue,
+        {"name": w.name, "host": worker_host(w.name), "device": w.device, "gpu_memory_mb": w.gpu_memory_mb,
+         "queue": w.queue,
          "last_seen": w.last_seen, "busy": w.current_run_id is not None,
          "state": "stopped" if w.stopped else ("up" if w.last_seen >= cutoff else "lost"),
          "run": w.current_run_id if w.current_run is not None and w.current_run.owner_id == user.pk else None}
@@ -211,6 +224,7 @@ def workers_and_queue(user: User) -> dict[str, Any]:
         # A worker stopped on purpose (an earlier `make run`) is shown for a few minutes, then left out.
         if not w.stopped or w.last_seen >= now - timedelta(minutes=STOPPED_SHOWN_MINUTES)
     ]
+    workers.sort(key=lambda w: (w["host"], w["name"]))  # the page groups them by host
     queued = list(runs_visible_to(user).filter(status=RunStatus.QUEUED).select_related("dataset")
                   .order_by(*QUEUE_ORDER))
     places: dict[int, int] = {}
@@ -241,9 +255,12 @@ def run_transfer(run: Run) -> dict[str, Any] | None:
     return {**summary, "curve": points if in_bytes else [], "curve_in_bytes": in_bytes}
 
 
-def next_queued_run_id() -> int | None:
-    """The queued run a free worker should take: highest priority first, then the oldest."""
-    return Run.objects.filter(status=RunStatus.QUEUED).order_by(*QUEUE_ORDER).values_list("pk", flat=True).first()
+def next_queued_run_id(kind: str = queues.ANY) -> int | None:
+    """The queued run of this kind (`queues`: GPU runs or the others) a free worker should take: highest priority
+    first, then the oldest."""
+    runs = Run.objects.filter(status=RunStatus.QUEUED)
+    runs = runs.filter(config__device="cuda") if kind == queues.GPU else runs.exclude(config__device="cuda")
+    return runs.order_by(*QUEUE_ORDER).values_list("pk", flat=True).first()
 
 
 def storage_used(owner: Any) -> int:

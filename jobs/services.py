@@ -29,7 +29,7 @@ import masksel_core
 from masksel_core import ConfigError, DataError, TrainConfig
 from masksel_core.datasets import builtin_summary
 
-from . import progress
+from . import progress, queues
 from .errors import NotFound, ServiceError, public_text
 from .models import (
     FINAL_STATUSES,
@@ -264,10 +264,13 @@ TRAIN_TASK = "jobs.train_run"
 
 
 def _enqueue(run_id: int) -> None:
-    """One message per queued run; the worker that takes a message trains whichever queued run is first
-    in QUEUE_ORDER at that moment, so priorities set or changed after submitting take effect. The task is
-    looked up by name in Celery's registry (`jobs.tasks` calls these services: no import of it here)."""
-    current_app.tasks[TRAIN_TASK].delay(run_id)
+    """One message per queued run, in the queue of its device (`queues`); the worker that takes a message
+    trains whichever queued run of that kind is first in QUEUE_ORDER at that moment, so priorities set or
+    changed after submitting take effect. The task is looked up by name in Celery's registry (`jobs.tasks`
+    calls these services: no import of it here)."""
+    device = Run.objects.filter(pk=run_id).values_list("config__device", flat=True).first()
+    kind = queues.kind_of(device)
+    current_app.tasks[TRAIN_TASK].apply_async(args=[run_id], kwargs={"kind": kind}, queue=queues.queue_name(kind))
 
 
 def run_start(run_id: int, *, worker: str, device: str) -> Run | None:

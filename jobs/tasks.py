@@ -6,15 +6,16 @@ import os
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 
-from . import services
+from . import queues, services
 from .recovery import start_recovery_thread
 from .training import execute_next
 
 
 @shared_task(bind=True, name="jobs.train_run")
-def train_run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
-    """`run_id` is the run whose submission sent this message; the worker trains the first run in the queue."""
-    return execute_next(worker=worker_name(self.request.hostname))
+def train_run(self, run_id: int, kind: str = queues.ANY) -> str:  # type: ignore[no-untyped-def]
+    """`run_id` is the run whose submission sent this message; the worker trains the first queued run of the
+    message's kind (`queues`: a GPU run, or any other)."""
+    return execute_next(worker=worker_name(self.request.hostname), kind=kind)
 
 
 def worker_name(hostname: str | None) -> str:

@@ -17,7 +17,7 @@ import masksel_core
 from masksel_core import TrainConfig
 from masksel_core.train import CHECKPOINT_NAME
 
-from . import selectors, services
+from . import queues, selectors, services
 from .devices import device_label
 from .errors import public_error, public_text
 from .models import Run
@@ -74,14 +74,14 @@ class Lease:
 CLAIM_TRIES = 5
 
 
-def execute_next(*, worker: str) -> str:
+def execute_next(*, worker: str, kind: str = queues.ANY) -> str:
     """Train the queued run that is first in the queue order (priority, then age); "idle" when none is queued.
 
     Every queued run has one task message, and each message trains whichever run is first at that
     moment, so the messages' own order does not matter and a priority changed after submitting counts.
     """
     for _ in range(CLAIM_TRIES):
-        run_id = selectors.next_queued_run_id()
+        run_id = selectors.next_queued_run_id(kind)
         if run_id is None:
             return "idle"
         status = _execute(run_id, worker=worker)

@@ -109,7 +109,10 @@ def run_sweep(request: HttpRequest) -> HttpResponse:
 @page
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = selectors.run_get(request.user, run_id)
-    return render(request, "runs/detail.html", {"run": run, "transfer": selectors.run_transfer(run)})
+    waits_for_gpu = run.status == RunStatus.QUEUED and run.config.get("device") == "cuda" and \
+        not selectors.gpu_worker_up()
+    return render(request, "runs/detail.html", {"run": run, "transfer": selectors.run_transfer(run),
+                                                "waits_for_gpu": waits_for_gpu})
 
 
 @page

@@ -20,7 +20,7 @@ def test_compose_file_parses_and_names_the_four_services() -> None:
     for name in ("web", "worker"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://") and env["REDIS_URL"] == "redis://redis:6379/0"
-    assert "--pool" in services["worker"]["command"] and "solo" in services["worker"]["command"]
+    assert services["worker"]["command"] == ["python", "-m", "webapp.worker"]  # make worker: solo pool, its queues
 
 
 def test_vendored_uplot_is_the_version_package_json_pins() -> None:

@@ -1,4 +1,4 @@
-"""`make run`: prepare the database, then start Redis (if needed), one worker and the web server.
+"""`make run`: prepare the database, then start Redis (if needed), the local workers and the web server.
 
 All children run in their own process groups and are stopped together on Ctrl-C or SIGTERM;
 if one of them dies, the others are stopped too and the launcher exits with an error.
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from .embedded_redis import redis_answers, start_private_redis
+from .worker import has_gpu, stop, worker_command, worker_queues
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 10.0
@@ -35,27 +36,17 @@ def _spawn(name: str, command: list[str]) -> tuple[str, subprocess.Popen[bytes]]
 
 
 def _stop(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    for _, process in reversed(children):
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for _, process in children:
-        try:
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop([process for _, process in children], grace=STOP_GRACE_SECONDS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run masksel: Redis (if needed), a worker and the web server.")
+    parser = argparse.ArgumentParser(description="Run masksel: Redis (if needed), MASKSEL_LOCAL_WORKERS workers "
+                                                 "(default 1) and the web server.")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--no-prepare", action="store_true", help="skip migrate and seeding")
     args = parser.parse_args(argv)
+    local_workers = _local_workers()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
     redis_url = os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -79,9 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"masksel: nothing answers at {redis_url}; starting a private redis-server", flush=True)
             children.append(("redis", start_private_redis(redis_url, var_dir / "redis")))
-        children.append(_spawn("worker", [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool", "solo",
-                                          "--concurrency", "1", "-Q", os.environ.get("MASKSEL_QUEUE", "train"),
-                                          "--loglevel", "INFO", "-n", f"worker-{os.getpid()}@%h"]))
+        gpu = local_workers > 0 and has_gpu()
+        for index in range(1, local_workers + 1):
+            children.append(_spawn(f"worker {index}", worker_command(f"worker{index}-{os.getpid()}",
+                                                                     worker_queues(gpu=gpu))))
+        print(f"masksel: {local_workers} local worker(s) reading {', '.join(worker_queues(gpu=gpu))}"
+              if local_workers else "masksel: no local worker (MASKSEL_LOCAL_WORKERS=0); runs wait for workers "
+              "started with `make worker` on hosts that share this service's Redis and database", flush=True)
         children.append(_spawn("web", [sys.executable, "-m", "daphne", "-b", args.host, "-p", str(args.port),
                                        "webapp.asgi:application"]))
         _wait_for_port(args.host, args.port, children)
@@ -99,6 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         _stop(children)
+
+
+def _local_workers() -> int:
+    """`MASKSEL_LOCAL_WORKERS`: training workers started beside the web server (default 1; 0: the web server
+    only, for a service whose workers run on other hosts with `make worker`)."""
+    raw = os.environ.get("MASKSEL_LOCAL_WORKERS", "1").strip()
+    if not raw.isdigit():
+        raise SystemExit(f"masksel: MASKSEL_LOCAL_WORKERS must be a whole number >= 0, got {raw!r}")
+    return int(raw)
 
 
 def _wait_for_port(host: str, port: int, children: list[tuple[str, subprocess.Popen[bytes]]],

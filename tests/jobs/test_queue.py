@@ -91,3 +91,34 @@ def test_clone_prefills_the_priority(alice: Any, digits: Any) -> None:
     client.force_login(alice)
     page = client.get(f"/runs/new/?clone={source.pk}").content.decode()
     assert 'name="priority" value="7"' in page
+
+
+def test_gpu_runs_wait_in_their_own_queue_in_priority_order(alice: Any, digits: Any) -> None:
+    from jobs import queues
+
+    def run(device: str, priority: int = 0) -> Run:
+        return Run.objects.create(owner=alice, dataset=digits, config={**CONFIG, "device": device}, total_epochs=1,
+                                  priority=priority)
+
+    cpu, auto, gpu, urgent_gpu = run("cpu"), run("auto", 2), run("cuda"), run("cuda", 5)
+    assert selectors.next_queued_run_id(queues.ANY) == auto.pk  # the highest priority of cpu and auto runs
+    assert selectors.next_queued_run_id(queues.GPU) == urgent_gpu.pk  # never a cpu or auto run
+    Run.objects.filter(pk__in=[auto.pk, urgent_gpu.pk]).update(status=RunStatus.RUNNING)
+    assert (selectors.next_queued_run_id(queues.ANY), selectors.next_queued_run_id(queues.GPU)) == (cpu.pk, gpu.pk)
+    assert [queues.kind_of(d) for d in ("cuda", "cpu", "auto", None)] == [queues.GPU] + [queues.ANY] * 3
+    assert queues.worker_queues(has_gpu=False) == ["train"]
+    assert queues.worker_queues(has_gpu=True) == ["train", "train-gpu"]
+
+
+def test_make_worker_pins_one_process_per_gpu() -> None:
+    import pytest
+
+    from webapp import worker
+
+    pinned = worker.plan("0, 1", gpu_here=False)
+    assert [extra for extra, _ in pinned] == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+    assert all(command[command.index("-Q") + 1] == "train,train-gpu" for _, command in pinned)
+    (extra, command), = worker.plan(None, gpu_here=False)
+    assert extra == {} and command[command.index("-Q") + 1] == "train" and "--pool" in command
+    with pytest.raises(ValueError, match="GPUS must list GPU numbers"):
+        worker.plan("all", gpu_here=True)

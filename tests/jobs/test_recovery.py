@@ -103,6 +103,11 @@ def test_workers_report_themselves_and_the_page_shows_state_device_and_run(queue
     page = web.get("/workers/").content.decode()
     assert "cuda:NVIDIA H100" in page and "81000 MiB" in page and f"/runs/{queued.pk}/" in page
     assert ">stopped<" in page and ">lost<" in page and ">up<" in page
+    assert page.count('class="host-row"') == 1 and page.index(">host<") < page.index("w1@host:11")
+    services.worker_report("w4@gpu-box:14", device={"device": "cuda:NVIDIA H200", "gpu_memory_mb": 141000})
+    grouped = web.get("/workers/").content.decode()  # one row per host above its workers, hosts in order
+    assert grouped.count('class="host-row"') == 2 and grouped.index(">gpu-box<") < grouped.index("w4@gpu-box:14")
+    assert grouped.index("w4@gpu-box:14") < grouped.index(">host<")
     WorkerNode.objects.filter(name="w2@host:12").update(last_seen=timezone.now() - timedelta(minutes=11))
     assert "w2@host:12" not in web.get("/workers/").content.decode()  # stopped long ago: an earlier start's
     web.force_login(bob)

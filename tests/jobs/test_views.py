@@ -306,3 +306,14 @@ def test_the_datasets_pages_say_what_an_upload_became_and_offer_delete(alice_web
     assert 'disabled title="runs use it: delete them first"' in used and f'href="/runs/?dataset={mine.pk}">1<' in used
     builtin = alice_web.get(f"/datasets/{digits.pk}/").content.decode()
     assert 'id="delete-dataset"' not in builtin and 'id="split-note"' not in builtin
+
+
+def test_a_cuda_run_says_it_waits_for_a_gpu_worker(alice_web: Client, alice: Any, digits: Any) -> None:
+    from jobs import services
+
+    run = Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any", "device": "cuda"},
+                             total_epochs=3)
+    services.worker_report("w1@cpu-box:1", device={"device": "cpu"})
+    assert 'id="run-waits-for-gpu"' in alice_web.get(f"/runs/{run.pk}/").content.decode()
+    services.worker_report("w2@gpu-box:2", device={"device": "cuda:NVIDIA H200", "gpu_memory_mb": 141000})
+    assert 'id="run-waits-for-gpu"' not in alice_web.get(f"/runs/{run.pk}/").content.decode()

@@ -1,0 +1,104 @@
+"""`make worker`: training workers on this host that join the service the environment names.
+
+A worker needs only what the environment says: `REDIS_URL` (the queue), `DATABASE_URL` (the runs) and the
+files' settings. `GPUS=0,1` starts one worker process per listed GPU, each pinned to it with
+`CUDA_VISIBLE_DEVICES`, reading the GPU queue and the main one; without `GPUS`, one worker reads the main
+queue, and the GPU queue too when this host has a GPU (`jobs.queues`). Ctrl-C or SIGTERM stops them all;
+when one dies, the others are stopped and the command exits non-zero.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE_SECONDS = 30.0  # a worker stopping mid-run writes its checkpoint first
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def worker_queues(*, gpu: bool) -> list[str]:
+    """The same names as `jobs.queues`, without starting Django here: MASKSEL_QUEUE and MASKSEL_QUEUE-gpu."""
+    base = os.environ.get("MASKSEL_QUEUE", "train")
+    return [base, f"{base}-gpu"] if gpu else [base]
+
+
+def worker_command(name: str, queues: list[str]) -> list[str]:
+    """One Celery worker process: one run at a time (solo pool), acknowledging a run once it ended."""
+    return [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool", "solo", "--concurrency", "1",
+            "-Q", ",".join(queues), "--loglevel", "INFO", "-n", f"{name}@%h"]
+
+
+def plan(gpus: str | None, *, gpu_here: bool) -> list[tuple[dict[str, str], list[str]]]:
+    """(extra environment, command) per worker process to start."""
+    if gpus:
+        ids = [part.strip() for part in gpus.split(",") if part.strip()]
+        if not ids or not all(part.isdigit() for part in ids):
+            raise ValueError(f"GPUS must list GPU numbers, e.g. GPUS=0,1 (got {gpus!r})")
+        return [({"CUDA_VISIBLE_DEVICES": gpu}, worker_command(f"worker-gpu{gpu}-{os.getpid()}",
+                                                                worker_queues(gpu=True))) for gpu in ids]
+    return [({}, worker_command(f"worker-{os.getpid()}", worker_queues(gpu=gpu_here)))]
+
+
+def spawn(extra: dict[str, str], command: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **extra}, start_new_session=True)
+
+
+def stop(processes: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM each process group, newest first; SIGKILL what is still there after `grace` seconds."""
+    for process in reversed(processes):
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+    gpus = os.environ.get("GPUS", "").strip() or None
+    try:
+        workers = plan(gpus, gpu_here=gpus is None and has_gpu())
+    except ValueError as exc:
+        print(f"masksel worker: {exc}", file=sys.stderr)
+        return 2
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    processes = [spawn(extra, command) for extra, command in workers]
+    print(f"masksel: {len(processes)} worker(s) reading {workers[0][1][workers[0][1].index('-Q') + 1]} "
+          f"at {os.environ.get('REDIS_URL', 'redis://127.0.0.1:6379/0')}", flush=True)
+    try:
+        while not stopping:
+            for process in processes:
+                if process.poll() is not None:
+                    print(f"masksel: a worker exited with status {process.returncode}; stopping", flush=True)
+                    return 1
+            time.sleep(0.3)
+        return 0
+    finally:
+        stop(processes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
