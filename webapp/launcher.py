@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import time
 from pathlib import Path
 
 from .embedded_redis import redis_answers, start_private_redis
-from .worker import has_gpu, stop, worker_command, worker_queues
+from .worker import StopOnSignal, has_gpu, stop, supervise, worker_command, worker_queues
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 10.0
@@ -54,14 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     # JPEG and thumbnail versions of a data set are computed once and reused by later runs.
     os.environ.setdefault("MASKSEL_CACHE_DIR", str(var_dir / "cache"))
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    stopping = False
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    flag = StopOnSignal()
     try:
         if not args.no_prepare:
             prepare()
@@ -81,14 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "webapp.asgi:application"]))
         _wait_for_port(args.host, args.port, children)
         _announce(args.host, args.port, var_dir)
-        while not stopping:
-            for name, process in children:
-                if process.poll() is not None:
-                    print(f"masksel: {name} exited with status {process.returncode}; stopping", flush=True)
-                    return 1
-            time.sleep(0.3)
-        print("masksel: stopping", flush=True)
-        return 0
+        return supervise(children, flag)
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"masksel: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -69,6 +69,30 @@ def stop(processes: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE_SEC
             process.wait()
 
 
+class StopOnSignal:
+    """Set by SIGINT (Ctrl-C) or SIGTERM: the supervising loop then returns and its children are stopped."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+
+def supervise(children: list[tuple[str, subprocess.Popen[bytes]]], flag: StopOnSignal) -> int:
+    """Wait until a signal (0) or until a child exits (1, naming it): either way the caller stops the rest."""
+    while not flag.stopping:
+        for name, process in children:
+            if process.poll() is not None:
+                print(f"masksel: {name} exited with status {process.returncode}; stopping", flush=True)
+                return 1
+        time.sleep(0.3)
+    print("masksel: stopping", flush=True)
+    return 0
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
     gpus = os.environ.get("GPUS", "").strip() or None
@@ -77,27 +101,14 @@ def main() -> int:
     except ValueError as exc:
         print(f"masksel worker: {exc}", file=sys.stderr)
         return 2
-    stopping = False
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    processes = [spawn(extra, command) for extra, command in workers]
-    print(f"masksel: {len(processes)} worker(s) reading {workers[0][1][workers[0][1].index('-Q') + 1]} "
+    flag = StopOnSignal()
+    children = [(f"worker {index}", spawn(extra, command)) for index, (extra, command) in enumerate(workers, 1)]
+    print(f"masksel: {len(children)} worker(s) reading {workers[0][1][workers[0][1].index('-Q') + 1]} "
           f"at {os.environ.get('REDIS_URL', 'redis://127.0.0.1:6379/0')}", flush=True)
     try:
-        while not stopping:
-            for process in processes:
-                if process.poll() is not None:
-                    print(f"masksel: a worker exited with status {process.returncode}; stopping", flush=True)
-                    return 1
-            time.sleep(0.3)
-        return 0
+        return supervise(children, flag)
     finally:
-        stop(processes)
+        stop([process for _, process in children])
 
 
 if __name__ == "__main__":
