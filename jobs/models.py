@@ -9,6 +9,8 @@ from django.db import models
 
 from masksel_core import METRIC_COLUMNS
 
+from .files import local_path
+
 
 class Dataset(models.Model):
     """A built-in data set (`builtin` set, no owner) or an uploaded `.npz` (owner and file)."""
@@ -39,8 +41,9 @@ class Dataset(models.Model):
 
     @property
     def source(self) -> str:
-        """What `masksel_core.load_dataset` takes: the built-in name or the file's path."""
-        return self.builtin or self.file.path
+        """What `masksel_core.load_dataset` takes: the built-in name or a local path of the file (on object
+        storage, this host's cached copy)."""
+        return self.builtin or str(local_path(self.file))
 
 
 class MaskConfig(models.Model):

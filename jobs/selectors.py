@@ -161,7 +161,10 @@ def dataset_preview_cached(dataset: Dataset) -> dict[str, Any] | None:
 
 
 def preview_path(dataset: Dataset) -> Path:
-    return Path(settings.MEDIA_ROOT) / "previews" / f"{dataset.pk}.json"
+    """Named by the data set's id and its stored file (or built-in) name: an id used again after a delete
+    (SQLite does that) never finds the preview of the data set that had it."""
+    source = dataset.builtin or Path(dataset.file.name).stem
+    return Path(settings.MEDIA_ROOT) / "previews" / f"{dataset.pk}-{source}.json"
 
 
 RUNS_PER_PAGE = 50

@@ -29,7 +29,7 @@ import masksel_core
 from masksel_core import ConfigError, DataError, TrainConfig
 from masksel_core.datasets import builtin_summary
 
-from . import progress, queues
+from . import files, progress, queues
 from .errors import NotFound, ServiceError, public_text
 from .models import (
     FINAL_STATUSES,
@@ -147,10 +147,10 @@ def dataset_delete(dataset: Dataset, owner: Any) -> None:
     if using:
         shown = ", ".join(f"#{pk}" for pk in using[:5]) + (", ..." if len(using) > 5 else "")
         raise ServiceError(f"runs use {dataset.name!r} ({shown}): delete them first, then the data set")
-    file, cache = dataset.file, preview_path(dataset)
+    file, name, cache = dataset.file, dataset.file.name, preview_path(dataset)
     with transaction.atomic():
         dataset.delete()
-        transaction.on_commit(lambda: (file.delete(save=False), cache.unlink(missing_ok=True)))
+        transaction.on_commit(lambda: (file.delete(save=False), files.forget(name), cache.unlink(missing_ok=True)))
 
 
 def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = None) -> Run:

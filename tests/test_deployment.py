@@ -45,6 +45,20 @@ def test_settings_switch_to_postgresql_when_database_url_is_set(monkeypatch) -> 
     assert prod.returncode != 0 and "SECRET_KEY must be set" in prod.stderr
 
 
+def test_masksel_storage_picks_the_files_backend_and_refuses_others() -> None:
+    import subprocess
+    import sys
+
+    code = "import django; django.setup(); from django.conf import settings; print(settings.STORAGES['default'])"
+    env = {"DJANGO_SETTINGS_MODULE": "webapp.settings", "PATH": "/usr/bin:/bin"}
+    s3 = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "MASKSEL_STORAGE": "s3"},
+                        capture_output=True, text=True, timeout=60)
+    assert "storages.backends.s3.S3Storage" in s3.stdout, s3.stderr
+    bad = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "MASKSEL_STORAGE": "nfs"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "MASKSEL_STORAGE must be file or s3, got 'nfs'" in bad.stderr
+
+
 @pytest.mark.parametrize("key", ["change-me", "CHANGEME", "short-but-random-3f9a"])
 def test_production_refuses_placeholder_and_short_keys(key: str) -> None:
     import subprocess

@@ -103,6 +103,24 @@ STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request without it
 WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+# Where uploaded data sets live: `file` (MEDIA_ROOT, the embedded default) or `s3` (any S3-compatible store,
+# with django-storages' own setting names). A host reads a stored file through its local copy under
+# MASKSEL_FILE_CACHE, a cache it may lose (`jobs/files.py`).
+MASKSEL_STORAGE = env.str("MASKSEL_STORAGE", default="file")
+if MASKSEL_STORAGE not in ("file", "s3"):
+    raise ImproperlyConfigured(f"MASKSEL_STORAGE must be file or s3, got {MASKSEL_STORAGE!r}")
+STORAGES = {
+    "default": {"BACKEND": "storages.backends.s3.S3Storage" if MASKSEL_STORAGE == "s3"
+                else "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default=None)
+AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="masksel")
+AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default=None)
+AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default=None)
+AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default=None)
+AWS_S3_FILE_OVERWRITE = False  # a second upload never replaces the object of a first
+MASKSEL_FILE_CACHE = Path(env.str("MASKSEL_FILE_CACHE", default=str(VAR_DIR / "cache" / "files")))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 # Per-user limits (a clear message names the limit when one is reached).
