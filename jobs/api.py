@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from masksel_core import DataError
 
-from . import downloads, samples, selectors, services
+from . import downloads, run_files, samples, selectors, services
 from . import serializers as out
 from .errors import ServiceError, public_text
 
@@ -203,8 +203,9 @@ class RunDownload(APIView):
     def get(self, request: Request, run_id: int, name: str) -> HttpResponse:
         run = selectors.run_get(request.user, run_id)
         found = downloads.run_file(run, name, _epoch_param(request) if name.startswith("mask.") else None)
-        if found.path is not None:
-            response = FileResponse(found.path.open("rb"), as_attachment=True, filename=found.filename)
-            response["Content-Length"] = str(found.path.stat().st_size)
+        if found.stored is not None and found.run_id is not None:  # streamed from storage, never read whole
+            response = FileResponse(run_files.open_stored(found.run_id, found.stored), as_attachment=True,
+                                    filename=found.filename)
+            response["Content-Length"] = str(run_files.size(found.run_id, found.stored))
             return response
         return _attachment(found.payload or b"", found.filename, found.content_type)

@@ -5,13 +5,12 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from masksel_core.export import mask_document, mask_png, npy_bytes
 
-from . import selectors
+from . import run_files, selectors
 from .errors import NotFound
 from .models import Run
 
@@ -23,21 +22,23 @@ NAMES = ("mask.json", "mask.npy", "mask.png", *FILES, "bundle.zip")
 
 @dataclass(frozen=True)
 class Download:
-    """A file to send: bytes made now, or a file on disk (streamed)."""
+    """A file to send: bytes made now, or a stored file of the run (`stored`: its name, streamed)."""
 
     filename: str
     content_type: str
     payload: bytes | None = None
-    path: Path | None = None
+    run_id: int | None = None
+    stored: str | None = None
 
 
 def run_file(run: Run, name: str, epoch: int | None) -> Download:
     """`name` of `run` (one of `NAMES`); the masks of the last epoch, or of `epoch`. NotFound when not there."""
     prefix = f"run{run.pk}"
-    final_json = Path(run.artifact_dir) / "mask.json"
-    if name == "mask.json" and epoch is None and run.is_final and final_json.is_file():
+    final_json = run_files.read_bytes(run.pk, "mask.json") if name == "mask.json" and epoch is None and \
+        run.is_final else None
+    if final_json is not None:
         # The trained mask as the core wrote it: for chains it also lists every stage.
-        return Download(f"{prefix}-mask.json", "application/json", payload=final_json.read_bytes())
+        return Download(f"{prefix}-mask.json", "application/json", payload=final_json)
     if name.startswith("mask."):
         selected, fraction, shown = selectors.epoch_selected(run, epoch)
         # One naming for every format: a finished run's mask is run<id>-mask.*; a chosen epoch's, or the latest
@@ -51,10 +52,9 @@ def run_file(run: Run, name: str, epoch: int | None) -> Download:
         return Download(f"{stem}.json", "application/json", payload=json.dumps(document).encode())
     if name == "bundle.zip":
         return Download(f"{prefix}-bundle.zip", "application/zip", payload=bundle(run))
-    path = Path(run.artifact_dir) / name
-    if name not in FILES or not path.is_file():
+    if name not in FILES or not run_files.exists(run.pk, name):
         raise NotFound(f"{name} is not available for run {run.pk} (status {run.status})")
-    return Download(f"{prefix}-{name}", "application/octet-stream", path=path)
+    return Download(f"{prefix}-{name}", "application/octet-stream", run_id=run.pk, stored=name)
 
 
 BUNDLE_README = """masksel run {run_id}: {mask_type} mask on {dataset}, model {model}.
@@ -84,7 +84,6 @@ a target not reached); metrics.csv has one row per epoch, its phase last (warmup
 def bundle(run: Run) -> bytes:
     """Every file of the run, its last mask in the three formats, and a README on applying the mask."""
     selected, fraction, _ = selectors.epoch_selected(run, None)
-    directory = Path(run.artifact_dir)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("mask.npy", npy_bytes(selected))
@@ -92,8 +91,9 @@ def bundle(run: Run) -> bytes:
                                                                 fraction)))
         archive.writestr("mask.png", mask_png(selected))
         for name in FILES:
-            if (directory / name).is_file():
-                archive.write(directory / name, name)
+            stored = run_files.read_bytes(run.pk, name)
+            if stored is not None:
+                archive.writestr(name, stored)
         broadcast = "; channel masks: mask[:, None, None]" if run.mask_type.startswith("channel") else ""
         archive.writestr("README.txt", BUNDLE_README.format(
             run_id=run.pk, mask_type=run.mask_type, dataset=run.dataset.name, model=run.model_name,

@@ -9,6 +9,7 @@ from django.db import models
 
 from masksel_core import METRIC_COLUMNS
 
+from . import run_files
 from .files import local_path
 
 
@@ -136,12 +137,8 @@ class Run(models.Model):
 
     @property
     def artifact_dir(self) -> Any:
-        return settings.MEDIA_ROOT / "runs" / str(self.pk)
-
-    @property
-    def pretrained_path(self) -> Any:
-        """Where the weights of `pretrained_from` were copied when this run was submitted."""
-        return self.artifact_dir / "pretrained.pt"
+        """This host's directory of the run's files (`run_files.work_dir`: the stored one on the filesystem)."""
+        return run_files.work_dir(self.pk)
 
 
 class EpochMetric(models.Model):

@@ -10,13 +10,13 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import masksel_core
 from masksel_core import TensorDataset
 from masksel_core.transfer import TransferPlan, encode_channel, full_plan, pack, plan_from_mask_document
 
+from . import run_files
 from .models import Dataset, Run, RunStatus
 
 MAX_COUNT = 4096
@@ -59,14 +59,14 @@ def _dataset_tensors(dataset: Dataset, seed: int) -> TensorDataset:
 
 def run_plan(run: Run) -> TransferPlan:
     """The transfer plan of a run's trained mask (from its `mask.json`)."""
-    path = Path(run.artifact_dir) / "mask.json"
-    if run.status != RunStatus.SUCCEEDED or not path.is_file():
+    document = run_files.read_bytes(run.pk, "mask.json") if run.status == RunStatus.SUCCEEDED else None
+    if document is None:
         raise SampleRequestError(f"run {run.pk} has no trained mask (it is {run.status}); "
                                  "samples can be packed for succeeded runs only")
-    key = (run.pk, path.stat().st_mtime)
+    key = (run.pk, hash(document))  # a succeeded run's mask never changes; a requeued id's would
     plan = _plans.get(key)
     if plan is None:
-        plan = plan_from_mask_document(json.loads(path.read_text()))
+        plan = plan_from_mask_document(json.loads(document))
         _plans[key] = plan
     return plan
 

@@ -14,7 +14,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from . import queues
+from . import queues, run_files
 from .errors import NotFound, ServiceError
 from .models import PRIORITY_RANGE, QUEUE_ORDER, Dataset, EpochMetric, MaskConfig, Run, RunStatus, WorkerNode
 
@@ -244,11 +244,11 @@ def run_transfer(run: Run) -> dict[str, Any] | None:
     The curve: each epoch's accuracy against its mask's bytes per sample, estimated as Q x the raw
     size (exact for plain masks; for JPEG chains only when Q is priced in measured bytes).
     """
-    path = Path(run.artifact_dir) / "transfer.json"
-    if not run.is_final or not path.is_file():
+    stored = run_files.read_bytes(run.pk, "transfer.json") if run.is_final else None
+    if stored is None:
         return None
     try:
-        summary = json.loads(path.read_text())
+        summary = json.loads(stored)
         raw = float(summary["raw_bytes_per_sample"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

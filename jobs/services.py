@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +28,7 @@ import masksel_core
 from masksel_core import ConfigError, DataError, TrainConfig
 from masksel_core.datasets import builtin_summary
 
-from . import files, progress, queues
+from . import files, progress, queues, run_files
 from .errors import NotFound, ServiceError, public_text
 from .models import (
     FINAL_STATUSES,
@@ -187,7 +186,7 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
     if problem:
         raise ServiceError(f"{dataset.name}: {problem}")
     source = None if pretrained_run is None else _pretrained_source(owner, pretrained_run, dataset, config)
-    copied = 0 if source is None else (Path(source.artifact_dir) / "model.pt").stat().st_size
+    copied = 0 if source is None else run_files.size(source.pk, "model.pt")
     with transaction.atomic():
         _check_open_runs(owner)  # inside the transaction that adds the run, the owner's row locked
         _check_storage(owner, extra=copied, what="the copy of pretrained_run's network")
@@ -196,12 +195,12 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
                                  priority=priority, pretrained_from=source.pk if source else None,
                                  artifact_bytes=copied, **annotations)
         if source is not None:  # a copy: the source run may be deleted before this one starts
-            Path(run.artifact_dir).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(source.artifact_dir) / "model.pt", run.pretrained_path)
+            run_files.copy(source.pk, "model.pt", run.pk, PRETRAINED)
         transaction.on_commit(lambda: _enqueue(run.pk))
     return run
 
 
+PRETRAINED = "pretrained.pt"  # a run's copy of the network it starts from
 PRETRAINED_IS_CLI_ONLY = ("pretrained names a file on the server and is for the command line only; over the web, "
                           "start from one of your succeeded runs with pretrained_run (its id)")
 
@@ -211,7 +210,7 @@ def _pretrained_source(owner: Any, run_id: Any, dataset: Dataset, config: TrainC
     if isinstance(run_id, bool) or not isinstance(run_id, int):
         raise ServiceError("pretrained_run must be the id of one of your succeeded runs")
     source = Run.objects.filter(owner=owner, pk=run_id).select_related("dataset").first()
-    if source is None or source.status != RunStatus.SUCCEEDED or not (Path(source.artifact_dir) / "model.pt").is_file():
+    if source is None or source.status != RunStatus.SUCCEEDED or not run_files.exists(source.pk, "model.pt"):
         raise ServiceError(f"pretrained_run {run_id} is not one of your succeeded runs")
     theirs = (source.model_name, list(source.dataset.input_shape), source.dataset.num_classes)
     ours = (config.model, list(dataset.input_shape), dataset.num_classes)
@@ -344,8 +343,11 @@ def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
 
 
 def run_finish(run: Run, result: masksel_core.TrainResult) -> None:
-    """Write the artifacts (atomically) and mark the run succeeded, or cancelled if it was stopped."""
-    paths = masksel_core.write_outputs(result, run.artifact_dir)
+    """Write the artifacts (atomically), publish them to storage, then mark the run succeeded (or cancelled if
+    it was stopped): its files are there when its row says so."""
+    directory = run.artifact_dir
+    paths = masksel_core.write_outputs(result, directory)
+    run_files.publish(run.pk, [path.relative_to(directory).as_posix() for path in paths.values()])
     status = RunStatus.CANCELLED if result.stopped_because == "cancelled" else RunStatus.SUCCEEDED
     with transaction.atomic():  # the outcome and the status change together: no reader sees one without the other
         Run.objects.filter(pk=run.pk).update(
@@ -355,20 +357,20 @@ def run_finish(run: Run, result: masksel_core.TrainResult) -> None:
         Run.objects.filter(pk=run.pk).exclude(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]).update(
             status=status, finished_at=timezone.now())
         final = Run.objects.values_list("status", flat=True).get(pk=run.pk)
-    shutil.rmtree(Path(run.artifact_dir) / "checkpoint", ignore_errors=True)  # only needed to resume
+    run_files.delete(run.pk, run_files.CHECKPOINT)  # only needed to resume
     progress.broadcast(run.pk, {"type": "status", "status": final, "warnings": list(result.warnings),
                                 "test_accuracy": result.test_accuracy})
 
 
 def _kept_bytes(run: Run) -> int:
     """The bytes of a run's files that outlive a requeue: the copy of the network it starts from."""
-    return run.pretrained_path.stat().st_size if run.pretrained_path.is_file() else 0
+    return run_files.size(run.pk, PRETRAINED)
 
 
 def run_fail(run_id: int, error: str) -> None:
     """Mark a run failed with `error`; its checkpoint goes (a failed run is trained again from the start)."""
     Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error[:10_000], finished_at=timezone.now())
-    shutil.rmtree(Run(pk=run_id).artifact_dir / "checkpoint", ignore_errors=True)
+    run_files.delete(run_id, run_files.CHECKPOINT)
     progress.broadcast(run_id, {"type": "status", "status": RunStatus.FAILED, "error": error[:2000]})
 
 
@@ -436,10 +438,9 @@ def run_delete(run: Run) -> None:
     """Delete a finished or queued run with its metrics and files; a running one must be cancelled first."""
     if run.status == RunStatus.RUNNING:
         raise ServiceError(f"run {run.pk} is running; cancel it before deleting it")
-    directory = Path(run.artifact_dir)
     with transaction.atomic():
         Run.objects.filter(pk=run.pk).delete()
-        transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
+        transaction.on_commit(lambda: run_files.delete(run.pk, ""))
 
 
 MAX_SWEEP_RUNS = 200

@@ -17,7 +17,7 @@ import masksel_core
 from masksel_core import TrainConfig
 from masksel_core.train import CHECKPOINT_NAME
 
-from . import queues, selectors, services
+from . import queues, run_files, selectors, services
 from .devices import device_label
 from .errors import public_error, public_text
 from .models import Run
@@ -108,17 +108,19 @@ def _execute(run_id: int, *, worker: str) -> str | None:
     if run is None:
         log.info("run %s is no longer queued; skipping", run_id)
         return None
-    if run.pretrained_from is not None:  # its weights were copied beside the run when it was submitted
-        config = dataclasses.replace(config, pretrained=str(run.pretrained_path))
     try:
-        if (run.artifact_dir / "checkpoint" / CHECKPOINT_NAME).exists():
+        if run.pretrained_from is not None:  # its weights were copied beside the run when it was submitted
+            config = dataclasses.replace(config, pretrained=str(run_files.fetch(run_id, services.PRETRAINED)))
+        run_files.fetch_checkpoint(run_id, [CHECKPOINT_NAME])  # from the bucket, if an earlier host left one
+        if (run.artifact_dir / run_files.CHECKPOINT / CHECKPOINT_NAME).exists():
             log.warning("resuming run %s from its checkpoint (attempt %s)", run_id, run.attempts)
         with Lease(run_id, worker) as lease:
             data = masksel_core.load_dataset(run.dataset.source, seed=config.seed)
             # A checkpoint after every epoch: a retried run (lost worker) resumes where it stopped.
             result = masksel_core.train(config, data, should_stop=lease.should_stop,
                                         on_epoch=lambda record: services.run_record_epoch(run, record),
-                                        checkpoint_dir=run.artifact_dir / "checkpoint")
+                                        checkpoint_dir=run.artifact_dir / run_files.CHECKPOINT,
+                                        on_checkpoint=lambda: run_files.publish(run_id, [run_files.CHECKPOINT]))
         if lease.lost.is_set() and not selectors.run_is_cancelled(run_id):
             log.warning("run %s: lease lost to another worker; stopping without finishing", run_id)
             return "lease_lost"

@@ -113,13 +113,15 @@ def train(
     inspect: Callable[[EpochRecord, nn.Module, MaskChain], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     checkpoint_dir: str | Path | None = None,
+    on_checkpoint: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Learn a mask and a network; returns both with one record per epoch.
 
     If `should_stop` answers True the loop ends after the current batch and the result's
     `stopped_because` is "cancelled"; the epochs recorded so far are kept. `inspect`, when given, is
     called after every epoch with the live network and masks (to read, not to change: e.g. to score
-    them on data `train` never sees, or to keep a snapshot of one epoch's network).
+    them on data `train` never sees, or to keep a snapshot of one epoch's network). `on_checkpoint` is called
+    after each epoch's checkpoint is written (e.g. to copy it where another host can resume from it).
     """
     device = resolve_device(config.device)
     problem = spec_problem(config.mask_type, data.input_shape)
@@ -146,6 +148,8 @@ def train(
             inspect(record, model, chain)
         if path is not None:
             _atomic_save(loop.state_dict(), path)
+            if on_checkpoint is not None:
+                on_checkpoint()
 
     try:
         result.stopped_because = loop.run(emit)

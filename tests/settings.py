@@ -19,3 +19,7 @@ CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 MEDIA_ROOT = Path(VAR_DIR) / "media"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# An eager run trains inside the test's transaction, which the heartbeat thread's own connection cannot see
+# (PostgreSQL): on a loaded machine a beat would find no lease and stop the run. Leases are tested by calling
+# the services directly (tests/jobs/test_recovery.py) and with real workers (tests/e2e/test_worker_loss.py).
+MASKSEL_HEARTBEAT_SECONDS = 600.0

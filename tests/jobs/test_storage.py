@@ -31,8 +31,44 @@ def test_an_upload_lives_in_the_bucket_and_a_host_reads_it_through_its_cache(
     with django_capture_on_commit_callbacks(execute=True):
         run_id = alice_api.post("/api/runs/", {"dataset": dataset.pk, **FAST}, format="json").json()["id"]
     assert Run.objects.get(pk=run_id).status == "succeeded" and cached.is_file()
+    stored = {item["Key"] for item in s3.list_objects_v2(Bucket=s3.bucket)["Contents"]}
+    assert {f"runs/{run_id}/{name}" for name in ("model.pt", "model.ts", "mask.json", "metrics.csv")} <= stored
+    assert not any("/checkpoint/" in name for name in stored)  # only needed while it trained
+    model = alice_api.get(f"/api/runs/{run_id}/model.pt")  # streamed from the bucket
+    assert model.status_code == 200 and len(b"".join(model.streaming_content)) == int(model["Content-Length"])
 
-    Run.objects.filter(pk=run_id).delete()
     with django_capture_on_commit_callbacks(execute=True):
+        assert alice_api.delete(f"/api/runs/{run_id}/").status_code == 204
         assert alice_api.delete(f"/api/datasets/{dataset.pk}/").status_code == 204
     assert s3.list_objects_v2(Bucket=s3.bucket).get("KeyCount") == 0 and not cached.exists()
+
+
+def test_a_run_resumes_on_another_host_from_the_checkpoint_in_the_bucket(
+        alice: Any, digits: Any, s3: Any, settings: Any, tmp_path: Path, caplog: Any) -> None:
+    import logging
+
+    import masksel_core
+    from jobs import run_files, services
+    from jobs.models import EpochMetric, Run
+    from jobs.training import execute_next
+    from masksel_core import TrainConfig
+
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, batch_size=256, device="cpu",
+                         warmup_epochs=1, finalize_epochs=0)
+    run = Run.objects.create(owner=alice, dataset=digits, config=config.to_dict(), total_epochs=4)
+    done: list[int] = []
+
+    def record(epoch: Any) -> None:  # host A records two epochs, then is lost mid-way through the third
+        services.run_record_epoch(run, epoch)
+        done.append(epoch.epoch)
+
+    masksel_core.train(config, masksel_core.load_dataset("digits", seed=0), on_epoch=record,
+                       should_stop=lambda: len(done) >= 2, checkpoint_dir=run.artifact_dir / run_files.CHECKPOINT,
+                       on_checkpoint=lambda: run_files.publish(run.pk, [run_files.CHECKPOINT]))
+    assert run_files.exists(run.pk, "checkpoint/checkpoint.pt")
+    settings.MASKSEL_FILE_CACHE = tmp_path / "host-b-cache"  # host B: nothing of the run on its disk
+    with caplog.at_level(logging.WARNING, logger="jobs.training"):
+        assert execute_next(worker="host-b:1") == "succeeded"
+    assert f"resuming run {run.pk} from its checkpoint" in caplog.text
+    assert list(EpochMetric.objects.filter(run=run).values_list("epoch", flat=True)) == [1, 2, 3, 4]
+    assert run_files.exists(run.pk, "model.pt") and not run_files.exists(run.pk, "checkpoint/checkpoint.pt")
