@@ -38,6 +38,29 @@ def local_path(file: FieldFile) -> Path:
     return target
 
 
+class StorageUnreachable(Exception):
+    """The configured storage cannot be used: the message says which bucket, where, and why."""
+
+
+def check_storage() -> None:
+    """Raise StorageUnreachable unless the storage answers: on S3, the bucket exists and these credentials may
+    list it. The filesystem storage always answers."""
+    if settings.MASKSEL_STORAGE != "s3":
+        return
+    from botocore.exceptions import BotoCoreError, ClientError
+    from django.core.files.storage import default_storage
+
+    where = f"bucket {settings.AWS_STORAGE_BUCKET_NAME!r} at {settings.AWS_S3_ENDPOINT_URL or 'AWS S3'}"
+    try:
+        default_storage.connection.meta.client.head_bucket(Bucket=settings.AWS_STORAGE_BUCKET_NAME)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        reason = {"404": "it does not exist", "403": "these credentials may not use it"}.get(code, str(exc))
+        raise StorageUnreachable(f"storage: {where}: {reason}") from None
+    except BotoCoreError as exc:
+        raise StorageUnreachable(f"storage: {where} cannot be reached: {exc}") from None
+
+
 def forget(name: str) -> None:
     """Drop this host's copy of a stored file (after the file is deleted)."""
     (Path(settings.MASKSEL_FILE_CACHE) / name).unlink(missing_ok=True)

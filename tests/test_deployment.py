@@ -11,16 +11,29 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_compose_file_parses_and_names_the_four_services() -> None:
+def test_compose_file_parses_and_names_the_services() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"web", "worker", "redis", "postgres"} <= set(services)
+    assert {"web", "worker", "redis", "postgres", "minio", "bucket"} <= set(services)
+    assert not set(services["web"]["volumes"]) & set(services["worker"]["volumes"])  # files go to the bucket
+    assert services["web"]["environment"]["MASKSEL_STORAGE"] == "s3" == services["worker"]["environment"][
+        "MASKSEL_STORAGE"]
+    assert "mc mb --ignore-existing" in services["bucket"]["entrypoint"]
     gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
     for name in ("web", "worker"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://") and env["REDIS_URL"] == "redis://redis:6379/0"
     assert services["worker"]["command"] == ["python", "-m", "webapp.worker"]  # make worker: solo pool, its queues
+
+
+def test_the_workers_only_compose_file_joins_the_main_hosts_service() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.workers.yml").read_text())
+    assert set(compose["services"]) == {"worker"}
+    env = compose["services"]["worker"]["environment"]
+    assert "${MASKSEL_HOST" in env["DATABASE_URL"] and env["REDIS_URL"].startswith("redis://${MASKSEL_HOST}")
+    assert env["AWS_S3_ENDPOINT_URL"].startswith("http://${MASKSEL_HOST}") and env["MASKSEL_STORAGE"] == "s3"
+    assert compose["services"]["worker"]["command"] == ["python", "-m", "webapp.worker"]
 
 
 def test_vendored_uplot_is_the_version_package_json_pins() -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .embedded_redis import redis_answers, start_private_redis
-from .worker import StopOnSignal, has_gpu, stop, supervise, worker_command, worker_queues
+from .worker import StopOnSignal, has_gpu, stop, storage_problem, supervise, worker_command, worker_queues
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 10.0
@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.no_prepare:
             prepare()
+        problem = storage_problem()
+        if problem:
+            raise RuntimeError(problem)
         if redis_answers(redis_url):
             print(f"masksel: using Redis at {redis_url}", flush=True)
         else:

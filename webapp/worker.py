@@ -19,6 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 30.0  # a worker stopping mid-run writes its checkpoint first
 
 
+def storage_problem() -> str | None:
+    """Why the file storage (MASKSEL_STORAGE) cannot be used, in one line; None when it answers. Asked of
+    `manage.py masksel_check_storage` in its own process, so that this one need not start Django."""
+    done = subprocess.run([sys.executable, str(ROOT / "manage.py"), "masksel_check_storage"], cwd=ROOT,
+                          capture_output=True, text=True)
+    if done.returncode == 0:
+        return None
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    return lines[-1].removeprefix("CommandError: ") if lines else f"the storage check exited {done.returncode}"
+
+
 def has_gpu() -> bool:
     import torch
 
@@ -101,6 +112,10 @@ def main() -> int:
     except ValueError as exc:
         print(f"masksel worker: {exc}", file=sys.stderr)
         return 2
+    problem = storage_problem()
+    if problem:
+        print(f"masksel worker: {problem}", file=sys.stderr)
+        return 1
     flag = StopOnSignal()
     children = [(f"worker {index}", spawn(extra, command)) for index, (extra, command) in enumerate(workers, 1)]
     print(f"masksel: {len(children)} worker(s) reading {workers[0][1][workers[0][1].index('-Q') + 1]} "

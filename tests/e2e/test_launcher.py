@@ -98,3 +98,16 @@ def test_local_workers_zero_serves_the_web_only_and_a_bad_count_is_refused(redis
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
         log.close()
+
+
+def test_an_unreachable_bucket_stops_make_run_and_make_worker_with_one_line(redis_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(tmp_path),
+           "REDIS_URL": redis_url, "MASKSEL_STORAGE": "s3", "AWS_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+           "AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_STORAGE_BUCKET_NAME": "lab"}
+    env.pop("DATABASE_URL", None)
+    for command in (["webapp.launcher", "--no-prepare"], ["webapp.worker"]):
+        done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+        lines = [line for line in done.stderr.splitlines() if "storage:" in line]
+        assert done.returncode == 1 and len(lines) == 1, done.stdout + done.stderr
+        assert "bucket 'lab' at http://127.0.0.1:9 cannot be reached" in lines[0]

@@ -78,6 +78,7 @@ def s3(settings: Any, s3_endpoint: str, tmp_path: Any) -> Any:
     settings.AWS_ACCESS_KEY_ID, settings.AWS_SECRET_ACCESS_KEY = "test", "test"
     settings.AWS_S3_REGION_NAME = "us-east-1"
     settings.MASKSEL_FILE_CACHE = tmp_path / "file-cache"
+    settings.MASKSEL_STORAGE = "s3"
     settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage"}}
     client.bucket = bucket
     return client

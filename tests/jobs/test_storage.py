@@ -72,3 +72,18 @@ def test_a_run_resumes_on_another_host_from_the_checkpoint_in_the_bucket(
     assert f"resuming run {run.pk} from its checkpoint" in caplog.text
     assert list(EpochMetric.objects.filter(run=run).values_list("epoch", flat=True)) == [1, 2, 3, 4]
     assert run_files.exists(run.pk, "model.pt") and not run_files.exists(run.pk, "checkpoint/checkpoint.pt")
+
+
+def test_the_storage_check_names_the_bucket_and_why(s3: Any, settings: Any) -> None:
+    import pytest
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    call_command("masksel_check_storage")  # the bucket answers
+    settings.AWS_STORAGE_BUCKET_NAME = "masksel-no-such-bucket"
+    with pytest.raises(CommandError, match="bucket 'masksel-no-such-bucket' at http://127.0.0.1:\\d+: it does not"):
+        call_command("masksel_check_storage")
+    settings.AWS_S3_ENDPOINT_URL = "http://127.0.0.1:9"  # nothing listens there
+    settings.STORAGES = {**settings.STORAGES}  # a new storage object, as a process started with these settings
+    with pytest.raises(CommandError, match="cannot be reached: Could not connect to the endpoint URL"):
+        call_command("masksel_check_storage")
