@@ -100,7 +100,8 @@ def prepared_env(redis_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(var_dir),
            "REDIS_URL": redis_url, "MASKSEL_QUEUE": f"train-test-{tag}", "CHANNEL_PREFIX": f"masksel-test-{tag}",
            "PYTHONUNBUFFERED": "1", **extra}
-    env.pop("DATABASE_URL", None)
+    if "DATABASE_URL" not in extra:  # SQLite under var_dir unless the test names a database
+        env.pop("DATABASE_URL", None)
     # One process for the three steps: each start of Django (and torch) takes seconds on a small machine.
     manage(env, "shell", "-c",
            "from django.core.management import call_command; from django.contrib.auth.models import User; "
