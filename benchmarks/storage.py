@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,29 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _moto() -> tuple[str, subprocess.Popen[bytes]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    for _ in range(150):
-        try:
-            httpx.get(url, timeout=1)
-            return url, process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError("moto's S3 server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=64)
     args = parser.parse_args()
-    endpoint, moto = _moto()
+    from tests.conftest import start_s3_server
+
+    endpoint, moto = start_s3_server(subprocess.DEVNULL)
     os.environ.update({"MASKSEL_VAR_DIR": tempfile.mkdtemp(prefix="masksel-bench-"),
                        "DJANGO_SETTINGS_MODULE": "webapp.settings", "AWS_S3_ENDPOINT_URL": endpoint,
                        "AWS_STORAGE_BUCKET_NAME": "masksel-bench", "AWS_ACCESS_KEY_ID": "bench",

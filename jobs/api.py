@@ -204,8 +204,8 @@ class RunDownload(APIView):
         run = selectors.run_get(request.user, run_id)
         found = downloads.run_file(run, name, _epoch_param(request) if name.startswith("mask.") else None)
         if found.stored is not None and found.run_id is not None:  # streamed from storage, never read whole
-            response = FileResponse(run_files.open_stored(found.run_id, found.stored), as_attachment=True,
-                                    filename=found.filename)
-            response["Content-Length"] = str(run_files.size(found.run_id, found.stored))
+            handle = run_files.open_stored(found.run_id, found.stored)
+            response = FileResponse(handle, as_attachment=True, filename=found.filename)
+            response["Content-Length"] = str(handle.size)
             return response
         return _attachment(found.payload or b"", found.filename, found.content_type)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import Storage
 from django.db.models.fields.files import FieldFile
 
 CHUNK_BYTES = 1024**2
@@ -25,17 +26,22 @@ def local_path(file: FieldFile) -> Path:
     except NotImplementedError:  # object storage: no path of its own
         pass
     target = Path(settings.MASKSEL_FILE_CACHE) / file.name
-    if target.is_file():
-        return target
+    if not target.is_file():
+        download(file.storage, file.name, target)
+    return target
+
+
+def download(storage: Storage, name: str, target: Path) -> None:
+    """Copy a stored file to `target` on this host, through a temporary name renamed into place: a reader never
+    sees half of it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(dir=target.parent, prefix=".part-")
     try:
-        with os.fdopen(fd, "wb") as out, file.storage.open(file.name, "rb") as source:
+        with os.fdopen(fd, "wb") as out, storage.open(name, "rb") as source:
             shutil.copyfileobj(source, out, CHUNK_BYTES)
         os.replace(partial, target)
     finally:
         Path(partial).unlink(missing_ok=True)
-    return target
 
 
 class StorageUnreachable(Exception):

@@ -177,7 +177,7 @@ class RunForm(forms.Form):
         if not text:
             return None
         try:
-            return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+            return [int(part) for part in _items(text)]
         except ValueError:
             raise forms.ValidationError("give element indices separated by commas, e.g. 0, 5, 17") from None
 
@@ -194,7 +194,7 @@ class RunForm(forms.Form):
         return value
 
     def clean_tags(self) -> list[str]:
-        return [tag.strip() for tag in self.cleaned_data["tags"].split(",") if tag.strip()]
+        return _items(self.cleaned_data["tags"], separators=",")
 
     def run_data(self) -> dict[str, Any]:
         """What `services.run_create` takes: the options set (empty optional fields left out)."""
@@ -215,9 +215,16 @@ class RunForm(forms.Form):
         self.add_error(field if field in self.fields else None, message)
 
 
+def _items(text: str, separators: str = ",;") -> list[str]:
+    """The non-empty parts of a list typed in one field ("0.1, 1.0" or "0.1; 1.0"), stripped."""
+    for separator in separators[1:]:
+        text = text.replace(separator, separators[0])
+    return [part.strip() for part in text.split(separators[0]) if part.strip()]
+
+
 def _numbers(text: str) -> list[float]:
     try:
-        values = [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+        values = [float(part) for part in _items(text)]
     except ValueError:
         raise forms.ValidationError("give numbers separated by commas, e.g. 0.1, 1.0") from None
     if not values:

@@ -22,8 +22,3 @@ def queue_name(kind: str) -> str:
     """The Celery queue of a kind: `MASKSEL_QUEUE` (default "train") and that name with "-gpu"."""
     base = settings.CELERY_TASK_DEFAULT_QUEUE
     return f"{base}-gpu" if kind == GPU else base
-
-
-def worker_queues(*, has_gpu: bool) -> list[str]:
-    """The queues a worker reads: the main one, and the GPU one where it has a GPU."""
-    return [queue_name(ANY), queue_name(GPU)] if has_gpu else [queue_name(ANY)]

@@ -5,7 +5,7 @@ A worker writes into a local directory (`work_dir`) and publishes from there. On
 embedded default) that directory is the stored one, so publishing costs nothing; on object storage it is this
 host's cache, and `publish` uploads each file. A run's results are published before its row says succeeded
 (`services.run_finish`), and each epoch's checkpoint after the epoch, so that a run whose worker died resumes
-on any host from the bucket (`fetch_checkpoint`).
+on any host from the bucket (`fetch`).
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from typing import IO
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
+
+from .files import download
 
 CHECKPOINT = "checkpoint"
 
@@ -95,18 +97,8 @@ def fetch(run_id: int, name: str) -> Path | None:
         return target if target.is_file() else None
     if not exists(run_id, name):
         return None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(".part-" + target.name)
-    with default_storage.open(key(run_id, name), "rb") as source, partial.open("wb") as out:
-        shutil.copyfileobj(source, out, 1024**2)
-    partial.replace(target)
+    download(default_storage, key(run_id, name), target)
     return target
-
-
-def fetch_checkpoint(run_id: int, names: list[str]) -> None:
-    """Bring the stored checkpoint files to this host before a run resumes (a no-op on the filesystem)."""
-    for name in names:
-        fetch(run_id, f"{CHECKPOINT}/{name}")
 
 
 def delete(run_id: int, name: str) -> None:

@@ -59,13 +59,15 @@ def _dataset_tensors(dataset: Dataset, seed: int) -> TensorDataset:
 
 def run_plan(run: Run) -> TransferPlan:
     """The transfer plan of a run's trained mask (from its `mask.json`)."""
-    document = run_files.read_bytes(run.pk, "mask.json") if run.status == RunStatus.SUCCEEDED else None
-    if document is None:
-        raise SampleRequestError(f"run {run.pk} has no trained mask (it is {run.status}); "
-                                 "samples can be packed for succeeded runs only")
-    key = (run.pk, hash(document))  # a succeeded run's mask never changes; a requeued id's would
-    plan = _plans.get(key)
+    # A succeeded run's mask never changes; its finish time tells it from a later run that got the same id
+    # (SQLite reuses the highest id after a delete). Read from storage only when the plan is not kept yet.
+    key = (run.pk, run.finished_at)
+    plan = _plans.get(key) if run.status == RunStatus.SUCCEEDED else None
     if plan is None:
+        document = run_files.read_bytes(run.pk, "mask.json") if run.status == RunStatus.SUCCEEDED else None
+        if document is None:
+            raise SampleRequestError(f"run {run.pk} has no trained mask (it is {run.status}); "
+                                     "samples can be packed for succeeded runs only")
         plan = plan_from_mask_document(json.loads(document))
         _plans[key] = plan
     return plan

@@ -33,10 +33,9 @@ def runs_visible_to(user: User) -> QuerySet[Run]:
 RUN_LIST_LIMIT = 500
 
 
-def runs_using(user: User, dataset: Dataset, *, limit: int = 20) -> dict[str, Any]:
-    """How many of the user's runs use a data set, and the newest `limit` of them (for its page)."""
-    runs = runs_visible_to(user).filter(dataset=dataset).order_by("-id")
-    return {"count": runs.count(), "newest": list(runs[:limit])}
+def runs_using(user: User, dataset: Dataset) -> int:
+    """How many of the user's runs use a data set (its page links them; delete waits until none does)."""
+    return Run.objects.filter(owner_id=user.pk, dataset=dataset).count()
 
 
 def run_list(user: User, *, ids: str | None = None) -> QuerySet[Run]:
@@ -200,10 +199,15 @@ def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
 STOPPED_SHOWN_MINUTES = 10
 
 
+def _seen_since(now: Any) -> Any:
+    """A worker last seen before this is lost: silent past the stale limit (30 s at least)."""
+    return now - timedelta(seconds=max(settings.MASKSEL_STALE_SECONDS, 30))
+
+
 def gpu_worker_up() -> bool:
     """Whether a worker with a GPU has reported within the stale limit (a `cuda` run waits for one)."""
-    cutoff = timezone.now() - timedelta(seconds=max(settings.MASKSEL_STALE_SECONDS, 30))
-    return WorkerNode.objects.filter(stopped=False, last_seen__gte=cutoff, device__startswith="cuda").exists()
+    return WorkerNode.objects.filter(stopped=False, last_seen__gte=_seen_since(timezone.now()),
+                                     device__startswith="cuda").exists()
 
 
 def worker_host(name: str) -> str:
@@ -216,7 +220,7 @@ def workers_and_queue(user: User) -> dict[str, Any]:
     their places in the whole queue (whose order decides when a run starts). Another user's run shows as busy,
     without its id: runs are private."""
     now = timezone.now()
-    cutoff = now - timedelta(seconds=max(settings.MASKSEL_STALE_SECONDS, 30))
+    cutoff = _seen_since(now)
     workers = [
         {"name": w.name, "host": worker_host(w.name), "device": w.device, "gpu_memory_mb": w.gpu_memory_mb,
          "queue": w.queue,

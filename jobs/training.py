@@ -111,7 +111,7 @@ def _execute(run_id: int, *, worker: str) -> str | None:
     try:
         if run.pretrained_from is not None:  # its weights were copied beside the run when it was submitted
             config = dataclasses.replace(config, pretrained=str(run_files.fetch(run_id, services.PRETRAINED)))
-        run_files.fetch_checkpoint(run_id, [CHECKPOINT_NAME])  # from the bucket, if an earlier host left one
+        run_files.fetch(run_id, f"{run_files.CHECKPOINT}/{CHECKPOINT_NAME}")  # from the bucket, if a host left one
         if (run.artifact_dir / run_files.CHECKPOINT / CHECKPOINT_NAME).exists():
             log.warning("resuming run %s from its checkpoint (attempt %s)", run_id, run.attempts)
         with Lease(run_id, worker) as lease:

@@ -19,6 +19,9 @@ from .errors import NotFound, ServiceError
 from .forms import RunForm, SweepForm
 from .models import RunStatus
 
+#: The share of an uploaded file without x_test held out as its test split, as the pages say it.
+TEST_PERCENT = round(TEST_SHARE * 100)
+
 
 def page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """A logged-in user's page; the service's NotFound becomes Django's 404 page."""
@@ -145,14 +148,14 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     uploaded = next((d for d in datasets if str(d.pk) == request.GET.get("uploaded")), None)
     return render(request, "datasets/list.html", {
         "datasets": datasets, "max_upload": settings.MASKSEL_MAX_UPLOAD_BYTES, "uploaded": uploaded,
-        "deleted": "deleted" in request.GET, "test_share": round(TEST_SHARE * 100)})
+        "deleted": "deleted" in request.GET, "test_share": TEST_PERCENT})
 
 
 @page
 def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = selectors.dataset_get(request.user, dataset_id)
     return render(request, "datasets/detail.html", {
-        "dataset": dataset, "test_share": round(TEST_SHARE * 100), "runs": selectors.runs_using(request.user, dataset),
+        "dataset": dataset, "test_share": TEST_PERCENT, "run_count": selectors.runs_using(request.user, dataset),
         "deletable": dataset.owner_id == request.user.pk})
 
 

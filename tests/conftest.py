@@ -42,6 +42,16 @@ def bob(django_user_model: Any) -> Any:
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """An S3 HTTP endpoint on this machine: moto's standalone server (no S3 server installs here). The code
     under test talks to it with boto3 and django-storages unchanged."""
+    with (tmp_path_factory.mktemp("moto") / "moto.log").open("wb") as log:
+        url, process = start_s3_server(log)
+        yield url
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def start_s3_server(log: Any) -> tuple[str, Any]:
+    """Start moto's S3 server on a free loopback port (its output to `log`) and wait until it answers:
+    (its URL, the process). Also used by benchmarks/storage.py."""
     import socket
     import subprocess
     import sys
@@ -52,7 +62,6 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -60,11 +69,9 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Any:
     while True:
         try:
             httpx.get(url, timeout=1)
-            break
+            return url, process
         except httpx.HTTPError:
-            assert process.poll() is None and time.monotonic() < deadline, "moto's S3 server did not start"
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("moto's S3 server did not start") from None
             time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()

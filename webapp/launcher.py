@@ -34,10 +34,6 @@ def _spawn(name: str, command: list[str]) -> tuple[str, subprocess.Popen[bytes]]
     return name, subprocess.Popen(command, cwd=ROOT, start_new_session=True)
 
 
-def _stop(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    stop([process for _, process in children], grace=STOP_GRACE_SECONDS)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run masksel: Redis (if needed), MASKSEL_LOCAL_WORKERS workers "
                                                  "(default 1) and the web server.")
@@ -81,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"masksel: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        _stop(children)
+        stop(children, grace=STOP_GRACE_SECONDS)
 
 
 def _local_workers() -> int:

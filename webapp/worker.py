@@ -63,8 +63,9 @@ def spawn(extra: dict[str, str], command: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **extra}, start_new_session=True)
 
 
-def stop(processes: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM each process group, newest first; SIGKILL what is still there after `grace` seconds."""
+def stop(children: list[tuple[str, subprocess.Popen[bytes]]], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM each child's process group, newest first; SIGKILL what is still there after `grace` seconds."""
+    processes = [process for _, process in children]
     for process in reversed(processes):
         if process.poll() is None:
             try:
@@ -123,7 +124,7 @@ def main() -> int:
     try:
         return supervise(children, flag)
     finally:
-        stop([process for _, process in children])
+        stop(children)
 
 
 if __name__ == "__main__":

@@ -106,8 +106,11 @@ def test_gpu_runs_wait_in_their_own_queue_in_priority_order(alice: Any, digits: 
     Run.objects.filter(pk__in=[auto.pk, urgent_gpu.pk]).update(status=RunStatus.RUNNING)
     assert (selectors.next_queued_run_id(queues.ANY), selectors.next_queued_run_id(queues.GPU)) == (cpu.pk, gpu.pk)
     assert [queues.kind_of(d) for d in ("cuda", "cpu", "auto", None)] == [queues.GPU] + [queues.ANY] * 3
-    assert queues.worker_queues(has_gpu=False) == ["train"]
-    assert queues.worker_queues(has_gpu=True) == ["train", "train-gpu"]
+    from webapp import worker  # names the queues without Django: they must be the ones runs are sent to
+
+    assert worker.worker_queues(gpu=False) == ["train"] == [queues.queue_name(queues.ANY)]
+    assert worker.worker_queues(gpu=True) == ["train", "train-gpu"] == [queues.queue_name(k) for k in
+                                                                         (queues.ANY, queues.GPU)]
 
 
 def test_make_worker_pins_one_process_per_gpu() -> None:
