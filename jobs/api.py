@@ -1,9 +1,9 @@
 """The REST API: thin views over selectors and services."""
 from __future__ import annotations
 
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -198,12 +198,19 @@ class RunDownload(APIView):
         parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH,
                                      enum=list(downloads.NAMES)),
                     OpenApiParameter("epoch", int, description="the mask of this epoch (mask.json, .npy, .png)")],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: out.Error},
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                   302: OpenApiResponse(description="with MASKSEL_PRESIGNED_DOWNLOADS on S3: a signed URL of the "
+                                                    "stored file (model.pt, model.ts, metrics.csv, ...)"),
+                   404: out.Error},
         operation_id="runs_download", summary="A run's files; the mask of any epoch with ?epoch=N")
     def get(self, request: Request, run_id: int, name: str) -> HttpResponse:
         run = selectors.run_get(request.user, run_id)
         found = downloads.run_file(run, name, _epoch_param(request) if name.startswith("mask.") else None)
-        if found.stored is not None and found.run_id is not None:  # streamed from storage, never read whole
+        if found.stored is not None and found.run_id is not None:
+            signed = run_files.presigned_url(found.run_id, found.stored, found.filename)
+            if signed is not None:  # from the bucket itself
+                return HttpResponseRedirect(signed)
+            # streamed from storage, never read whole
             handle = run_files.open_stored(found.run_id, found.stored)
             response = FileResponse(handle, as_attachment=True, filename=found.filename)
             response["Content-Length"] = str(handle.size)

@@ -67,6 +67,21 @@ def check_storage() -> None:
         raise StorageUnreachable(f"storage: {where} cannot be reached: {exc}") from None
 
 
+def storage_fault(exc: BaseException) -> str | None:
+    """Why `exc` is the object storage failing (unreachable, timing out, refusing), not the run: a reason to
+    record, or None. Anything raised by boto3 or botocore counts, the cause of another error too (a save that
+    failed in an upload thread)."""
+    if settings.MASKSEL_STORAGE != "s3":
+        return None
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__module__.split(".")[0] in ("botocore", "boto3"):
+            where = f"bucket {settings.AWS_STORAGE_BUCKET_NAME!r} at {settings.AWS_S3_ENDPOINT_URL or 'AWS S3'}"
+            return f"storage unreachable ({where}): {seen}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def forget(name: str) -> None:
     """Drop this host's copy of a stored file (after the file is deleted)."""
     (Path(settings.MASKSEL_FILE_CACHE) / name).unlink(missing_ok=True)

@@ -113,6 +113,8 @@ class Run(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     retries = models.JSONField(default=list, blank=True)  # [{"attempt", "reason", "at"}], why each retry happened
+    # A run given back for a fault outside it (storage unreachable) waits until then before a worker takes it.
+    retry_after = models.DateTimeField(null=True, blank=True)
     # Queued runs start highest priority first, then oldest first (QUEUE_ORDER); changeable while queued.
     priority = models.SmallIntegerField(default=0)
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
@@ -154,16 +155,19 @@ def compare_payload(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def dataset_preview_cached(dataset: Dataset) -> dict[str, Any] | None:
-    """The preview `services.dataset_preview` made and kept for this data set, if it did."""
-    path = preview_path(dataset)
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The preview `services.dataset_preview` made and kept in storage for this data set, if it did."""
+    name = preview_name(dataset)
+    if not default_storage.exists(name):
+        return None
+    with default_storage.open(name, "rb") as handle:
+        return json.loads(handle.read())
 
 
-def preview_path(dataset: Dataset) -> Path:
-    """Named by the data set's id and its stored file (or built-in) name: an id used again after a delete
-    (SQLite does that) never finds the preview of the data set that had it."""
+def preview_name(dataset: Dataset) -> str:
+    """Its name in storage, by the data set's id and its stored file (or built-in) name: an id used again after
+    a delete (SQLite does that) never finds the preview of the data set that had it."""
     source = dataset.builtin or Path(dataset.file.name).stem
-    return Path(settings.MEDIA_ROOT) / "previews" / f"{dataset.pk}-{source}.json"
+    return f"previews/{dataset.pk}-{source}.json"
 
 
 RUNS_PER_PAGE = 50
@@ -264,8 +268,9 @@ def run_transfer(run: Run) -> dict[str, Any] | None:
 
 def next_queued_run_id(kind: str = queues.ANY) -> int | None:
     """The queued run of this kind (`queues`: GPU runs or the others) a free worker should take: highest priority
-    first, then the oldest."""
-    runs = Run.objects.filter(status=RunStatus.QUEUED)
+    first, then the oldest; a run given back to wait (`Run.retry_after`) not before its time."""
+    runs = Run.objects.filter(status=RunStatus.QUEUED).filter(
+        Q(retry_after__isnull=True) | Q(retry_after__lte=timezone.now()))
     runs = runs.filter(config__device="cuda") if kind == queues.GPU else runs.exclude(config__device="cuda")
     return runs.order_by(*QUEUE_ORDER).values_list("pk", flat=True).first()
 

@@ -18,6 +18,8 @@ from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F, Value
@@ -45,7 +47,7 @@ from .selectors import (
     dataset_preview_cached,
     datasets_visible_to,
     epoch_message,
-    preview_path,
+    preview_name,
     storage_used,
 )
 
@@ -71,7 +73,7 @@ PREVIEW_CHANNELS = 8  # at most this many channels per sample on the data set's 
 def dataset_preview(dataset: Dataset) -> dict[str, Any]:
     """The first training sample of every class, each channel as 8-bit grey (base64), for the page.
 
-    Computed once per data set and kept next to the media files: loading a data set can take a second.
+    Computed once per data set and kept in storage beside its file: loading a data set can take a second.
     """
     cached = dataset_preview_cached(dataset)
     if cached is not None:
@@ -92,9 +94,9 @@ def dataset_preview(dataset: Dataset) -> dict[str, Any]:
     preview = {"height": data.input_shape[1], "width": data.input_shape[2],
                "channel_names": data.channel_names[:PREVIEW_CHANNELS], "channels_total": data.input_shape[0],
                "samples": samples}
-    path = preview_path(dataset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(preview))
+    name = preview_name(dataset)
+    if not default_storage.exists(name):  # two first views at once: the second finds the first's preview
+        default_storage.save(name, ContentFile(json.dumps(preview).encode()))
     return preview
 
 
@@ -146,10 +148,10 @@ def dataset_delete(dataset: Dataset, owner: Any) -> None:
     if using:
         shown = ", ".join(f"#{pk}" for pk in using[:5]) + (", ..." if len(using) > 5 else "")
         raise ServiceError(f"runs use {dataset.name!r} ({shown}): delete them first, then the data set")
-    file, name, cache = dataset.file, dataset.file.name, preview_path(dataset)
+    file, name, preview = dataset.file, dataset.file.name, preview_name(dataset)
     with transaction.atomic():
         dataset.delete()
-        transaction.on_commit(lambda: (file.delete(save=False), files.forget(name), cache.unlink(missing_ok=True)))
+        transaction.on_commit(lambda: (file.delete(save=False), files.forget(name), default_storage.delete(preview)))
 
 
 def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = None) -> Run:
@@ -262,14 +264,15 @@ def _check_open_runs(owner: Any, *, adding: int = 1) -> None:
 TRAIN_TASK = "jobs.train_run"
 
 
-def _enqueue(run_id: int) -> None:
+def _enqueue(run_id: int, *, after_seconds: float = 0) -> None:
     """One message per queued run, in the queue of its device (`queues`); the worker that takes a message
     trains whichever queued run of that kind is first in QUEUE_ORDER at that moment, so priorities set or
     changed after submitting take effect. The task is looked up by name in Celery's registry (`jobs.tasks`
     calls these services: no import of it here)."""
     device = Run.objects.filter(pk=run_id).values_list("config__device", flat=True).first()
     kind = queues.kind_of(device)
-    current_app.tasks[TRAIN_TASK].apply_async(args=[run_id], kwargs={"kind": kind}, queue=queues.queue_name(kind))
+    current_app.tasks[TRAIN_TASK].apply_async(args=[run_id], kwargs={"kind": kind}, queue=queues.queue_name(kind),
+                                              countdown=after_seconds or None)
 
 
 def run_start(run_id: int, *, worker: str, device: str) -> Run | None:
@@ -304,23 +307,43 @@ def recover_stale_runs(*, stale_seconds: float, max_attempts: int) -> list[int]:
     requeued = []
     for run in Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff):
         reason = f"worker {run.lease_owner or '?'} lost (no heartbeat since {run.heartbeat_at.isoformat()})"
-        retries = [*run.retries, {"attempt": run.attempts, "reason": reason, "at": timezone.now().isoformat()}]
-        fields: dict[str, Any] = {"lease_owner": "", "retries": retries}
-        if run.attempts >= max_attempts:
-            fields |= {"status": RunStatus.FAILED, "finished_at": timezone.now(),
-                       "error": f"{reason}; gave up after {run.attempts} attempts"}
-        else:
-            fields |= {"status": RunStatus.QUEUED}
         # Guarded by the heartbeat we read: a worker that beat meanwhile keeps its run.
-        with transaction.atomic():
-            if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at).update(
-                    **fields):
-                continue
-            if fields["status"] == RunStatus.QUEUED:
-                transaction.on_commit(lambda run_id=run.pk: _enqueue(run_id))
-        progress.broadcast(run.pk, {"type": "status", "status": fields["status"], "error": reason})
-        requeued.append(run.pk)
+        if _retry_or_fail(run, reason, max_attempts=max_attempts, guard={"heartbeat_at": run.heartbeat_at}):
+            requeued.append(run.pk)
     return requeued
+
+
+def run_retry_later(run_id: int, *, worker: str, reason: str, max_attempts: int, after_seconds: float) -> str:
+    """Give a running run back to the queue for a fault outside it (its storage unreachable), to be tried again
+    after `after_seconds` from its last stored checkpoint, which is kept; failed after `max_attempts`. Returns
+    the run's status now."""
+    run = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=worker).first()
+    if run is not None:
+        _retry_or_fail(run, reason, max_attempts=max_attempts, guard={"lease_owner": worker},
+                       after_seconds=after_seconds)
+    return Run.objects.values_list("status", flat=True).get(pk=run_id)
+
+
+def _retry_or_fail(run: Run, reason: str, *, max_attempts: int, guard: dict[str, Any],
+                   after_seconds: float = 0) -> bool:
+    """Record why `run` stopped and queue it again, or fail it when it has had `max_attempts`; False when the
+    row no longer matches `guard` (someone else changed it first)."""
+    now = timezone.now()
+    retries = [*run.retries, {"attempt": run.attempts, "reason": reason, "at": now.isoformat()}]
+    fields: dict[str, Any] = {"lease_owner": "", "retries": retries,
+                              "retry_after": now + timedelta(seconds=after_seconds) if after_seconds else None}
+    if run.attempts >= max_attempts:
+        fields |= {"status": RunStatus.FAILED, "finished_at": now,
+                   "error": f"{reason}; gave up after {run.attempts} attempts"}
+    else:
+        fields |= {"status": RunStatus.QUEUED}
+    with transaction.atomic():
+        if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, **guard).update(**fields):
+            return False
+        if fields["status"] == RunStatus.QUEUED:
+            transaction.on_commit(lambda run_id=run.pk: _enqueue(run_id, after_seconds=after_seconds))
+    progress.broadcast(run.pk, {"type": "status", "status": fields["status"], "error": reason})
+    return True
 
 
 def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:

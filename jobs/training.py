@@ -20,6 +20,7 @@ from masksel_core.train import CHECKPOINT_NAME
 from . import queues, run_files, selectors, services
 from .devices import device_label
 from .errors import public_error, public_text
+from .files import storage_fault
 from .models import Run
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,12 @@ def _execute(run_id: int, *, worker: str) -> str | None:
             return "lease_lost"
         services.run_finish(run, result)
     except Exception as exc:  # noqa: BLE001 - recorded on the run, shown on its page
+        fault = storage_fault(exc)
+        if fault is not None:  # not the run's fault: tried again later from what is stored, which stays
+            log.warning("run %s: %s; giving it back to the queue", run_id, fault)
+            return services.run_retry_later(run_id, worker=worker, reason=fault,
+                                            max_attempts=settings.MASKSEL_MAX_ATTEMPTS,
+                                            after_seconds=settings.MASKSEL_STORAGE_RETRY_SECONDS)
         log.exception("run %s failed", run_id)
         services.run_fail(run_id, public_error(exc))
         return "failed"

@@ -120,6 +120,14 @@ AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default=None)
 AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default=None)
 AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default=None)
 AWS_S3_FILE_OVERWRITE = False  # a second upload never replaces the object of a first
+# On S3, a run's files download from the bucket itself: the API answers with a redirect to a URL signed for
+# MASKSEL_PRESIGNED_SECONDS (the endpoint must then be one the clients can reach); off, they stream through
+# the web server.
+MASKSEL_PRESIGNED_DOWNLOADS = env.bool("MASKSEL_PRESIGNED_DOWNLOADS", default=False)
+MASKSEL_PRESIGNED_SECONDS = env.int("MASKSEL_PRESIGNED_SECONDS", default=600)
+# A worker that cannot reach the storage mid-run gives the run back to the queue, to be tried again after
+# this many seconds (it resumes from its last stored checkpoint); after MASKSEL_MAX_ATTEMPTS it fails.
+MASKSEL_STORAGE_RETRY_SECONDS = env.int("MASKSEL_STORAGE_RETRY_SECONDS", default=30)
 MASKSEL_FILE_CACHE = Path(env.str("MASKSEL_FILE_CACHE", default=str(VAR_DIR / "cache" / "files")))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
