@@ -15,7 +15,7 @@ from .errors import NotFound
 from .models import Run
 
 #: Files the core writes beside a finished run, served as they are.
-FILES = ("model.pt", "model.ts", "metrics.csv", "config.json", "summary.json")
+FILES = ("model.pt", "model.ts", "mask_net.ts", "metrics.csv", "config.json", "summary.json")
 #: Every name the API serves (the URL pattern takes these only).
 NAMES = ("mask.json", "mask.npy", "mask.png", *FILES, "bundle.zip")
 
@@ -75,9 +75,21 @@ Or, with nothing but torch: model.ts is the network behind its frozen mask and t
     net = torch.jit.load("model.ts")
     prediction = net(x).argmax(dim=1)
 
-mask.png shows the mask: channels side by side, transferred cells in green. summary.json says how the
+{dynamic}mask.png shows the mask: channels side by side, transferred cells in green. summary.json says how the
 run ended, the model's accuracy on the test split and any warning (an empty mask, accuracy near chance,
 a target not reached); metrics.csv has one row per epoch, its phase last (warmup, select, finalize).
+"""
+
+
+DYNAMIC_README = """This run's mask is dynamic: each input gets its own selection, so the run has two halves.
+- mask_net.ts runs on the server, where the data lives: it takes full inputs (B, C, H, W) and returns the
+  cells to send (B, C, GH, GW) of 0/1. masksel_core.transfer.pack(x, plan, cells=...) sends each sample's
+  bitmap and the values it selects; the plan comes from mask.json (plan_from_mask_document).
+- model.ts runs on the client: it takes the input as transfer.unpack rebuilds it (zeros where nothing was
+  sent) and gives the class scores. It does not mask anything itself.
+mask.npy and mask.png show the cells selected for at least half the validation inputs; mask.json also
+lists how often each cell was selected ("dynamic": "frequency").
+
 """
 
 
@@ -98,5 +110,6 @@ def bundle(run: Run) -> bytes:
         archive.writestr("README.txt", BUNDLE_README.format(
             run_id=run.pk, mask_type=run.mask_type, dataset=run.dataset.name, model=run.model_name,
             shape=list(np.shape(selected)), input_shape=tuple(run.dataset.input_shape),
-            num_classes=run.dataset.num_classes, broadcast=broadcast))
+            num_classes=run.dataset.num_classes, broadcast=broadcast,
+            dynamic=DYNAMIC_README if run.mask_type.startswith("dynamic-") else ""))
     return buffer.getvalue()

@@ -16,6 +16,7 @@ from masksel_core.config import (
     ConfigError,
     parse_grid,
 )
+from masksel_core.dynamic import MASK_NET_NAMES
 
 from .models import PRIORITY_RANGE
 
@@ -29,6 +30,8 @@ MASK_HELP = {
     "jpeg-xor+pixel-any": "one JPEG quality per channel, then pixels",
     "thumb-xor": "one thumbnail scale (1, 1/2, 1/4) per channel",
     "thumb-xor+block-any": "one thumbnail scale per channel, then grid cells",
+    "dynamic-pixel-any": "per input: the server's mask network picks the values to send",
+    "dynamic-block-any": "per input: the server's mask network picks grid cells",
 }
 MASK_CHOICES = [(name, f"{name}: {MASK_HELP[name]}") for name in (*SELECT_STAGES, *list(MASK_HELP)[5:])]
 MODEL_CHOICES = [(name, name) for name in MODELS]
@@ -54,6 +57,11 @@ class RunForm(forms.Form):
     mask_type = forms.ChoiceField(choices=MASK_CHOICES, initial=D.mask_type)
     grid = forms.CharField(initial="x".join(map(str, D.grid)), max_length=20,
                            help_text="block masks: grid cells per side, rows x columns (e.g. 4x4)")
+    server_view = _text("dynamic masks: rows x columns the server's mask network looks at, max-pooled (e.g. 7x7; "
+                        "empty: the whole input)", max_length=20)
+    mask_net = forms.ChoiceField(choices=[(m, m) for m in MASK_NET_NAMES], initial=D.mask_net,
+                                 help_text="dynamic masks: the mask network (auto: convatt on images of 16x16 and "
+                                           "more, else linear)")
     model = forms.ChoiceField(choices=MODEL_CHOICES, initial=D.model)
     target_fraction = _optional_float("stop selecting once Q is at most this", min_value=0, max_value=1)
     target_bytes = _optional_float("stop selecting once a sample's transfer is at most this many bytes",
@@ -126,12 +134,13 @@ class RunForm(forms.Form):
     notes = _text("anything to remember about this run", widget=forms.Textarea(attrs={"rows": 2}))
 
     #: How a list from a clone or a saved configuration reads in its text field.
-    AS_TEXT: dict[str, Any] = {"grid": lambda v: "x".join(map(str, v)), "costs": json.dumps, "tags": ", ".join,
+    AS_TEXT: dict[str, Any] = {"grid": lambda v: "x".join(map(str, v)), "server_view": lambda v: "x".join(map(str, v)),
+                               "costs": json.dumps, "tags": ", ".join,
                                "init_selected": lambda v: ", ".join(map(str, v))}
     #: The page's sections; the first is open, the others open where one of their fields has an error.
     GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-        ("Basic", ("name", "dataset", "mask_type", "grid", "model", "target_fraction", "target_bytes", "epochs",
-                   "seed", "device", "tags")),
+        ("Basic", ("name", "dataset", "mask_type", "grid", "server_view", "mask_net", "model", "target_fraction",
+                   "target_bytes", "epochs", "seed", "device", "tags")),
         ("Schedule and phases", ("lambda_init", "lambda_factor", "lambda_patience", "lambda_monitor",
                                  "lambda_threshold", "lambda_threshold_mode", "tau_init", "tau_decay", "tau_min",
                                  "gamma", "discretization", "warmup_epochs", "finalize_epochs",
@@ -169,6 +178,15 @@ class RunForm(forms.Form):
     def clean_grid(self) -> list[int]:
         try:
             return list(parse_grid(self.cleaned_data["grid"].replace(" ", "").replace("×", "x")))
+        except ConfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_server_view(self) -> list[int] | None:
+        text = self.cleaned_data["server_view"].replace(" ", "").replace("×", "x")
+        if not text:
+            return None
+        try:
+            return list(parse_grid(text, "server view"))
         except ConfigError as exc:
             raise forms.ValidationError(str(exc)) from None
 
@@ -242,7 +260,8 @@ class SweepForm(RunForm):
     seeds = forms.IntegerField(label="Runs per cell", initial=10, min_value=1, max_value=100,
                                help_text="each with its own seed (the paper: 10)")
 
-    GROUPS = (("Basic", ("name", "dataset", "mask_type", "grid", "model", "lambda_inits", "lambda_factors", "seeds",
+    GROUPS = (("Basic", ("name", "dataset", "mask_type", "grid", "server_view", "mask_net", "model", "lambda_inits",
+                         "lambda_factors", "seeds",
                          "seed", "target_fraction", "target_bytes", "epochs", "device", "tags")), *RunForm.GROUPS[1:])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -115,6 +115,9 @@ class Run(models.Model):
     retries = models.JSONField(default=list, blank=True)  # [{"attempt", "reason", "at"}], why each retry happened
     # A run given back for a fault outside it (storage unreachable) waits until then before a worker takes it.
     retry_after = models.DateTimeField(null=True, blank=True)
+    # A dynamic run's gallery: the validation inputs whose own masks its page shows each epoch, as 8-bit
+    # grey per channel (`services.run_gallery`); empty for static masks.
+    gallery = models.JSONField(default=dict, blank=True)
     # Queued runs start highest priority first, then oldest first (QUEUE_ORDER); changeable while queued.
     priority = models.SmallIntegerField(default=0)
 
@@ -157,6 +160,10 @@ class EpochMetric(models.Model):
     phase = models.CharField(max_length=16, default="select")
     mask_shape = models.JSONField(default=list)
     mask_bits = models.BinaryField()
+    # Dynamic masks: how often each cell was kept on validation (one byte per cell, 255 = always) and the
+    # cells kept for each gallery input (packed bits, (G, *mask_shape)); empty for static masks.
+    frequency_bytes = models.BinaryField(default=b"", blank=True)
+    gallery_bits = models.BinaryField(default=b"", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

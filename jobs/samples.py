@@ -1,16 +1,20 @@
 """Serve samples of a data set as `masksel_core.transfer` payloads: whole, or only what a run's mask selects.
 
 This is the selective data server of the method: a client with a trained model asks for the
-samples it needs and receives only the selected parts, in bytes the mask predicts. Data sets are
+samples it needs and receives only the selected parts, in bytes the mask predicts. For a dynamic run the
+run's mask network (`mask_net.ts`) picks each sample's cells here, from the server's copy of the sample. Data sets are
 loaded once per process (a few are kept) and a run's plan once per trained mask.
 """
 from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 import masksel_core
 from masksel_core import TensorDataset
@@ -24,6 +28,7 @@ DTYPE_CHOICES = ("float32", "float16", "uint8")
 _KEEP_DATASETS = 4
 _datasets: OrderedDict[tuple[str, int], TensorDataset] = OrderedDict()
 _plans: dict[tuple[int, float], TransferPlan] = {}
+_mask_nets: dict[tuple[int, float], torch.jit.ScriptModule] = {}  # dynamic runs' server halves (`mask_net.ts`)
 _lock = threading.Lock()
 # Encoded JPEG versions, per (data set, seed, split, channel, quality): encoded once, sent many times.
 _JPEG_CACHE_BYTES = 512 * 2**20
@@ -73,6 +78,20 @@ def run_plan(run: Run) -> TransferPlan:
     return plan
 
 
+def run_mask_net(run: Run) -> torch.jit.ScriptModule:
+    """A dynamic run's mask network, which picks each sample's cells here, where the data lives."""
+    key = (run.pk, run.finished_at)
+    net = _mask_nets.get(key)
+    if net is None:
+        path = run_files.fetch(run.pk, "mask_net.ts")
+        if path is None:
+            raise SampleRequestError(f"run {run.pk} has no mask network (mask_net.ts) to pick its cells")
+        with warnings.catch_warnings(action="ignore", category=FutureWarning):
+            net = torch.jit.load(str(path), map_location="cpu").eval()
+        _mask_nets[key] = net
+    return net
+
+
 def _int_param(params: Any, name: str, default: int, low: int, high: int) -> int:
     raw = params.get(name)
     if raw is None or raw == "":
@@ -113,8 +132,12 @@ def sample_page(dataset: Dataset, run: Run | None, params: Any) -> SamplePage:
     def encoded(channel: int, quality: int) -> list[bytes]:
         return _encoded_split(dataset.source, seed, split, x, channel, quality)[start:stop]
 
+    cells = None
+    if plan.kind == "dynamic" and run is not None:
+        with torch.no_grad():
+            cells = run_mask_net(run)(x[start:stop])
     payload = pack(x[start:stop], plan, labels=y[start:stop], dtype=dtype, compress=compress,
-                   encoded=encoded if plan.kind == "jpeg" else None)
+                   encoded=encoded if plan.kind == "jpeg" else None, cells=cells)
     return SamplePage(payload, total, plan)
 
 

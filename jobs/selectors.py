@@ -79,13 +79,17 @@ def mask_payload(mask_type: str, input_shape: list[int], shape: list[int], selec
 
 
 def epoch_message(run: Run, row: EpochMetric) -> dict[str, Any]:
-    return {
+    message = {
         "epoch": row.epoch,
         "phase": row.phase,
         "metrics": row.metrics(),
         "mask": mask_payload(run.mask_type, run.dataset.input_shape, row.mask_shape, bytes(row.mask_bits),
                              row.fraction),
     }
+    if row.frequency_bytes:  # a dynamic mask: how often each cell is kept (0-255), and the gallery's own cells
+        message["mask"]["frequency"] = base64.b64encode(bytes(row.frequency_bytes)).decode("ascii")
+        message["mask"]["gallery_bits"] = base64.b64encode(bytes(row.gallery_bits)).decode("ascii")
+    return message
 
 
 def run_metrics(run: Run) -> list[dict[str, Any]]:

@@ -71,8 +71,9 @@ MetricRow = type("MetricRow", (serializers.Serializer,), {column: _metric_field(
 def _config_field(field: dataclasses.Field) -> serializers.Field:  # type: ignore[type-arg]
     kind, default = str(field.type), getattr(DEFAULTS, field.name)
     help_text = f"default: {default}"
-    if field.name == "grid":
-        return serializers.ListField(child=serializers.IntegerField(), required=False, help_text=help_text)
+    if field.name in ("grid", "server_view"):  # [rows, columns]
+        return serializers.ListField(child=serializers.IntegerField(), required=False,
+                                     allow_null=field.name == "server_view", help_text=help_text)
     if kind.startswith("bool"):
         return serializers.BooleanField(required=False, help_text=help_text)
     if kind.startswith("int"):

@@ -354,6 +354,9 @@ def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
         "lambda_value": record.lambda_, "tau": record.tau, "fraction": record.fraction, "phase": record.phase,
         "mask_shape": list(selected.shape), "mask_bits": np.packbits(selected.ravel()).tobytes(),
     }
+    if record.frequency is not None and record.gallery is not None:
+        fields["frequency_bytes"] = np.round(np.asarray(record.frequency) * 255).astype(np.uint8).tobytes()
+        fields["gallery_bits"] = np.packbits(np.asarray(record.gallery, dtype=np.uint8).ravel()).tobytes()
     with transaction.atomic():
         row, _ = EpochMetric.objects.update_or_create(run=run, epoch=record.epoch, defaults=fields)
         now: dict[str, Any] = {"epoch": record.epoch, "fraction": record.fraction, "val_accuracy": record.val_accuracy,
@@ -363,6 +366,20 @@ def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
         Run.objects.filter(pk=run.pk).update(**now)
     progress.broadcast(run.pk, {"type": "epoch", **epoch_message(run, row)})
     return row
+
+
+def run_gallery(run: Run, data: masksel_core.TensorDataset, config: TrainConfig) -> None:
+    """Keep a dynamic run's gallery inputs (8-bit grey per channel, at most PREVIEW_CHANNELS), the validation
+    inputs the core reports the cells of every epoch: its page draws each with the cells it sends."""
+    images = masksel_core.gallery_inputs(data, config).numpy()  # (G, C, H, W)
+    shown = images[:, :PREVIEW_CHANNELS]
+    low, high = float(shown.min(initial=0.0)), float(shown.max(initial=1.0))
+    scaled = ((shown - low) / (high - low) * 255 if high > low else shown * 0).astype(np.uint8)
+    gallery = {"height": int(images.shape[2]), "width": int(images.shape[3]),
+               "images": [[base64.b64encode(channel.tobytes()).decode("ascii") for channel in image]
+                          for image in scaled]}
+    Run.objects.filter(pk=run.pk).update(gallery=gallery)
+    run.gallery = gallery
 
 
 def run_finish(run: Run, result: masksel_core.TrainResult) -> None:

@@ -117,6 +117,8 @@ def _execute(run_id: int, *, worker: str) -> str | None:
             log.warning("resuming run %s from its checkpoint (attempt %s)", run_id, run.attempts)
         with Lease(run_id, worker) as lease:
             data = masksel_core.load_dataset(run.dataset.source, seed=config.seed)
+            if masksel_core.is_dynamic(config.mask_type) and not run.gallery:
+                services.run_gallery(run, data, config)
             # A checkpoint after every epoch: a retried run (lost worker) resumes where it stopped.
             result = masksel_core.train(config, data, should_stop=lease.should_stop,
                                         on_epoch=lambda record: services.run_record_epoch(run, record),

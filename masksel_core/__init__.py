@@ -8,18 +8,19 @@ from .chain import MASK_NAMES, MaskChain, build_chain, default_mask_type, spec_p
 from .config import ConfigError, TrainConfig
 from .data import DataError, TensorDataset, load_npz
 from .datasets import BUILTINS, load_dataset, load_digits
+from .dynamic import DYNAMIC_MASKS, DynamicMask, is_dynamic
 from .export import mask_document, metrics_csv, write_outputs
 from .masks import SELECT_STAGES
 from .models import MODELS, create_model
 from .records import METRIC_COLUMNS, PHASES, EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
-from .train import TrainResult, build, resolve_device, train
+from .train import TrainResult, build, gallery_inputs, resolve_device, train
 
 __all__ = [
-    "BUILTINS", "MASK_NAMES", "METRIC_COLUMNS", "MODELS", "PHASES", "SELECT_STAGES", "ConfigError", "DataError",
-    "EarlyStopping", "EpochRecord", "LambdaPlateau", "MaskChain", "PhaseSchedule", "TargetPace", "TauCooldown",
-    "TensorDataset", "TrainConfig", "TrainResult", "build", "build_chain", "create_model", "default_mask_type",
-    "load_dataset", "load_digits", "load_npz", "mask_document", "metrics_csv", "resolve_device", "spec_problem",
-    "train", "write_outputs",
+    "BUILTINS", "DYNAMIC_MASKS", "MASK_NAMES", "METRIC_COLUMNS", "MODELS", "PHASES", "SELECT_STAGES", "ConfigError",
+    "DataError", "DynamicMask", "EarlyStopping", "EpochRecord", "LambdaPlateau", "MaskChain", "PhaseSchedule",
+    "TargetPace", "TauCooldown", "TensorDataset", "TrainConfig", "TrainResult", "build", "build_chain",
+    "create_model", "default_mask_type", "gallery_inputs", "is_dynamic", "load_dataset", "load_digits", "load_npz",
+    "mask_document", "metrics_csv", "resolve_device", "spec_problem", "train", "write_outputs",
 ]
 __version__ = "0.2.0"

@@ -6,7 +6,8 @@ Spec grammar (CLI `--mask`, REST `mask_type`, `TrainConfig.mask_type`): stages j
   version per channel (channel-xor, one group per channel) and merge them back;
 - `thumb-xor`: the same with thumbnails at scales 1, 1/2, 1/4;
 - `jpeg-xor` and `thumb-xor` may only come first, and be followed by more select masks, e.g.
-  `jpeg-xor+pixel-any` (the paper's Sec. 4.4 chain extend -> channel-xor -> merge -> pixel-any).
+  `jpeg-xor+pixel-any` (the paper's Sec. 4.4 chain extend -> channel-xor -> merge -> pixel-any);
+- `dynamic-pixel-any`, `dynamic-block-any`: a selection per input (`dynamic`), alone.
 """
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .dynamic import DYNAMIC_MASKS, DynamicMask
 from .masks import SELECT_STAGES, ChannelXor, Merge, SelectStage, Shape, Stage
 from .operators import DEFAULT_JPEG_QUALITIES, DEFAULT_THUMB_SCALES, Extend
 
 EXTEND_SPECS = {"jpeg-xor": ("jpeg", DEFAULT_JPEG_QUALITIES), "thumb-xor": ("thumb", DEFAULT_THUMB_SCALES)}
-MASK_NAMES = (*SELECT_STAGES, *EXTEND_SPECS)
+MASK_NAMES = (*SELECT_STAGES, *EXTEND_SPECS, *DYNAMIC_MASKS)
 CHANNEL_MASKS = ("channel-any", "channel-xor")
 
 
@@ -35,6 +37,8 @@ def split_spec(spec: str) -> list[str]:
                              "(chain them with +, e.g. jpeg-xor+pixel-any)")
         if part in EXTEND_SPECS and i > 0:
             raise ValueError(f"{part} must come first in a chain, got {spec!r}")
+        if part in DYNAMIC_MASKS and len(parts) > 1:
+            raise ValueError(f"{part} selects per input and stands alone, not in a chain: got {spec!r}")
     return parts
 
 
@@ -113,17 +117,18 @@ class MaskChain(nn.Module):
         self.requires_grad_(False)
 
     @torch.no_grad()
-    def fraction(self) -> float:
+    def fraction(self, x: torch.Tensor | None = None) -> float:
         """Q of the discrete (noise-free) mask: the transferred share, priced. Summed in float64, so that a
-        target is met or not the same on every CPU and GPU (a float32 sum of 3 channels' 1/10 is 0.30000001)."""
+        target is met or not the same on every CPU and GPU (a float32 sum of 3 channels' 1/10 is 0.30000001).
+        The same for every input: `x` is taken, as a dynamic mask's (`DynamicMask.fraction`), and not read."""
         cost = self.base_cost
         dummy = torch.zeros(1, *self.stage_input_shape, device=cost.device)
         for stage in self.stages:
             dummy, cost = stage(dummy, cost, tau=1.0, explore=False)
         return round(float(cost.double().sum()), 9)
 
-    def selected(self) -> np.ndarray:
-        """The last select stage's discrete mask, in the contract's shape for its type."""
+    def selected(self, x: torch.Tensor | None = None) -> np.ndarray:
+        """The last select stage's discrete mask, in the contract's shape for its type (`x`: as `fraction`)."""
         return self.select_stages[-1].selected()
 
     def describe(self) -> list[dict[str, object]]:
@@ -134,6 +139,9 @@ class MaskChain(nn.Module):
                         "costs": self.version_costs().tolist()})
         out.extend(stage.describe() for stage in self.stages)
         return out
+
+
+AnyMask = MaskChain | DynamicMask  # what the training loop runs: a static chain or a per-input mask
 
 
 def build_chain(spec: str, input_shape: Shape, *, grid: tuple[int, int] = (3, 3), init_sigma: float = 0.01,

@@ -18,6 +18,7 @@ from .client import RemoteError
 from .config import ConfigError, TrainConfig, parse_grid
 from .data import DataError
 from .datasets import load_dataset
+from .dynamic import MASK_NET_NAMES
 from .export import write_outputs
 from .models import MODELS
 from .records import EpochRecord
@@ -26,7 +27,8 @@ from .train import train
 EXIT_USAGE = 2
 EXIT_REMOTE = 3  # the server refused or could not be reached
 # Config fields with a flag of their own spelling, or none: everything else is generated.
-SPECIAL = {"mask_type", "model", "epochs", "grid", "device", "costs", "init_selected", "rescale"}
+SPECIAL = {"mask_type", "model", "epochs", "grid", "device", "costs", "init_selected", "rescale", "server_view",
+           "mask_net"}
 
 
 class UsageError(Exception):
@@ -64,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"default: {getattr(defaults, f.name)}")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("--grid", default="3x3", help="block grid GHxGW for block masks (default 3x3)")
+    t.add_argument("--server-view", help="dynamic masks: HxW the server's mask network looks at (max-pooled; "
+                                         "default: the full input)")
+    t.add_argument("--mask-net", default="auto", choices=MASK_NET_NAMES,
+                   help="dynamic masks: the mask network (auto: convatt on images of 16x16 and more, else linear)")
     t.add_argument("--rescale", action="store_true", help="scale kept inputs up by the kept share, as dropout does")
     t.add_argument("--costs", help="JSON file with the relative price of every mask element (default: all 1)")
     t.add_argument("--init-selected", help="comma-separated element indices selected at first (default: all)")
@@ -93,7 +99,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise ConfigError(f"--init-selected must be comma-separated integers, got {args.init_selected!r}") from None
     return TrainConfig(mask_type=args.mask, model=args.model, epochs=args.epochs, device=args.device,
                        grid=parse_grid(args.grid), rescale=args.rescale, costs=costs, init_selected=init_selected,
-                       **values)
+                       server_view=parse_grid(args.server_view, "server view") if args.server_view else None,
+                       mask_net=args.mask_net, **values)
 
 
 def run_train(args: argparse.Namespace) -> int:

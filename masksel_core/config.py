@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .chain import split_spec
+from .dynamic import MASK_NET_NAMES, is_dynamic
 from .models import MODELS
 
 EXTEND_COSTS = ("proxy", "bytes")
@@ -23,7 +24,7 @@ LAMBDA_MONITORS = ("val_total", "total", "val_mask_loss")
 THRESHOLD_MODES = ("rel", "abs")
 _CHOICES: dict[str, tuple[str, ...]] = {
     "device": DEVICES, "discretization": DISCRETIZATIONS, "lambda_monitor": LAMBDA_MONITORS,
-    "lambda_threshold_mode": THRESHOLD_MODES, "extend_costs": EXTEND_COSTS,
+    "lambda_threshold_mode": THRESHOLD_MODES, "extend_costs": EXTEND_COSTS, "mask_net": MASK_NET_NAMES,
 }
 
 
@@ -52,6 +53,10 @@ class TrainConfig:
     the kept share, as dropout does) and `init_logit=3` (sigmoid 0.95). `init_selected` lists the elements
     selected at first (flat indices into the mask's elements; for xor masks the favoured choice of each group);
     `costs` are relative per-element prices.
+
+    Dynamic masks (`dynamic-pixel-any`, `dynamic-block-any`: a selection per input, `dynamic.py`) take
+    `server_view` (HxW the server's mask network looks at; None: the full input) and `mask_net` (`linear`,
+    `convatt`, or `auto`: conv-attention on images of 16x16 and more, else linear).
     """
 
     mask_type: str = "pixel-any"
@@ -97,6 +102,8 @@ class TrainConfig:
     # and how many swaps at most; 0 candidates turn it off.
     swap_candidates: int = 4
     swap_rounds: int = 3
+    server_view: tuple[int, int] | None = None
+    mask_net: str = "auto"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -104,6 +111,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["grid"] = list(self.grid)
+        data["server_view"] = list(self.server_view) if self.server_view is not None else None
         return data
 
     @classmethod
@@ -118,11 +126,11 @@ class TrainConfig:
         return cls(**{name: _coerce(name, known[name].type, value) for name, value in data.items()})
 
 
-def parse_grid(text: str) -> tuple[int, int]:
-    """Parse the CLI's `GHxGW` grid spelling, e.g. `3x3`."""
+def parse_grid(text: str, name: str = "grid") -> tuple[int, int]:
+    """Parse the CLI's `GHxGW` spelling of a grid or a server view, e.g. `3x3`."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ConfigError(f"grid must look like 3x3, got {text!r}")
+        raise ConfigError(f"{name} must look like 3x3, got {text!r}")
     return int(parts[0]), int(parts[1])
 
 
@@ -142,12 +150,14 @@ _TYPES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
 
 def _coerce(name: str, annotation: Any, value: Any) -> Any:
     kind = str(annotation)
-    if name == "grid":
+    if name in ("grid", "server_view"):
+        if value is None and name == "server_view":
+            return None
         if isinstance(value, str):
-            return parse_grid(value)
+            return parse_grid(value, name)
         if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) for v in value):
             return (int(value[0]), int(value[1]))
-        raise ConfigError("grid must be two integers, e.g. [3, 3] or '3x3'")
+        raise ConfigError(f"{name} must be two integers, e.g. [3, 3] or '3x3'")
     if value is None and "None" in kind:
         return None
     for prefix, fits, expected in _TYPES:
@@ -204,3 +214,17 @@ def _validate(cfg: TrainConfig) -> None:
                               "(the q/100 proxy says nothing about bytes)")
     if not all(1 <= g <= 10_000 for g in cfg.grid):
         raise ConfigError(f"grid sizes must be between 1 and 10000, got {cfg.grid}")
+    _validate_dynamic(cfg)
+
+
+def _validate_dynamic(cfg: TrainConfig) -> None:
+    """Options that only a dynamic mask takes, and those it does not."""
+    if not is_dynamic(cfg.mask_type):
+        if cfg.server_view is not None:
+            raise ConfigError(f"server_view applies to dynamic masks only, not to {cfg.mask_type}")
+        return
+    if cfg.server_view is not None and not all(1 <= v <= 10_000 for v in cfg.server_view):
+        raise ConfigError(f"server_view sizes must be between 1 and 10000, got {cfg.server_view}")
+    for name in ("rescale", "init_selected"):
+        if getattr(cfg, name):
+            raise ConfigError(f"{name} is not available with dynamic masks (the selection differs per input)")

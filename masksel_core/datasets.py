@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .data import DEFAULT_MAX_BYTES, DataError, TensorDataset, from_arrays, load_npz
-from .synthetic import SYNTHETIC_SUMMARIES, load_synthetic_remote, load_synthetic_supernova
+from .synthetic import SYNTHETIC_SUMMARIES, load_synthetic_moving, load_synthetic_remote, load_synthetic_supernova
 from .torchvision_data import TORCHVISION_DATASETS, load_torchvision
 
 
@@ -61,6 +61,7 @@ BUILTINS: dict[str, Callable[[int], TensorDataset]] = {
     "mnist5k": load_mnist5k,
     "synthetic-remote": load_synthetic_remote,
     "synthetic-supernova": load_synthetic_supernova,
+    "synthetic-moving": load_synthetic_moving,
 }
 
 

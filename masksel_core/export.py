@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .dynamic import DynamicMask, ServerMask
 from .masks import Merge, SelectStage
 from .records import METRIC_COLUMNS, EpochRecord
 from .train import TrainResult
@@ -83,11 +84,16 @@ def metrics_csv(records: Iterable[EpochRecord | dict[str, Any]]) -> str:
 def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
     """Write `mask.json`, `mask.npy`, `model.pt`, `metrics.csv` and `config.json` into `out_dir`, and beside
     them `model.ts` (TorchScript of network-with-mask), `mask.png` and `summary.json` (how the run ended, the
-    model's test accuracy, the run's warnings)."""
+    model's test accuracy, the run's warnings). A dynamic mask adds `mask_net.ts`, the server's half: `model.ts`
+    is then the client's network alone, on the input as `transfer.unpack` rebuilds it."""
     out = Path(out_dir)
     selected = result.selected
-    stages = result.mask.describe() if "+" in result.config.mask_type or result.mask.extend else None
+    dynamic = isinstance(result.mask, DynamicMask)
+    stages = result.mask.describe() if not dynamic and ("+" in result.config.mask_type or result.mask.extend) else None
     document = mask_document(result.config.mask_type, result.input_shape, selected, result.fraction, stages)
+    if dynamic:  # `selected` is what at least half the validation inputs send; the frequency says how often
+        document["dynamic"] = {**result.mask.describe(),
+                               "frequency": np.round(result.mask.frequency(result.probe), 4).tolist()}
     files = {
         "mask.json": json.dumps(document).encode(),
         "mask.npy": npy_bytes(selected.astype(np.uint8)),
@@ -98,6 +104,8 @@ def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
         "mask.png": mask_png(selected),
         "summary.json": json.dumps(result.summary(), indent=2).encode(),
     }
+    if dynamic:
+        files["mask_net.ts"] = mask_net_bytes(result.mask)
     if result.transfer:
         files["transfer.json"] = json.dumps(result.transfer, indent=2).encode()
     for name, payload in files.items():
@@ -123,8 +131,11 @@ class MaskedNetwork(torch.nn.Module):
 
 
 def frozen_keep(result: TrainResult) -> tuple[torch.Tensor, float]:
-    """The discrete mask of the stages that act on the network's input, as one 0/1 tensor, and its scale."""
+    """The discrete mask of the stages that act on the network's input, as one 0/1 tensor, and its scale. A
+    dynamic mask's network takes what the client rebuilds (zeros where nothing was sent): it keeps everything."""
     chain = result.mask
+    if isinstance(chain, DynamicMask):
+        return torch.ones(chain.input_shape), 1.0
     stages = list(chain.stages)
     merges = [i for i, stage in enumerate(stages) if isinstance(stage, Merge)]
     after = stages[merges[-1] + 1:] if merges else stages
@@ -153,6 +164,15 @@ def torchscript_bytes(result: TrainResult) -> bytes:
         except Exception:  # noqa: BLE001 - some networks only trace; the input shape is fixed anyway
             scripted = torch.jit.trace(module, torch.zeros(1, *keep.shape))
         torch.jit.save(scripted, buffer)
+    return buffer.getvalue()
+
+
+def mask_net_bytes(mask: DynamicMask) -> bytes:
+    """TorchScript of the server's half of a dynamic mask (`dynamic.ServerMask`), traced: the shape is fixed."""
+    module = ServerMask(mask).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(action="ignore", category=FutureWarning), torch.no_grad():
+        torch.jit.save(torch.jit.trace(module, torch.zeros(2, *mask.input_shape)), buffer)
     return buffer.getvalue()
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,8 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .chain import MaskChain
+from .chain import AnyMask
 from .config import TrainConfig
+from .dynamic import DynamicMask, gallery_indices
 from .records import EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
 from .steps import Splits, batches, evaluate, masked_step, network_step
@@ -30,7 +32,7 @@ class Stopped(Exception):
 class Loop:
     """Phases in order; each call of `_epoch` trains one epoch of the current phase (or moves to the next)."""
 
-    def __init__(self, config: TrainConfig, splits: Splits, model: nn.Module, chain: MaskChain,
+    def __init__(self, config: TrainConfig, splits: Splits, model: nn.Module, chain: AnyMask,
                  should_stop: Callable[[], bool]) -> None:
         self.config, self.splits, self.model, self.chain = config, splits, model, chain
         self.should_stop = should_stop
@@ -74,7 +76,7 @@ class Loop:
                                torch.optim.Adam(self.chain.parameters(), lr=self.config.mask_lr)]
             target = self._target_fraction()
             if target is not None:
-                self.pace = TargetPace(self.chain.fraction(), target, int(PACE_SHARE * self.config.epochs))
+                self.pace = TargetPace(self._fraction(), target, int(PACE_SHARE * self.config.epochs))
         else:
             self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=self.config.network_lr)]
 
@@ -113,8 +115,7 @@ class Loop:
         best = self.records[self.stopper.best_epoch - 1]
         self.epoch += 1
         self.phase = "done"
-        return EpochRecord(self.epoch, best.task_loss, best.mask_loss, best.val_accuracy, best.lambda_, best.tau,
-                           best.fraction, best.selected, "final", 0.0)
+        return dataclasses.replace(best, epoch=self.epoch, phase="final", seconds=0.0)
 
     def _select_epoch(self) -> EpochRecord | None:
         if self.start_accuracy is None:  # pretrained weights, or no warm-up: score the starting point
@@ -128,7 +129,7 @@ class Loop:
             self.model, self.chain, self.loss_fn, x, y, self.optimizers, lam=lam, tau=tau,
             explore=self.steps.next_is_exploration(), generator=self.generator))
         accuracy, val_loss = evaluate(self.model, self.chain, self.splits.x_val, self.splits.y_val)
-        fraction = self.chain.fraction()
+        fraction = self._fraction()
         self.epoch += 1
         monitored = {"val_total": val_loss + lam * fraction, "total": task + lam * q,
                      "val_mask_loss": fraction}[self.config.lambda_monitor]
@@ -139,7 +140,7 @@ class Loop:
             self.tau.step(restart=True)
         else:
             self.tau.step(restart=self.lam.step(monitored))
-        record = self._record(task, q, accuracy, started, lam=lam, tau=tau)
+        record = self._record(task, q, accuracy, started, lam=lam, tau=tau, fraction=fraction)
         reason = self._stop_reason(record)
         if reason:
             self._end_selection(reason, accuracy)
@@ -200,10 +201,23 @@ class Loop:
         return float(task_sum) / max(count, 1), float(mask_sum) / max(count, 1)
 
     def _record(self, task: float, q: float, accuracy: float, started: float, *, lam: float | None = None,
-                tau: float | None = None) -> EpochRecord:
+                tau: float | None = None, fraction: float | None = None) -> EpochRecord:
+        snapshot: dict[str, np.ndarray] = {}
+        if isinstance(self.chain, DynamicMask):  # how often each cell is kept, and the gallery's own cells
+            snapshot["frequency"] = self.chain.frequency(self.splits.x_val)
+            selected = (snapshot["frequency"] >= 0.5).astype(np.uint8)
+            gallery = self.splits.x_val[gallery_indices(self.splits.y_val)]
+            snapshot["gallery"] = self.chain.hard_cells(gallery).to(torch.uint8).cpu().numpy()
+        else:
+            selected = self.chain.selected()
         return EpochRecord(self.epoch, task, q, accuracy, self.lam.value if lam is None else lam,
-                           self.tau.value if tau is None else tau, self.chain.fraction(), self.chain.selected(),
-                           self.phase, time.perf_counter() - started)
+                           self.tau.value if tau is None else tau, self._fraction() if fraction is None else fraction,
+                           selected, self.phase, time.perf_counter() - started, **snapshot)
+
+    def _fraction(self) -> float:
+        """Q of the noise-free mask; a dynamic mask's on the validation inputs (a static one costs the same on
+        every input)."""
+        return self.chain.fraction(self.splits.x_val)
 
     # --- saving ----------------------------------------------------------------------------------
 
@@ -259,6 +273,8 @@ class Loop:
 def check_same_run(saved: dict[str, Any], current: dict[str, Any]) -> None:
     """A checkpoint resumes only the run it was made by (the epoch budgets may grow)."""
     ignore = {"epochs", "finalize_epochs", "warmup_epochs", "device"}
+    defaults = TrainConfig().to_dict()  # an option added since the checkpoint was written has its default there
+    saved, current = {**defaults, **saved}, {**defaults, **current}
     differing = sorted(k for k in set(saved) | set(current) if k not in ignore and saved.get(k) != current.get(k))
     if differing:
         raise ValueError(f"the checkpoint belongs to another configuration (differs in {', '.join(differing)})")

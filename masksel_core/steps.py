@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .chain import MaskChain
+from .chain import AnyMask
 
 EVAL_BATCH = 1024
 
@@ -35,7 +35,7 @@ def batches(count: int, batch_size: int, *, generator: torch.Generator, device: 
             yield idx
 
 
-def masked_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
+def masked_step(model: nn.Module, chain: AnyMask, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 optimizers: Sequence[torch.optim.Optimizer], *, lam: float, tau: float, explore: bool,
                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of Algorithm 1's inner loop on `L = task + lam * Q`; returns `(task, Q)`, detached."""
@@ -49,7 +49,7 @@ def masked_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torch
     return task.detach(), q.detach()
 
 
-def network_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
+def network_step(model: nn.Module, chain: AnyMask, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of the network alone on the batch as the chain's noise-free mask passes it."""
     with torch.no_grad():
@@ -62,7 +62,7 @@ def network_step(model: nn.Module, chain: MaskChain, loss_fn: nn.Module, x: torc
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, chain: MaskChain, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def evaluate(model: nn.Module, chain: AnyMask, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Accuracy and mean task loss through the discrete, noise-free mask."""
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=x.device)

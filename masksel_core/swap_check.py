@@ -19,7 +19,7 @@ import copy
 import torch
 from torch import nn
 
-from .chain import MaskChain
+from .chain import AnyMask, MaskChain
 from .masks import ChannelXor, PixelXor
 from .steps import Splits, batches, evaluate, network_step
 
@@ -27,10 +27,12 @@ TOLERANCE = 0.005  # a relative improvement of the validation loss smaller than 
 FINALISTS, TRIAL_EPOCHS = 3, 1
 
 
-def swap_check(chain: MaskChain, model: nn.Module, splits: Splits, *, candidates: int, rounds: int, lr: float,
+def swap_check(chain: AnyMask, model: nn.Module, splits: Splits, *, candidates: int, rounds: int, lr: float,
                batch_size: int, seed: int) -> list[tuple[int, int]]:
     """Up to `rounds` swaps in the last select stage (a two-class one); returns them as (dropped, taken) flat
     indices into the stage's selection, in the order they were made."""
+    if not chain.select_stages:  # a dynamic mask: no one set of elements to swap in
+        return []
     stage = chain.select_stages[-1]
     if candidates < 1 or rounds < 1 or isinstance(stage, (ChannelXor, PixelXor)):
         return []

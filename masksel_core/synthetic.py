@@ -1,7 +1,8 @@
 """Generated data sets that ship offline, seeded and deterministic (registered in `masksel_core.datasets`).
 
 - `synthetic-remote`: a stand-in for the paper's remote sensing data (`load_synthetic_remote`);
-- `synthetic-supernova`: a bright blob in the centre, or not (`load_synthetic_supernova`).
+- `synthetic-supernova`: a bright blob in the centre, or not (`load_synthetic_supernova`);
+- `synthetic-moving`: a small pattern, which says the class, anywhere in the image (`load_synthetic_moving`).
 """
 from __future__ import annotations
 
@@ -181,6 +182,47 @@ def _gaussians(rows: np.ndarray, cols: np.ndarray, sigma: np.ndarray, light: np.
     return np.matmul(weighted.transpose(0, 1, 3, 2), gx[:, None])  # (n, C, H, m) @ (n, 1, m, W)
 
 
+# --- synthetic-moving ------------------------------------------------------------------------
+
+MOVING_SIZE = 28
+MOVING_TRAIN = 2400
+MOVING_TEST = 600
+#: The four classes: a 5x5 "T" pointing up, right, down and left. Every one lights 9 pixels, and any row or
+#: column of it alone is shared with another class: a few scattered pixels of it do not tell the class.
+MOVING_PATTERNS = np.stack([np.rot90(np.array([[1, 1, 1, 1, 1],
+                                               [0, 0, 1, 0, 0],
+                                               [0, 0, 1, 0, 0],
+                                               [0, 0, 1, 0, 0],
+                                               [0, 0, 1, 0, 0]], dtype=np.float32), -k) for k in range(4)])
+_MOVING_NOISE = 0.35  # background: uniform in [0, this]; a pattern's pixels are 0.75 to 1.0
+
+
+def load_synthetic_moving(seed: int = 0) -> TensorDataset:
+    """1 channel, 28x28, 4 balanced classes; 2,400 train and 600 test samples.
+
+    Each image is uniform noise with one 5x5 "T" (its orientation is the class) at a random place, drawn
+    uniformly over the whole image: no fixed set of pixels sees it in most images, which is what a mask
+    computed per input (`dynamic-pixel-any`) is for.
+    """
+    rng = np.random.default_rng(seed)
+    x_train, y_train = _moving_split(rng, MOVING_TRAIN)
+    x_test, y_test = _moving_split(rng, MOVING_TEST)
+    return _dataset("synthetic-moving", x_train, y_train, x_test, y_test, len(MOVING_PATTERNS), ["gray"])
+
+
+def _moving_split(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    size, side = MOVING_SIZE, MOVING_PATTERNS.shape[1]
+    y = rng.permutation(np.arange(n) % len(MOVING_PATTERNS))
+    x = rng.uniform(0.0, _MOVING_NOISE, size=(n, 1, size, size)).astype(np.float32)
+    rows = rng.integers(0, size - side + 1, size=n)
+    cols = rng.integers(0, size - side + 1, size=n)
+    light = rng.uniform(0.75, 1.0, size=n).astype(np.float32)
+    for i in range(n):
+        patch = x[i, 0, rows[i]:rows[i] + side, cols[i]:cols[i] + side]
+        np.copyto(patch, light[i], where=MOVING_PATTERNS[y[i]] > 0)
+    return x, y.astype(np.int64)
+
+
 def _dataset(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
              num_classes: int, channel_names: list[str]) -> TensorDataset:
     """Wrap generated arrays without the copies and checks of `data.from_arrays` (they are valid by construction)."""
@@ -199,5 +241,9 @@ SYNTHETIC_SUMMARIES: dict[str, dict[str, Any]] = {
         "name": "synthetic-supernova", "input_shape": [len(SUPERNOVA_CHANNELS), SUPERNOVA_SIZE, SUPERNOVA_SIZE],
         "num_classes": 2, "num_train": SUPERNOVA_TRAIN, "num_test": SUPERNOVA_TEST,
         "channel_names": list(SUPERNOVA_CHANNELS),
+    },
+    "synthetic-moving": {
+        "name": "synthetic-moving", "input_shape": [1, MOVING_SIZE, MOVING_SIZE], "num_classes": len(MOVING_PATTERNS),
+        "num_train": MOVING_TRAIN, "num_test": MOVING_TEST, "channel_names": ["gray"],
     },
 }

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .chain import MaskChain, build_chain, spec_problem
+from .chain import AnyMask, build_chain, spec_problem
 from .config import TrainConfig
 from .data import DataError, TensorDataset, stratified_indices
+from .dynamic import DynamicMask, gallery_indices, is_dynamic
 from .loop import Loop, Stopped
 from .models import create_model
 from .records import EpochRecord
@@ -37,7 +38,7 @@ class TrainResult:
 
     config: TrainConfig
     model: nn.Module
-    mask: MaskChain
+    mask: AnyMask
     input_shape: tuple[int, int, int]
     records: list[EpochRecord] = field(default_factory=list)
     stopped_because: str = "epochs"
@@ -46,14 +47,15 @@ class TrainResult:
     transfer: dict[str, Any] = field(default_factory=dict)  # bytes of the final mask on the test set
     warnings: list[str] = field(default_factory=list)
     swaps: list[tuple[int, int]] = field(default_factory=list)  # (dropped, taken) by the swap check
+    probe: torch.Tensor | None = None  # the validation inputs a dynamic mask's share is measured on
 
     @property
     def selected(self) -> np.ndarray:
-        return self.mask.selected()
+        return self.mask.selected(self.probe)
 
     @property
     def fraction(self) -> float:
-        return self.mask.fraction()
+        return self.mask.fraction(self.probe)
 
     def summary(self) -> dict[str, Any]:
         """What `summary.json` says: how the run ended and how good its model is."""
@@ -77,7 +79,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prepare_inputs(chain: MaskChain, data: TensorDataset) -> TensorDataset:
+def prepare_inputs(chain: AnyMask, data: TensorDataset) -> TensorDataset:
     """Apply the chain's `extend` (if any) to the whole data set once, before batching."""
     if chain.extend is None:
         return data
@@ -86,9 +88,13 @@ def prepare_inputs(chain: MaskChain, data: TensorDataset) -> TensorDataset:
 
 
 def build(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
-          generator: torch.Generator | None = None) -> tuple[MaskChain, nn.Module]:
+          generator: torch.Generator | None = None) -> tuple[AnyMask, nn.Module]:
     """The mask chain and the network a config describes (the network takes the chain's output)."""
     costs = np.asarray(config.costs, dtype=np.float32) if config.costs is not None else None
+    if is_dynamic(config.mask_type):
+        mask = DynamicMask(config.mask_type, input_shape, grid=config.grid, server_view=config.server_view,
+                           mask_net=config.mask_net, costs=costs)
+        return mask, create_model(config.model, mask.output_shape, num_classes, state_dict=config.pretrained)
     chain = build_chain(config.mask_type, input_shape, grid=config.grid, init_sigma=config.init_sigma,
                         init_logit=config.init_logit, rescale=config.rescale, costs=costs, generator=generator)
     if config.init_selected is not None:
@@ -105,12 +111,18 @@ def split_validation(data: TensorDataset, share: float, seed: int) -> Splits:
     return Splits(data.x_train[fit], data.y_train[fit], data.x_train[val], data.y_train[val])
 
 
+def gallery_inputs(data: TensorDataset, config: TrainConfig) -> torch.Tensor:
+    """The validation inputs (G, C, H, W) whose cells a dynamic run's records hold (`EpochRecord.gallery`)."""
+    splits = split_validation(data, config.val_share, config.seed)
+    return splits.x_val[gallery_indices(splits.y_val)]
+
+
 def train(
     config: TrainConfig,
     data: TensorDataset,
     *,
     on_epoch: Callable[[EpochRecord], None] | None = None,
-    inspect: Callable[[EpochRecord, nn.Module, MaskChain], None] | None = None,
+    inspect: Callable[[EpochRecord, nn.Module, AnyMask], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     checkpoint_dir: str | Path | None = None,
     on_checkpoint: Callable[[], None] | None = None,
@@ -139,7 +151,8 @@ def train(
     if path is not None and path.exists():
         # Loaded onto the CPU: the modules and optimisers move what they hold to their own devices.
         loop.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    result = TrainResult(config, model, chain, data.input_shape)
+    result = TrainResult(config, model, chain, data.input_shape,
+                         probe=splits.x_val if isinstance(chain, DynamicMask) else None)
 
     def emit(record: EpochRecord) -> None:
         if on_epoch is not None:
@@ -163,7 +176,7 @@ def train(
         result.test_accuracy = evaluate(model, chain, prepared.x_test.to(device), prepared.y_test.to(device))[0]
         result.warnings = run_warnings(result, splits.y_val, loop.lam.value)
     if result.records:
-        result.transfer = transfer_summary(chain, data, budget_bytes=config.target_bytes)
+        result.transfer = transfer_summary(chain, data, budget_bytes=config.target_bytes, probe=result.probe)
     return result
 
 
@@ -179,7 +192,8 @@ def run_warnings(result: TrainResult, y_val: torch.Tensor, final_lambda: float) 
     reached, a lambda that never moved."""
     config, last = result.config, result.records[-1]
     warnings = []
-    if result.fraction == 0.0 or not result.selected.any():
+    if result.fraction <= getattr(result.mask, "bitmap_share", 0.0) or not (
+            result.mask.frequency(result.probe) if result.probe is not None else result.selected).any():
         warnings.append("the final mask keeps nothing, so the network sees only zeros: lower lambda_init or "
                         "lambda_factor, or set a target_fraction")
     chance = float(torch.bincount(y_val).max()) / max(len(y_val), 1)

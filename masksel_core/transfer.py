@@ -8,7 +8,9 @@ the selected parts, so its size is what the mask predicts plus a small header. I
   the receiver (the pixels the network was trained on); select stages after the merge zero values after
   decoding (they save bytes only where they drop a whole channel: a JPEG is sent whole);
 - for `thumb-xor` chains: per sample and kept channel, the thumbnail at the picked scale, blown back up by
-  the receiver as in training.
+  the receiver as in training;
+- for dynamic masks (`dynamic.py`): every sample's bitmap of selected cells (the server's mask network chose
+  them: `pack(..., cells=)`), then the values of those cells, sample after sample (a variable length).
 
 A payload carries its plan (the keep map and the picked versions), so a client with only the trained model
 can rebuild the input, and `unpack(payload, plan)` checks that it was packed for `plan`. Layout (little-endian):
@@ -52,11 +54,12 @@ JpegSource = Callable[[int, int], Sequence[bytes]]  # (channel, quality) -> the 
 
 
 def pack(x: torch.Tensor, plan: TransferPlan, *, labels: torch.Tensor | None = None, dtype: str = "float32",
-         compress: bool = False, encoded: JpegSource | None = None) -> bytes:
+         compress: bool = False, encoded: JpegSource | None = None, cells: torch.Tensor | None = None) -> bytes:
     """The selected parts of a batch `(B, C, H, W)` of inputs in [0, 1] (the original channels).
 
     `encoded(channel, quality)`, where given, returns the batch's JPEG images of that channel already
     encoded (a server keeps them: the versions of a data set never change); otherwise they are encoded here.
+    `cells` (B, C, GH, GW) of 0/1 are a dynamic plan's selection of each sample (`DynamicMask.hard_cells`).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -66,6 +69,8 @@ def pack(x: torch.Tensor, plan: TransferPlan, *, labels: torch.Tensor | None = N
     if plan.kind == "values":
         values = x.numpy()[:, plan.keep]  # (B, kept), C-order over (C, H, W)
         body = _as_dtype(values, dtype).tobytes()
+    elif plan.kind == "dynamic":
+        body = _dynamic_body(x, plan, cells, dtype)
     elif plan.kind == "jpeg":
         body = _jpeg_body(x, plan, encoded)
     else:
@@ -132,6 +137,8 @@ def unpack(payload: bytes, plan: TransferPlan | None = None) -> Unpacked:
         raise TransferError(f"unknown value type code {dtype_code}")
     if carried.kind == "values":
         x = _values_from(body, carried, count, dtype)
+    elif carried.kind == "dynamic":
+        x = _dynamic_from(body, carried, count, dtype)
     elif carried.kind == "jpeg":
         x = _jpeg_from(body, carried, count)
     else:
@@ -157,6 +164,28 @@ def _values_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> tor
     values = _from_dtype(body, dtype, count * plan.kept_values).reshape(count, plan.kept_values)
     out = np.zeros((count, *plan.shape), dtype=np.float32)
     out[:, plan.keep] = values
+    return torch.from_numpy(out)
+
+
+def _dynamic_body(x: torch.Tensor, plan: TransferPlan, cells: torch.Tensor | None, dtype: str) -> bytes:
+    if cells is None or tuple(cells.shape) != (x.shape[0], *plan.cell_shape):
+        raise ValueError(f"a dynamic plan packs each sample's cells: give cells of shape "
+                         f"{[x.shape[0], *plan.cell_shape]}")
+    chosen = cells.detach().cpu().numpy().astype(bool)
+    bitmaps = np.packbits(chosen.reshape(len(chosen), int(np.prod(plan.cell_shape))), axis=1)  # (B, bitmap bytes)
+    keep = plan.expand_cells(chosen)  # (B, C, H, W)
+    return bitmaps.tobytes() + _as_dtype(x.numpy()[keep], dtype).tobytes()  # values sample by sample
+
+
+def _dynamic_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> torch.Tensor:
+    size = plan.bitmap_bytes() * count
+    if len(body) < size:
+        raise TransferError("payload body truncated inside its bitmaps")
+    bits = np.unpackbits(np.frombuffer(body[:size], dtype=np.uint8).reshape(count, -1), axis=1)
+    cells = bits[:, :int(np.prod(plan.cell_shape))].reshape(count, *plan.cell_shape)
+    keep = plan.expand_cells(cells)
+    out = np.zeros((count, *plan.shape), dtype=np.float32)
+    out[keep] = _from_dtype(body[size:], dtype, int(keep.sum()))
     return torch.from_numpy(out)
 
 
@@ -233,21 +262,30 @@ def _thumb_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> torc
     return out * torch.from_numpy(plan.keep)
 
 
-def transfer_summary(chain: Any, data: Any, *, budget_bytes: float | None = None, batch: int = 1024) -> dict[str, Any]:
+def transfer_summary(chain: Any, data: Any, *, budget_bytes: float | None = None, batch: int = 1024,
+                     probe: torch.Tensor | None = None) -> dict[str, Any]:
     """What the final mask sends per test sample, measured by packing the test set (float32 values).
 
     `bytes_per_sample` counts the payload bodies (what grows with the samples); `header_bytes` is
-    paid once per payload. `value_fraction` is the paper's Q (share of values, or priced versions).
+    paid once per payload. `value_fraction` is the paper's Q (share of values, or priced versions); a dynamic
+    mask's is measured on `probe` (the validation inputs) and counts each sample's bitmap, so that
+    `value_fraction * raw_bytes_per_sample` predicts the bytes measured here on inputs it never saw.
     """
     plan = plan_from_chain(chain)
     x = data.x_test
-    header = len(pack(x[:0], plan))
-    body = sum(len(pack(x[start:start + batch], plan)) - header for start in range(0, x.shape[0], batch))
+    device = next(iter(chain.buffers())).device
+
+    def payload(part: torch.Tensor) -> bytes:
+        cells = chain.hard_cells(part.to(device)) if plan.kind == "dynamic" else None
+        return pack(part, plan, cells=cells)
+
+    header = len(payload(x[:0]))
+    body = sum(len(payload(x[start:start + batch])) - header for start in range(0, x.shape[0], batch))
     raw = plan.raw_bytes_per_sample()
     per_sample = body / max(int(x.shape[0]), 1)
     return {
         "plan_id": plan.plan_id, "kind": plan.kind, "samples": int(x.shape[0]),
         "raw_bytes_per_sample": raw, "bytes_per_sample": per_sample, "fraction_of_raw": per_sample / raw,
-        "value_fraction": float(chain.fraction()), "header_bytes": header,
+        "value_fraction": float(chain.fraction(probe)), "header_bytes": header,
         "budget_bytes": budget_bytes, "budget_held": None if budget_bytes is None else per_sample <= budget_bytes,
     }

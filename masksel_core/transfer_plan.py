@@ -16,9 +16,10 @@ import numpy as np
 from .masks import Merge, SelectStage, cell_index
 from .operators import thumb_size
 
-KINDS = ("values", "jpeg", "thumb")
+KINDS = ("values", "jpeg", "thumb", "dynamic")
 DTYPES = {"float32": (0, np.float32), "float16": (1, np.float16), "uint8": (2, np.uint8)}
 _PLAN_HEAD = struct.Struct("<BHHHB")  # kind, C, H, W, number of levels
+DIGEST_BYTES = 8
 
 
 class TransferError(ValueError):
@@ -28,12 +29,17 @@ class TransferError(ValueError):
 @dataclass(frozen=True, eq=False)
 class TransferPlan:
     """What is sent of each sample: `keep` (C, H, W) over the network's input channels and, for
-    `jpeg`/`thumb` chains, the picked version of each original channel (`versions`, index into `levels`)."""
+    `jpeg`/`thumb` chains, the picked version of each original channel (`versions`, index into `levels`).
+
+    A `dynamic` plan (`dynamic.DynamicMask`) sends per sample a bitmap of its selected cells, then their values:
+    `levels` is the cell grid (GH, GW) of every channel, `keep` all True (the most a sample may send), and
+    `digest` names the mask network that chose (payloads of another one are refused)."""
 
     kind: str
     keep: np.ndarray  # bool (C, H, W)
     levels: tuple[int, ...] = ()
     versions: tuple[int, ...] = ()
+    digest: bytes = b""
     _id: bytes = field(default=b"", repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -43,8 +49,10 @@ class TransferPlan:
         if keep.ndim != 3:
             raise ValueError(f"keep must be (C, H, W), got shape {list(keep.shape)}")
         object.__setattr__(self, "keep", keep)
-        if self.kind != "values" and len(self.versions) != keep.shape[0]:
+        if self.kind in ("jpeg", "thumb") and len(self.versions) != keep.shape[0]:
             raise ValueError(f"{self.kind} plan needs one picked version per channel ({keep.shape[0]})")
+        if self.kind == "dynamic" and (len(self.levels) != 2 or len(self.digest) != DIGEST_BYTES):
+            raise ValueError(f"a dynamic plan needs its cell grid (GH, GW) and a {DIGEST_BYTES}-byte digest")
         object.__setattr__(self, "_id", hashlib.sha256(self.encode()).digest()[:8])
 
     @property
@@ -59,6 +67,20 @@ class TransferPlan:
     def kept_values(self) -> int:
         return int(self.keep.sum())
 
+    @property
+    def cell_shape(self) -> tuple[int, int, int]:
+        """A dynamic plan's (C, GH, GW): one bit of each sample's bitmap per cell."""
+        return (self.shape[0], *self.levels)  # type: ignore[return-value]
+
+    def bitmap_bytes(self) -> int:
+        return -(-int(np.prod(self.cell_shape)) // 8)
+
+    def expand_cells(self, cells: np.ndarray) -> np.ndarray:
+        """(B, C, GH, GW) selected cells to (B, C, H, W) booleans, as `DynamicMask.expand` broadcasts them."""
+        _, h, w = self.shape
+        gh, gw = self.levels
+        return cells.astype(bool)[:, :, cell_index(h, gh).numpy()][:, :, :, cell_index(w, gw).numpy()]
+
     def kept_channels(self) -> list[int]:
         return [c for c in range(self.shape[0]) if self.keep[c].any()]
 
@@ -66,7 +88,7 @@ class TransferPlan:
         c, h, w = self.keep.shape
         head = _PLAN_HEAD.pack(KINDS.index(self.kind), c, h, w, len(self.levels))
         levels = struct.pack(f"<{len(self.levels)}H", *self.levels)
-        return head + levels + bytes(self.versions) + np.packbits(self.keep.reshape(-1)).tobytes()
+        return head + levels + bytes(self.versions) + self.digest + np.packbits(self.keep.reshape(-1)).tobytes()
 
     @classmethod
     def decode(cls, blob: bytes) -> TransferPlan:
@@ -75,14 +97,16 @@ class TransferPlan:
             offset = _PLAN_HEAD.size
             levels = struct.unpack_from(f"<{n_levels}H", blob, offset)
             offset += 2 * n_levels
-            n_versions = c if KINDS[kind] != "values" else 0
+            n_versions = c if KINDS[kind] in ("jpeg", "thumb") else 0
             versions = tuple(blob[offset:offset + n_versions])
             offset += n_versions
+            digest = blob[offset:offset + DIGEST_BYTES] if KINDS[kind] == "dynamic" else b""
+            offset += len(digest)
             bits = np.frombuffer(blob, dtype=np.uint8, offset=offset)
             keep = np.unpackbits(bits)[: c * h * w]
             if keep.size != c * h * w:
                 raise ValueError("short keep map")
-            return cls(KINDS[kind], keep.reshape(c, h, w).astype(bool), tuple(levels), versions)
+            return cls(KINDS[kind], keep.reshape(c, h, w).astype(bool), tuple(levels), versions, bytes(digest))
         except (struct.error, IndexError, ValueError) as exc:
             raise TransferError(f"the payload's mask description is damaged ({exc})") from None
 
@@ -96,6 +120,8 @@ class TransferPlan:
         itemsize = np.dtype(DTYPES[dtype][1]).itemsize
         if self.kind == "values":
             return float(self.kept_values * itemsize)
+        if self.kind == "dynamic":
+            raise ValueError("a dynamic plan's size depends on each sample: see DynamicMask.fraction")
         channels = self.kept_channels()
         if self.kind == "thumb":
             _, h, w = self.shape
@@ -111,7 +137,9 @@ def full_plan(shape: Sequence[int]) -> TransferPlan:
 
 
 def plan_from_chain(chain: Any) -> TransferPlan:
-    """The plan of a trained `MaskChain`'s discrete (noise-free) mask."""
+    """The plan of a trained `MaskChain`'s discrete (noise-free) mask, or of a `DynamicMask`."""
+    if getattr(chain, "cell_shape", None) is not None:
+        return dynamic_plan(chain.input_shape, chain.cell_shape[1:], chain.digest())
     stages = list(chain.stages)
     extend = chain.extend
     keep = np.ones(chain.input_shape, dtype=bool)
@@ -128,10 +156,20 @@ def plan_from_chain(chain: Any) -> TransferPlan:
     return TransferPlan(extend.kind, keep, tuple(extend.levels), tuple(int(v) for v in picked))
 
 
+def dynamic_plan(shape: Sequence[int], grid: Sequence[int], digest: str | bytes) -> TransferPlan:
+    """The plan of a dynamic mask on inputs of `shape` with a `grid` of cells, by its mask network's digest."""
+    raw = bytes.fromhex(digest) if isinstance(digest, str) else digest
+    return TransferPlan("dynamic", np.ones(tuple(int(s) for s in shape), dtype=bool), tuple(int(g) for g in grid),
+                        digest=raw)
+
+
 def plan_from_mask_document(document: dict[str, Any]) -> TransferPlan:
     """The plan of a `mask.json` (single masks and chains), as the service and clients read it."""
     try:
         shape = tuple(int(s) for s in document["input_shape"])
+        dynamic = document.get("dynamic")
+        if dynamic is not None:
+            return dynamic_plan(shape, dynamic["cells"][1:], dynamic["digest"])
         stages = document.get("stages") or [{"mask_type": document["mask_type"], "selected": document["selected"]}]
         kind, levels, versions = "values", (), ()
         keep = np.ones(shape, dtype=bool)

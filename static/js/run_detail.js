@@ -252,6 +252,7 @@
   function drawMask(mask) {
     const view = el("mask-view");
     view.textContent = "";
+    if (mask.frequency) return drawDynamic(mask);
     const shape = mask.shape;
     const bits = unpackBits(mask.bits, shape.reduce((a, b) => a * b, 1));
     if (shape.length === 1) {
@@ -286,6 +287,54 @@
         ctx.fillRect(w * cell, h * cell, cell - 1, cell - 1);
       }
     }
+  }
+
+  // A dynamic mask: how often each cell is sent (a heatmap per channel, over the validation inputs), and for
+  // each gallery input its picture with the cells it does not send greyed out (channel 0).
+  const galleryData = el("run-gallery") ? JSON.parse(el("run-gallery").textContent) : null;
+  function drawDynamic(mask) {
+    const [C, GH, GW] = mask.shape;
+    const raw = atob(mask.frequency);
+    const cell = Math.max(3, Math.min(24, Math.floor(240 / Math.max(GH, GW))));
+    legend([[DROPPED, "never sent"], [KEPT, "sent for every input"],
+            [null, "how often each cell is sent" + (C > 1 ? `, channels 0 to ${C - 1} left to right` : "")]]);
+    for (let c = 0; c < C; c++) {
+      const ctx = canvasFor(GW, GH, cell, "channel " + c + ": share of inputs that send each cell");
+      for (let h = 0; h < GH; h++) for (let w = 0; w < GW; w++) {
+        const share = raw.charCodeAt((c * GH + h) * GW + w) / 255;
+        ctx.fillStyle = mix(DROPPED, KEPT, share);
+        ctx.fillRect(w * cell, h * cell, cell - 1, cell - 1);
+      }
+    }
+    if (!galleryData || !mask.gallery_bits) return;
+    const view = el("gallery-view");
+    view.textContent = "";
+    const { height: H, width: W, images } = galleryData;
+    const bits = unpackBits(mask.gallery_bits, images.length * C * GH * GW);
+    const scale = Math.max(1, Math.floor(112 / Math.max(H, W)));
+    images.forEach((channels, i) => {
+      const canvas = document.createElement("canvas");
+      canvas.width = W * scale; canvas.height = H * scale;
+      let sent = 0;
+      const grey = atob(channels[0]);
+      const ctx = canvas.getContext("2d");
+      for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) {
+        const k = Math.floor(h * GH / H) * GW + Math.floor(w * GW / W);  // the cell this pixel lies in (channel 0)
+        const on = bits[i * C * GH * GW + k];
+        const v = grey.charCodeAt(h * W + w);
+        sent += on;
+        ctx.fillStyle = on ? `rgb(${v},${v},${v})` : `rgb(${200 + v / 5},${200 + v / 5},${200 + v / 5})`;
+        ctx.fillRect(w * scale, h * scale, scale, scale);
+      }
+      canvas.title = `input ${i + 1}: ${Math.round(100 * sent / (H * W))} % of channel 0 sent`;
+      view.appendChild(canvas);
+    });
+  }
+
+  function mix(from, to, share) {
+    const parse = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+    const [a, b] = [parse(from), parse(to)];
+    return `rgb(${a.map((v, i) => Math.round(v + (b[i] - v) * share)).join(",")})`;
   }
 
   function onMessage(msg) {

@@ -121,3 +121,59 @@ def test_jpeg_samples_are_encoded_once_and_equal_packing_on_the_spot(alice_api: 
     first, again = alice_api.get(url).content, alice_api.get(url).content
     data = load_dataset("digits", seed=0)
     assert first == again == pack(data.x_test[5:45], plan_from_chain(chain), labels=data.y_test[5:45])
+
+
+def test_a_dynamic_runs_samples_are_picked_by_its_mask_network_on_the_server(
+        alice_api: APIClient, alice: Any, digits: Any, django_capture_on_commit_callbacks: Any,
+        tmp_path: Any) -> None:
+    """The API takes the dynamic options; the server packs each sample's own cells; the client rebuilds with
+    `unpack` alone, and the client network (model.ts) gives the run's own predictions."""
+    import base64
+    import io
+    import json
+    import zipfile
+
+    import torch
+    from django.test import Client
+
+    options = {**RUN, "mask_type": "dynamic-block-any", "grid": [4, 4], "server_view": "4x4", "mask_net": "linear",
+               "epochs": 4}
+    with django_capture_on_commit_callbacks(execute=True):
+        created = alice_api.post("/api/runs/", {"dataset": digits.pk, **options}, format="json")
+    assert created.status_code == 201, created.json()
+    run = Run.objects.get(pk=created.json()["id"])
+    assert run.status == "succeeded", run.error
+    assert alice_api.get(f"/api/runs/{run.pk}/").json()["config"]["server_view"] == [4, 4]
+
+    response = alice_api.get(f"/api/datasets/{digits.pk}/samples/?run={run.pk}&count=300")
+    assert response.status_code == 200, response.content[:300]
+    batch = unpack(response.content)
+    assert batch.plan.kind == "dynamic" and batch.x.shape == (300, 1, 8, 8)
+    data = load_dataset("digits")
+    mask_net = alice_api.get(f"/api/runs/{run.pk}/mask_net.ts")
+    model = alice_api.get(f"/api/runs/{run.pk}/model.ts")
+    (tmp_path / "mask_net.ts").write_bytes(b"".join(mask_net.streaming_content))
+    (tmp_path / "model.ts").write_bytes(b"".join(model.streaming_content))
+    cells = torch.jit.load(str(tmp_path / "mask_net.ts"))(data.x_test[:300])
+    kept = batch.plan.expand_cells(cells.numpy())
+    assert torch.equal(batch.x, data.x_test[:300] * torch.from_numpy(kept))  # each sample its own cells
+    document = json.loads(alice_api.get(f"/api/runs/{run.pk}/mask.json").content)
+    assert document["dynamic"]["cells"] == [1, 4, 4]
+    client = torch.jit.load(str(tmp_path / "model.ts"))
+    assert client(batch.x).shape == (300, 10)
+
+    bundle = zipfile.ZipFile(io.BytesIO(alice_api.get(f"/api/runs/{run.pk}/bundle.zip").content))
+    assert {"mask_net.ts", "model.ts"} <= set(bundle.namelist())
+    assert "mask_net.ts runs on the server" in bundle.read("README.txt").decode()
+    web = Client()
+    web.force_login(alice)
+    page = web.get(f"/runs/{run.pk}/")
+    assert page.status_code == 200 and b"mask_net.ts (server mask network)" in page.content
+    assert b'id="run-gallery"' in page.content and len(run.gallery["images"]) == 8  # drawn by the page's script
+    from jobs.selectors import epoch_message
+
+    message = epoch_message(run, run.epochs.order_by("epoch").last())
+    assert len(base64.b64decode(message["mask"]["frequency"])) == 16  # one byte per cell
+    assert len(base64.b64decode(message["mask"]["gallery_bits"])) == 8 * 16 // 8
+    with django_capture_on_commit_callbacks(execute=True):  # its files go: a later test's run may get its id
+        assert alice_api.delete(f"/api/runs/{run.pk}/").status_code == 204

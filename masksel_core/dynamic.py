@@ -1,0 +1,264 @@
+"""Dynamic masks: a selection computed per input, on the server, from the server's own copy of the input.
+
+A static mask keeps the same values for every input, so when the object moves it must keep every place
+the object can be. A dynamic mask asks a small *mask network* `g`, run where the data lives:
+- the server view `s` is the input itself, or its `adaptive_max_pool2d` to `server_view` (a cheaper `g`);
+- `g(s) + BIAS` gives one logit per channel and mask cell (a pixel, or a cell of a `grid`); BIAS = 3 starts
+  with about 95 % selected, so that the first epochs see the whole input;
+- `round(sigmoid(logits))` with a straight-through gradient decides, without noise; cells are broadcast
+  to the pixels they cover, as `block-any` does;
+- Q is the batch mean of the selected share (priced per element as the static masks) plus the share of the
+  per-sample bitmap that says which cells were sent (`transfer`): Q counts bytes, not only values.
+Network and mask network train together on `task + lambda * Q`; the loop is the static masks' own.
+
+`DynamicMask` answers what the training loop asks of a `MaskChain`; where a static chain's cost is the same
+for every input, its `fraction` and `selected` take the inputs they are measured on (the validation split).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .masks import Shape, cell_index
+
+DYNAMIC_MASKS = ("dynamic-pixel-any", "dynamic-block-any")
+BIAS = 3.0
+MASK_NET_NAMES = ("auto", "linear", "convatt")
+# `auto` takes conv-attention for images (both sides of the view at least this), which finds an object wherever
+# it is; the linear map for small inputs, where it learns a fixed layout quickly.
+CONV_MIN_SIDE = 16
+MEASURE_BATCH = 1024
+# Features of each conv-attention branch: 2 find a small object over noise as well as 16 did, and keep a lenet5
+# training step within 1.5x a static mask's (16: 2.5x; docs/design.md, "Dynamic masks").
+HIDDEN = 2
+
+
+class LinearMaskNet(nn.Module):
+    """Every value of the view to every cell's logit, times a learnable scale that starts at 0: the first
+    masks are the bias alone, and the scale grows as the task asks."""
+
+    def __init__(self, view_shape: Shape, cells: Shape) -> None:
+        super().__init__()
+        self.cells = cells
+        self.linear = nn.Linear(math.prod(view_shape), math.prod(cells))
+        self.scale = nn.Parameter(torch.zeros(()))
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return (self.linear(s.flatten(1)) * self.scale).view(-1, *self.cells)
+
+
+class ConvAttMaskNet(nn.Module):
+    """Two 3x3 branches (one dilated: a wider look), mixed per feature by a sigmoid gate from the pooled view,
+    then a 1x1 convolution to one logit per channel and cell: the same look everywhere, so it finds an object
+    wherever it is."""
+
+    def __init__(self, view_shape: Shape, cells: Shape, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        channels = view_shape[0]
+        self.cells = cells
+        self.near = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.wide = nn.Conv2d(channels, hidden, 3, padding=2, dilation=2)
+        self.gate = nn.Linear(channels, hidden)
+        # The 1x1 convolution as a linear map over the features of each pixel (as ConvNeXt writes it): on a CPU
+        # this is 10x faster than nn.Conv2d's for a few features (docs/design.md, "Dynamic masks").
+        self.out = nn.Linear(hidden, cells[0])
+        nn.init.zeros_(self.out.weight)  # the first masks are the bias alone, as the linear map's
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.gate(s.mean(dim=(2, 3))))[:, :, None, None]
+        features = torch.relu(gate * self.near(s) + (1 - gate) * self.wide(s))
+        logits = self.out(features.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        size = self.cells[1:]
+        if tuple(logits.shape[2:]) == size:
+            return logits
+        if logits.shape[2] >= size[0] and logits.shape[3] >= size[1]:
+            return F.adaptive_avg_pool2d(logits, size)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+MASK_NETS: dict[str, Callable[[Shape, Shape], nn.Module]] = {"linear": LinearMaskNet, "convatt": ConvAttMaskNet}
+
+
+def choose_mask_net(name: str, view_shape: Shape) -> str:
+    """The mask network a run uses: `name`, or for `auto` conv-attention on images, the linear map on small
+    inputs (an 8x8 view, or a view pooled to a few cells)."""
+    if name != "auto":
+        return name
+    return "convatt" if min(view_shape[1:]) >= CONV_MIN_SIDE else "linear"
+
+
+def bitmap_bytes(cells: Sequence[int]) -> int:
+    """Bytes of one sample's bitmap: one bit per channel and cell."""
+    return -(-math.prod(cells) // 8)
+
+
+class DynamicMask(nn.Module):
+    """`dynamic-pixel-any` (a cell per value) or `dynamic-block-any` (a `grid` of cells per channel)."""
+
+    extend = None  # no extend chains: a dynamic mask stands alone
+
+    def __init__(self, spec: str, input_shape: Shape, *, grid: tuple[int, int] = (3, 3),
+                 server_view: tuple[int, int] | None = None, mask_net: str = "auto",
+                 costs: np.ndarray | None = None) -> None:
+        super().__init__()
+        if spec not in DYNAMIC_MASKS:
+            raise ValueError(f"unknown dynamic mask {spec!r}; choose one of {', '.join(DYNAMIC_MASKS)}")
+        c, h, w = (int(s) for s in input_shape)
+        self.spec = spec
+        self.input_shape: Shape = (c, h, w)
+        gh, gw = (h, w) if spec == "dynamic-pixel-any" else grid
+        if gh > h or gw > w:
+            raise ValueError(f"block grid {gh}x{gw} is finer than the {h}x{w} input")
+        self.cell_shape: Shape = (c, gh, gw)
+        vh, vw = server_view or (h, w)
+        if not (1 <= vh <= h and 1 <= vw <= w):
+            raise ValueError(f"server view {vh}x{vw} must be between 1x1 and the {h}x{w} input")
+        self.server_view = (vh, vw)
+        self.mask_net = choose_mask_net(mask_net, (c, vh, vw))
+        if self.mask_net not in MASK_NETS:
+            raise ValueError(f"unknown mask network {mask_net!r}; choose one of {', '.join(MASK_NET_NAMES)}")
+        self.net = MASK_NETS[self.mask_net]((c, vh, vw), self.cell_shape)
+        weights = torch.ones(self.cell_shape) if costs is None else torch.as_tensor(costs, dtype=torch.float32)
+        if tuple(weights.shape) != self.cell_shape:
+            raise ValueError(f"{spec} costs must have shape {list(self.cell_shape)}, got {list(weights.shape)}")
+        if not torch.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError(f"{spec} costs must be finite and non-negative")
+        self.register_buffer("weights", weights)
+        self.register_buffer("row_cell", cell_index(h, gh))
+        self.register_buffer("col_cell", cell_index(w, gw))
+        # The bitmap rides along with every sample: its share of the raw float32 input is part of Q.
+        self.bitmap_share = bitmap_bytes(self.cell_shape) / float(c * h * w * 4)
+
+    # --- what the loop asks of any mask ------------------------------------------------------------
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.input_shape
+
+    @property
+    def stage_input_shape(self) -> Shape:
+        return self.input_shape
+
+    @property
+    def stages(self) -> list[nn.Module]:
+        return []
+
+    @property
+    def select_stages(self) -> list[nn.Module]:
+        return []  # nothing for the swap check: the selection is not one set of elements
+
+    def forward(self, x: torch.Tensor, *, tau: float = 1.0, explore: bool = False,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masked batch and Q (its mean priced share, plus the bitmap); `tau`, `explore` and `generator`
+        are the static masks' and play no part: the rounding is deterministic."""
+        cells = self.cells(x)
+        priced = self.expand(cells * self.weights).sum(dim=(1, 2, 3)) / float(math.prod(self.input_shape))
+        return x * self.expand(cells), priced.mean() + self.bitmap_share
+
+    def freeze(self) -> None:
+        self.requires_grad_(False)
+
+    @torch.no_grad()
+    def fraction(self, x: torch.Tensor | None = None) -> float:
+        """Q of the noise-free masks on the inputs `x`, summed in float64 (the same on every CPU and GPU)."""
+        total = 0.0
+        for part in self._parts(x):
+            priced = self.expand(self.hard_cells(part) * self.weights).double().sum()
+            total += float(priced) / float(math.prod(self.input_shape))
+        return round(total / max(int(x.shape[0]), 1) + self.bitmap_share, 9)
+
+    @torch.no_grad()
+    def frequency(self, x: torch.Tensor | None = None) -> np.ndarray:
+        """How often each cell is selected over the inputs `x`, (C, GH, GW) in [0, 1]."""
+        counts = torch.zeros(self.cell_shape, dtype=torch.float64, device=self.weights.device)
+        for part in self._parts(x):
+            counts += self.hard_cells(part).double().sum(dim=0)
+        return (counts / max(int(x.shape[0]), 1)).float().cpu().numpy()
+
+    def selected(self, x: torch.Tensor | None = None) -> np.ndarray:
+        """The cells selected for at least half of the inputs `x`, uint8 (C, GH, GW): the snapshot a record
+        keeps where a static mask keeps its one selection."""
+        return (self.frequency(x) >= 0.5).astype(np.uint8)
+
+    def describe(self) -> dict[str, object]:
+        """What `mask.json` says of it under "dynamic": enough for a receiver to read its payloads."""
+        return {"cells": list(self.cell_shape), "server_view": list(self.server_view), "mask_net": self.mask_net,
+                "digest": self.digest().hex()}
+
+    @torch.no_grad()
+    def digest(self) -> bytes:
+        """8 bytes naming the mask network's weights: a payload says which network chose its cells."""
+        state = hashlib.sha256()
+        for name, tensor in sorted(self.net.state_dict().items()):
+            state.update(name.encode())
+            state.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+        return state.digest()[:8]
+
+    # --- the mask itself --------------------------------------------------------------------------------
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """What the server's mask network looks at: the input, or its max-pool to `server_view`."""
+        return x if self.server_view == tuple(x.shape[2:]) else F.adaptive_max_pool2d(x, self.server_view)
+
+    def cells(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, GH, GW) of 0/1 forward, the sigmoid's gradient backward (straight-through)."""
+        soft = torch.sigmoid(self.net(self.view(x)) + BIAS)
+        return (soft >= 0.5).to(soft.dtype) + (soft - soft.detach())  # exactly 0 or 1 forward
+
+    @torch.no_grad()
+    def hard_cells(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.net(self.view(x)) + BIAS >= 0).to(x.dtype)
+
+    def expand(self, cells: torch.Tensor) -> torch.Tensor:
+        """(B, C, GH, GW) to (B, C, H, W): each cell over the pixels it covers."""
+        if self.cell_shape == self.input_shape:
+            return cells
+        return cells[:, :, self.row_cell][:, :, :, self.col_cell]
+
+    def _parts(self, x: torch.Tensor | None) -> list[torch.Tensor]:
+        if x is None:
+            raise ValueError("a dynamic mask's share depends on the inputs: give the ones to measure it on")
+        return list(x.split(MEASURE_BATCH))
+
+
+class ServerMask(nn.Module):
+    """The server's half of a trained dynamic mask, for `mask_net.ts`: the full input in, each sample's selected
+    cells (B, C, GH, GW) of 0/1 out, which `transfer.pack(x, plan, cells=...)` sends."""
+
+    def __init__(self, mask: DynamicMask) -> None:
+        super().__init__()
+        self.net = copy.deepcopy(mask.net).cpu().eval()
+        self.view_size = list(mask.server_view)
+        self.pool = mask.server_view != mask.input_shape[1:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.adaptive_max_pool2d(x, self.view_size) if self.pool else x
+        return (self.net(s) + BIAS >= 0).to(x.dtype)
+
+
+GALLERY = 8
+
+
+def gallery_indices(y_val: torch.Tensor, count: int = GALLERY) -> torch.Tensor:
+    """The validation inputs whose own masks a run shows every epoch: the first of each class in turn, so
+    that every class is there (as far as `count` allows); the same for every epoch and every run of a seed."""
+    labels = y_val.cpu()
+    order: list[int] = []
+    by_class = [(labels == c).nonzero().flatten().tolist() for c in range(int(labels.max()) + 1 if len(labels) else 0)]
+    for turn in range(max((len(members) for members in by_class), default=0)):
+        order += [members[turn] for members in by_class if turn < len(members)]
+        if len(order) >= count:
+            break
+    return torch.as_tensor(order[:count], dtype=torch.long, device=y_val.device)
+
+
+def is_dynamic(spec: str) -> bool:
+    return spec in DYNAMIC_MASKS

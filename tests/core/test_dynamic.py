@@ -1,0 +1,176 @@
+"""Dynamic masks: a selection per input, chosen by a mask network on the server, sent as bitmap and values."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import masksel_core
+from masksel_core import ConfigError, TrainConfig
+from masksel_core.cli import main
+from masksel_core.dynamic import BIAS, DynamicMask, bitmap_bytes
+from masksel_core.export import write_outputs
+from masksel_core.synthetic import MOVING_PATTERNS
+from masksel_core.transfer import TransferError, pack, plan_from_chain, plan_from_mask_document, unpack
+
+SHAPE = (2, 12, 10)
+
+
+def brightness_mask(spec: str = "dynamic-pixel-any", **options: object) -> DynamicMask:
+    """A linear mask network set by hand: a cell is kept where its own input is bright (above 0.5)."""
+    mask = DynamicMask(spec, SHAPE, mask_net="linear", **options)  # type: ignore[arg-type]
+    assert mask.cell_shape == SHAPE
+    with torch.no_grad():
+        mask.net.linear.weight.copy_(torch.eye(int(np.prod(SHAPE))) * 20)
+        mask.net.linear.bias.fill_(-10 - BIAS)
+        mask.net.scale.fill_(1.0)
+    return mask
+
+
+def test_every_input_gets_its_own_cells_and_q_counts_values_and_bitmap() -> None:
+    x = torch.rand(6, *SHAPE, generator=torch.Generator().manual_seed(0))
+    mask = brightness_mask()
+    masked, q = mask(x)
+    kept = (x > 0.5).float()
+    assert torch.equal(masked, x * kept)  # each sample its own selection
+    assert not torch.equal(kept[0], kept[1])
+    share = float(kept.mean(dim=(1, 2, 3)).mean())
+    bitmap = bitmap_bytes(SHAPE) / (np.prod(SHAPE) * 4)
+    assert float(q.detach()) == pytest.approx(share + bitmap, rel=1e-6)
+    assert mask.fraction(x) == pytest.approx(share + bitmap, rel=1e-6)
+    assert mask.frequency(x) == pytest.approx(kept.mean(dim=0).numpy())
+    assert np.array_equal(mask.selected(x), (kept.mean(dim=0) >= 0.5).numpy().astype(np.uint8))
+
+
+def test_a_fresh_mask_sends_everything_and_its_gradient_reaches_the_mask_network() -> None:
+    mask = DynamicMask("dynamic-block-any", SHAPE, grid=(3, 2), server_view=(6, 5))
+    x = torch.rand(4, *SHAPE)
+    assert mask.mask_net == "linear"  # a 6x5 view: small
+    assert mask.fraction(x) == pytest.approx(1 + bitmap_bytes((2, 3, 2)) / (np.prod(SHAPE) * 4))
+    masked, q = mask(x)
+    assert torch.equal(masked, x)
+    (masked.sum() + q).backward()  # straight-through: the rounding passes the sigmoid's gradient
+    assert mask.net.scale.grad is not None and float(mask.net.scale.grad.abs()) > 0
+    with pytest.raises(ValueError, match="give the ones to measure it on"):
+        mask.fraction()
+
+
+def test_auto_picks_conv_attention_for_images_and_options_are_checked() -> None:
+    assert DynamicMask("dynamic-pixel-any", (1, 28, 28)).mask_net == "convatt"
+    assert DynamicMask("dynamic-pixel-any", (1, 28, 28), server_view=(7, 7)).mask_net == "linear"
+    with pytest.raises(ValueError, match="server view 20x4 must be between"):
+        DynamicMask("dynamic-pixel-any", SHAPE, server_view=(20, 4))
+    with pytest.raises(ConfigError, match="stands alone"):
+        TrainConfig(mask_type="jpeg-xor+dynamic-pixel-any")
+    with pytest.raises(ConfigError, match="server_view applies to dynamic masks only"):
+        TrainConfig(mask_type="pixel-any", server_view=(4, 4))
+    with pytest.raises(ConfigError, match="rescale is not available with dynamic masks"):
+        TrainConfig(mask_type="dynamic-pixel-any", rescale=True)
+    with pytest.raises(ConfigError, match="mask_net must be one of"):
+        TrainConfig(mask_type="dynamic-pixel-any", mask_net="transformer")
+    config = TrainConfig.from_dict({"mask_type": "dynamic-block-any", "server_view": "7x6", "mask_net": "convatt"})
+    assert config.server_view == (7, 6) and TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("spec", ["dynamic-pixel-any", "dynamic-block-any"])
+def test_a_payload_holds_each_samples_bitmap_and_its_selected_values(spec: str) -> None:
+    x = torch.rand(5, *SHAPE, generator=torch.Generator().manual_seed(1))
+    mask = brightness_mask() if spec == "dynamic-pixel-any" else DynamicMask(spec, SHAPE, grid=(4, 3))
+    if spec == "dynamic-block-any":  # a random network: cells differ per sample
+        with torch.no_grad():
+            for parameter in mask.net.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(2)) * 3)
+    plan = plan_from_chain(mask)
+    cells = mask.hard_cells(x)
+    payload = pack(x, plan, cells=cells)
+    masked, _ = mask(x)
+    received = unpack(payload, plan)
+    assert torch.equal(received.x, masked)  # the network's input, exactly
+    empty = len(pack(x[:0], plan, cells=cells[:0]))
+    kept = int(mask.expand(cells).sum())
+    assert len(payload) - empty == 5 * plan.bitmap_bytes() + 4 * kept
+    document = {"mask_type": spec, "input_shape": list(SHAPE), "selected": [], "fraction": 0.5,
+                "dynamic": mask.describe()}
+    assert plan_from_mask_document(json.loads(json.dumps(document))).plan_id == plan.plan_id
+    with pytest.raises(ValueError, match="give cells of shape"):
+        pack(x, plan)
+    with pytest.raises(TransferError, match="truncated"):
+        unpack(payload[:-3], plan)
+    other = DynamicMask(spec, SHAPE, grid=(4, 3), mask_net="linear")
+    if spec == "dynamic-pixel-any":
+        assert plan_from_chain(other).plan_id != plan.plan_id  # another network: its payloads are refused
+        with pytest.raises(TransferError, match="packed for mask"):
+            unpack(payload, plan_from_chain(other))
+
+
+def test_a_trained_run_writes_both_halves_and_they_rebuild_its_predictions(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    data = masksel_core.load_dataset("digits")
+    config = TrainConfig(mask_type="dynamic-block-any", grid=(4, 4), model="mlp", epochs=6, warmup_epochs=4,
+                         finalize_epochs=2, device="cpu", lambda_init=1.0)
+    result = masksel_core.train(config, data)
+    for record in result.records:  # every epoch: how often each cell is sent, and the gallery's own cells
+        assert record.frequency.shape == (1, 4, 4) and record.gallery.shape == (8, 1, 4, 4)
+        assert np.array_equal(record.selected, (record.frequency >= 0.5).astype(np.uint8))
+    gallery = masksel_core.gallery_inputs(data, config)
+    assert gallery.shape == (8, 1, 8, 8)
+    assert np.array_equal(result.records[-1].gallery, result.mask.hard_cells(gallery).to(torch.uint8).numpy())
+    paths = write_outputs(result, tmp_path)
+    assert {"mask_net.ts", "model.ts", "mask.json", "transfer.json"} <= set(paths)
+    document = json.loads(paths["mask.json"].read_text())
+    assert document["dynamic"]["cells"] == [1, 4, 4] and document["dynamic"]["mask_net"] == "linear"
+    assert np.asarray(document["dynamic"]["frequency"]).shape == (1, 4, 4)
+    server, client = torch.jit.load(paths["mask_net.ts"]), torch.jit.load(paths["model.ts"])
+    x, plan = data.x_test[:200], plan_from_mask_document(document)
+    received = unpack(pack(x, plan, cells=server(x)), plan)
+    with torch.no_grad():
+        direct = result.model.eval()(result.mask(x)[0]).argmax(dim=1)
+        assert torch.equal(client(received.x).argmax(dim=1), direct)
+    transfer = json.loads(paths["transfer.json"].read_text())
+    assert transfer["kind"] == "dynamic" and transfer["value_fraction"] < 1.0
+    # Q is measured on validation inputs; the bytes packed on the test set are what it predicted.
+    assert transfer["fraction_of_raw"] == pytest.approx(transfer["value_fraction"], rel=0.02)
+
+
+def test_the_cli_trains_a_dynamic_mask(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--data", "digits", "--mask", "dynamic-pixel-any", "--model", "mlp", "--epochs", "2",
+                 "--warmup-epochs", "1", "--finalize-epochs", "1", "--server-view", "4x4", "--mask-net", "linear",
+                 "--device", "cpu", "--out", str(tmp_path), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "config.json").read_text())["server_view"] == [4, 4]
+    assert (tmp_path / "mask_net.ts").is_file()
+    assert main(["train", "--data", "digits", "--mask", "dynamic-pixel-any", "--model", "mlp", "--epochs", "1",
+                 "--server-view", "four", "--out", str(tmp_path / "bad")]) == 2
+    assert "server view must look like 3x3" in capsys.readouterr().err
+
+
+def test_the_moving_object_is_anywhere_and_says_the_class() -> None:
+    data = masksel_core.load_dataset("synthetic-moving", seed=3)
+    again = masksel_core.load_dataset("synthetic-moving", seed=3)
+    assert torch.equal(data.x_train, again.x_train) and data.input_shape == (1, 28, 28)
+    assert data.summary() == masksel_core.datasets.builtin_summary("synthetic-moving") | {"name": "synthetic-moving"}
+    x, y = data.x_train.numpy()[:, 0], data.y_train.numpy()
+    assert np.bincount(y).tolist() == [600] * 4
+    places = []
+    for image, label in zip(x[:200], y[:200], strict=True):
+        bright = np.argwhere(image > 0.5)  # the pattern alone: the noise stays below 0.35
+        top, left = bright.min(axis=0)
+        patch = image[top:top + 5, left:left + 5] > 0.5
+        assert np.array_equal(patch, MOVING_PATTERNS[label] > 0)
+        places.append((top, left))
+    assert len(set(places)) > 100  # spread over the image
+
+
+@pytest.mark.slow
+def test_on_the_moving_object_a_dynamic_mask_keeps_accuracy_at_a_tenth_of_the_bytes() -> None:
+    torch.set_num_threads(1)
+    data = masksel_core.load_dataset("synthetic-moving")
+    config = TrainConfig(mask_type="dynamic-pixel-any", model="lenet5", epochs=60, warmup_epochs=40,
+                         finalize_epochs=30, target_fraction=0.12, device="cpu")
+    result = masksel_core.train(config, data)
+    assert result.transfer["fraction_of_raw"] <= 0.15, result.transfer
+    assert result.test_accuracy >= 0.9, (result.test_accuracy, result.warnings)
+    assert not result.warnings
