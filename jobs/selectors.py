@@ -144,7 +144,8 @@ def config_differences(runs: list[Run]) -> list[tuple[str, list[Any]]]:
 
 
 def compare_payload(runs: list[Run]) -> list[dict[str, Any]]:
-    """Per run: its label and every epoch's metrics as columns (what the compare charts draw)."""
+    """Per run: its label, every epoch's metrics as columns (what the compare charts draw) and its last mask
+    (a dynamic run's: how often each cell is sent), drawn side by side."""
     out = []
     for run in runs:
         rows = sorted(run.epochs.all(), key=lambda row: row.epoch)
@@ -152,6 +153,7 @@ def compare_payload(runs: list[Run]) -> list[dict[str, Any]]:
             "id": run.pk, "label": f"#{run.pk} {run.mask_type} {run.model_name} seed {run.config.get('seed', 0)}",
             "status": run.status, "epoch": [r.epoch for r in rows], "val_accuracy": [r.val_accuracy for r in rows],
             "fraction": [r.fraction for r in rows], "task_loss": [r.task_loss for r in rows],
+            "mask": epoch_message(run, rows[-1])["mask"] if rows else None,
         })
     return out
 

@@ -7,6 +7,8 @@
   const PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777"];
   const colour = (i) => PALETTE[i % PALETTE.length];
   const EPOCH_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+  // Q may pass 1 where a dynamic mask's bitmap rides along with everything: the fraction axes reach it.
+  const TOP = Math.max(1, ...runs.flatMap((r) => r.fraction));
   window.maskselCompare = { runs: runs.length, drawn: 0 };
 
   // All runs on one x axis of epochs 1..max; missing epochs are gaps (null).
@@ -31,7 +33,7 @@
     new uPlot({
       width: Math.max(element.clientWidth, 240), height: 260, series,
       cursor: { sync: { key: "compare" } },
-      scales: { x: { time: false }, y: { range: [0, 1] } },
+      scales: { x: { time: false }, y: { range: [0, key === "fraction" ? TOP : 1] } },
       axes: [{ label: "epoch", incrs: EPOCH_TICKS }, {}],
     }, aligned(key), element);
     window.maskselCompare.drawn += 1;
@@ -51,13 +53,11 @@
     canvas.width = Math.max(canvas.parentElement.clientWidth - 40, 240);
     const ctx = canvas.getContext("2d");
     const pad = 44, w = canvas.width - 2 * pad, h = canvas.height - 2 * pad;
-    const px = (f) => pad + f * w, py = (a) => canvas.height - pad - a * h;
+    const px = (f) => pad + f / TOP * w, py = (a) => canvas.height - pad - a * h;
     ctx.strokeStyle = "#9ca3af"; ctx.fillStyle = "#374151"; ctx.font = "12px sans-serif";
     ctx.strokeRect(pad, pad, w, h);
-    for (let t = 0; t <= 1.0001; t += 0.2) {
-      ctx.fillText(t.toFixed(1), px(t) - 8, canvas.height - pad + 16);
-      ctx.fillText(t.toFixed(1), pad - 30, py(t) + 4);
-    }
+    for (let t = 0; t <= 1.0001; t += 0.2) ctx.fillText(t.toFixed(1), pad - 30, py(t) + 4);
+    for (let t = 0; t <= TOP + 1e-9; t += 0.2) ctx.fillText(t.toFixed(1), px(t) - 8, canvas.height - pad + 16);
     ctx.fillText("transferred fraction Q", pad + w / 2 - 60, canvas.height - 8);
     ctx.fillText("accuracy", 4, pad - 10);
     const fronts = [];
@@ -77,8 +77,27 @@
     window.maskselCompare.drawn += 1;
   }
 
+  // Each run's last mask with its label: static and dynamic runs side by side.
+  function lastMasks() {
+    const box = document.getElementById("compare-masks");
+    runs.forEach((run, i) => {
+      if (!run.mask) return;
+      const figure = document.createElement("figure");
+      const view = document.createElement("div");
+      view.className = "mask-view";
+      const legend = window.maskselMaskView.draw(view, run.mask, 140);
+      const caption = document.createElement("figcaption");
+      caption.style.color = colour(i);
+      caption.textContent = `${run.label}: Q ${run.mask.fraction.toFixed(3)}`;
+      caption.title = legend.map(([, text]) => text).join("; ");
+      figure.append(view, caption);
+      box.appendChild(figure);
+    });
+  }
+
   overlay("compare-accuracy", "val_accuracy");
   overlay("compare-fraction", "fraction");
   scatter();
+  lastMasks();
   window.maskselCompare.drawnAt = performance.now();  // ms since navigation started (benchmarks read it)
 })();

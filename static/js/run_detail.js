@@ -8,7 +8,8 @@
   const root = document.getElementById("run");
   const runId = root.dataset.runId;
   const FINAL = ["succeeded", "failed", "cancelled"];
-  const PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777"];
+  const masks = window.maskselMaskView;
+  const PALETTE = masks.PALETTE;
   const state = {
     epochs: [], acc: [], frac: [], taskLoss: [], lambda: [], tau: [], phases: [], masks: {},
     status: null, live: 0, snapshots: 0, selectedEpoch: null, followLatest: true,
@@ -215,20 +216,6 @@
     }
   }
 
-  function unpackBits(b64, count) {
-    const raw = atob(b64);
-    const out = new Uint8Array(count);
-    for (let i = 0; i < count; i++) out[i] = (raw.charCodeAt(i >> 3) >> (7 - (i & 7))) & 1;
-    return out;
-  }
-
-  function canvasFor(width, height, cell, title) {
-    const canvas = document.createElement("canvas");
-    canvas.width = width * cell; canvas.height = height * cell; canvas.title = title;
-    el("mask-view").appendChild(canvas);
-    return canvas.getContext("2d");
-  }
-
   // What the mask's colours mean, under the picture; an entry without a colour is plain text.
   function legend(entries) {
     const box = el("mask-legend");
@@ -245,72 +232,24 @@
       box.appendChild(item);
     }
   }
-  const KEPT = "#16a34a", DROPPED = "#e5e7eb";
 
-  // Channel masks as a strip (paper Fig. 7), pixel and block masks as a heatmap per channel
-  // (Fig. 8), pixel-xor as one map coloured by the chosen channel.
   function drawMask(mask) {
     const view = el("mask-view");
     view.textContent = "";
-    if (mask.frequency) return drawDynamic(mask);
-    const shape = mask.shape;
-    const bits = unpackBits(mask.bits, shape.reduce((a, b) => a * b, 1));
-    if (shape.length === 1) {
-      legend([[KEPT, "channel kept: transferred"], [DROPPED, "channel dropped: never sent"], [null, "channels 0 to " +
-              (shape[0] - 1) + ", left to right"]]);
-      const ctx = canvasFor(shape[0], 1, 22, "channels");
-      for (let c = 0; c < shape[0]; c++) {
-        ctx.fillStyle = bits[c] ? KEPT : DROPPED;
-        ctx.fillRect(c * 22, 0, 21, 21);
-      }
-      return;
-    }
-    const [C, H, W] = shape;
-    const cell = Math.max(3, Math.min(24, Math.floor(240 / Math.max(H, W))));
-    if (mask.mask_type === "pixel-xor") {
-      legend([...Array.from({ length: C }, (_, c) => [PALETTE[c % PALETTE.length], `pixel sent from channel ${c}`]),
-              ["#ffffff", "not sent"]]);
-      const ctx = canvasFor(W, H, cell, "chosen channel per pixel");
-      for (let c = 0; c < C; c++) for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) {
-        if (!bits[(c * H + h) * W + w]) continue;
-        ctx.fillStyle = PALETTE[c % PALETTE.length];
-        ctx.fillRect(w * cell, h * cell, cell - 1, cell - 1);
-      }
-      return;
-    }
-    legend([[KEPT, "kept: transferred"], [DROPPED, "dropped: never sent"],
-            [null, C > 1 ? `one map per channel, channels 0 to ${C - 1} left to right` : "one map of the input"]]);
-    for (let c = 0; c < C; c++) {
-      const ctx = canvasFor(W, H, cell, "channel " + c);
-      for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) {
-        ctx.fillStyle = bits[(c * H + h) * W + w] ? KEPT : DROPPED;
-        ctx.fillRect(w * cell, h * cell, cell - 1, cell - 1);
-      }
-    }
+    legend(masks.draw(view, mask, 240));
+    if (mask.frequency) drawGallery(mask);
   }
 
-  // A dynamic mask: how often each cell is sent (a heatmap per channel, over the validation inputs), and for
-  // each gallery input its picture with the cells it does not send greyed out (channel 0).
+  // A dynamic mask: each gallery input's picture, the cells it sends tinted green and the others faded
+  // (channel 0).
   const galleryData = el("run-gallery") ? JSON.parse(el("run-gallery").textContent) : null;
-  function drawDynamic(mask) {
-    const [C, GH, GW] = mask.shape;
-    const raw = atob(mask.frequency);
-    const cell = Math.max(3, Math.min(24, Math.floor(240 / Math.max(GH, GW))));
-    legend([[DROPPED, "never sent"], [KEPT, "sent for every input"],
-            [null, "how often each cell is sent" + (C > 1 ? `, channels 0 to ${C - 1} left to right` : "")]]);
-    for (let c = 0; c < C; c++) {
-      const ctx = canvasFor(GW, GH, cell, "channel " + c + ": share of inputs that send each cell");
-      for (let h = 0; h < GH; h++) for (let w = 0; w < GW; w++) {
-        const share = raw.charCodeAt((c * GH + h) * GW + w) / 255;
-        ctx.fillStyle = mix(DROPPED, KEPT, share);
-        ctx.fillRect(w * cell, h * cell, cell - 1, cell - 1);
-      }
-    }
+  function drawGallery(mask) {
     if (!galleryData || !mask.gallery_bits) return;
+    const [C, GH, GW] = mask.shape;
     const view = el("gallery-view");
     view.textContent = "";
     const { height: H, width: W, images } = galleryData;
-    const bits = unpackBits(mask.gallery_bits, images.length * C * GH * GW);
+    const bits = masks.unpackBits(mask.gallery_bits, images.length * C * GH * GW);
     const scale = Math.max(1, Math.floor(112 / Math.max(H, W)));
     images.forEach((channels, i) => {
       const canvas = document.createElement("canvas");
@@ -321,20 +260,14 @@
       for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) {
         const k = Math.floor(h * GH / H) * GW + Math.floor(w * GW / W);  // the cell this pixel lies in (channel 0)
         const on = bits[i * C * GH * GW + k];
-        const v = grey.charCodeAt(h * W + w);
+        const hex = "#" + grey.charCodeAt(h * W + w).toString(16).padStart(2, "0").repeat(3);
         sent += on;
-        ctx.fillStyle = on ? `rgb(${v},${v},${v})` : `rgb(${200 + v / 5},${200 + v / 5},${200 + v / 5})`;
+        ctx.fillStyle = on ? masks.mix(hex, masks.KEPT, 0.45) : masks.mix(hex, "#ffffff", 0.75);
         ctx.fillRect(w * scale, h * scale, scale, scale);
       }
       canvas.title = `input ${i + 1}: ${Math.round(100 * sent / (H * W))} % of channel 0 sent`;
       view.appendChild(canvas);
     });
-  }
-
-  function mix(from, to, share) {
-    const parse = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
-    const [a, b] = [parse(from), parse(to)];
-    return `rgb(${a.map((v, i) => Math.round(v + (b[i] - v) * share)).join(",")})`;
   }
 
   function onMessage(msg) {

@@ -138,6 +138,37 @@ def test_compare_three_runs_from_the_list(stack: Stack, browser: Any, tmp_path: 
     page.close()
 
 
+def test_a_dynamic_runs_gallery_follows_the_slider_and_compares_with_a_static_run(stack: Stack,
+                                                                                  browser: Any) -> None:
+    with stack.client() as client:
+        digits = next(d for d in client.get("/api/datasets/").json() if d["builtin"] == "digits")
+        common = {"dataset": digits["id"], "model": "mlp", "epochs": 4, "lambda_init": 1.0, "warmup_epochs": 2,
+                  "finalize_epochs": 0, "grid": [4, 4]}
+        dynamic = client.post("/api/runs/", json={**common, "mask_type": "dynamic-block-any"}).json()["id"]
+        static = client.post("/api/runs/", json={**common, "mask_type": "block-any"}).json()["id"]
+        deadline = time.monotonic() + 120
+        while any(client.get(f"/api/runs/{i}/").json()["status"] != "succeeded" for i in (dynamic, static)):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    log_in(page, stack)
+    page.goto(f"{stack.base_url}/runs/{dynamic}/")
+    page.wait_for_function("document.querySelectorAll('#gallery-view canvas').length === 8")
+    warmup = "document.querySelector('#gallery-view canvas').title"
+    page.evaluate("(() => { const s = document.getElementById('epoch-slider'); s.value = '1';"
+                  " s.dispatchEvent(new Event('input')); })()")
+    assert page.evaluate(warmup).endswith(": 100 % of channel 0 sent")  # the warm-up sends everything
+    assert "how often each cell is sent" in page.text_content("#mask-legend")
+    page.goto(f"{stack.base_url}/compare/?runs={dynamic},{static}")
+    page.wait_for_function("window.maskselCompare && window.maskselCompare.drawn === 3")
+    assert page.locator("#compare-masks figure").count() == 2
+    assert "dynamic-block-any" in page.text_content("#compare-masks")
+    assert not errors, errors
+    page.close()
+
+
 def test_upload_a_dataset_in_the_page_see_refusals_and_the_preview(stack: Stack, browser: Any,
                                                                   tmp_path: Path) -> None:
     from tests.conftest import make_npz
