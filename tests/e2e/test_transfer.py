@@ -46,10 +46,18 @@ def pixel_run(stack: Stack) -> dict[str, object]:
     return train_run(stack, mask_type="pixel-any")
 
 
-@pytest.mark.parametrize("mask_type", ["pixel-any", "jpeg-xor"])
+@pytest.fixture(scope="module")
+def dynamic_run(stack: Stack) -> dict[str, object]:
+    """One trained dynamic run: the server's mask network picks each sample's cells."""
+    return train_run(stack, mask_type="dynamic-block-any", grid=[4, 4])
+
+
+@pytest.mark.parametrize("mask_type", ["pixel-any", "jpeg-xor", "dynamic-block-any"])
 def test_masked_samples_over_http_give_the_runs_accuracy(stack: Stack, pixel_run: dict[str, object],
-                                                        mask_type: str) -> None:
-    run = pixel_run if mask_type == "pixel-any" else train_run(stack, mask_type=mask_type)
+                                                        dynamic_run: dict[str, object], mask_type: str) -> None:
+    """`RemoteDataset` and the client's model.ts alone give the run's test accuracy exactly, for every kind."""
+    runs = {"pixel-any": pixel_run, "dynamic-block-any": dynamic_run}
+    run = runs[mask_type] if mask_type in runs else train_run(stack, mask_type=mask_type)
     with stack.client() as api:
         model_bytes = api.get(f"/api/runs/{run['id']}/model.ts").content  # the only file downloaded
     with warnings.catch_warnings():
@@ -63,15 +71,17 @@ def test_masked_samples_over_http_give_the_runs_accuracy(stack: Stack, pixel_run
             total += batch.x.shape[0]
     assert total == len(remote) and remote.requests > 2
     assert correct / total == run["test_accuracy"]  # the samples served are the test split
-    if mask_type == "pixel-any":  # (an 8x8 JPEG is larger than the raw values: the JPEG chain saves nothing here)
+    if mask_type != "jpeg-xor":  # (an 8x8 JPEG is larger than the raw values: the JPEG chain saves nothing here)
         whole = RemoteDataset(stack.base_url, stack.token(), int(run["dataset"]), None, page=128)
         for _ in whole:
             pass
         assert remote.bytes_received < whole.bytes_received
 
 
-def test_the_predict_command_prints_accuracy_and_bytes(stack: Stack, pixel_run: dict[str, object]) -> None:
-    run = pixel_run
+@pytest.mark.parametrize("kind", ["static", "dynamic"])
+def test_the_predict_command_prints_accuracy_and_bytes(stack: Stack, pixel_run: dict[str, object],
+                                                       dynamic_run: dict[str, object], kind: str) -> None:
+    run = pixel_run if kind == "static" else dynamic_run
     result = subprocess.run(
         [sys.executable, "-m", "masksel_core", "predict", "--server", stack.base_url, "--token", stack.token(),
          "--dataset", str(run["dataset"]), "--run", str(run["id"])],
