@@ -20,7 +20,6 @@ at 0.05, dynamic ahead of every static selector (interval above 0) by 0.02 or mo
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -34,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,7 +46,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
                 "static": ("masksel", "anova-f", "mutual-info", "extra-trees", "concrete", "random")},
 }
 RUN = {"epochs": 100, "warmup_epochs": 40, "finalize_epochs": 30, "device": "cpu"}
-PATIENCE, MAX_EPOCHS, BATCH = 10, 100, 128
 
 
 @cache
@@ -59,38 +56,17 @@ def _data(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int], list
 
 def retrain(classifier: str, shape: tuple[int, int, int], x_train: torch.Tensor, y_train: np.ndarray,
             x_test: torch.Tensor, y_test: np.ndarray, seed: int) -> float:
-    """Test accuracy of `classifier` trained from scratch on masked inputs (early stopping on a stratified
-    15 % of the training part, its best validation epoch kept)."""
+    """Test accuracy of `classifier` trained from scratch on masked inputs, as the protocol trains its MLP
+    (`protocol.fit_best`: early stopping on a stratified 15 % of the training part)."""
     fit, val = train_test_split(np.arange(len(y_train)), test_size=0.15, stratify=y_train, random_state=seed)
-    y_fit, y_val = torch.as_tensor(y_train[fit]), torch.as_tensor(y_train[val])
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     model = create_model(classifier, shape, int(max(y_train.max(), y_test.max())) + 1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    best, best_state, since = -1.0, copy.deepcopy(model.state_dict()), 0
-    for _ in range(MAX_EPOCHS):
-        model.train()
-        for batch in torch.randperm(len(fit), generator=generator).split(BATCH):
-            loss = nn.functional.cross_entropy(model(x_train[fit][batch]), y_fit[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        accuracy = _accuracy(model, x_train[val], y_val)
-        if accuracy > best:
-            best, best_state, since = accuracy, copy.deepcopy(model.state_dict()), 0
-        else:
-            since += 1
-            if since >= PATIENCE:
-                break
-    model.load_state_dict(best_state)
-    return _accuracy(model, x_test, torch.as_tensor(y_test))
-
-
-@torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    protocol.fit_best(model, x_train[fit], torch.as_tensor(y_train[fit]), x_train[val],
+                      torch.as_tensor(y_train[val]), torch.Generator().manual_seed(seed))
     model.eval()
-    return float(sum((model(part).argmax(dim=1) == y[i:i + 1024]).sum() for i, part in
-                     zip(range(0, len(x), 1024), x.split(1024), strict=True)) / max(len(y), 1))
+    with torch.no_grad():
+        predicted = torch.cat([model(part).argmax(dim=1) for part in x_test.split(1024)])
+    return float((predicted == torch.as_tensor(y_test)).float().mean())
 
 
 def fold_task(data: str, fold_index: int, name: str, dynamic: dict[str, Any]) -> dict[str, Any]:

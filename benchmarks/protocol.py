@@ -68,6 +68,14 @@ def retrain_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
     model = nn.Sequential(nn.Linear(x_train.shape[1], 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
                           nn.Linear(128, classes))
     model[0] = _kept_columns(model[0], columns)
+    fit_best(model, x_fit, y_fit, x_val, y_val, generator)
+    return _accuracy(model, torch.as_tensor(x_test[:, columns]), torch.as_tensor(y_test))
+
+
+def fit_best(model: nn.Module, x_fit: torch.Tensor, y_fit: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+             generator: torch.Generator) -> nn.Module:
+    """Train `model` (Adam lr 1e-3, batches of `RETRAIN_BATCH`) until validation accuracy has not improved for
+    `RETRAIN_PATIENCE` epochs (at most `RETRAIN_EPOCHS`); it ends with its best validation epoch's weights."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     best, best_state, since = -1.0, copy.deepcopy(model.state_dict()), 0
     for _ in range(RETRAIN_EPOCHS):
@@ -85,7 +93,7 @@ def retrain_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
             if since >= RETRAIN_PATIENCE:
                 break
     model.load_state_dict(best_state)
-    return _accuracy(model, torch.as_tensor(x_test[:, columns]), torch.as_tensor(y_test))
+    return model
 
 
 def _kept_columns(layer: nn.Linear, columns: list[int]) -> nn.Linear:
