@@ -56,7 +56,7 @@ class TrainConfig:
 
     Dynamic masks (`dynamic-pixel-any`, `dynamic-block-any`: a selection per input, `dynamic.py`) take
     `server_view` (HxW the server's mask network looks at; None: the full input) and `mask_net` (`linear`,
-    `convatt`, or `auto`: conv-attention on images of 16x16 and more, else linear).
+    `convatt`, or `auto`: linear while its matrix is small (up to 28x28), else convatt; convatt for objects that move).
     """
 
     mask_type: str = "pixel-any"

@@ -198,8 +198,10 @@ def run_warnings(result: TrainResult, y_val: torch.Tensor, final_lambda: float) 
                         "lambda_factor, or set a target_fraction")
     chance = float(torch.bincount(y_val).max()) / max(len(y_val), 1)
     if last.val_accuracy < chance + 0.1 * (1 - chance):
+        hint = ("; a linear mask network finds what sits at fixed places: where the object moves, choose "
+                "mask_net convatt" if getattr(result.mask, "mask_net", "") == "linear" else "")
         warnings.append(f"the final validation accuracy {last.val_accuracy:.3f} is near chance ({chance:.3f}): "
-                        "the model is not worth using")
+                        f"the model is not worth using{hint}")
     selection = [r for r in result.records if r.phase == "select"]
     target = config.target_fraction if config.target_fraction is not None else config.target_bytes
     if target is not None and result.stopped_because not in ("target_fraction", "target_bytes"):

@@ -58,9 +58,10 @@ def test_a_fresh_mask_sends_everything_and_its_gradient_reaches_the_mask_network
         mask.fraction()
 
 
-def test_auto_picks_conv_attention_for_images_and_options_are_checked() -> None:
-    assert DynamicMask("dynamic-pixel-any", (1, 28, 28)).mask_net == "convatt"
-    assert DynamicMask("dynamic-pixel-any", (1, 28, 28), server_view=(7, 7)).mask_net == "linear"
+def test_auto_picks_the_linear_map_up_to_28x28_and_options_are_checked() -> None:
+    assert DynamicMask("dynamic-pixel-any", (1, 28, 28)).mask_net == "linear"
+    assert DynamicMask("dynamic-pixel-any", (3, 32, 32)).mask_net == "convatt"
+    assert DynamicMask("dynamic-pixel-any", (3, 32, 32), server_view=(8, 8)).mask_net == "linear"
     with pytest.raises(ValueError, match="server view 20x4 must be between"):
         DynamicMask("dynamic-pixel-any", SHAPE, server_view=(20, 4))
     with pytest.raises(ConfigError, match="stands alone"):
@@ -169,7 +170,7 @@ def test_on_the_moving_object_a_dynamic_mask_keeps_accuracy_at_a_tenth_of_the_by
     torch.set_num_threads(1)
     data = masksel_core.load_dataset("synthetic-moving")
     config = TrainConfig(mask_type="dynamic-pixel-any", model="lenet5", epochs=60, warmup_epochs=40,
-                         finalize_epochs=30, target_fraction=0.12, device="cpu")
+                         finalize_epochs=30, target_fraction=0.12, device="cpu", mask_net="convatt")
     result = masksel_core.train(config, data)
     assert result.transfer["fraction_of_raw"] <= 0.15, result.transfer
     assert result.test_accuracy >= 0.9, (result.test_accuracy, result.warnings)
