@@ -38,6 +38,18 @@ MODEL_CHOICES = [(name, name) for name in MODELS]
 D = TrainConfig()
 
 
+def _size(text: str, name: str) -> list[int]:
+    """Rows x columns typed in a field ("4x4", "4 x 4", "4×4")."""
+    try:
+        return list(parse_grid(text.replace(" ", "").replace("×", "x"), name))
+    except ConfigError as exc:
+        raise forms.ValidationError(str(exc)) from None
+
+
+def _size_text(value: Any) -> str:
+    return "x".join(map(str, value))
+
+
 def _optional_float(help_text: str, **kwargs: Any) -> forms.FloatField:
     return forms.FloatField(required=False, help_text=help_text, **kwargs)
 
@@ -134,8 +146,7 @@ class RunForm(forms.Form):
     notes = _text("anything to remember about this run", widget=forms.Textarea(attrs={"rows": 2}))
 
     #: How a list from a clone or a saved configuration reads in its text field.
-    AS_TEXT: dict[str, Any] = {"grid": lambda v: "x".join(map(str, v)), "server_view": lambda v: "x".join(map(str, v)),
-                               "costs": json.dumps, "tags": ", ".join,
+    AS_TEXT: dict[str, Any] = {"grid": _size_text, "server_view": _size_text, "costs": json.dumps, "tags": ", ".join,
                                "init_selected": lambda v: ", ".join(map(str, v))}
     #: The page's sections; the first is open, the others open where one of their fields has an error.
     GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -176,19 +187,10 @@ class RunForm(forms.Form):
         return sections
 
     def clean_grid(self) -> list[int]:
-        try:
-            return list(parse_grid(self.cleaned_data["grid"].replace(" ", "").replace("×", "x")))
-        except ConfigError as exc:
-            raise forms.ValidationError(str(exc)) from None
+        return _size(self.cleaned_data["grid"], "grid")
 
     def clean_server_view(self) -> list[int] | None:
-        text = self.cleaned_data["server_view"].replace(" ", "").replace("×", "x")
-        if not text:
-            return None
-        try:
-            return list(parse_grid(text, "server view"))
-        except ConfigError as exc:
-            raise forms.ValidationError(str(exc)) from None
+        return _size(self.cleaned_data["server_view"], "server view") if self.cleaned_data["server_view"] else None
 
     def clean_init_selected(self) -> list[int] | None:
         text = self.cleaned_data["init_selected"].strip()

@@ -70,6 +70,12 @@ def dataset_seed_builtins() -> list[Dataset]:
 PREVIEW_CHANNELS = 8  # at most this many channels per sample on the data set's page
 
 
+def grey_channels(x: np.ndarray, low: float, high: float) -> list[str]:
+    """Each channel of `x` (C, H, W) as 8-bit grey from `low` (0) to `high` (255), base64: how pages draw inputs."""
+    scaled = ((x - low) / (high - low) * 255 if high > low else x * 0).astype(np.uint8)
+    return [base64.b64encode(channel.tobytes()).decode("ascii") for channel in scaled]
+
+
 def dataset_preview(dataset: Dataset) -> dict[str, Any]:
     """The first training sample of every class, each channel as 8-bit grey (base64), for the page.
 
@@ -88,9 +94,7 @@ def dataset_preview(dataset: Dataset) -> dict[str, Any]:
         if len(members) == 0:
             continue
         x = data.x_train[int(members[0][0])][:PREVIEW_CHANNELS].numpy()  # (C, H, W)
-        low, high = float(x.min()), float(x.max())
-        scaled = ((x - low) / (high - low) * 255 if high > low else x * 0).astype(np.uint8)
-        samples.append({"label": label, "channels": [base64.b64encode(c.tobytes()).decode("ascii") for c in scaled]})
+        samples.append({"label": label, "channels": grey_channels(x, float(x.min()), float(x.max()))})
     preview = {"height": data.input_shape[1], "width": data.input_shape[2],
                "channel_names": data.channel_names[:PREVIEW_CHANNELS], "channels_total": data.input_shape[0],
                "samples": samples}
@@ -373,11 +377,9 @@ def run_gallery(run: Run, data: masksel_core.TensorDataset, config: TrainConfig)
     inputs the core reports the cells of every epoch: its page draws each with the cells it sends."""
     images = masksel_core.gallery_inputs(data, config).numpy()  # (G, C, H, W)
     shown = images[:, :PREVIEW_CHANNELS]
-    low, high = float(shown.min(initial=0.0)), float(shown.max(initial=1.0))
-    scaled = ((shown - low) / (high - low) * 255 if high > low else shown * 0).astype(np.uint8)
+    low, high = float(shown.min(initial=0.0)), float(shown.max(initial=1.0))  # one scale for the gallery
     gallery = {"height": int(images.shape[2]), "width": int(images.shape[3]),
-               "images": [[base64.b64encode(channel.tobytes()).decode("ascii") for channel in image]
-                          for image in scaled]}
+               "images": [grey_channels(image, low, high) for image in shown]}
     Run.objects.filter(pk=run.pk).update(gallery=gallery)
     run.gallery = gallery
 

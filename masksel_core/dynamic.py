@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .masks import Shape, cell_index
+from .masks import Shape, cell_index, element_costs
 
 DYNAMIC_MASKS = ("dynamic-pixel-any", "dynamic-block-any")
 BIAS = 3.0
@@ -128,12 +128,7 @@ class DynamicMask(nn.Module):
         if self.mask_net not in MASK_NETS:
             raise ValueError(f"unknown mask network {mask_net!r}; choose one of {', '.join(MASK_NET_NAMES)}")
         self.net = MASK_NETS[self.mask_net]((c, vh, vw), self.cell_shape)
-        weights = torch.ones(self.cell_shape) if costs is None else torch.as_tensor(costs, dtype=torch.float32)
-        if tuple(weights.shape) != self.cell_shape:
-            raise ValueError(f"{spec} costs must have shape {list(self.cell_shape)}, got {list(weights.shape)}")
-        if not torch.isfinite(weights).all() or (weights < 0).any():
-            raise ValueError(f"{spec} costs must be finite and non-negative")
-        self.register_buffer("weights", weights)
+        self.register_buffer("weights", element_costs(spec, costs, self.cell_shape))
         self.register_buffer("row_cell", cell_index(h, gh))
         self.register_buffer("col_cell", cell_index(w, gw))
         # The bitmap rides along with every sample: its share of the raw float32 input is part of Q.

@@ -52,6 +52,16 @@ class Stage(nn.Module):
         return {"mask_type": self.mask_type}
 
 
+def element_costs(mask_type: str, costs: np.ndarray | torch.Tensor | None, shape: Sequence[int]) -> torch.Tensor:
+    """Per-element prices of a mask's selection (all 1 when none are given), checked: its shape, finite, >= 0."""
+    weights = torch.ones(tuple(shape)) if costs is None else torch.as_tensor(costs, dtype=torch.float32)
+    if tuple(weights.shape) != tuple(shape):
+        raise ValueError(f"{mask_type} costs must have shape {list(shape)}, got {list(weights.shape)}")
+    if not torch.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(f"{mask_type} costs must be finite and non-negative")
+    return weights
+
+
 class SelectStage(Stage):
     """A stage with learned logits; subclasses say how the selection broadcasts to `(C, H, W)`."""
 
@@ -62,13 +72,7 @@ class SelectStage(Stage):
         init = torch.zeros(*element_shape, classes)
         init[..., SELECT] = init_logit
         self.logits = nn.Parameter(init + torch.randn(init.shape, generator=generator) * init_sigma)
-        weights = torch.ones(self.weight_shape) if costs is None else torch.as_tensor(costs, dtype=torch.float32)
-        if tuple(weights.shape) != self.weight_shape:
-            raise ValueError(f"{self.mask_type} costs must have shape {list(self.weight_shape)}, "
-                             f"got {list(weights.shape)}")
-        if not torch.isfinite(weights).all() or (weights < 0).any():
-            raise ValueError(f"{self.mask_type} costs must be finite and non-negative")
-        self.register_buffer("weights", weights)
+        self.register_buffer("weights", element_costs(self.mask_type, costs, self.weight_shape))
         self.rescale = rescale
 
     @property

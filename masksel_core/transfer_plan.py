@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .dynamic import bitmap_bytes
 from .masks import Merge, SelectStage, cell_index
 from .operators import thumb_size
 
@@ -73,7 +74,7 @@ class TransferPlan:
         return (self.shape[0], *self.levels)  # type: ignore[return-value]
 
     def bitmap_bytes(self) -> int:
-        return -(-int(np.prod(self.cell_shape)) // 8)
+        return bitmap_bytes(self.cell_shape)
 
     def expand_cells(self, cells: np.ndarray) -> np.ndarray:
         """(B, C, GH, GW) selected cells to (B, C, H, W) booleans, as `DynamicMask.expand` broadcasts them."""
