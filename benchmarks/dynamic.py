@@ -25,8 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TrainConfig, load_dataset, train  # noqa: E402
-from masksel_core.steps import masked_step  # noqa: E402
-from masksel_core.train import build  # noqa: E402
+from masksel_core.training.steps import masked_step  # noqa: E402
+from masksel_core.training.train import build  # noqa: E402
 
 SHAPE, CLASSES, BATCH, STEPS = (1, 28, 28), 4, 128, 30
 

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TensorDataset, TrainConfig, load_dataset, train  # noqa: E402
-from masksel_core.train import split_validation  # noqa: E402
+from masksel_core.training.train import split_validation  # noqa: E402
 
 
 def cifar_sized(n: int = 10_000) -> TensorDataset:

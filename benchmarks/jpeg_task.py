@@ -5,7 +5,7 @@ contrast of a fine checkerboard (grey 0.5 +- 0.2 * pixel: the finest detail JPEG
 the more of the class signal is quantised away), cut into four 16x32 channels: 0 = top half, 1 = bottom half, 2
 and 3 = the top half plus Gaussian noise (sigma 0.1, clipped to [0, 1]). Every channel can be sent as a
 grayscale JPEG at quality 90, 70, 50, 30 or 10; its price is its mean encoded size in bytes (plus the 4-byte
-length that `masksel_core.transfer` writes), measured per channel and quality. The noisy copies are dear (noise
+length that `masksel_core.transfer.packing` writes), measured per channel and quality. The noisy copies are dear (noise
 costs bytes) and repeat channel 0, so a good policy spends its bytes on the two halves.
 
 Policies, each then scored by the protocol's retrain (the same MLP on the decoded channels of its choice):
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
 from masksel_core import TensorDataset, TrainConfig, train
-from masksel_core.operators import Extend
+from masksel_core.masks.operators import Extend
 
 QUALITIES = (90, 70, 50, 30, 10)
 BUDGET_QUALITIES = (70, 50, 30)

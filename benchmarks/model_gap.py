@@ -23,9 +23,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TensorDataset, TrainConfig, TrainResult, create_model, load_dataset, train  # noqa: E402
-from masksel_core.schedules import EarlyStopping  # noqa: E402
-from masksel_core.steps import batches, evaluate, network_step  # noqa: E402
-from masksel_core.train import prepare_inputs, split_validation  # noqa: E402
+from masksel_core.training.schedules import EarlyStopping  # noqa: E402
+from masksel_core.training.steps import batches, evaluate, network_step  # noqa: E402
+from masksel_core.training.train import prepare_inputs, split_validation  # noqa: E402
 
 # case -> (data set, mask, model, target fractions; None = the default run, without a target)
 CASES: dict[str, tuple[str, str, str, tuple[float | None, ...]]] = {

@@ -26,7 +26,7 @@ from scipy import stats
 from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 from torch import nn
 
-from masksel_core.datasets import load_dataset
+from masksel_core.data.builtins import load_dataset
 
 FOLDS, REPEATS = 5, 2
 RETRAIN_EPOCHS, RETRAIN_PATIENCE, RETRAIN_BATCH = 100, 10, 128

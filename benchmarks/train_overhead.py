@@ -24,9 +24,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TensorDataset, TrainConfig, build, load_dataset, spec_problem  # noqa: E402
-from masksel_core.chain import MaskChain  # noqa: E402
-from masksel_core.steps import masked_step  # noqa: E402
-from masksel_core.train import prepare_inputs  # noqa: E402
+from masksel_core.masks.chain import MaskChain  # noqa: E402
+from masksel_core.training.steps import masked_step  # noqa: E402
+from masksel_core.training.train import prepare_inputs  # noqa: E402
 
 MASKS = ("channel-any", "pixel-any", "block-any", "channel-xor", "pixel-xor", "jpeg-xor", "jpeg-xor+pixel-any")
 CASES = (("lenet5", "digits"), ("allconvnet", "synthetic-remote"))

@@ -2,7 +2,7 @@
 
 For digits and synthetic-remote, one mask per type is trained in this process (short runs, an MLP:
 this measures the transfer, not the best accuracy) and stored as a succeeded run of a private
-masksel server (SQLite, daphne on loopback). `masksel_core.client.RemoteDataset` then fetches up
+masksel server (SQLite, daphne on loopback). `masksel_core.transfer.client.RemoteDataset` then fetches up
 to 2,000 samples (the training split, then the test split) in pages of 500, with the mask and
 without, and the run's `model.ts` predicts on what arrived. Goal (issue 6): bytes received within
 2% of what the mask predicts plus the headers, and wall time falling with the bytes.
@@ -70,7 +70,7 @@ def train_runs(cases: dict[str, list[str]]) -> list[dict[str, object]]:
 
 def fetch(base: str, token: str, run: dict[str, object], with_mask: bool, samples: int, page: int,
           model: torch.nn.Module) -> dict[str, float]:
-    from masksel_core.client import RemoteDataset
+    from masksel_core.transfer.client import RemoteDataset
 
     started = time.perf_counter()
     got = correct = header = 0
@@ -110,7 +110,7 @@ def main() -> None:
 
     import httpx
 
-    from masksel_core.transfer import full_plan, pack, plan_from_mask_document
+    from masksel_core.transfer.packing import full_plan, pack, plan_from_mask_document
 
     port = free_port()
     web = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),

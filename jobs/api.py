@@ -56,7 +56,7 @@ class DatasetPreview(APIView):
 
 
 class DatasetSamples(APIView):
-    """Samples packed by `masksel_core.transfer`: whole, or only what a run's trained mask selects."""
+    """Samples packed by `masksel_core.transfer.packing`: whole, or only what a run's trained mask selects."""
 
     @extend_schema(
         parameters=[
@@ -68,7 +68,7 @@ class DatasetSamples(APIView):
                              description="value type on the wire (default float32; the others are lossy)"),
             OpenApiParameter("compress", bool, description="zlib the body (lossless)")],
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 400: out.Error, 404: out.Error},
-        summary="Packed samples (masksel_core.transfer.unpack reads them); headers give the total and the plan")
+        summary="Packed samples (masksel_core.transfer.packing.unpack reads them); headers give the total and the plan")
     def get(self, request: Request, dataset_id: int) -> HttpResponse:
         dataset = selectors.dataset_get(request.user, dataset_id)
         run_param = request.query_params.get("run")

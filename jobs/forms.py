@@ -16,7 +16,7 @@ from masksel_core.config import (
     ConfigError,
     parse_grid,
 )
-from masksel_core.dynamic import MASK_NET_NAMES
+from masksel_core.masks.dynamic import MASK_NET_NAMES
 
 from .models import PRIORITY_RANGE
 

@@ -1,4 +1,4 @@
-"""Serve samples of a data set as `masksel_core.transfer` payloads: whole, or only what a run's mask selects.
+"""Serve samples of a data set as `masksel_core.transfer.packing` payloads: whole, or only what a run's mask selects.
 
 This is the selective data server of the method: a client with a trained model asks for the
 samples it needs and receives only the selected parts, in bytes the mask predicts. For a dynamic run the
@@ -18,7 +18,7 @@ import torch
 
 import masksel_core
 from masksel_core import TensorDataset
-from masksel_core.transfer import TransferPlan, encode_channel, full_plan, pack, plan_from_mask_document
+from masksel_core.transfer.packing import TransferPlan, encode_channel, full_plan, pack, plan_from_mask_document
 
 from . import run_files
 from .models import Dataset, Run, RunStatus

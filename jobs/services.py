@@ -28,7 +28,7 @@ from django.utils import timezone
 
 import masksel_core
 from masksel_core import ConfigError, DataError, TrainConfig
-from masksel_core.datasets import builtin_summary
+from masksel_core.data.builtins import builtin_summary
 
 from . import files, progress, queues, run_files
 from .errors import NotFound, ServiceError, public_text

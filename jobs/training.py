@@ -15,7 +15,7 @@ from django.db import connection
 
 import masksel_core
 from masksel_core import TrainConfig
-from masksel_core.train import CHECKPOINT_NAME
+from masksel_core.training.train import CHECKPOINT_NAME
 
 from . import queues, run_files, selectors, services
 from .devices import device_label

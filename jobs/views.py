@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import redirect, render
 
 from masksel_core import MASK_NAMES, METRIC_COLUMNS
-from masksel_core.data import TEST_SHARE
+from masksel_core.data.arrays import TEST_SHARE
 
 from . import selectors, services
 from .errors import NotFound, ServiceError

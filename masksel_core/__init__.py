@@ -4,17 +4,17 @@ Pure PyTorch and numpy: no Django, Celery or Redis. The public surface is what t
 """
 from __future__ import annotations
 
-from .chain import MASK_NAMES, MaskChain, build_chain, default_mask_type, spec_problem
 from .config import ConfigError, TrainConfig
-from .data import DataError, TensorDataset, load_npz
-from .datasets import BUILTINS, load_dataset, load_digits
-from .dynamic import DYNAMIC_MASKS, DynamicMask, is_dynamic
+from .data.arrays import DataError, TensorDataset, load_npz
+from .data.builtins import BUILTINS, load_dataset, load_digits
 from .export import mask_document, metrics_csv, write_outputs
-from .masks import SELECT_STAGES
+from .masks.chain import MASK_NAMES, MaskChain, build_chain, default_mask_type, spec_problem
+from .masks.dynamic import DYNAMIC_MASKS, DynamicMask, is_dynamic
+from .masks.stages import SELECT_STAGES
 from .models import MODELS, create_model
-from .records import METRIC_COLUMNS, PHASES, EpochRecord
-from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
-from .train import TrainResult, build, gallery_inputs, resolve_device, train
+from .training.records import METRIC_COLUMNS, PHASES, EpochRecord
+from .training.schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
+from .training.train import TrainResult, build, gallery_inputs, resolve_device, train
 
 __all__ = [
     "BUILTINS", "DYNAMIC_MASKS", "MASK_NAMES", "METRIC_COLUMNS", "MODELS", "PHASES", "SELECT_STAGES", "ConfigError",

@@ -12,17 +12,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import predict, reproduce
-from .chain import MASK_NAMES, spec_problem
-from .client import RemoteError
+from . import reproduce
 from .config import ConfigError, TrainConfig, parse_grid
-from .data import DataError
-from .datasets import load_dataset
-from .dynamic import MASK_NET_NAMES
+from .data.arrays import DataError
+from .data.builtins import load_dataset
 from .export import write_outputs
+from .masks.chain import MASK_NAMES, spec_problem
+from .masks.dynamic import MASK_NET_NAMES
 from .models import MODELS
-from .records import EpochRecord
-from .train import train
+from .training.records import EpochRecord
+from .training.train import train
+from .transfer import predict
+from .transfer.client import RemoteError
 
 EXIT_USAGE = 2
 EXIT_REMOTE = 3  # the server refused or could not be reached

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .chain import split_spec
-from .dynamic import MASK_NET_NAMES, is_dynamic
+from .masks.chain import split_spec
+from .masks.dynamic import MASK_NET_NAMES, is_dynamic
 from .models import MODELS
 
 EXTEND_COSTS = ("proxy", "bytes")
@@ -98,7 +98,7 @@ class TrainConfig:
     early_stop_patience: int = 10
     network_lr: float = 1e-3
     val_share: float = 0.15
-    # The swap check that ends selection (`swap_check.py`): the dropped elements tried against each kept one,
+    # The swap check that ends selection (`training/swap_check.py`): the dropped elements tried against each kept one,
     # and how many swaps at most; 0 candidates turn it off.
     swap_candidates: int = 4
     swap_rounds: int = 3

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dynamic import DynamicMask, ServerMask
-from .masks import Merge, SelectStage
-from .records import METRIC_COLUMNS, EpochRecord
-from .train import TrainResult
+from .masks.dynamic import DynamicMask, ServerMask
+from .masks.stages import Merge, SelectStage
+from .training.records import METRIC_COLUMNS, EpochRecord
+from .training.train import TrainResult
 
 
 def mask_document(mask_type: str, input_shape: Iterable[int], selected: np.ndarray, fraction: float,

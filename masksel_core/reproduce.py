@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from .config import TrainConfig
-from .datasets import load_dataset
-from .records import EpochRecord
-from .train import train
+from .data.builtins import load_dataset
+from .training.records import EpochRecord
+from .training.train import train
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from masksel_core.data import DataError, load_npz
-from masksel_core.datasets import load_dataset, load_digits
+from masksel_core.data.arrays import DataError, load_npz
+from masksel_core.data.builtins import load_dataset, load_digits
 from tests.conftest import make_npz
 
 

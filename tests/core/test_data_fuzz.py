@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from masksel_core.data import DataError, load_npz
+from masksel_core.data.arrays import DataError, load_npz
 from tests.conftest import make_npz
 
 KEYS = st.sampled_from(["x_train", "y_train", "x_test", "y_test", "channel_names", "other"])

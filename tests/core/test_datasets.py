@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from masksel_core.data import DataError, TensorDataset
-from masksel_core.datasets import BUILTINS, builtin_summary, load_dataset
-from masksel_core.synthetic import (
+from masksel_core.data.arrays import DataError, TensorDataset
+from masksel_core.data.builtins import BUILTINS, builtin_summary, load_dataset
+from masksel_core.data.synthetic import (
     REMOTE_CENTRE,
     SUPERNOVA_CENTRE,
     SYNTHETIC_REMOTE_CODES,
@@ -181,7 +181,7 @@ def test_mnist5k_reads_the_installed_data_file_balanced_and_shuffled() -> None:
 def test_mnist5k_loads_a_small_file_of_the_same_format(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import gzip
 
-    from masksel_core.datasets import load_mnist5k
+    from masksel_core.data.builtins import load_mnist5k
 
     rows = np.zeros((30, 785), dtype=np.int64)
     rows[:, -1] = np.arange(30) // 10  # three classes, sorted as in the real file

@@ -11,10 +11,10 @@ import torch
 import masksel_core
 from masksel_core import ConfigError, TrainConfig
 from masksel_core.cli import main
-from masksel_core.dynamic import BIAS, DynamicMask, bitmap_bytes
+from masksel_core.data.synthetic import MOVING_PATTERNS
 from masksel_core.export import write_outputs
-from masksel_core.synthetic import MOVING_PATTERNS
-from masksel_core.transfer import TransferError, pack, plan_from_chain, plan_from_mask_document, unpack
+from masksel_core.masks.dynamic import BIAS, DynamicMask, bitmap_bytes
+from masksel_core.transfer.packing import TransferError, pack, plan_from_chain, plan_from_mask_document, unpack
 
 SHAPE = (2, 12, 10)
 
@@ -152,7 +152,8 @@ def test_the_moving_object_is_anywhere_and_says_the_class() -> None:
     data = masksel_core.load_dataset("synthetic-moving", seed=3)
     again = masksel_core.load_dataset("synthetic-moving", seed=3)
     assert torch.equal(data.x_train, again.x_train) and data.input_shape == (1, 28, 28)
-    assert data.summary() == masksel_core.datasets.builtin_summary("synthetic-moving") | {"name": "synthetic-moving"}
+    known = masksel_core.data.builtins.builtin_summary("synthetic-moving")
+    assert data.summary() == known | {"name": "synthetic-moving"}
     x, y = data.x_train.numpy()[:, 0], data.y_train.numpy()
     assert np.bincount(y).tolist() == [600] * 4
     places = []

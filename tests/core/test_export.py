@@ -10,7 +10,7 @@ import torch
 
 from masksel_core import TrainConfig, load_digits, train
 from masksel_core.export import mask_png, torchscript_bytes
-from masksel_core.train import prepare_inputs
+from masksel_core.training.train import prepare_inputs
 
 FAST = {"model_lr": 1e-3, "batch_size": 64, "seed": 2, "epochs": 2, "device": "cpu", "warmup_epochs": 2,
         "finalize_epochs": 1}  # GPU export: test_gpu.py

@@ -14,7 +14,7 @@ import torch
 
 from masksel_core import TrainConfig, load_dataset, train
 from masksel_core.export import torchscript_bytes, write_outputs
-from masksel_core.train import build, prepare_inputs
+from masksel_core.training.train import build, prepare_inputs
 
 FAST = {"model_lr": 3e-3, "lambda_init": 0.01, "warmup_epochs": 3, "finalize_epochs": 2}
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
@@ -88,7 +88,7 @@ def test_large_models_run_a_masked_step_on_the_gpu(model: str) -> None:
 @pytest.mark.parametrize("spec", ["pixel-any", "block-any", "pixel-xor", "jpeg-xor+pixel-any"])
 def test_the_masks_gradients_on_the_gpu_are_those_on_the_cpu(spec: str) -> None:
     """The same chain, batch and loss (fixation: no noise) on both devices: the same values and gradients."""
-    from masksel_core.chain import build_chain
+    from masksel_core.masks.chain import build_chain
 
     grads = []
     for device in ("cpu", "cuda"):

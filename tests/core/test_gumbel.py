@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from masksel_core.gumbel import straight_through, straight_through_select
+from masksel_core.masks.gumbel import straight_through, straight_through_select
 
 
 def test_forward_is_the_one_hot_argmax_without_noise() -> None:

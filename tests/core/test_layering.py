@@ -20,3 +20,55 @@ def test_masksel_core_imports_no_django_celery_or_redis() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+CORE = ROOT / "masksel_core"
+# Which of the core's parts each part may import: masks know nothing of training, data nothing of masks.
+ALLOWED = {
+    "masks": {"masks"},
+    "data": {"data"},
+    "transfer": {"transfer", "masks"},
+    "training": {"training", "masks", "data", "transfer", "config", "models"},
+}
+
+
+def _core_imports(path: Path) -> set[str]:
+    """The top-level parts of masksel_core that a module imports (relative or absolute)."""
+    import ast
+
+    package = path.relative_to(CORE).parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package[:len(package) - node.level + 1])
+                parts = base + (node.module.split(".") if node.module else [a.name for a in node.names][:1])
+            elif node.module and node.module.startswith("masksel_core"):
+                parts = node.module.split(".")[1:] or [a.name for a in node.names][:1]
+            else:
+                continue
+            found.add(parts[0] if parts else "")
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("masksel_core.")}
+    return found
+
+
+def test_core_parts_import_only_the_parts_below_them() -> None:
+    problems = []
+    for part, allowed in ALLOWED.items():
+        for path in sorted((CORE / part).glob("*.py")):
+            extra = _core_imports(path) - allowed
+            if extra:
+                problems.append(f"{path.relative_to(ROOT)} imports {', '.join(sorted(extra))}")
+    assert problems == []
+
+
+def test_core_imports_no_service_module_statically() -> None:
+    import ast
+
+    banned = {"django", "celery", "redis", "channels", "jobs", "webapp"}
+    for path in CORE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            assert not {n.split(".")[0] for n in names} & banned, f"{path} imports {names}"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from masksel_core.chain import MASK_NAMES, build_chain, split_spec
-from masksel_core.masks import SELECT_STAGES
+from masksel_core.masks.chain import MASK_NAMES, build_chain, split_spec
+from masksel_core.masks.stages import SELECT_STAGES
 
 SHAPE = (3, 8, 6)
 EXPORTED_SHAPE = {"channel-any": (3,), "channel-xor": (3,), "pixel-any": (3, 8, 6), "pixel-xor": (3, 8, 6),

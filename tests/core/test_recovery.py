@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from masksel_core import TrainConfig, train
-from masksel_core.data import TensorDataset
-from masksel_core.synthetic import (
+from masksel_core.data.arrays import TensorDataset
+from masksel_core.data.synthetic import (
     SUPERNOVA_CENTRE,
     SYNTHETIC_REMOTE_COPIES,
     SYNTHETIC_REMOTE_INFORMATIVE,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from masksel_core.schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
+from masksel_core.training.schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
 
 
 def test_lambda_is_raised_only_after_patience_epochs_without_improvement() -> None:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from masksel_core import build_chain, create_model
-from masksel_core.steps import Splits
-from masksel_core.swap_check import swap_check
+from masksel_core.training.steps import Splits
+from masksel_core.training.swap_check import swap_check
 
 
 def _channels(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

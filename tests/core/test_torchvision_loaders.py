@@ -22,9 +22,9 @@ import torchvision.datasets.cifar
 import torchvision.datasets.mnist
 import torchvision.datasets.svhn
 
-from masksel_core.data import DataError
-from masksel_core.datasets import load_dataset
-from masksel_core.torchvision_data import TORCHVISION_DATASETS, default_data_root, load_torchvision
+from masksel_core.data.arrays import DataError
+from masksel_core.data.builtins import load_dataset
+from masksel_core.data.torchvision_files import TORCHVISION_DATASETS, default_data_root, load_torchvision
 
 N_TRAIN, N_TEST = 20, 10
 

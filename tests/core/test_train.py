@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from masksel_core import EpochRecord, TensorDataset, TrainConfig, load_digits, load_npz, train
-from masksel_core.train import split_validation
+from masksel_core.training.train import split_validation
 from tests.conftest import make_npz
 
 # On the CPU: the bit-identical resume is a CPU promise (cuDNN and CUDA atomics reorder sums); GPU runs are
@@ -80,7 +80,7 @@ def test_finalize_writes_the_best_validation_epoch_and_the_last_row_describes_it
     assert all(np.array_equal(r.selected, result.selected) for r in final)  # the mask is frozen
     changed = int((select[-1].selected != result.selected).sum())
     assert changed == 2 * len(result.swaps)  # only the swap check that ends selection changes it
-    from masksel_core.steps import evaluate
+    from masksel_core.training.steps import evaluate
 
     splits = split_validation(load_digits(), config.val_share, config.seed)
     assert evaluate(result.model, result.mask, splits.x_val, splits.y_val)[0] == pytest.approx(best)
@@ -267,7 +267,7 @@ def test_a_cancelled_warm_up_keeps_its_best_network() -> None:
     batches = -(-len(splits.y_fit) // FAST["batch_size"])
     result = train(TrainConfig(mask_type="pixel-any", model="mlp", epochs=2, **{**FAST, "warmup_epochs": 10}), data,
                    should_stop=lambda: bool(calls.append(1)) or len(calls) > 3 * batches + 5)
-    from masksel_core.steps import evaluate
+    from masksel_core.training.steps import evaluate
 
     assert result.stopped_because == "cancelled" and len(result.records) == 3
     best = max(r.val_accuracy for r in result.records)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from masksel_core.chain import build_chain
 from masksel_core.export import mask_document
-from masksel_core.transfer import (
+from masksel_core.masks.chain import build_chain
+from masksel_core.transfer.packing import (
     _HEAD,
     TransferError,
     full_plan,
@@ -140,7 +140,7 @@ def test_a_batch_of_the_wrong_shape_is_refused() -> None:
 
 
 def test_measured_version_costs_are_the_bytes_pack_sends() -> None:
-    from masksel_core.operators import Extend
+    from masksel_core.masks.operators import Extend
 
     x = torch.rand(40, *SHAPE, generator=torch.Generator().manual_seed(7))
     chain = build_chain("jpeg-xor", SHAPE)  # qualities 90, 70, 50, 30, 10
@@ -209,7 +209,7 @@ def test_budget_options_are_checked(options: dict, message: str) -> None:
 
 
 def test_pre_encoded_jpegs_give_the_same_payload() -> None:
-    from masksel_core.transfer import encode_channel
+    from masksel_core.transfer.packing import encode_channel
 
     chain = trained_like_chain("jpeg-xor+channel-any", seed=11)
     plan = plan_from_chain(chain)

@@ -1,6 +1,6 @@
 """Train over REST, download nothing but the model, fetch only the selected parts, predict.
 
-The real stack (Redis, a Celery worker, daphne); the client is `masksel_core.client.RemoteDataset`
+The real stack (Redis, a Celery worker, daphne); the client is `masksel_core.transfer.client.RemoteDataset`
 and the `predict` command, talking HTTP to the server.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from masksel_core.client import RemoteDataset
+from masksel_core.transfer.client import RemoteDataset
 
 from .conftest import Stack, log_in
 

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from jobs.models import Run
 from masksel_core import load_dataset
-from masksel_core.transfer import full_plan, unpack
+from masksel_core.transfer.packing import full_plan, unpack
 
 RUN = {"mask_type": "pixel-any", "model": "mlp", "epochs": 3, "batch_size": 64, "model_lr": 1e-3,
        "lambda_init": 1.0, "device": "cpu", "warmup_epochs": 2, "finalize_epochs": 1}
@@ -105,9 +105,9 @@ def test_jpeg_samples_are_encoded_once_and_equal_packing_on_the_spot(alice_api: 
                                                                       digits: Any) -> None:
     import json
 
-    from masksel_core.chain import build_chain
     from masksel_core.export import mask_document
-    from masksel_core.transfer import pack, plan_from_chain
+    from masksel_core.masks.chain import build_chain
+    from masksel_core.transfer.packing import pack, plan_from_chain
 
     chain = build_chain("jpeg-xor", (1, 8, 8))
     with __import__("torch").no_grad():

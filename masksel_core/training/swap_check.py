@@ -19,8 +19,8 @@ import copy
 import torch
 from torch import nn
 
-from .chain import AnyMask, MaskChain
-from .masks import ChannelXor, PixelXor
+from ..masks.chain import AnyMask, MaskChain
+from ..masks.stages import ChannelXor, PixelXor
 from .steps import Splits, batches, evaluate, network_step
 
 TOLERANCE = 0.005  # a relative improvement of the validation loss smaller than this is noise, not a better mask

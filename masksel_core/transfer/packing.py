@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .operators import enlarge, jpeg_codecs, shrink, thumb_size, to_uint8
-from .transfer_plan import (
+from ..masks.operators import enlarge, jpeg_codecs, shrink, thumb_size, to_uint8
+from .plan import (
     DTYPES,
     KINDS,
     TransferError,

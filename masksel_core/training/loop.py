@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .chain import AnyMask
-from .config import TrainConfig
-from .dynamic import DynamicMask, gallery_indices
+from ..config import TrainConfig
+from ..masks.chain import AnyMask
+from ..masks.dynamic import DynamicMask, gallery_indices
 from .records import EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
 from .steps import Splits, batches, evaluate, masked_step, network_step

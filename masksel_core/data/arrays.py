@@ -1,6 +1,6 @@
 """Data sets as tensors, and `.npz` files of the dataset contract checked into them.
 
-The built-in sets and the name registry live in `masksel_core.datasets`, above this module.
+The built-in sets and the name registry live in `builtins`, beside this module.
 Validation happens before the arrays are read: a zip member's `.npy` header states its shape
 and dtype, so absurd sizes are refused before anything is allocated.
 """

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import TensorDataset
+from .arrays import TensorDataset
 
 # --- synthetic-remote -------------------------------------------------------------------------
 

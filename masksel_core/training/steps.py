@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .chain import AnyMask
+from ..masks.chain import AnyMask
 
 EVAL_BATCH = 1024
 

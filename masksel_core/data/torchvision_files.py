@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import DataError, TensorDataset, from_arrays
+from .arrays import DataError, TensorDataset, from_arrays
 
 TORCHVISION_DATASETS: tuple[str, ...] = ("mnist", "cifar10", "svhn")
 DATA_ROOT_ENV = "MASKSEL_DATA_ROOT"

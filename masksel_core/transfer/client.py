@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
-from .transfer import TransferPlan, Unpacked, unpack
+from .packing import TransferPlan, Unpacked, unpack
 
 
 class RemoteError(RuntimeError):

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .masks import Shape, cell_index, element_costs
+from .stages import Shape, cell_index, element_costs
 
 DYNAMIC_MASKS = ("dynamic-pixel-any", "dynamic-block-any")
 BIAS = 3.0

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from .dynamic import DYNAMIC_MASKS, DynamicMask
-from .masks import SELECT_STAGES, ChannelXor, Merge, SelectStage, Shape, Stage
 from .operators import DEFAULT_JPEG_QUALITIES, DEFAULT_THUMB_SCALES, Extend
+from .stages import SELECT_STAGES, ChannelXor, Merge, SelectStage, Shape, Stage
 
 EXTEND_SPECS = {"jpeg-xor": ("jpeg", DEFAULT_JPEG_QUALITIES), "thumb-xor": ("thumb", DEFAULT_THUMB_SCALES)}
 MASK_NAMES = (*SELECT_STAGES, *EXTEND_SPECS, *DYNAMIC_MASKS)

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .dynamic import bitmap_bytes
-from .masks import Merge, SelectStage, cell_index
-from .operators import thumb_size
+from ..masks.dynamic import bitmap_bytes
+from ..masks.operators import thumb_size
+from ..masks.stages import Merge, SelectStage, cell_index
 
 KINDS = ("values", "jpeg", "thumb", "dynamic")
 DTYPES = {"float32": (0, np.float32), "float16": (1, np.float16), "uint8": (2, np.uint8)}

@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .chain import AnyMask, build_chain, spec_problem
-from .config import TrainConfig
-from .data import DataError, TensorDataset, stratified_indices
-from .dynamic import DynamicMask, gallery_indices, is_dynamic
+from ..config import TrainConfig
+from ..data.arrays import DataError, TensorDataset, stratified_indices
+from ..masks.chain import AnyMask, build_chain, spec_problem
+from ..masks.dynamic import DynamicMask, gallery_indices, is_dynamic
+from ..models import create_model
+from ..transfer.packing import transfer_summary
 from .loop import Loop, Stopped
-from .models import create_model
 from .records import EpochRecord
 from .steps import Splits, evaluate
-from .transfer import transfer_summary
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .data import DEFAULT_MAX_BYTES, DataError, TensorDataset, from_arrays, load_npz
+from .arrays import DEFAULT_MAX_BYTES, DataError, TensorDataset, from_arrays, load_npz
 from .synthetic import SYNTHETIC_SUMMARIES, load_synthetic_moving, load_synthetic_remote, load_synthetic_supernova
-from .torchvision_data import TORCHVISION_DATASETS, load_torchvision
+from .torchvision_files import TORCHVISION_DATASETS, load_torchvision
 
 
 def load_digits(seed: int = 0) -> TensorDataset:
@@ -70,7 +70,7 @@ def load_dataset(spec: str, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES
     """A built-in name, a torchvision data set name (`TORCHVISION_DATASETS`) or a path to an `.npz` file.
 
     `root` and `download` only concern the torchvision data sets: their files are read from `root`
-    (default `torchvision_data.default_data_root()`) and fetched only when `download` is true.
+    (default `torchvision_files.default_data_root()`) and fetched only when `download` is true.
     """
     if spec in BUILTINS:
         return BUILTINS[spec](seed)
