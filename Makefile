@@ -17,11 +17,13 @@ $(STAMP):
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip check
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 $(DEV_STAMP): $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip check
 	@touch $@
 
 run: $(STAMP)

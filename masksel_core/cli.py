@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import reproduce
 from .config import ConfigError, TrainConfig, parse_grid
+from .data import convert
 from .data.arrays import DataError
 from .data.builtins import load_dataset
 from .export import write_outputs
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = commands.add_parser("train", help="train a network and a selection mask jointly")
     t.add_argument("--data", required=True, help="built-in name (digits, synthetic-remote, ...), mnist/cifar10/svhn "
-                                                 "(read from --data-root), or a path to an .npz file")
+                                                 "(read from --data-root), a path to an .npz file, or a zarr store "
+                                                 "(path/to/set.zarr, s3://bucket/prefix)")
     t.add_argument("--mask", required=True,
                    help=f"mask type or chain: {', '.join(MASK_NAMES)}; chain with +, e.g. jpeg-xor+pixel-any")
     t.add_argument("--model", required=True, help=f"network: {', '.join(MODELS)}")
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(handler=run_train)
     reproduce.add_parser(commands)
     predict.add_parser(commands)
+    convert.add_parser(commands)
     return parser
 
 

@@ -107,3 +107,12 @@ def test_the_channel_layer_outwaits_its_own_blocking_reads() -> None:
     host = production.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
     assert host["socket_timeout"] > RedisChannelLayer.brpop_timeout * 2
     assert host["max_connections"] >= 500
+
+
+def test_the_installed_packages_resolve_together() -> None:
+    """s3fs pins aiobotocore, which pins botocore; boto3 and django-storages must agree with it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

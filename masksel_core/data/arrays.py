@@ -91,7 +91,8 @@ def _check_headers(path: Path, max_bytes: int) -> None:
                 raise DataError(f"{path.name}: {key} is an object array (pickled data is refused)")
             total += int(np.prod(shape, dtype=np.float64)) * max(dtype.itemsize, 1)
             if total > max_bytes:
-                raise DataError(f"{path.name}: arrays hold more than the limit of {max_bytes} bytes")
+                raise DataError(f"{path.name}: arrays hold more than the limit of {max_bytes} bytes for an .npz (read "
+                                "whole): convert it to a zarr store, which is streamed: python -m masksel_core convert")
 
 
 def _from_npz_arrays(name: str, arrays: dict[str, np.ndarray], seed: int) -> TensorDataset:
@@ -108,25 +109,32 @@ def _from_npz_arrays(name: str, arrays: dict[str, np.ndarray], seed: int) -> Ten
                         channel_names, seed)
 
 
-def _images(key: str, x: np.ndarray) -> np.ndarray:
+def check_images(key: str, x: np.ndarray, *, full_shape: tuple[int, ...] | None = None) -> None:
+    """The contract's checks of an input array; `full_shape` stands for `x.shape` where `x` is only a sample of
+    a stored array (a zarr store's metadata gives the shape, a few chunks give the values)."""
+    shape = tuple(full_shape) if full_shape is not None else x.shape
     if x.dtype.kind not in "uif":
         raise DataError(f"{key} must be numeric (uint8 or float), got dtype {x.dtype}")
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise DataError(f"{key} must have shape (N,C,H,W) or (N,H,W), got rank {x.ndim} shape {x.shape}")
-    if x.shape[3] <= 4 < min(x.shape[1], x.shape[2]):
-        raise DataError(f"{key} has shape {x.shape}, which looks channel-last (N,H,W,C); "
+    if len(shape) not in (3, 4):
+        raise DataError(f"{key} must have shape (N,C,H,W) or (N,H,W), got rank {len(shape)} shape {shape}")
+    if len(shape) == 4 and shape[3] <= 4 < min(shape[1], shape[2]):
+        raise DataError(f"{key} has shape {shape}, which looks channel-last (N,H,W,C); "
                         "store it as (N,C,H,W), e.g. x.transpose(0, 3, 1, 2)")
-    if x.shape[0] == 0 or min(x.shape[1:]) == 0:
-        raise DataError(f"{key} is empty: shape {x.shape}")
+    if shape[0] == 0 or min(shape[1:]) == 0:
+        raise DataError(f"{key} is empty: shape {shape}")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         bad = "NaN" if np.isnan(x).any() else "infinite values"
         raise DataError(f"{key} contains {bad}")
+
+
+def _images(key: str, x: np.ndarray) -> np.ndarray:
+    check_images(key, x)
+    x = x[:, None] if x.ndim == 3 else x
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 
-def _labels(key: str, y: np.ndarray, n: int) -> np.ndarray:
+def check_labels(key: str, y: np.ndarray, n: int) -> np.ndarray:
+    """Integer labels, one per sample, none negative; as int64."""
     if y.ndim != 1:
         raise DataError(f"{key} must have shape (N,), got {y.shape}")
     if y.dtype.kind not in "iu":
@@ -138,22 +146,27 @@ def _labels(key: str, y: np.ndarray, n: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def count_classes(y_train: np.ndarray) -> int:
+    """K for labels 0..K-1, each present, K at least 2."""
+    num_classes = int(y_train.max()) + 1
+    if num_classes < 2:
+        raise DataError("y_train has a single class; at least two are needed")
+    empty = np.flatnonzero(np.bincount(y_train, minlength=num_classes) == 0)
+    if empty.size:
+        raise DataError(f"y_train has no samples of class(es) {', '.join(map(str, empty[:10]))}: labels must be 0..K-1")
+    return num_classes
+
+
 def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray | None,
                 y_test: np.ndarray | None, channel_names: list[str] | None, seed: int) -> TensorDataset:
     """Check arrays of the dataset contract and wrap them; without a test part, a seeded stratified
     `TEST_SHARE` of the training part is held out."""
     x_train = _images("x_train", x_train)
-    y_train = _labels("y_train", y_train, x_train.shape[0])
-    num_classes = int(y_train.max()) + 1
-    counts = np.bincount(y_train, minlength=num_classes)
-    if num_classes < 2:
-        raise DataError("y_train has a single class; at least two are needed")
-    empty = np.flatnonzero(counts == 0)
-    if empty.size:
-        raise DataError(f"y_train has no samples of class(es) {', '.join(map(str, empty[:10]))}: labels must be 0..K-1")
+    y_train = check_labels("y_train", y_train, x_train.shape[0])
+    num_classes = count_classes(y_train)
     if x_test is not None and y_test is not None:
         x_test = _images("x_test", x_test)
-        y_test = _labels("y_test", y_test, x_test.shape[0])
+        y_test = check_labels("y_test", y_test, x_test.shape[0])
         if x_test.shape[1:] != x_train.shape[1:]:
             raise DataError(f"x_test samples have shape {x_test.shape[1:]}, x_train {x_train.shape[1:]}")
         if y_test.max() >= num_classes:

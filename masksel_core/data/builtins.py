@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import DEFAULT_MAX_BYTES, DataError, TensorDataset, from_arrays, load_npz
+from .stores import StoreDataset, is_store_uri, load_store, memory_budget
 from .synthetic import SYNTHETIC_SUMMARIES, load_synthetic_moving, load_synthetic_remote, load_synthetic_supernova
 from .torchvision_files import TORCHVISION_DATASETS, load_torchvision
 
@@ -66,20 +67,26 @@ BUILTINS: dict[str, Callable[[int], TensorDataset]] = {
 
 
 def load_dataset(spec: str, *, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES, root: str | Path | None = None,
-                 download: bool = False) -> TensorDataset:
-    """A built-in name, a torchvision data set name (`TORCHVISION_DATASETS`) or a path to an `.npz` file.
+                 download: bool = False, budget: int | None = None) -> TensorDataset | StoreDataset:
+    """A built-in name, a torchvision data set name (`TORCHVISION_DATASETS`), a path to an `.npz` file, or a zarr
+    store (`path/to/set.zarr` or `s3://bucket/prefix`).
 
-    `root` and `download` only concern the torchvision data sets: their files are read from `root`
-    (default `torchvision_files.default_data_root()`) and fetched only when `download` is true.
+    A store whose inputs fit `budget` bytes as float32 (default `stores.memory_budget()`) is read into memory; a
+    larger one comes back as a `StoreDataset`, which `train` streams. `root` and `download` only concern the
+    torchvision data sets: their files are read from `root` (default `torchvision_files.default_data_root()`) and
+    fetched only when `download` is true.
     """
     if spec in BUILTINS:
         return BUILTINS[spec](seed)
     if spec in TORCHVISION_DATASETS:
         return load_torchvision(spec, root, download=download, seed=seed)
+    if is_store_uri(spec):
+        store = load_store(spec, seed=seed)
+        return store.to_memory() if store.float_bytes <= (memory_budget() if budget is None else budget) else store
     path = Path(spec)
     if path.suffix != ".npz" and not path.exists():
         raise DataError(f"unknown dataset {spec!r}: not a built-in ({', '.join(BUILTINS)}), a torchvision data set "
-                        f"({', '.join(TORCHVISION_DATASETS)}) nor an .npz file")
+                        f"({', '.join(TORCHVISION_DATASETS)}), an .npz file nor a zarr store (.zarr or s3://)")
     return load_npz(path, seed=seed, max_bytes=max_bytes)
 
 

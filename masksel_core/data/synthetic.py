@@ -1,4 +1,4 @@
-"""Generated data sets that ship offline, seeded and deterministic (registered in `masksel_core.datasets`).
+"""Generated data sets that ship offline, seeded and deterministic (registered in `builtins`).
 
 - `synthetic-remote`: a stand-in for the paper's remote sensing data (`load_synthetic_remote`);
 - `synthetic-supernova`: a bright blob in the centre, or not (`load_synthetic_supernova`);

@@ -16,7 +16,7 @@ from ..masks.chain import AnyMask
 from ..masks.dynamic import DynamicMask, gallery_indices
 from .records import EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
-from .steps import Splits, batches, evaluate, masked_step, network_step
+from .steps import Splits, evaluate_split, masked_step, network_step
 from .swap_check import swap_check
 
 # The target's pace: reached after this share of the selection epochs, the rest to settle (`TargetPace`).
@@ -36,7 +36,7 @@ class Loop:
                  should_stop: Callable[[], bool]) -> None:
         self.config, self.splits, self.model, self.chain = config, splits, model, chain
         self.should_stop = should_stop
-        self.generator = torch.Generator(device=splits.x_fit.device).manual_seed(config.seed + 1)
+        self.generator = torch.Generator(device=splits.device).manual_seed(config.seed + 1)
         self.loss_fn = nn.CrossEntropyLoss()
         self.lam = LambdaPlateau(config.lambda_init, config.lambda_factor, config.lambda_patience,
                                  threshold=config.lambda_threshold, threshold_mode=config.lambda_threshold_mode)
@@ -92,7 +92,7 @@ class Loop:
         started = time.perf_counter()
         optimizer = self.optimizers[0]
         task, q = self._train_epoch(lambda x, y: network_step(self.model, self.chain, self.loss_fn, x, y, optimizer))
-        accuracy, _ = evaluate(self.model, self.chain, self.splits.x_val, self.splits.y_val)
+        accuracy, _ = evaluate_split(self.model, self.chain, self.splits)
         self.epoch += 1
         record = self._record(task, q, accuracy, started)
         if self.stopper.step(accuracy, self.epoch):
@@ -119,7 +119,7 @@ class Loop:
 
     def _select_epoch(self) -> EpochRecord | None:
         if self.start_accuracy is None:  # pretrained weights, or no warm-up: score the starting point
-            self.start_accuracy, _ = evaluate(self.model, self.chain, self.splits.x_val, self.splits.y_val)
+            self.start_accuracy, _ = evaluate_split(self.model, self.chain, self.splits)
         if self.epoch - self.phase_start >= self.config.epochs:
             self._end_selection("epochs", self.records[-1].val_accuracy)
             return None
@@ -128,7 +128,7 @@ class Loop:
         task, q = self._train_epoch(lambda x, y: masked_step(
             self.model, self.chain, self.loss_fn, x, y, self.optimizers, lam=lam, tau=tau,
             explore=self.steps.next_is_exploration(), generator=self.generator))
-        accuracy, val_loss = evaluate(self.model, self.chain, self.splits.x_val, self.splits.y_val)
+        accuracy, val_loss = evaluate_split(self.model, self.chain, self.splits)
         fraction = self._fraction()
         self.epoch += 1
         monitored = {"val_total": val_loss + lam * fraction, "total": task + lam * q,
@@ -170,9 +170,9 @@ class Loop:
         self.stopped_because = reason
         self.swaps = swap_check(self.chain, self.model, self.splits, candidates=self.config.swap_candidates,
                                 rounds=self.config.swap_rounds, lr=self.config.network_lr,
-                                batch_size=self.config.batch_size, seed=self.config.seed + 2)
+                                seed=self.config.seed + 2)
         if self.swaps:
-            accuracy, _ = evaluate(self.model, self.chain, self.splits.x_val, self.splits.y_val)
+            accuracy, _ = evaluate_split(self.model, self.chain, self.splits)
         self.chain.freeze()
         if not self.config.finalize_epochs:
             self.phase = "done"
@@ -186,14 +186,13 @@ class Loop:
 
     def _train_epoch(self, step: Step) -> tuple[float, float]:
         self.model.train()
-        x_all, y_all = self.splits.x_fit, self.splits.y_fit
-        task_sum = torch.zeros((), device=x_all.device)
-        mask_sum = torch.zeros((), device=x_all.device)
+        task_sum = torch.zeros((), device=self.splits.device)
+        mask_sum = torch.zeros((), device=self.splits.device)
         count = 0
-        for idx in batches(x_all.shape[0], self.config.batch_size, generator=self.generator, device=x_all.device):
+        for x, y in self.splits.fit_batches(self.generator):
             if self.should_stop():
                 raise Stopped
-            task, q = step(x_all[idx], y_all[idx])  # (B, C', H, W), (B,)
+            task, q = step(x, y)  # (B, C', H, W), (B,)
             task_sum += task
             mask_sum += q
             count += 1
@@ -204,9 +203,9 @@ class Loop:
                 tau: float | None = None, fraction: float | None = None) -> EpochRecord:
         snapshot: dict[str, np.ndarray] = {}
         if isinstance(self.chain, DynamicMask):  # how often each cell is kept, and the gallery's own cells
-            snapshot["frequency"] = self.chain.frequency(self.splits.x_val)
+            snapshot["frequency"] = self.chain.frequency(self.splits.probe)
             selected = (snapshot["frequency"] >= 0.5).astype(np.uint8)
-            gallery = self.splits.x_val[gallery_indices(self.splits.y_val)]
+            gallery = self.splits.probe[gallery_indices(self.splits.probe_labels)]
             snapshot["gallery"] = self.chain.hard_cells(gallery).to(torch.uint8).cpu().numpy()
         else:
             selected = self.chain.selected()
@@ -217,7 +216,7 @@ class Loop:
     def _fraction(self) -> float:
         """Q of the noise-free mask; a dynamic mask's on the validation inputs (a static one costs the same on
         every input)."""
-        return self.chain.fraction(self.splits.x_val)
+        return self.chain.fraction(self.splits.probe)
 
     # --- saving ----------------------------------------------------------------------------------
 

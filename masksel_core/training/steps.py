@@ -5,7 +5,7 @@ A step is what any PyTorch training step is: mask the batch, compute the task lo
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,12 +18,43 @@ EVAL_BATCH = 1024
 
 @dataclass
 class Splits:
-    """The batches a run trains on and the validation part that decides for it (never the test split)."""
+    """The batches a run trains on and the validation part that decides for it (never the test split), in memory.
+
+    `training.streamed.StreamedSplits` offers the same methods for a data set read from a store."""
 
     x_fit: torch.Tensor
     y_fit: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+    batch_size: int = 128
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_fit.device
+
+    @property
+    def num_fit(self) -> int:
+        return len(self.y_fit)
+
+    @property
+    def probe(self) -> torch.Tensor:
+        """The validation inputs a dynamic mask's share and gallery are measured on: all of them."""
+        return self.x_val
+
+    @property
+    def probe_labels(self) -> torch.Tensor:
+        return self.y_val
+
+    def fit_batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in batches(self.num_fit, batch_size=self.batch_size, generator=generator, device=self.device):
+            yield self.x_fit[idx], self.y_fit[idx]
+
+    def val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, self.x_val.shape[0], EVAL_BATCH):
+            yield self.x_val[start:start + EVAL_BATCH], self.y_val[start:start + EVAL_BATCH]
+
+    def close(self) -> None:
+        """Nothing to release in memory (a streamed split removes its local copy)."""
 
 
 def batches(count: int, batch_size: int, *, generator: torch.Generator, device: torch.device | str = "cpu"
@@ -64,13 +95,28 @@ def network_step(model: nn.Module, chain: AnyMask, loss_fn: nn.Module, x: torch.
 @torch.no_grad()
 def evaluate(model: nn.Module, chain: AnyMask, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Accuracy and mean task loss through the discrete, noise-free mask."""
+    return evaluate_batches(model, chain, ((x[s:s + EVAL_BATCH], y[s:s + EVAL_BATCH])
+                                           for s in range(0, x.shape[0], EVAL_BATCH)), device=x.device)
+
+
+def evaluate_split(model: nn.Module, chain: AnyMask, splits: Splits) -> tuple[float, float]:
+    """`evaluate` on a run's validation split, wherever it lies."""
+    return evaluate_batches(model, chain, splits.val_batches(), device=splits.device)
+
+
+@torch.no_grad()
+def evaluate_batches(model: nn.Module, chain: AnyMask, parts: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+                     device: torch.device) -> tuple[float, float]:
+    """`evaluate` over batches (a split in memory, or one read from a store)."""
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=x.device)
-    loss = torch.zeros((), device=x.device)
-    for start in range(0, x.shape[0], EVAL_BATCH):
-        masked, _ = chain(x[start:start + EVAL_BATCH], tau=1.0, explore=False)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    loss = torch.zeros((), device=device)
+    count = 0
+    for x, y in parts:
+        masked, _ = chain(x, tau=1.0, explore=False)
         logits = model(masked)
-        correct += (logits.argmax(dim=1) == y[start:start + EVAL_BATCH]).sum()
-        loss += nn.functional.cross_entropy(logits, y[start:start + EVAL_BATCH], reduction="sum")
-    count = max(x.shape[0], 1)
+        correct += (logits.argmax(dim=1) == y).sum()
+        loss += nn.functional.cross_entropy(logits, y, reduction="sum")
+        count += x.shape[0]
+    count = max(count, 1)
     return int(correct) / count, float(loss) / count

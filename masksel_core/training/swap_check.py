@@ -21,14 +21,14 @@ from torch import nn
 
 from ..masks.chain import AnyMask, MaskChain
 from ..masks.stages import ChannelXor, PixelXor
-from .steps import Splits, batches, evaluate, network_step
+from .steps import Splits, evaluate_split, network_step
 
 TOLERANCE = 0.005  # a relative improvement of the validation loss smaller than this is noise, not a better mask
 FINALISTS, TRIAL_EPOCHS = 3, 1
 
 
 def swap_check(chain: AnyMask, model: nn.Module, splits: Splits, *, candidates: int, rounds: int, lr: float,
-               batch_size: int, seed: int) -> list[tuple[int, int]]:
+               seed: int) -> list[tuple[int, int]]:
     """Up to `rounds` swaps in the last select stage (a two-class one); returns them as (dropped, taken) flat
     indices into the stage's selection, in the order they were made."""
     if not chain.select_stages:  # a dynamic mask: no one set of elements to swap in
@@ -43,13 +43,13 @@ def swap_check(chain: AnyMask, model: nn.Module, splits: Splits, *, candidates: 
         """Validation loss of a copy of the network trained briefly on the current mask (same batches each call)."""
         trial = copy.deepcopy(model)
         optimizer = torch.optim.Adam(trial.parameters(), lr=lr)
-        generator = torch.Generator(device=splits.x_fit.device).manual_seed(seed)
+        generator = torch.Generator(device=splits.device).manual_seed(seed)
         loss_fn = nn.CrossEntropyLoss()
         for _ in range(TRIAL_EPOCHS):
             trial.train()
-            for idx in batches(len(splits.y_fit), batch_size, generator=generator, device=splits.x_fit.device):
-                network_step(trial, chain, loss_fn, splits.x_fit[idx], splits.y_fit[idx], optimizer)
-        return evaluate(trial, chain, splits.x_val, splits.y_val)[1]
+            for x, y in splits.fit_batches(generator):
+                network_step(trial, chain, loss_fn, x, y, optimizer)
+        return evaluate_split(trial, chain, splits)[1]
 
     swaps: list[tuple[int, int]] = []
     for _ in range(rounds):
@@ -83,7 +83,7 @@ def _screen(chain: MaskChain, model: nn.Module, splits: Splits, flat: torch.Tens
         for taken in pool:
             if prices[taken] <= prices[out]:
                 _exchange(flat, out, taken)
-                scores.append((evaluate(model, chain, splits.x_val, splits.y_val)[1], (out, taken)))
+                scores.append((evaluate_split(model, chain, splits)[1], (out, taken)))
                 _exchange(flat, out, taken)
     return scores
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -21,15 +22,18 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data.arrays import DataError, TensorDataset, stratified_indices
+from ..data.stores import StoreDataset
 from ..masks.chain import AnyMask, build_chain, spec_problem
 from ..masks.dynamic import DynamicMask, gallery_indices, is_dynamic
 from ..models import create_model
 from ..transfer.packing import transfer_summary
 from .loop import Loop, Stopped
 from .records import EpochRecord
-from .steps import Splits, evaluate
+from .steps import Splits, evaluate, evaluate_batches
+from .streamed import PROBE_SIZE, StreamedSplits
 
 CHECKPOINT_NAME = "checkpoint.pt"
+TEST_SAMPLE = 1024  # streamed test inputs packed to measure the bytes per sample (a static mask sends the same)
 
 
 @dataclass
@@ -103,23 +107,49 @@ def build(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: i
     return chain, model
 
 
-def split_validation(data: TensorDataset, share: float, seed: int) -> Splits:
+def split_validation(data: TensorDataset, share: float, seed: int, batch_size: int = 128) -> Splits:
     """A stratified, seeded `share` of the training split for validation; the rest is trained on."""
     fit, val = (torch.from_numpy(i) for i in stratified_indices(data.y_train.numpy(), share, seed))
     if len(val) == 0:
         raise DataError("the training split has a single sample of every class: nothing is left for validation")
-    return Splits(data.x_train[fit], data.y_train[fit], data.x_train[val], data.y_train[val])
+    return Splits(data.x_train[fit], data.y_train[fit], data.x_train[val], data.y_train[val], batch_size)
 
 
-def gallery_inputs(data: TensorDataset, config: TrainConfig) -> torch.Tensor:
+def gallery_inputs(data: TensorDataset | StoreDataset, config: TrainConfig) -> torch.Tensor:
     """The validation inputs (G, C, H, W) whose cells a dynamic run's records hold (`EpochRecord.gallery`)."""
+    if isinstance(data, StoreDataset):
+        _, val = stratified_indices(data.y_train, config.val_share, config.seed)
+        val = val[:PROBE_SIZE]  # the streamed run's probe: the first validation rows
+        picked = np.sort(data.train_rows[val[gallery_indices(torch.from_numpy(data.y_train[val]))]])
+        return torch.from_numpy(data.read_rows("x_train", picked))
     splits = split_validation(data, config.val_share, config.seed)
     return splits.x_val[gallery_indices(splits.y_val)]
 
 
+def make_splits(config: TrainConfig, chain: AnyMask, data: TensorDataset | StoreDataset,
+                device: torch.device) -> tuple[Splits | StreamedSplits, TensorDataset | None]:
+    """The run's fit and validation splits on `device`: in memory (with the data the chain's `extend` prepared),
+    or streamed from a store (extended batch by batch)."""
+    if isinstance(data, StoreDataset):
+        extend = chain.extend.apply if chain.extend is not None else None
+        return StreamedSplits(data, val_share=config.val_share, seed=config.seed, batch_size=config.batch_size,
+                              device=device, transform=extend), None
+    prepared = prepare_inputs(chain, data)
+    splits = split_validation(prepared, config.val_share, config.seed, config.batch_size)
+    moved = (t.to(device) for t in (splits.x_fit, splits.y_fit, splits.x_val, splits.y_val))
+    return Splits(*moved, batch_size=config.batch_size), prepared
+
+
+def cost_sample(data: TensorDataset | StoreDataset) -> torch.Tensor:
+    """Training inputs to measure a JPEG version's bytes on: all in memory, the first chunk's worth of a store."""
+    if isinstance(data, StoreDataset):
+        return torch.from_numpy(data.read_rows("x_train", data.train_rows[:max(data.chunk_samples, 256)]))
+    return data.x_train
+
+
 def train(
     config: TrainConfig,
-    data: TensorDataset,
+    data: TensorDataset | StoreDataset,
     *,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     inspect: Callable[[EpochRecord, nn.Module, AnyMask], None] | None = None,
@@ -142,17 +172,27 @@ def train(
     torch.manual_seed(config.seed)
     chain, model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(config.seed))
     if config.extend_costs == "bytes" and chain.extend is not None:
-        chain.set_version_costs(chain.extend.measured_costs(data.x_train, per_channel=True))
-    prepared = prepare_inputs(chain, data)
-    splits = split_validation(prepared, config.val_share, config.seed)
-    splits = Splits(*(t.to(device) for t in (splits.x_fit, splits.y_fit, splits.x_val, splits.y_val)))
+        chain.set_version_costs(chain.extend.measured_costs(cost_sample(data), per_channel=True))
+    splits, prepared = make_splits(config, chain, data, device)
+    try:
+        return _run(config, data, splits, prepared, chain, model, device, on_epoch=on_epoch, inspect=inspect,
+                    should_stop=should_stop, checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
+    finally:
+        splits.close()
+
+
+def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits | StreamedSplits,
+         prepared: TensorDataset | None, chain: AnyMask, model: nn.Module, device: torch.device, *,
+         on_epoch: Callable[[EpochRecord], None] | None, inspect: Callable[[EpochRecord, nn.Module, AnyMask], None]
+         | None, should_stop: Callable[[], bool] | None, checkpoint_dir: str | Path | None,
+         on_checkpoint: Callable[[], None] | None) -> TrainResult:
     loop = Loop(config, splits, model.to(device), chain.to(device), should_stop or (lambda: False))
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None and path.exists():
         # Loaded onto the CPU: the modules and optimisers move what they hold to their own devices.
         loop.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     result = TrainResult(config, model, chain, data.input_shape,
-                         probe=splits.x_val if isinstance(chain, DynamicMask) else None)
+                         probe=splits.probe if isinstance(chain, DynamicMask) else None)
 
     def emit(record: EpochRecord) -> None:
         if on_epoch is not None:
@@ -173,10 +213,14 @@ def train(
     result.swaps = list(loop.swaps)
     model.eval()
     if result.records and result.stopped_because != "cancelled":
-        result.test_accuracy = evaluate(model, chain, prepared.x_test.to(device), prepared.y_test.to(device))[0]
+        if prepared is not None:
+            result.test_accuracy = evaluate(model, chain, prepared.x_test.to(device), prepared.y_test.to(device))[0]
+        else:
+            result.test_accuracy = evaluate_batches(model, chain, splits.test_batches(), device=device)[0]
         result.warnings = run_warnings(result, splits.y_val, loop.lam.value)
     if result.records:
-        result.transfer = transfer_summary(chain, data, budget_bytes=config.target_bytes, probe=result.probe)
+        packed = data if isinstance(data, TensorDataset) else SimpleNamespace(x_test=splits.test_sample(TEST_SAMPLE))
+        result.transfer = transfer_summary(chain, packed, budget_bytes=config.target_bytes, probe=result.probe)
     return result
 
 

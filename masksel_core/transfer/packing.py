@@ -240,7 +240,7 @@ def _jpeg_from(body: bytes, plan: TransferPlan, count: int) -> torch.Tensor:
 
 
 def _thumb_body(x: torch.Tensor, plan: TransferPlan, dtype: str) -> bytes:
-    parts = [shrink(x[:, c:c + 1], plan.levels[plan.versions[c]]).reshape(x.shape[0], -1).numpy()
+    parts = [shrink(x[:, c:c + 1], plan.levels[plan.versions[c]]).flatten(1).numpy()
              for c in plan.kept_channels()]
     if not parts:
         return b""

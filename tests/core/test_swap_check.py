@@ -27,13 +27,13 @@ def _setup(kept: int) -> tuple[object, torch.nn.Module, Splits]:
         margins[kept] = 1.0
         chain.select_stages[0].logits.copy_(torch.stack([margins, torch.zeros(3)], dim=1))
     torch.manual_seed(0)
-    return chain, create_model("mlp", (3, 1, 4), 2), Splits(x_fit, y_fit, x_val, y_val)
+    return chain, create_model("mlp", (3, 1, 4), 2), Splits(x_fit, y_fit, x_val, y_val, batch_size=16)
 
 
 def test_a_noisy_copy_is_traded_for_the_clean_channel() -> None:
     chain, model, splits = _setup(kept=1)
     before = [p.clone() for p in model.parameters()]
-    swaps = swap_check(chain, model, splits, candidates=2, rounds=3, lr=1e-2, batch_size=16, seed=0)
+    swaps = swap_check(chain, model, splits, candidates=2, rounds=3, lr=1e-2, seed=0)
     assert swaps == [(1, 0)] and chain.selected().tolist() == [1, 0, 0]
     assert chain.fraction() == pytest.approx(1 / 3)  # a swap never makes the mask dearer
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # trials train copies
@@ -41,13 +41,13 @@ def test_a_noisy_copy_is_traded_for_the_clean_channel() -> None:
 
 def test_with_the_best_channel_kept_nothing_is_swapped() -> None:
     chain, model, splits = _setup(kept=0)
-    assert swap_check(chain, model, splits, candidates=2, rounds=3, lr=1e-2, batch_size=16, seed=0) == []
+    assert swap_check(chain, model, splits, candidates=2, rounds=3, lr=1e-2, seed=0) == []
     assert chain.selected().tolist() == [1, 0, 0]
 
 
 def test_xor_masks_and_zero_candidates_are_left_alone() -> None:
     _, model, splits = _setup(kept=1)
     xor = build_chain("channel-xor", (3, 1, 4))
-    assert swap_check(xor, model, splits, candidates=2, rounds=3, lr=1e-2, batch_size=16, seed=0) == []
+    assert swap_check(xor, model, splits, candidates=2, rounds=3, lr=1e-2, seed=0) == []
     chain, model, splits = _setup(kept=1)
-    assert swap_check(chain, model, splits, candidates=0, rounds=3, lr=1e-2, batch_size=16, seed=0) == []
+    assert swap_check(chain, model, splits, candidates=0, rounds=3, lr=1e-2, seed=0) == []

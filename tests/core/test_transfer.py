@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import masksel_core
 from masksel_core.export import mask_document
 from masksel_core.masks.chain import build_chain
 from masksel_core.transfer.packing import (
@@ -218,3 +219,11 @@ def test_pre_encoded_jpegs_give_the_same_payload() -> None:
     assert kept == pack(x, plan)
     with pytest.raises(ValueError, match="do not match the batch"):
         pack(x, plan, encoded=lambda c, quality: encode_channel(x[:2], c, quality))
+
+
+def test_a_thumbnail_run_measures_its_transfer_at_the_end() -> None:
+    """The summary packs an empty batch first (the header alone): a thumbnail body of no samples is empty."""
+    config = masksel_core.TrainConfig(mask_type="thumb-xor", model="mlp", epochs=1, warmup_epochs=1,
+                                      finalize_epochs=1, device="cpu")
+    result = masksel_core.train(config, masksel_core.load_dataset("digits"))
+    assert 0 < result.transfer["bytes_per_sample"] <= result.transfer["raw_bytes_per_sample"]

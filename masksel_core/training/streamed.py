@@ -1,0 +1,67 @@
+"""The splits of a stored data set too large for memory: the same interface as `steps.Splits`, streamed.
+
+Training batches come from the store chunk by chunk (`data.streaming.ChunkStream` in reader processes); the
+validation split is copied once to the local disk and read from there every epoch; only a bounded `probe` of it
+(what a dynamic mask's share and gallery are measured on) and the labels are held in memory.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from ..data.arrays import DataError, stratified_indices
+from ..data.stores import StoreDataset
+from ..data.streaming import ChunkStream, LocalCopy, loader
+from .steps import EVAL_BATCH
+
+PROBE_SIZE = 2048  # validation inputs held in memory for a dynamic mask's share and gallery
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class StreamedSplits:
+    """Fit and validation parts of a `StoreDataset`'s training split, stratified and seeded as in memory."""
+
+    def __init__(self, store: StoreDataset, *, val_share: float, seed: int, batch_size: int, device: torch.device,
+                 transform: Transform | None = None, workers: int | None = None) -> None:
+        fit, val = stratified_indices(store.y_train, val_share, seed)
+        if len(val) == 0:
+            raise DataError("the training split has a single sample of every class: nothing is left for validation")
+        self.store, self.batch_size, self.device, self.workers = store, batch_size, device, workers
+        self.transform = transform or (lambda x: x)
+        self.fit_rows, self.y_fit_np = store.train_rows[fit], store.y_train[fit]
+        self.num_fit = len(fit)
+        self.y_val = torch.from_numpy(store.y_train[val]).to(device)
+        self.copy = LocalCopy(store, "x_train", store.train_rows[val], store.y_train[val], batch=EVAL_BATCH,
+                              workers=workers)
+        probe = min(PROBE_SIZE, len(val))
+        self.probe = self.transform(torch.from_numpy(self.copy.head(probe))).to(device)
+        self.probe_labels = self.y_val[:probe]
+
+    def fit_batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch's batches; the order is drawn from `generator`, so a resumed run reads the same ones."""
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        stream = ChunkStream(self.store.uri, "x_train", self.fit_rows, self.y_fit_np, self.batch_size,
+                             shuffle=True, seed=seed, options=self.store.options)
+        for x, y in loader(stream, workers=self.workers, pin_memory=self.device.type == "cuda"):
+            yield self.transform(x).to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.copy.batches():
+            yield self.transform(x).to(self.device), y.to(self.device)
+
+    def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The test split, read once in order (for the score of the written model)."""
+        stream = ChunkStream(self.store.uri, self.store.test_key, self.store.test_rows, self.store.y_test,
+                             EVAL_BATCH, shuffle=False, options=self.store.options)
+        for x, y in loader(stream, workers=self.workers):
+            yield self.transform(x).to(self.device), y.to(self.device)
+
+    def test_sample(self, count: int) -> torch.Tensor:
+        """The first `count` test inputs (what a transfer summary packs to measure the bytes per sample)."""
+        rows = self.store.test_rows[:count]
+        return torch.from_numpy(self.store.read_rows(self.store.test_key, np.sort(rows)))
+
+    def close(self) -> None:
+        self.copy.close()
