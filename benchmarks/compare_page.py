@@ -45,8 +45,8 @@ def populate(runs: int, epochs: int) -> tuple[list[int], str]:
     from django.contrib.auth.models import User
     from django.core.management import call_command
 
+    from jobs.dataset_services import dataset_seed_builtins
     from jobs.models import EpochMetric, Run
-    from jobs.services import dataset_seed_builtins
 
     call_command("migrate", verbosity=0)
     digits = dataset_seed_builtins()[0]

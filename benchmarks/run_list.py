@@ -37,8 +37,8 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from jobs.dataset_services import dataset_seed_builtins
     from jobs.models import Run
-    from jobs.services import dataset_seed_builtins
 
     call_command("migrate", verbosity=0)
     digits = dataset_seed_builtins()[0]

@@ -43,11 +43,11 @@ def train_runs(cases: dict[str, list[str]]) -> list[dict[str, object]]:
     from django.core.management import call_command
 
     import masksel_core
-    from jobs import services
+    from jobs import dataset_services, services
     from jobs.models import Run
 
     call_command("migrate", verbosity=0)
-    datasets = {d.builtin: d for d in services.dataset_seed_builtins()}
+    datasets = {d.builtin: d for d in dataset_services.dataset_seed_builtins()}
     user = User.objects.create_user("bench", password="bench-password-1")
     runs = []
     for name, masks in cases.items():

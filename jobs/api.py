@@ -11,27 +11,38 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from masksel_core import DataError
+from masksel_core.data.stores import StoreError
 
-from . import downloads, run_files, samples, selectors, services
+from . import dataset_services, downloads, run_files, samples, selectors, services
 from . import serializers as out
 from .errors import ServiceError, public_text
 
 
 class DatasetList(APIView):
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(responses=out.DatasetSerializer(many=True), summary="Data sets you may use (built-ins and yours)")
     def get(self, request: Request) -> Response:
         return Response(out.DatasetSerializer(selectors.datasets_visible_to(request.user), many=True).data)
 
-    @extend_schema(request={"multipart/form-data": out.DatasetUpload},
+    @extend_schema(request={"multipart/form-data": out.DatasetUpload, "application/json": out.DatasetRegister},
                    responses={201: out.DatasetSerializer, 400: out.Error},
-                   summary="Upload an .npz; refused with a message naming the problem")
+                   summary="Upload an .npz, or register a zarr store by uri; refused with a message naming the "
+                           "problem")
     def post(self, request: Request) -> Response:
         upload = request.FILES.get("file")
-        if upload is None:
-            return Response({"error": "file is required (multipart field 'file')"}, status=400)
-        row = services.dataset_create(owner=request.user, name=request.data.get("name", ""), upload=upload)
+        if upload is not None:
+            row = dataset_services.dataset_create(owner=request.user, name=request.data.get("name", ""),
+                                                  upload=upload)
+        elif "uri" in request.data:
+            given = out.DatasetRegister(data=request.data)
+            if not given.is_valid():
+                field, problems = next(iter(given.errors.items()))
+                return Response({"error": f"{field}: {problems[0]}"}, status=400)
+            row = dataset_services.dataset_register(owner=request.user, **given.validated_data)
+        else:
+            return Response({"error": "file is required (multipart field 'file'), or a store's uri (JSON {name, uri})"},
+                            status=400)
         return Response(out.DatasetSerializer(row).data, status=status.HTTP_201_CREATED)
 
 
@@ -43,7 +54,7 @@ class DatasetDetail(APIView):
     @extend_schema(responses={204: None, 400: out.Error, 404: out.Error},
                    summary="Delete one of your uploads; refused for built-ins and while runs use it")
     def delete(self, request: Request, dataset_id: int) -> Response:
-        services.dataset_delete(selectors.dataset_get(request.user, dataset_id), request.user)
+        dataset_services.dataset_delete(selectors.dataset_get(request.user, dataset_id), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -52,7 +63,7 @@ class DatasetPreview(APIView):
 
     @extend_schema(responses={200: out.Preview, 404: out.Error})
     def get(self, request: Request, dataset_id: int) -> Response:
-        return Response(services.dataset_preview(selectors.dataset_get(request.user, dataset_id)))
+        return Response(dataset_services.dataset_preview(selectors.dataset_get(request.user, dataset_id)))
 
 
 class DatasetSamples(APIView):
@@ -67,8 +78,10 @@ class DatasetSamples(APIView):
             OpenApiParameter("dtype", str, enum=list(samples.DTYPE_CHOICES),
                              description="value type on the wire (default float32; the others are lossy)"),
             OpenApiParameter("compress", bool, description="zlib the body (lossless)")],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 400: out.Error, 404: out.Error},
-        summary="Packed samples (masksel_core.transfer.packing.unpack reads them); headers give the total and the plan")
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 400: out.Error, 404: out.Error,
+                   503: out.Error},
+        summary="Packed samples (masksel_core.transfer.packing.unpack reads them); headers give the total, the plan "
+                "and, for a zarr store, the bytes read from it (X-Masksel-Bytes-Read)")
     def get(self, request: Request, dataset_id: int) -> HttpResponse:
         dataset = selectors.dataset_get(request.user, dataset_id)
         run_param = request.query_params.get("run")
@@ -77,10 +90,14 @@ class DatasetSamples(APIView):
             page = samples.sample_page(dataset, run, request.query_params)
         except (samples.SampleRequestError, DataError) as exc:
             return Response({"error": public_text(str(exc))}, status=status.HTTP_400_BAD_REQUEST)
+        except StoreError as exc:  # the store's bucket or disk failed: not the request's fault
+            return Response({"error": public_text(str(exc))}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         response = HttpResponse(page.payload, content_type="application/octet-stream")
         response["Content-Length"] = str(len(page.payload))
         response["X-Masksel-Total"] = str(page.total)
         response["X-Masksel-Plan"] = page.plan.plan_id
+        if page.bytes_read is not None:  # a zarr store: what serving the page read from where it lies
+            response["X-Masksel-Bytes-Read"] = str(page.bytes_read)
         return response
 
 

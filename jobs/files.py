@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core.files.storage import Storage
 from django.db.models.fields.files import FieldFile
 
+from masksel_core.data.stores import StoreError
+
 CHUNK_BYTES = 1024**2
 
 
@@ -70,10 +72,16 @@ def check_storage() -> None:
 def storage_fault(exc: BaseException) -> str | None:
     """Why `exc` is the object storage failing (unreachable, timing out, refusing), not the run: a reason to
     record, or None. Anything raised by boto3 or botocore counts, the cause of another error too (a save that
-    failed in an upload thread)."""
+    failed in an upload thread). A data set's zarr store that cannot be read mid-run (`StoreError`: its bucket or
+    disk gone) counts too, whatever the service's own storage is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreError):
+            return f"data set store unreachable: {seen}"
+        seen = seen.__cause__ or seen.__context__
     if settings.MASKSEL_STORAGE != "s3":
         return None
-    seen: BaseException | None = exc
+    seen = exc
     while seen is not None:
         if type(seen).__module__.split(".")[0] in ("botocore", "boto3"):
             where = f"bucket {settings.AWS_STORAGE_BUCKET_NAME!r} at {settings.AWS_S3_ENDPOINT_URL or 'AWS S3'}"

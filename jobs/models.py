@@ -14,13 +14,16 @@ from .files import local_path
 
 
 class Dataset(models.Model):
-    """A built-in data set (`builtin` set, no owner) or an uploaded `.npz` (owner and file)."""
+    """A built-in data set (`builtin` set, no owner), an uploaded `.npz` (owner and file), or a registered zarr
+    store (owner and uri)."""
 
     name = models.CharField(max_length=200)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
                               related_name="datasets")
     builtin = models.CharField(max_length=50, blank=True, default="")
     file = models.FileField(upload_to="datasets/", blank=True)
+    # A zarr store registered where it lies (a local path or s3:// URI inside MASKSEL_DATA_ROOTS): never copied.
+    uri = models.CharField(max_length=1000, blank=True, default="")
     input_shape = models.JSONField(default=list)
     num_classes = models.PositiveIntegerField(default=0)
     num_train = models.PositiveIntegerField(default=0)
@@ -42,9 +45,9 @@ class Dataset(models.Model):
 
     @property
     def source(self) -> str:
-        """What `masksel_core.load_dataset` takes: the built-in name or a local path of the file (on object
-        storage, this host's cached copy)."""
-        return self.builtin or str(local_path(self.file))
+        """What `masksel_core.load_dataset` takes: the built-in name, the store's URI, or a local path of the file
+        (on object storage, this host's cached copy)."""
+        return self.builtin or self.uri or str(local_path(self.file))
 
 
 class MaskConfig(models.Model):

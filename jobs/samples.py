@@ -14,10 +14,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 import masksel_core
 from masksel_core import TensorDataset
+from masksel_core.data.stores import ReadCounter, StoreDataset, load_store
 from masksel_core.transfer.packing import TransferPlan, encode_channel, full_plan, pack, plan_from_mask_document
 
 from . import run_files
@@ -27,6 +29,7 @@ MAX_COUNT = 4096
 DTYPE_CHOICES = ("float32", "float16", "uint8")
 _KEEP_DATASETS = 4
 _datasets: OrderedDict[tuple[str, int], TensorDataset] = OrderedDict()
+_stores: dict[tuple[str, int], StoreDataset] = {}
 _plans: dict[tuple[int, float], TransferPlan] = {}
 _mask_nets: dict[tuple[int, float], torch.jit.ScriptModule] = {}  # dynamic runs' server halves (`mask_net.ts`)
 _lock = threading.Lock()
@@ -45,6 +48,7 @@ class SamplePage:
     payload: bytes
     total: int
     plan: TransferPlan
+    bytes_read: int | None = None  # what a zarr store handed out to serve the page (None: a file held in memory)
 
 
 def _dataset_tensors(dataset: Dataset, seed: int) -> TensorDataset:
@@ -121,24 +125,65 @@ def sample_page(dataset: Dataset, run: Run | None, params: Any) -> SamplePage:
         raise SampleRequestError(f"run {run.pk} was trained on another data set, not on {dataset.pk}")
     plan = run_plan(run) if run is not None else None
     seed = int(run.config.get("seed", 0)) if run is not None else 0
+    if dataset.uri:
+        return _store_page(dataset, run, plan, seed, split, params, dtype=dtype, compress=compress)
     data = _dataset_tensors(dataset, seed)
     x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
     total = int(x.shape[0])
-    start = _int_param(params, "start", 0, 0, max(total - 1, 0))
-    count = _int_param(params, "count", min(256, total), 1, MAX_COUNT)
-    stop = min(start + count, total)
+    start, stop = _page_range(params, total)
     plan = plan or full_plan(data.input_shape)
 
     def encoded(channel: int, quality: int) -> list[bytes]:
         return _encoded_split(dataset.source, seed, split, x, channel, quality)[start:stop]
 
+    return SamplePage(_pack(x[start:stop], y[start:stop], plan, run, dtype=dtype, compress=compress,
+                            encoded=encoded), total, plan)
+
+
+def _page_range(params: Any, total: int) -> tuple[int, int]:
+    start = _int_param(params, "start", 0, 0, max(total - 1, 0))
+    count = _int_param(params, "count", min(256, total), 1, MAX_COUNT)
+    return start, min(start + count, total)
+
+
+def _store_page(dataset: Dataset, run: Run | None, plan: TransferPlan | None, seed: int, split: str, params: Any,
+                *, dtype: str, compress: bool) -> SamplePage:
+    """A page of a zarr store: only its samples' chunks of the channels the plan sends are read, and counted."""
+    store = _store(dataset.uri, seed)
+    key, rows, labels = ((store.test_key, store.test_rows, store.y_test) if split == "test"
+                         else ("x_train", store.train_rows, store.y_train))
+    start, stop = _page_range(params, len(rows))
+    plan = plan or full_plan(store.input_shape)
+    counter = ReadCounter()
+    x = torch.from_numpy(store.read_rows(key, rows[start:stop], channels=np.array(plan.kept_channels(), dtype=np.int64),
+                                         counter=counter))
+    payload = _pack(x, torch.from_numpy(labels[start:stop]), plan, run, dtype=dtype, compress=compress,
+                    encoded=lambda channel, quality: encode_channel(x, channel, quality))
+    return SamplePage(payload, len(rows), plan, counter.bytes)
+
+
+def _store(uri: str, seed: int) -> StoreDataset:
+    """A store's layout (labels, splits), checked once per process and seed; its inputs stay stored."""
+    key = (uri, seed)
+    with _lock:
+        if key in _stores:
+            return _stores[key]
+    store = load_store(uri, seed=seed)
+    with _lock:
+        _stores[key] = store
+        while len(_stores) > _KEEP_DATASETS:
+            _stores.pop(next(iter(_stores)))
+    return store
+
+
+def _pack(x: torch.Tensor, y: torch.Tensor, plan: TransferPlan, run: Run | None, *, dtype: str, compress: bool,
+          encoded: Any) -> bytes:
     cells = None
     if plan.kind == "dynamic" and run is not None:
         with torch.no_grad():
-            cells = run_mask_net(run)(x[start:stop])
-    payload = pack(x[start:stop], plan, labels=y[start:stop], dtype=dtype, compress=compress,
-                   encoded=encoded if plan.kind == "jpeg" else None, cells=cells)
-    return SamplePage(payload, total, plan)
+            cells = run_mask_net(run)(x)
+    return pack(x, plan, labels=y, dtype=dtype, compress=compress, encoded=encoded if plan.kind == "jpeg" else None,
+                cells=cells)
 
 
 def _encoded_split(source: str, seed: int, split: str, x: Any, channel: int, quality: int) -> list[bytes]:

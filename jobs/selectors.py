@@ -161,7 +161,7 @@ def compare_payload(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def dataset_preview_cached(dataset: Dataset) -> dict[str, Any] | None:
-    """The preview `services.dataset_preview` made and kept in storage for this data set, if it did."""
+    """The preview `dataset_services.dataset_preview` made and kept in storage for this data set, if it did."""
     name = preview_name(dataset)
     if not default_storage.exists(name):
         return None
@@ -172,7 +172,7 @@ def dataset_preview_cached(dataset: Dataset) -> dict[str, Any] | None:
 def preview_name(dataset: Dataset) -> str:
     """Its name in storage, by the data set's id and its stored file (or built-in) name: an id used again after
     a delete (SQLite does that) never finds the preview of the data set that had it."""
-    source = dataset.builtin or Path(dataset.file.name).stem
+    source = dataset.builtin or (Path(dataset.file.name).stem if dataset.file else "store")
     return f"previews/{dataset.pk}-{source}.json"
 
 

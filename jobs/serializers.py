@@ -35,10 +35,12 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "builtin", "input_shape", "num_classes", "num_train", "num_test", "channel_names",
-                  "test_held_out", "owned"]
+        fields = ["id", "name", "builtin", "uri", "input_shape", "num_classes", "num_train", "num_test",
+                  "channel_names", "test_held_out", "owned"]
         extra_kwargs = {"test_held_out": {"help_text": "the file had no x_test: the test split is a stratified "
-                                                       "share of its x_train, the same on every load"}}
+                                                       "share of its x_train, the same on every load"},
+                        "uri": {"help_text": "a registered zarr store's path or s3:// URI; empty for uploads and "
+                                             "built-ins"}}
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="the built-in's name; null for uploads"))
     def get_builtin(self, row: Dataset) -> str | None:
@@ -52,6 +54,13 @@ class DatasetSerializer(serializers.ModelSerializer):
 class DatasetUpload(serializers.Serializer):
     file = serializers.FileField(help_text=".npz with x_train (N,C,H,W) or (N,H,W) and y_train (N,)")
     name = serializers.CharField(required=False)
+
+
+class DatasetRegister(serializers.Serializer):
+    """A zarr store registered where it lies (inside the operator's MASKSEL_DATA_ROOTS), never copied."""
+
+    uri = serializers.CharField(max_length=1000, help_text="path/to/set.zarr or s3://bucket/prefix")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
 
 def _metric_field(column: str) -> serializers.Field:

@@ -5,33 +5,24 @@ writes rows on its own, so the rules (validation, ownership, broadcast after com
 """
 from __future__ import annotations
 
-import base64
-import json
-import os
-import tempfile
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.files import File
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 import masksel_core
-from masksel_core import ConfigError, DataError, TrainConfig
-from masksel_core.data.builtins import builtin_summary
+from masksel_core import ConfigError, TrainConfig
 
-from . import files, progress, queues, run_files
-from .errors import NotFound, ServiceError, public_text
+from . import progress, queues, run_files
+from .dataset_services import PREVIEW_CHANNELS, check_storage, grey_channels
+from .errors import NotFound, ServiceError
 from .models import (
     FINAL_STATUSES,
     PRIORITY_RANGE,
@@ -44,118 +35,8 @@ from .models import (
 )
 from .selectors import (
     dataset_get,
-    dataset_preview_cached,
-    datasets_visible_to,
     epoch_message,
-    preview_name,
-    storage_used,
 )
-
-
-def dataset_seed_builtins() -> list[Dataset]:
-    """Create the rows of the built-in data sets once (idempotent)."""
-    rows = []
-    for name in masksel_core.BUILTINS:
-        row = Dataset.objects.filter(builtin=name).first()
-        if row is None:
-            info = builtin_summary(name)
-            row = Dataset.objects.create(
-                name=name, builtin=name, input_shape=info["input_shape"], num_classes=info["num_classes"],
-                num_train=info["num_train"], num_test=info["num_test"], channel_names=info["channel_names"],
-            )
-        rows.append(row)
-    return rows
-
-
-PREVIEW_CHANNELS = 8  # at most this many channels per sample on the data set's page
-
-
-def grey_channels(x: np.ndarray, low: float, high: float) -> list[str]:
-    """Each channel of `x` (C, H, W) as 8-bit grey from `low` (0) to `high` (255), base64: how pages draw inputs."""
-    scaled = ((x - low) / (high - low) * 255 if high > low else x * 0).astype(np.uint8)
-    return [base64.b64encode(channel.tobytes()).decode("ascii") for channel in scaled]
-
-
-def dataset_preview(dataset: Dataset) -> dict[str, Any]:
-    """The first training sample of every class, each channel as 8-bit grey (base64), for the page.
-
-    Computed once per data set and kept in storage beside its file: loading a data set can take a second.
-    """
-    cached = dataset_preview_cached(dataset)
-    if cached is not None:
-        return cached
-    try:
-        data = masksel_core.load_dataset(dataset.source)
-    except DataError as exc:
-        raise ServiceError(f"data set {dataset.name!r} cannot be read: {public_text(str(exc))}") from None
-    samples = []
-    for label in range(data.num_classes):
-        members = (data.y_train == label).nonzero()
-        if len(members) == 0:
-            continue
-        x = data.x_train[int(members[0][0])][:PREVIEW_CHANNELS].numpy()  # (C, H, W)
-        samples.append({"label": label, "channels": grey_channels(x, float(x.min()), float(x.max()))})
-    preview = {"height": data.input_shape[1], "width": data.input_shape[2],
-               "channel_names": data.channel_names[:PREVIEW_CHANNELS], "channels_total": data.input_shape[0],
-               "samples": samples}
-    name = preview_name(dataset)
-    if not default_storage.exists(name):  # two first views at once: the second finds the first's preview
-        default_storage.save(name, ContentFile(json.dumps(preview).encode()))
-    return preview
-
-
-def dataset_create(*, owner: Any, name: str, upload: UploadedFile) -> Dataset:
-    """Validate an uploaded `.npz` and store it; nothing is kept when it is refused."""
-    name = (name or "").strip() or Path(upload.name or "dataset").stem
-    if len(name) > 200:
-        raise ServiceError("name is longer than 200 characters")
-    taken = datasets_visible_to(owner).filter(name__iexact=name).first()
-    if taken is not None:
-        kind = "a built-in data set" if taken.builtin else "one of your data sets"
-        raise ServiceError(f"{kind} is already named {taken.name!r}: choose another name")
-    limit = settings.MASKSEL_MAX_UPLOAD_BYTES
-    if upload.size is not None and upload.size > limit:
-        raise ServiceError(f"file is {upload.size} bytes, over the upload limit of {limit} bytes")
-    _check_storage(owner, extra=upload.size or 0)
-    tmp_dir = Path(settings.MEDIA_ROOT) / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in upload.chunks():
-                handle.write(chunk)
-        try:
-            info = masksel_core.load_npz(tmp_name, max_bytes=limit * 8, name=name).summary()
-            with np.load(tmp_name) as arrays:  # lazy: lists the arrays, reads none
-                held_out = "x_test" not in arrays.files
-        except DataError as exc:
-            raise ServiceError(str(exc).replace(Path(tmp_name).name + ": ", "")) from None
-        with transaction.atomic(), open(tmp_name, "rb") as handle:
-            return Dataset.objects.create(
-                name=name, owner=owner, file=File(handle, name=f"{Path(tmp_name).stem}.npz"),
-                input_shape=info["input_shape"], num_classes=info["num_classes"], num_train=info["num_train"],
-                num_test=info["num_test"], channel_names=info["channel_names"], size_bytes=upload.size or 0,
-                test_held_out=held_out,
-            )
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-
-
-def dataset_delete(dataset: Dataset, owner: Any) -> None:
-    """Delete an uploaded data set and its file; refused for built-ins, others' data sets and while runs use it
-    (their results would lose their data: delete those runs first)."""
-    if dataset.builtin:
-        raise ServiceError(f"{dataset.name!r} is built in and cannot be deleted")
-    if dataset.owner_id != getattr(owner, "pk", None):
-        raise ServiceError(f"{dataset.name!r} is not yours to delete")
-    using = list(Run.objects.filter(dataset=dataset).order_by("id").values_list("pk", flat=True)[:6])
-    if using:
-        shown = ", ".join(f"#{pk}" for pk in using[:5]) + (", ..." if len(using) > 5 else "")
-        raise ServiceError(f"runs use {dataset.name!r} ({shown}): delete them first, then the data set")
-    file, name, preview = dataset.file, dataset.file.name, preview_name(dataset)
-    with transaction.atomic():
-        dataset.delete()
-        transaction.on_commit(lambda: (file.delete(save=False), files.forget(name), default_storage.delete(preview)))
 
 
 def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = None) -> Run:
@@ -195,7 +76,7 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
     copied = 0 if source is None else run_files.size(source.pk, "model.pt")
     with transaction.atomic():
         _check_open_runs(owner)  # inside the transaction that adds the run, the owner's row locked
-        _check_storage(owner, extra=copied, what="the copy of pretrained_run's network")
+        check_storage(owner, extra=copied, what="the copy of pretrained_run's network")
         epochs = most_epochs(config) - (config.warmup_epochs if source is not None else 0)
         run = Run.objects.create(owner=owner, dataset=dataset, config=config.to_dict(), total_epochs=epochs,
                                  priority=priority, pretrained_from=source.pk if source else None,
@@ -238,15 +119,6 @@ def _parse_priority(value: Any) -> int:
         raise ServiceError(f"priority must be a whole number from {low} to {high} (higher starts first), "
                            f"got {value!r}")
     return value
-
-
-def _check_storage(owner: Any, *, extra: int, what: str = "this upload") -> None:
-    limit = settings.MASKSEL_MAX_STORAGE_BYTES
-    used = storage_used(owner)
-    if used >= limit or used + extra > limit:
-        raise ServiceError(f"storage limit reached: {used} of {limit} bytes used"
-                           + (f", and {what} adds {extra}" if extra else "")
-                           + "; delete datasets or runs to make room")
 
 
 def _check_open_runs(owner: Any, *, adding: int = 1) -> None:

@@ -148,6 +148,7 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     uploaded = next((d for d in datasets if str(d.pk) == request.GET.get("uploaded")), None)
     return render(request, "datasets/list.html", {
         "datasets": datasets, "max_upload": settings.MASKSEL_MAX_UPLOAD_BYTES, "uploaded": uploaded,
+        "data_roots": settings.MASKSEL_DATA_ROOTS,
         "deleted": "deleted" in request.GET, "test_share": TEST_PERCENT})
 
 

@@ -129,6 +129,11 @@ MASKSEL_PRESIGNED_SECONDS = env.int("MASKSEL_PRESIGNED_SECONDS", default=600)
 # this many seconds (it resumes from its last stored checkpoint); after MASKSEL_MAX_ATTEMPTS it fails.
 MASKSEL_STORAGE_RETRY_SECONDS = env.int("MASKSEL_STORAGE_RETRY_SECONDS", default=30)
 MASKSEL_FILE_CACHE = Path(env.str("MASKSEL_FILE_CACHE", default=str(VAR_DIR / "cache" / "files")))
+# Zarr stores registered by URI (`POST /api/datasets/` with `uri`) must lie under one of these: local folders
+# and `s3://bucket/prefix/` roots, comma-separated. Default: var/stores and, on S3 storage, the storage bucket's
+# `datasets/` prefix. Nothing outside them is ever read for a user.
+MASKSEL_DATA_ROOTS = env.list("MASKSEL_DATA_ROOTS", default=[str(VAR_DIR / "stores")] + (
+    [f"s3://{AWS_STORAGE_BUCKET_NAME}/datasets/"] if MASKSEL_STORAGE == "s3" else []))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 # Per-user limits (a clear message names the limit when one is reached).

@@ -77,12 +77,49 @@ def storage_options(uri: str, env: Mapping[str, str] | None = None) -> dict[str,
     return options
 
 
-def open_group(uri: str, *, options: dict[str, Any] | None = None) -> Any:
-    """The store's root group, read-only; a DataError that names the store where it cannot be opened."""
-    import zarr
+class StoreError(OSError):
+    """A store could not be read while training (a bucket unreachable or gone, a chunk missing): not the run's
+    fault, so a service may try again later."""
 
+
+class ReadCounter:
+    """Bytes a store handed out (chunks and metadata), counted as they are read: what serving a mask costs the
+    storage, measured rather than predicted."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+def _checked_store(store: Any, counter: ReadCounter | None) -> Any:
+    """`store` where a chunk that is not there raises (zarr reads it as the fill value, and a store changed after
+    its check must not feed zeros to a network), counting the bytes read into `counter`."""
+    from zarr.storage import WrapperStore
+
+    class CheckedStore(WrapperStore):  # type: ignore[type-arg]
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            buffer = await self._store.get(key, prototype, byte_range)
+            if buffer is None and (key.startswith("c/") or "/c/" in key):
+                raise FileNotFoundError(f"chunk {key} is missing")
+            if buffer is not None and counter is not None:
+                counter.bytes += len(buffer)
+            return buffer
+
+    return CheckedStore(store)
+
+
+def open_group(uri: str, *, options: dict[str, Any] | None = None, counter: ReadCounter | None = None) -> Any:
+    """The store's root group, read-only; a DataError that names the store where it cannot be opened.
+
+    A chunk that cannot be fetched raises instead of reading as the fill value (zarr's default for a missing
+    key): a bucket or folder deleted mid-run must not feed zeros to the network."""
+    import zarr
+    from zarr.storage import FsspecStore, LocalStore
+
+    options = options if options is not None else storage_options(uri)
     try:
-        return zarr.open_group(uri, mode="r", storage_options=options if options is not None else storage_options(uri))
+        store = (FsspecStore.from_url(uri, storage_options=options, read_only=True, allowed_exceptions=())
+                 if uri.startswith("s3://") else LocalStore(uri, read_only=True))
+        return zarr.open_group(_checked_store(store, counter), mode="r", zarr_format=3)
     except FileNotFoundError:
         raise DataError(f"{uri}: no zarr store there (no zarr.json)") from None
     except Exception as exc:  # noqa: BLE001 - a bucket, a network or a damaged document: all mean "cannot open"
@@ -128,14 +165,15 @@ class StoreDataset:
         return {"name": self.name, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
                 "num_train": self.num_train, "num_test": self.num_test, "channel_names": list(self.channel_names)}
 
-    def array(self, key: str) -> Any:
+    def array(self, key: str, counter: ReadCounter | None = None) -> Any:
         """The inputs `x_train` or `x_test` as a zarr array (opened anew: safe in a loader's worker process)."""
-        return open_group(self.uri, options=self.options)[key]
+        return open_group(self.uri, options=self.options, counter=counter)[key]
 
-    def read_rows(self, key: str, rows: np.ndarray, channels: np.ndarray | None = None) -> np.ndarray:
+    def read_rows(self, key: str, rows: np.ndarray, channels: np.ndarray | None = None,
+                  counter: ReadCounter | None = None) -> np.ndarray:
         """float32 inputs (len(rows), C, H, W) of the given sorted rows, one read per chunk they fall in; with
         `channels`, only those channels' chunks are read (the others are zero)."""
-        return read_rows(self.array(key), rows, self.input_shape, channels=channels)
+        return read_rows(self.array(key, counter), rows, self.input_shape, channels=channels)
 
     def to_memory(self) -> TensorDataset:
         """Everything read into a `TensorDataset` (for a store that fits the memory budget)."""
@@ -162,13 +200,17 @@ def read_rows(array: Any, rows: np.ndarray, input_shape: tuple[int, int, int], *
     for chunk in np.unique(rows // step):
         start = int(chunk) * step
         here = rows[(rows >= start) & (rows < start + step)]
-        stop = int(here[-1]) + 1
-        if channels is None or array.ndim == 3:
-            block = as_float(array[int(here[0]):stop])
-        else:
-            block = np.zeros((stop - int(here[0]), *input_shape), dtype=np.float32)
-            block[:, channels] = as_float(array[int(here[0]):stop, channels])
-        out[done:done + len(here)] = block[here - int(here[0])]
+        first, stop = int(here[0]), int(here[-1]) + 1
+        try:
+            if channels is None or array.ndim == 3:
+                block = as_float(np.asarray(array[first:stop]))
+            else:
+                block = np.zeros((stop - first, *input_shape), dtype=np.float32)
+                block[:, channels] = as_float(np.asarray(array.oindex[first:stop, channels]))
+        except Exception as exc:  # noqa: BLE001 - whatever the bucket or the disk said, the store failed
+            raise StoreError(f"{array.name} samples {first} to {stop - 1} could not be read "
+                             f"({type(exc).__name__}: {exc})") from exc
+        out[done:done + len(here)] = block[here - first]
         done += len(here)
     return out
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .stores import StoreDataset, as_float, open_group
+from .stores import StoreDataset, StoreError, as_float, open_group
 
 BUFFER_CHUNKS = 4
 
@@ -39,7 +39,10 @@ class ChunkStream(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        array = open_group(self.uri, options=self.options)[self.key]
+        try:
+            array = open_group(self.uri, options=self.options)[self.key]
+        except Exception as exc:  # noqa: BLE001 - validated before the run: gone since, not bad data
+            raise StoreError(f"{self.uri}: the store could not be opened ({exc})") from exc
         step = int(array.chunks[0])
         chunks = np.unique(self.rows // step)
         rng = np.random.default_rng([self.seed, worker])
@@ -50,7 +53,11 @@ class ChunkStream(IterableDataset):
         for chunk in chunks[worker::workers]:
             inside = (self.rows >= chunk * step) & (self.rows < (chunk + 1) * step)
             here = self.rows[inside]
-            block = as_float(np.asarray(array[int(here[0]):int(here[-1]) + 1]))
+            try:
+                block = as_float(np.asarray(array[int(here[0]):int(here[-1]) + 1]))
+            except Exception as exc:  # noqa: BLE001 - whatever the bucket or the disk said, the store failed
+                raise StoreError(f"{self.uri}: {self.key} samples {here[0]} to {here[-1]} could not be read "
+                                 f"({type(exc).__name__}: {exc})") from exc
             xs.append(block[here - here[0]])
             ys.append(self.labels[inside])
             if not self.shuffle or len(xs) >= self.buffer_chunks:

@@ -28,4 +28,31 @@
     bar.hidden = false; bar.value = 0; message.textContent = "";
     request.send(body);
   });
+
+  // A zarr store registered by URI: checked on the server (metadata, labels, a few chunks), never copied.
+  const register = document.getElementById("register-form");
+  const registerMessage = document.getElementById("register-message");
+  register.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = new FormData(register);
+    registerMessage.className = "muted";
+    registerMessage.textContent = "Checking the store…";
+    try {
+      const response = await fetch("/api/datasets/", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": body.get("csrfmiddlewaretoken") },
+        body: JSON.stringify({ name: body.get("name"), uri: body.get("uri") }),
+      });
+      const reply = await response.json().catch(() => ({ error: response.statusText }));
+      if (response.status === 201) {
+        location.assign(`/datasets/?uploaded=${reply.id}`);
+      } else {
+        registerMessage.className = "error";
+        registerMessage.textContent = `Refused: ${reply.error || response.statusText}`;
+      }
+    } catch (err) {
+      registerMessage.className = "error";
+      registerMessage.textContent = "Registering failed: no answer from the server.";
+    }
+  });
 })();

@@ -289,3 +289,25 @@ def test_a_bucket_store_with_a_chunk_missing_is_refused(tmp_path: Path, bucket: 
         load_store(uri)
     with pytest.raises(DataError, match="no zarr store there"):
         load_store(f"s3://{bucket}/elsewhere.zarr")
+
+
+def test_a_chunk_gone_from_the_bucket_mid_run_stops_training_with_a_store_error(
+        tmp_path: Path, bucket: str, s3_endpoint: str) -> None:
+    """zarr reads a missing key as zeros; a streamed run must not train on them."""
+    import boto3
+
+    from masksel_core.data.stores import StoreError
+
+    uri = f"s3://{bucket}/vanishing.zarr"
+    convert(str(make_npz(tmp_path / "src.npz", n=120)), uri)
+    client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                          region_name="us-east-1")
+
+    def delete_chunks(record: masksel_core.EpochRecord) -> None:
+        listed = client.list_objects_v2(Bucket=bucket, Prefix="vanishing.zarr/x_train/c/")["Contents"]
+        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in listed]})
+
+    config = masksel_core.TrainConfig(mask_type="channel-any", model="mlp", epochs=2, warmup_epochs=2,
+                                      finalize_epochs=0, batch_size=16)
+    with pytest.raises(StoreError, match="vanishing.zarr: x_train samples"):
+        masksel_core.train(config, masksel_core.load_dataset(uri, budget=1), on_epoch=delete_chunks)

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from jobs.services import dataset_seed_builtins
+from jobs.dataset_services import dataset_seed_builtins
 
 #: Options of a run that trains in about a second (eager Celery runs it inside the test).
 FAST = {"mask_type": "pixel-any", "model": "mlp", "epochs": 2, "batch_size": 64, "warmup_epochs": 1,

@@ -68,11 +68,12 @@ def test_another_users_run_is_404_on_every_route(alices_run: Run, bob: Any) -> N
 def test_another_users_dataset_is_404_on_every_route(alice: Any, bob: Any, tmp_path: Any) -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from jobs import services
+    from jobs import dataset_services
     from tests.conftest import make_npz
 
     path = make_npz(tmp_path / "d.npz")
-    theirs = services.dataset_create(owner=bob, name="bobs", upload=SimpleUploadedFile("d.npz", path.read_bytes()))
+    upload = SimpleUploadedFile("d.npz", path.read_bytes())
+    theirs = dataset_services.dataset_create(owner=bob, name="bobs", upload=upload)
     web, api = Client(), APIClient()
     assert web.get(f"/datasets/{theirs.pk}/").status_code == 302  # anonymous: to the login page
     assert api.get(f"/api/datasets/{theirs.pk}/").status_code in (401, 403)

@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from jobs import services
+from jobs import dataset_services, services
 from jobs.models import Run
 from jobs.routing import websocket_urlpatterns
 from masksel_core import EpochRecord
@@ -44,7 +44,7 @@ async def close_thread_connections() -> Any:
 @pytest.fixture
 def run(alice: Any) -> Any:
     # A queued row without its task: these tests play the worker's part themselves.
-    digits = services.dataset_seed_builtins()[0]
+    digits = dataset_services.dataset_seed_builtins()[0]
     return Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any", "epochs": 5},
                               total_epochs=5)
 

@@ -60,7 +60,7 @@ def test_bad_requests_name_the_problem(alice_api: APIClient, digits: Any, traine
     response = alice_api.get(f"{base}?run={running.pk}")
     assert response.status_code == 400 and "has no trained mask" in response.json()["error"]
     Run.objects.filter(pk=running.pk).update(status="succeeded")
-    from jobs.services import dataset_seed_builtins
+    from jobs.dataset_services import dataset_seed_builtins
 
     remote = next(d for d in dataset_seed_builtins() if d.builtin == "synthetic-remote")
     response = alice_api.get(f"/api/datasets/{remote.pk}/samples/?run={trained.pk}")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from jobs import services
+from jobs import dataset_services, services
 from jobs.models import Dataset, EpochMetric, Run, RunStatus
 from tests.conftest import make_npz
 
@@ -20,14 +20,14 @@ def upload(path: Path) -> SimpleUploadedFile:
 
 
 def test_seeding_builtins_is_idempotent(db: Any) -> None:
-    first = services.dataset_seed_builtins()
-    second = services.dataset_seed_builtins()
+    first = dataset_services.dataset_seed_builtins()
+    second = dataset_services.dataset_seed_builtins()
     assert [d.pk for d in first] == [d.pk for d in second]
     assert Dataset.objects.get(builtin="digits").input_shape == [1, 8, 8]
 
 
 def test_a_valid_upload_is_stored_with_its_summary(alice: Any, small_npz: Path) -> None:
-    row = services.dataset_create(owner=alice, name="tiny", upload=upload(small_npz))
+    row = dataset_services.dataset_create(owner=alice, name="tiny", upload=upload(small_npz))
     assert (row.name, row.input_shape, row.num_classes, row.num_train + row.num_test) == ("tiny", [2, 6, 6], 3, 120)
     assert Path(row.file.path).is_file()
 
@@ -38,7 +38,7 @@ def test_a_refused_upload_leaves_no_row_and_no_file(alice: Any, tmp_path: Path, 
     bad = make_npz(tmp_path / "bad.npz", x_train=x, y_train=np.array([0, 1, 0, 1]))
     before = {p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()}
     with pytest.raises(services.ServiceError, match="NaN"):
-        services.dataset_create(owner=alice, name="bad", upload=upload(bad))
+        dataset_services.dataset_create(owner=alice, name="bad", upload=upload(bad))
     assert not Dataset.objects.filter(name="bad").exists()
     assert {p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()} == before
 
@@ -88,7 +88,7 @@ def test_bad_run_requests_are_refused_and_nothing_is_created(alice: Any, digits:
 
 
 def test_a_user_cannot_train_on_another_users_dataset(alice: Any, bob: Any, small_npz: Path) -> None:
-    theirs = services.dataset_create(owner=bob, name="bobs", upload=upload(small_npz))
+    theirs = dataset_services.dataset_create(owner=bob, name="bobs", upload=upload(small_npz))
     with pytest.raises(services.ServiceError, match="no dataset with id"):
         services.run_create(owner=alice, data={"dataset": theirs.pk, **FAST})
 
@@ -125,10 +125,10 @@ def test_a_sweep_makes_one_tagged_run_per_cell_and_seed(alice: Any, digits: Any,
 def test_errors_a_user_sees_name_no_directory_of_the_server(alice: Any, small_npz: Path, settings: Any, tmp_path: Path,
                                                              django_capture_on_commit_callbacks: Any) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"  # no preview cached by another test under the same id
-    row = services.dataset_create(owner=alice, name="tiny", upload=upload(small_npz))
+    row = dataset_services.dataset_create(owner=alice, name="tiny", upload=upload(small_npz))
     Path(row.file.path).unlink()  # the file went missing on the server
     with pytest.raises(services.ServiceError, match="'tiny' cannot be read") as refused:
-        services.dataset_preview(row)
+        dataset_services.dataset_preview(row)
     assert str(settings.MEDIA_ROOT) not in str(refused.value)
     with django_capture_on_commit_callbacks(execute=True):
         run = services.run_create(owner=alice, data={"dataset": row.pk, **FAST})

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from jobs.services import dataset_seed_builtins
+from jobs.dataset_services import dataset_seed_builtins
 
 
 class Command(BaseCommand):
