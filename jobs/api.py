@@ -98,6 +98,8 @@ class DatasetSamples(APIView):
         response["X-Masksel-Plan"] = page.plan.plan_id
         if page.bytes_read is not None:  # a zarr store: what serving the page read from where it lies
             response["X-Masksel-Bytes-Read"] = str(page.bytes_read)
+        if page.chunk_samples:  # pages that start and end on multiples of this read each chunk once
+            response["X-Masksel-Chunk-Samples"] = str(page.chunk_samples)
         return response
 
 

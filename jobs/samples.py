@@ -49,6 +49,7 @@ class SamplePage:
     total: int
     plan: TransferPlan
     bytes_read: int | None = None  # what a zarr store handed out to serve the page (None: a file held in memory)
+    chunk_samples: int | None = None  # pages aligned to this many samples read no chunk twice (a store's split)
 
 
 def _dataset_tensors(dataset: Dataset, seed: int) -> TensorDataset:
@@ -159,7 +160,9 @@ def _store_page(dataset: Dataset, run: Run | None, plan: TransferPlan | None, se
                                          counter=counter))
     payload = _pack(x, torch.from_numpy(labels[start:stop]), plan, run, dtype=dtype, compress=compress,
                     encoded=lambda channel, quality: encode_channel(x, channel, quality))
-    return SamplePage(payload, len(rows), plan, counter.bytes)
+    contiguous = len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows)
+    chunk = int(store.array(key).chunks[0]) if contiguous else None
+    return SamplePage(payload, len(rows), plan, counter.bytes, chunk)
 
 
 def _store(uri: str, seed: int) -> StoreDataset:

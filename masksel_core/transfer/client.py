@@ -34,6 +34,7 @@ class RemoteDataset:
         self.requests = 0
         self.plan: TransferPlan | None = None
         self._total: int | None = None
+        self.chunk: int | None = None  # a store's chunk along the samples, when the server names one
 
     def _get(self, path: str, params: dict[str, object]) -> tuple[bytes, dict[str, str]]:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
@@ -61,6 +62,7 @@ class RemoteDataset:
             "run": self.run, "start": start, "count": count, "split": self.split, "dtype": self.dtype,
             "compress": int(self.compress)})
         self._total = int(headers.get("x-masksel-total", self._total or 0))
+        self.chunk = int(headers.get("x-masksel-chunk-samples", 0)) or self.chunk
         batch = unpack(body, self.plan)
         self.plan = self.plan or batch.plan
         return batch
@@ -75,6 +77,8 @@ class RemoteDataset:
         start = 0
         while self._total is None or start < self._total:
             wanted = self.page if limit is None else min(self.page, limit - start)
+            if self.chunk and wanted > self.chunk:  # end on a chunk's edge: no chunk is read for two pages
+                wanted = (start + wanted) // self.chunk * self.chunk - start
             if wanted <= 0:
                 return
             batch = self.fetch(start, wanted)

@@ -168,3 +168,16 @@ def test_a_run_whose_store_vanishes_goes_back_to_the_queue(alice_api: APIClient,
     assert "data set store unreachable" in run.retries[-1]["reason"] and os.fspath(store) in run.retries[-1]["reason"]
     assert run.epochs.count() == 1
     shutil.rmtree(run.artifact_dir)  # its checkpoint would be taken up by a later test's run of the same id
+
+
+def test_a_contiguous_split_names_its_chunk_so_clients_align_their_pages(alice_api: APIClient, roots: Path,
+                                                                         store: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "split.npz", x_train=rng.random((100, 2, 4, 4), dtype=np.float32),
+             y_train=np.arange(100) % 2, x_test=rng.random((40, 2, 4, 4), dtype=np.float32), y_test=np.arange(40) % 2)
+    convert(str(tmp_path / "split.npz"), str(roots / "split.zarr"))
+    split = alice_api.post("/api/datasets/", {"uri": str(roots / "split.zarr")}, format="json").json()
+    response = alice_api.get(f"/api/datasets/{split['id']}/samples/?count=8")
+    assert response["X-Masksel-Chunk-Samples"] == "40"
+    held_out = alice_api.post("/api/datasets/", {"uri": str(store)}, format="json").json()
+    assert "X-Masksel-Chunk-Samples" not in alice_api.get(f"/api/datasets/{held_out['id']}/samples/?count=8")
