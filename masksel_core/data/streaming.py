@@ -69,21 +69,20 @@ class ChunkStream(IterableDataset):
         """Batches of the buffered rows (mixed when shuffling); a tail shorter than a batch stays buffered."""
         if not xs:
             return
-        x, y = np.concatenate(xs), np.concatenate(ys)
+        x, y = (np.concatenate(xs), np.concatenate(ys)) if len(xs) > 1 else (xs[0], ys[0])
         xs.clear()
         ys.clear()
-        if self.shuffle:
-            order = rng.permutation(len(y))
-            x, y = x[order], y[order]
+        # Batches gather their rows from the buffer: no permuted copy of the whole buffer is made.
+        order = rng.permutation(len(y)) if self.shuffle else np.arange(len(y))
         full = len(y) - len(y) % self.batch_size if keep_rest else len(y)
         for start in range(0, full, self.batch_size):
-            part = slice(start, min(start + self.batch_size, full))
-            if self.shuffle and part.stop - part.start == 1 and self.batch_size > 1:
+            rows = order[start:min(start + self.batch_size, full)]
+            if self.shuffle and len(rows) == 1 and self.batch_size > 1:
                 continue  # a last batch of one breaks BatchNorm and says little (as `training.steps.batches`)
-            yield torch.from_numpy(np.ascontiguousarray(x[part])), torch.from_numpy(y[part])
+            yield torch.from_numpy(x[rows]), torch.from_numpy(y[rows])
         if full < len(y):
-            xs.append(x[full:])
-            ys.append(y[full:])
+            xs.append(x[order[full:]])
+            ys.append(y[order[full:]])
 
 
 def loader_workers() -> int:

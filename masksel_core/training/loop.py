@@ -216,7 +216,7 @@ class Loop:
     def _fraction(self) -> float:
         """Q of the noise-free mask; a dynamic mask's on the validation inputs (a static one costs the same on
         every input)."""
-        return self.chain.fraction(self.splits.probe)
+        return self.chain.fraction(self.splits.probe if isinstance(self.chain, DynamicMask) else None)
 
     # --- saving ----------------------------------------------------------------------------------
 

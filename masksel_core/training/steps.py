@@ -13,7 +13,14 @@ from torch import nn
 
 from ..masks.chain import AnyMask
 
-EVAL_BATCH = 1024
+EVAL_BATCH, EVAL_BYTES = 1024, 64 * 1024**2
+
+
+def eval_batch(sample_shape: tuple[int, ...] | torch.Size) -> int:
+    """Samples per evaluation batch: EVAL_BATCH, fewer for large inputs (at most about EVAL_BYTES of float32
+    inputs, whose activations in a convolutional network are many times that)."""
+    sample_bytes = 4 * int(torch.tensor(tuple(sample_shape)).prod()) if len(sample_shape) else 4
+    return max(16, min(EVAL_BATCH, EVAL_BYTES // max(sample_bytes, 1)))
 
 
 @dataclass
@@ -50,8 +57,9 @@ class Splits:
             yield self.x_fit[idx], self.y_fit[idx]
 
     def val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, self.x_val.shape[0], EVAL_BATCH):
-            yield self.x_val[start:start + EVAL_BATCH], self.y_val[start:start + EVAL_BATCH]
+        step = eval_batch(self.x_val.shape[1:])
+        for start in range(0, self.x_val.shape[0], step):
+            yield self.x_val[start:start + step], self.y_val[start:start + step]
 
     def close(self) -> None:
         """Nothing to release in memory (a streamed split removes its local copy)."""
@@ -95,8 +103,9 @@ def network_step(model: nn.Module, chain: AnyMask, loss_fn: nn.Module, x: torch.
 @torch.no_grad()
 def evaluate(model: nn.Module, chain: AnyMask, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Accuracy and mean task loss through the discrete, noise-free mask."""
-    return evaluate_batches(model, chain, ((x[s:s + EVAL_BATCH], y[s:s + EVAL_BATCH])
-                                           for s in range(0, x.shape[0], EVAL_BATCH)), device=x.device)
+    step = eval_batch(x.shape[1:])
+    return evaluate_batches(model, chain, ((x[s:s + step], y[s:s + step]) for s in range(0, x.shape[0], step)),
+                            device=x.device)
 
 
 def evaluate_split(model: nn.Module, chain: AnyMask, splits: Splits) -> tuple[float, float]:

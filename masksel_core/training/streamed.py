@@ -14,10 +14,16 @@ import torch
 from ..data.arrays import DataError, stratified_indices
 from ..data.stores import StoreDataset
 from ..data.streaming import ChunkStream, LocalCopy, loader
-from .steps import EVAL_BATCH
+from .steps import eval_batch
 
-PROBE_SIZE = 2048  # validation inputs held in memory for a dynamic mask's share and gallery
+# Validation inputs held in memory for a dynamic mask's share and gallery: this many, and at most PROBE_BYTES.
+PROBE_SIZE, PROBE_BYTES = 2048, 64 * 1024**2
 Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def probe_count(input_shape: tuple[int, int, int], available: int) -> int:
+    """How many validation inputs a streamed run holds as its probe."""
+    return max(1, min(PROBE_SIZE, PROBE_BYTES // (int(np.prod(input_shape)) * 4), available))
 
 
 class StreamedSplits:
@@ -33,11 +39,19 @@ class StreamedSplits:
         self.fit_rows, self.y_fit_np = store.train_rows[fit], store.y_train[fit]
         self.num_fit = len(fit)
         self.y_val = torch.from_numpy(store.y_train[val]).to(device)
-        self.copy = LocalCopy(store, "x_train", store.train_rows[val], store.y_train[val], batch=EVAL_BATCH,
+        self.eval_batch = eval_batch(store.input_shape)
+        self.copy = LocalCopy(store, "x_train", store.train_rows[val], store.y_train[val], batch=self.eval_batch,
                               workers=workers)
-        probe = min(PROBE_SIZE, len(val))
-        self.probe = self.transform(torch.from_numpy(self.copy.head(probe))).to(device)
-        self.probe_labels = self.y_val[:probe]
+        self.probe_size = probe_count(store.input_shape, len(val))
+        self.probe_labels = self.y_val[:self.probe_size]
+        self._probe: torch.Tensor | None = None
+
+    @property
+    def probe(self) -> torch.Tensor:
+        """The first validation inputs, read when first asked for (a dynamic mask measures its share on them)."""
+        if self._probe is None:
+            self._probe = self.transform(torch.from_numpy(self.copy.head(self.probe_size))).to(self.device)
+        return self._probe
 
     def fit_batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch's batches; the order is drawn from `generator`, so a resumed run reads the same ones."""
@@ -54,7 +68,7 @@ class StreamedSplits:
     def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The test split, read once in order (for the score of the written model)."""
         stream = ChunkStream(self.store.uri, self.store.test_key, self.store.test_rows, self.store.y_test,
-                             EVAL_BATCH, shuffle=False, options=self.store.options)
+                             self.eval_batch, shuffle=False, options=self.store.options)
         for x, y in loader(stream, workers=self.workers):
             yield self.transform(x).to(self.device), y.to(self.device)
 

@@ -29,8 +29,8 @@ from ..models import create_model
 from ..transfer.packing import transfer_summary
 from .loop import Loop, Stopped
 from .records import EpochRecord
-from .steps import Splits, evaluate, evaluate_batches
-from .streamed import PROBE_SIZE, StreamedSplits
+from .steps import Splits, eval_batch, evaluate, evaluate_batches
+from .streamed import StreamedSplits, probe_count
 
 CHECKPOINT_NAME = "checkpoint.pt"
 TEST_SAMPLE = 1024  # streamed test inputs packed to measure the bytes per sample (a static mask sends the same)
@@ -119,7 +119,7 @@ def gallery_inputs(data: TensorDataset | StoreDataset, config: TrainConfig) -> t
     """The validation inputs (G, C, H, W) whose cells a dynamic run's records hold (`EpochRecord.gallery`)."""
     if isinstance(data, StoreDataset):
         _, val = stratified_indices(data.y_train, config.val_share, config.seed)
-        val = val[:PROBE_SIZE]  # the streamed run's probe: the first validation rows
+        val = val[:probe_count(data.input_shape, len(val))]  # the streamed run's probe: the first validation rows
         picked = np.sort(data.train_rows[val[gallery_indices(torch.from_numpy(data.y_train[val]))]])
         return torch.from_numpy(data.read_rows("x_train", picked))
     splits = split_validation(data, config.val_share, config.seed)
@@ -219,7 +219,8 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
             result.test_accuracy = evaluate_batches(model, chain, splits.test_batches(), device=device)[0]
         result.warnings = run_warnings(result, splits.y_val, loop.lam.value)
     if result.records:
-        packed = data if isinstance(data, TensorDataset) else SimpleNamespace(x_test=splits.test_sample(TEST_SAMPLE))
+        packed = data if isinstance(data, TensorDataset) else SimpleNamespace(
+            x_test=splits.test_sample(min(TEST_SAMPLE, eval_batch(data.input_shape))))
         result.transfer = transfer_summary(chain, packed, budget_bytes=config.target_bytes, probe=result.probe)
     return result
 
