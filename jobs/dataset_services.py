@@ -74,7 +74,8 @@ def dataset_preview(dataset: Dataset) -> dict[str, Any]:
     if cached is not None:
         return cached
     try:
-        data = masksel_core.load_dataset(dataset.source)
+        # A store is never read whole for its preview: only the chunks of the samples shown.
+        data = load_store(dataset.uri) if dataset.uri else masksel_core.load_dataset(dataset.source)
         shown = _first_of_each_class(data)
     except (DataError, OSError) as exc:
         raise ServiceError(f"data set {dataset.name!r} cannot be read: {public_text(str(exc))}") from None
