@@ -15,7 +15,8 @@ on a small host; `load_dataset` hands such a zarr store to `train` as a `StoreDa
   the warm-up record's `seconds` (its training and validation passes; `train()`'s wall time would add one-off
   work: building the model, the streamed validation copy, the test pass). Goal: streamed >= 0.85x in memory.
 
-    python benchmarks/data_scale.py [--samples 24694] [--subset 4000] [--batches 15] [--dir DIR --keep]
+    python benchmarks/data_scale.py [--samples 24694] [--subset 4000] [--batches 15] [--batch-size 128]
+                                    [--dir DIR --keep]
 """
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def run_child(mode: str, uri: Path, args: argparse.Namespace, folder: Path) -> d
     out = folder / "cache" / f"{mode}.json"
     env = {**os.environ, "MASKSEL_MEMORY_BUDGET": args.budget, "MASKSEL_CACHE_DIR": str(folder / "cache")}
     command = [sys.executable, __file__, "--child", mode, "--uri", str(uri), "--out", str(out),
-               "--batches", str(args.batches)]
+               "--batches", str(args.batches), "--batch-size", str(args.batch_size)]
     started, peak = time.perf_counter(), np.zeros(4)
     child = subprocess.Popen(command, env=env)
     while child.poll() is None:
@@ -139,7 +140,7 @@ def child_main(args: argparse.Namespace) -> None:
         whole = StreamedSplits.fit_batches
         StreamedSplits.fit_batches = lambda self, g: itertools.islice(whole(self, g), args.batches)
     config = TrainConfig(mask_type="channel-any", model="allconvnet", epochs=1, warmup_epochs=1, finalize_epochs=0,
-                         batch_size=128, device="cpu", target_fraction=None)
+                         batch_size=args.batch_size, device="cpu", target_fraction=None)
     records: list = []
     result = train(config, data, on_epoch=records.append,
                    should_stop=lambda: args.child != "full" and bool(records))  # throughput: the warm-up only
@@ -154,6 +155,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=FULL_SAMPLES, help="samples in the large store")
     parser.add_argument("--subset", type=int, default=4000, help="samples in the throughput runs' store")
     parser.add_argument("--batches", type=int, default=15, help="training batches per epoch of the memory run")
+    parser.add_argument("--batch-size", type=int, default=128, help="training batch (the network's activations "
+                        "weigh most of the trainer's memory: allconvnet at 128 on 36x35x35 needs about 1.6 GiB alone)")
     parser.add_argument("--budget", default="1G", help="MASKSEL_MEMORY_BUDGET of the full-store run (below its size)")
     parser.add_argument("--dir", type=Path, help="where the stores go (default: a new folder under /tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the stores (and reuse them next time)")
@@ -186,7 +189,8 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     workers = os.environ.get("MASKSEL_LOADER_WORKERS") or "default"
     print(f"machine: {os.cpu_count()} cores, {cpu}, {torch.get_num_threads()} torch threads, "
-          f"MASKSEL_LOADER_WORKERS={workers}, MASKSEL_MEMORY_BUDGET={args.budget}")
+          f"MASKSEL_LOADER_WORKERS={workers}, MASKSEL_MEMORY_BUDGET={args.budget}; allconvnet, batch "
+          f"{args.batch_size}")
     print(f"stores: {args.samples:,} x 36x35x35 float32 ({args.samples * 36 * 35 * 35 * 4 / 2**30:.2f} GiB, "
           f"{disk:.2f} GiB on disk) and its first {subset:,}, written or checked in {written:.0f} s; memory run "
           f"{full['elapsed']:.0f} s ({args.batches or 'all'} batches per epoch), throughput runs "

@@ -126,6 +126,8 @@ def check_data_root(uri: str) -> str:
     rule = (f"a store's uri must lie inside one of the allowed data roots ({', '.join(roots) or 'none configured'};"
             " the operator sets MASKSEL_DATA_ROOTS)")
     uri = (uri or "").strip()
+    if any(mark in uri for mark in ("::", "?", "#")):
+        raise ServiceError(f"uri must be a plain path or s3:// URI (no '::' chains, queries or fragments); {rule}")
     if not is_store_uri(uri):
         raise ServiceError(f"uri must name a zarr store: a path ending in .zarr or an s3://bucket/prefix URI, "
                            f"got {uri!r}")
@@ -143,7 +145,11 @@ def check_data_root(uri: str) -> str:
     local_roots = [Path(os.path.normpath(root)) for root in roots if not root.startswith("s3://")]
     if not any(Path(normal).is_relative_to(root) for root in local_roots):
         raise ServiceError(rule)
-    if not any(Path(normal).resolve().is_relative_to(root.resolve()) for root in local_roots):
+    try:
+        resolved = Path(normal).resolve()
+    except (RuntimeError, OSError):  # a loop of links
+        raise ServiceError(rule) from None
+    if not any(resolved.is_relative_to(root.resolve()) for root in local_roots):
         raise ServiceError(rule)  # a link inside a root that leads outside it
     return normal
 
@@ -208,8 +214,15 @@ def dataset_delete(dataset: Dataset, owner: Any) -> None:
         shown = ", ".join(f"#{pk}" for pk in using[:5]) + (", ..." if len(using) > 5 else "")
         raise ServiceError(f"runs use {dataset.name!r} ({shown}): delete them first, then the data set")
     file, name, preview = dataset.file, dataset.file.name, preview_name(dataset)
+
+    def remove_files() -> None:
+        if name:  # an upload's file and this host's copy (a registered store is never ours to delete)
+            file.delete(save=False)
+            files.forget(name)
+        default_storage.delete(preview)
+
     with transaction.atomic():
         dataset.delete()
-        transaction.on_commit(lambda: (file.delete(save=False), files.forget(name), default_storage.delete(preview)))
+        transaction.on_commit(remove_files)
 
 

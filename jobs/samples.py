@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 import masksel_core
-from masksel_core import TensorDataset
-from masksel_core.data.stores import ReadCounter, StoreDataset, load_store
+from masksel_core import DataError, TensorDataset
+from masksel_core.data.stores import ReadCounter, StoreDataset, StoreError, load_store
 from masksel_core.transfer.packing import TransferPlan, encode_channel, full_plan, pack, plan_from_mask_document
 
 from . import run_files
@@ -171,7 +171,10 @@ def _store(uri: str, seed: int) -> StoreDataset:
     with _lock:
         if key in _stores:
             return _stores[key]
-    store = load_store(uri, seed=seed)
+    try:
+        store = load_store(uri, seed=seed)
+    except DataError as exc:  # it was checked when it was registered: it has changed or gone since
+        raise StoreError(f"the data set's store no longer reads: {exc}") from exc
     with _lock:
         _stores[key] = store
         while len(_stores) > _KEEP_DATASETS:

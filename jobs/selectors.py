@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -172,7 +173,10 @@ def dataset_preview_cached(dataset: Dataset) -> dict[str, Any] | None:
 def preview_name(dataset: Dataset) -> str:
     """Its name in storage, by the data set's id and its stored file (or built-in) name: an id used again after
     a delete (SQLite does that) never finds the preview of the data set that had it."""
-    source = dataset.builtin or (Path(dataset.file.name).stem if dataset.file else "store")
+    if dataset.uri:  # an id used again for another store must not find this one's preview
+        source = "store-" + hashlib.sha256(dataset.uri.encode()).hexdigest()[:16]
+    else:
+        source = dataset.builtin or Path(dataset.file.name).stem
     return f"previews/{dataset.pk}-{source}.json"
 
 

@@ -9,12 +9,14 @@ import dataclasses
 import logging
 import threading
 import time
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
 
 import masksel_core
-from masksel_core import TrainConfig
+from masksel_core import DataError, TrainConfig
+from masksel_core.data.stores import StoreError
 from masksel_core.training.train import CHECKPOINT_NAME
 
 from . import queues, run_files, selectors, services
@@ -97,6 +99,17 @@ def execute_run(run_id: int, *, worker: str) -> str:
     return status if status is not None else Run.objects.get(pk=run_id).status
 
 
+def _load(dataset: Any, seed: int) -> Any:
+    """The run's data. A registered store was checked when it was registered: one that no longer reads is gone
+    from where it lay (a storage fault: the run waits and is tried again), not the run's fault."""
+    try:
+        return masksel_core.load_dataset(dataset.source, seed=seed)
+    except DataError as exc:
+        if dataset.uri:
+            raise StoreError(f"data set {dataset.name!r} ({dataset.uri}) cannot be read: {exc}") from exc
+        raise
+
+
 def _execute(run_id: int, *, worker: str) -> str | None:
     """Train one run to its end; None when it could not be claimed. Errors in the run mark it failed."""
     try:
@@ -116,7 +129,7 @@ def _execute(run_id: int, *, worker: str) -> str | None:
         if (run.artifact_dir / run_files.CHECKPOINT / CHECKPOINT_NAME).exists():
             log.warning("resuming run %s from its checkpoint (attempt %s)", run_id, run.attempts)
         with Lease(run_id, worker) as lease:
-            data = masksel_core.load_dataset(run.dataset.source, seed=config.seed)
+            data = _load(run.dataset, config.seed)
             if masksel_core.is_dynamic(config.mask_type) and not run.gallery:
                 services.run_gallery(run, data, config)
             # A checkpoint after every epoch: a retried run (lost worker) resumes where it stopped.

@@ -79,22 +79,27 @@ def convert(source: str, dest: str, *, overwrite: bool = False,
             if getattr(array, "dtype", np.dtype("O")).kind not in "uif":
                 raise DataError(f"{source}: {key} must be numeric, got dtype {getattr(array, 'dtype', '?')}")
         store = zarr.storage.FsspecStore.from_url(dest, storage_options=options) if options is not None else dest
-        group = zarr.open_group(store, mode="w")  # empties the destination
+        group = zarr.open_group(store, mode="w")  # empties the destination (checked empty, or --overwrite)
+        # Every chunk written, zeros too: a chunk left out reads as zeros and masksel refuses such stores.
         targets = {key: group.create_array(key, shape=array.shape, dtype=array.dtype,
-                                           chunks=chunk_shape(array.shape, array.dtype.itemsize))
+                                           chunks=chunk_shape(array.shape, array.dtype.itemsize),
+                                           config={"write_empty_chunks": True})
                    for key, array in arrays.items()}
         _remove_root_document(dest, options)  # until every chunk is written, nothing opens there as a store
-        with zarr.config.set({"array.write_empty_chunks": True}):
-            for key, array in arrays.items():
-                target, step = targets[key], targets[key].chunks[0]
-                for start in range(0, array.shape[0], step):
-                    target[start:start + step] = np.asarray(array[start:start + step])
-                    if progress is not None and key.startswith("x_"):
-                        progress(min(step, array.shape[0] - start))
+        for key, array in arrays.items():
+            target, step = targets[key], targets[key].chunks[0]
+            for start in range(0, array.shape[0], step):
+                target[start:start + step] = np.asarray(array[start:start + step])
+                if progress is not None and key.startswith("x_"):
+                    progress(min(step, array.shape[0] - start))
         group = zarr.open_group(store, mode="a")  # the root document last: only now does the store open
         if names is not None:
             group.attrs["channel_names"] = [str(n) for n in names]
-    return load_store(dest).summary()
+    try:
+        return load_store(dest).summary()
+    except DataError:
+        _remove_root_document(dest, options)  # what breaks the contract does not open as a data set
+        raise
 
 
 def check_dest(dest: str, *, overwrite: bool) -> dict[str, Any] | None:
@@ -105,8 +110,11 @@ def check_dest(dest: str, *, overwrite: bool) -> dict[str, Any] | None:
         raise DataError(f"{dest}: the destination must end in .zarr or be an s3:// URI")
     options = storage_options(dest)
     fs, path = fsspec.core.url_to_fs(dest, **(options or {}))
-    if fs.exists(f"{path.rstrip('/')}/zarr.json") and not overwrite:
+    if not overwrite and fs.exists(f"{path.rstrip('/')}/zarr.json"):
         raise DataError(f"{dest}: a store is already there (give --overwrite to replace it)")
+    if not overwrite and fs.exists(path) and (not fs.isdir(path) or fs.ls(path)):
+        raise DataError(f"{dest}: is not empty, and writing a store there would delete what it holds (give "
+                        "--overwrite to replace it, or another destination)")
     return options
 
 
@@ -114,7 +122,8 @@ def _remove_root_document(dest: str, options: dict[str, Any] | None) -> None:
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(dest, **(options or {}))
-    fs.rm(f"{path.rstrip('/')}/zarr.json")
+    if fs.exists(f"{path.rstrip('/')}/zarr.json"):
+        fs.rm(f"{path.rstrip('/')}/zarr.json")
 
 
 def add_parser(commands: Any) -> None:

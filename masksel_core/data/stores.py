@@ -24,7 +24,8 @@ from .arrays import DataError, TensorDataset, check_images, check_labels, count_
 TEST_SHARE = 0.2
 #: Bytes of input values read to look for NaN and infinities: a few chunks, never the whole store.
 SAMPLE_BYTES = 64 * 1024**2
-#: A chunk larger than this is refused: streaming reads whole chunks, and each worker holds a few at once.
+#: Samples of one chunk, in every channel as float32, over this are refused: streaming reads them at once, and
+#: each reader holds a few such blocks.
 MAX_CHUNK_BYTES = 256 * 1024**2
 
 
@@ -166,8 +167,12 @@ class StoreDataset:
                 "num_train": self.num_train, "num_test": self.num_test, "channel_names": list(self.channel_names)}
 
     def array(self, key: str, counter: ReadCounter | None = None) -> Any:
-        """The inputs `x_train` or `x_test` as a zarr array (opened anew: safe in a loader's worker process)."""
-        return open_group(self.uri, options=self.options, counter=counter)[key]
+        """The inputs `x_train` or `x_test` as a zarr array (opened anew: safe in a loader's worker process). The
+        store was checked: one that no longer opens is gone (a `StoreError`), not bad data."""
+        try:
+            return open_group(self.uri, options=self.options, counter=counter)[key]
+        except (DataError, KeyError) as exc:
+            raise StoreError(f"{self.uri}: the store could not be opened again ({exc})") from exc
 
     def read_rows(self, key: str, rows: np.ndarray, channels: np.ndarray | None = None,
                   counter: ReadCounter | None = None) -> np.ndarray:
@@ -261,10 +266,12 @@ def _check_inputs(uri: str, key: str, array: Any) -> Any:
     if array.dtype.kind not in "uif":
         raise DataError(f"{uri}: {key} must be numeric (uint8 or float), got dtype {array.dtype}")
     check_images(key, np.empty((0, *array.shape[1:]), dtype=array.dtype), full_shape=array.shape)
-    chunk_bytes = int(np.prod(array.chunks)) * array.dtype.itemsize
-    if chunk_bytes > MAX_CHUNK_BYTES:
-        raise DataError(f"{uri}: {key}'s chunks {tuple(array.chunks)} hold {chunk_bytes / 2**20:.0f} MiB each (at "
-                        f"most {MAX_CHUNK_BYTES // 2**20} MiB): rechunk it, e.g. python -m masksel_core convert")
+    # A read covers a chunk's run of samples in every channel, as float32: what one reader holds per chunk.
+    block_bytes = int(array.chunks[0]) * int(np.prod(array.shape[1:])) * 4
+    if block_bytes > MAX_CHUNK_BYTES:
+        raise DataError(f"{uri}: {key}'s chunks {tuple(array.chunks)} span {array.chunks[0]} samples, "
+                        f"{block_bytes / 2**20:.0f} MiB of every channel as float32 (at most "
+                        f"{MAX_CHUNK_BYTES // 2**20} MiB): rechunk it, e.g. python -m masksel_core convert")
     _check_chunks_present(uri, key, array)
     _check_sample(uri, key, array)
     return array

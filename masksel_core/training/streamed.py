@@ -38,10 +38,9 @@ class StreamedSplits:
         self.transform = transform or (lambda x: x)
         self.fit_rows, self.y_fit_np = store.train_rows[fit], store.y_train[fit]
         self.num_fit = len(fit)
-        self.y_val = torch.from_numpy(store.y_train[val]).to(device)
         self.eval_batch = eval_batch(store.input_shape)
-        self.copy = LocalCopy(store, "x_train", store.train_rows[val], store.y_train[val], batch=self.eval_batch,
-                              workers=workers)
+        self.copy = LocalCopy(store, "x_train", store.train_rows[val], store.y_train[val], batch=self.eval_batch)
+        self.y_val = torch.from_numpy(self.copy.labels).to(device)  # in the copy's order, as its inputs
         self.probe_size = probe_count(store.input_shape, len(val))
         self.probe_labels = self.y_val[:self.probe_size]
         self._probe: torch.Tensor | None = None

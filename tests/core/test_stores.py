@@ -292,12 +292,14 @@ def test_a_bucket_store_with_a_chunk_missing_is_refused(tmp_path: Path, bucket: 
 
 
 def test_a_chunk_gone_from_the_bucket_mid_run_stops_training_with_a_store_error(
-        tmp_path: Path, bucket: str, s3_endpoint: str) -> None:
-    """zarr reads a missing key as zeros; a streamed run must not train on them."""
+        tmp_path: Path, bucket: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zarr reads a missing key as zeros; a streamed run must not train on them (the error crosses from a reader
+    process)."""
     import boto3
 
     from masksel_core.data.stores import StoreError
 
+    monkeypatch.setenv("MASKSEL_LOADER_WORKERS", "1")
     uri = f"s3://{bucket}/vanishing.zarr"
     convert(str(make_npz(tmp_path / "src.npz", n=120)), uri)
     client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
@@ -311,3 +313,26 @@ def test_a_chunk_gone_from_the_bucket_mid_run_stops_training_with_a_store_error(
                                       finalize_epochs=0, batch_size=16)
     with pytest.raises(StoreError, match="vanishing.zarr: x_train samples"):
         masksel_core.train(config, masksel_core.load_dataset(uri, budget=1), on_epoch=delete_chunks)
+
+
+def test_convert_writes_chunks_of_zeros_and_spares_what_lies_at_the_destination(tmp_path: Path) -> None:
+    zeros = make_npz(tmp_path / "zeros.npz", n=60, x_test=np.zeros((10, 2, 6, 6), dtype=np.float32),
+                     y_test=np.zeros(10, dtype=np.int64))
+    summary = convert(str(zeros), str(tmp_path / "zeros.zarr"))
+    assert summary["num_test"] == 10
+    busy = tmp_path / "busy.zarr"
+    (busy / "mine").mkdir(parents=True)
+    (busy / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="is not empty"):
+        convert(str(zeros), str(busy))
+    assert (busy / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_conversion_whose_result_breaks_the_contract_leaves_no_store(tmp_path: Path) -> None:
+    bad = make_npz(tmp_path / "bad.npz", n=60, x_test=np.zeros((10, 2, 6, 6), dtype=np.float32),
+                   y_test=np.full(10, 7, dtype=np.int64))
+    with pytest.raises(DataError, match="not present in y_train"):
+        convert(str(bad), str(tmp_path / "bad.zarr"))
+    with pytest.raises(DataError, match="no zarr store there"):
+        load_store(str(tmp_path / "bad.zarr"))
+    convert(str(make_npz(tmp_path / "good.npz")), str(tmp_path / "bad.zarr"), overwrite=True)

@@ -89,9 +89,11 @@ def test_a_streamed_run_learns_and_writes_what_an_in_memory_one_does(store_uri: 
     assert {"mask.json", "model.pt", "metrics.csv", "transfer.json"} <= set(paths)
 
 
-@pytest.mark.parametrize("interrupt_at", [1, 4])
+@pytest.mark.parametrize(("interrupt_at", "readers"), [(1, "0"), (4, "1")])
 def test_a_streamed_run_resumed_from_its_checkpoint_is_bit_identical(store_uri: str, tmp_path: Path,
-                                                                   interrupt_at: int) -> None:
+                                                                   interrupt_at: int, readers: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASKSEL_LOADER_WORKERS", readers)
     config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, **FAST)
     straight = masksel_core.train(config, stored(store_uri))
 
@@ -132,4 +134,61 @@ def test_reader_processes_follow_the_setting(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("MASKSEL_LOADER_WORKERS", "3")
     assert loader_workers() == 3
     monkeypatch.delenv("MASKSEL_LOADER_WORKERS")
-    assert loader_workers() >= 1
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert loader_workers() == 0  # on two cores a reader process only competes with the network
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert loader_workers() == 4
+
+
+@pytest.mark.parametrize("readers", ["0", "2"])
+def test_validation_inputs_keep_their_labels_whatever_the_readers(store_uri: str, readers: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The class shows as a bright row of channel 0 (tests.conftest.make_npz): each input must carry its label."""
+    from masksel_core.training.streamed import StreamedSplits
+
+    monkeypatch.setenv("MASKSEL_LOADER_WORKERS", readers)
+    splits = StreamedSplits(stored(store_uri), val_share=0.3, seed=0, batch_size=16, device=torch.device("cpu"))
+    try:
+        batches = list(splits.val_batches())
+        x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+        assert len(y) == len(splits.y_val) and torch.equal(y, splits.y_val)
+        assert torch.equal(x[:, 0].sum(-1).argmax(-1) % 3, y)
+        assert torch.equal(splits.probe[:, 0].sum(-1).argmax(-1) % 3, splits.probe_labels)
+        fit = [b for b in splits.fit_batches(torch.Generator().manual_seed(0))]
+        fx, fy = torch.cat([b[0] for b in fit]), torch.cat([b[1] for b in fit])
+        assert torch.equal(fx[:, 0].sum(-1).argmax(-1) % 3, fy)
+    finally:
+        splits.close()
+
+
+def test_a_dynamic_runs_gallery_is_the_same_streamed_or_in_memory(store_uri: str) -> None:
+    config = TrainConfig(mask_type="dynamic-pixel-any", model="mlp", epochs=1, **FAST)
+    streamed = masksel_core.gallery_inputs(stored(store_uri), config)
+    in_memory = masksel_core.gallery_inputs(masksel_core.load_dataset(store_uri), config)
+    assert torch.equal(streamed, in_memory)
+
+
+def test_a_store_that_fails_while_its_validation_split_is_copied_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from masksel_core.data.stores import StoreError
+
+    monkeypatch.setenv("MASKSEL_CACHE_DIR", str(tmp_path / "cache"))
+    uri = str(tmp_path / "fragile.zarr")
+    convert(str(make_npz(tmp_path / "src.npz", n=120)), uri)
+    data = stored(uri)
+    shutil.rmtree(Path(uri) / "x_train" / "c")  # gone after it was checked
+    with pytest.raises(StoreError, match="fragile.zarr"):
+        masksel_core.train(TrainConfig(mask_type="channel-any", model="mlp", epochs=1, **FAST), data)
+    assert list((tmp_path / "cache").iterdir()) == []
+    with pytest.raises(StoreError, match="could not be"):
+        data.read_rows("x_train", np.arange(3))
+    shutil.rmtree(uri)
+    with pytest.raises(StoreError, match="could not be opened again"):
+        data.read_rows("x_train", np.arange(3))
+
+
+def test_a_stream_refuses_rows_out_of_order(store_uri: str) -> None:
+    with pytest.raises(ValueError, match="sorted, distinct rows"):
+        ChunkStream(store_uri, "x_train", np.array([5, 2]), np.array([0, 1]), 4, shuffle=False)

@@ -181,3 +181,36 @@ def test_a_contiguous_split_names_its_chunk_so_clients_align_their_pages(alice_a
     assert response["X-Masksel-Chunk-Samples"] == "40"
     held_out = alice_api.post("/api/datasets/", {"uri": str(store)}, format="json").json()
     assert "X-Masksel-Chunk-Samples" not in alice_api.get(f"/api/datasets/{held_out['id']}/samples/?count=8")
+
+
+def test_a_registered_store_is_deleted_without_touching_it(alice_api: APIClient, store: Path,
+                                                           django_capture_on_commit_callbacks: Any) -> None:
+    from jobs.selectors import preview_name
+
+    first = alice_api.post("/api/datasets/", {"uri": str(store)}, format="json").json()
+    assert alice_api.get(f"/api/datasets/{first['id']}/preview/").status_code == 200
+    name = preview_name(Dataset.objects.get(pk=first["id"]))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_api.delete(f"/api/datasets/{first['id']}/").status_code == 204
+    assert (store / "zarr.json").is_file()  # the store stays where it lies
+    from django.core.files.storage import default_storage
+
+    assert not default_storage.exists(name)
+    assert "store-" in name and str(first["id"]) in name
+
+
+def test_uris_with_chains_queries_or_link_loops_are_refused(alice_api: APIClient, roots: Path) -> None:
+    (roots / "loop.zarr").symlink_to(roots / "loop.zarr")
+    for uri in (f"simplecache::{roots}/x.zarr", "s3://allowed-bucket/sets/a.zarr?versionId=1",
+                "s3://allowed-bucket/sets/a.zarr#x", str(roots / "loop.zarr")):
+        response = alice_api.post("/api/datasets/", {"uri": uri}, format="json")
+        assert response.status_code == 400 and "allowed data roots" in response.json()["error"], uri
+
+
+def test_samples_of_a_store_gone_since_answer_503(alice_api: APIClient, store: Path) -> None:
+    import shutil
+
+    dataset = alice_api.post("/api/datasets/", {"uri": str(store)}, format="json").json()
+    shutil.rmtree(store / "x_train" / "c")
+    response = alice_api.get(f"/api/datasets/{dataset['id']}/samples/?count=4")
+    assert response.status_code == 503 and "no longer reads" in response.json()["error"]
