@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .stores import StoreDataset, StoreError, as_float, open_group
 
-BUFFER_CHUNKS, BUFFER_BYTES = 4, 128 * 1024**2
+BUFFER_CHUNKS, BUFFER_BYTES = 4, 64 * 1024**2
 
 
 class ChunkStream(IterableDataset):

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..masks.chain import AnyMask
 
-EVAL_BATCH, EVAL_BYTES = 1024, 64 * 1024**2
+EVAL_BATCH, EVAL_BYTES = 1024, 16 * 1024**2
 
 
 def eval_batch(sample_shape: tuple[int, ...] | torch.Size) -> int:
