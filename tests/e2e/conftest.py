@@ -113,7 +113,8 @@ def prepared_env(redis_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     var_dir = tmp_path_factory.mktemp("var")
-    env = prepared_env(redis_url, var_dir)
+    # Zarr stores over 64 KiB are streamed, with a reader process (only stores are concerned).
+    env = prepared_env(redis_url, var_dir, MASKSEL_MEMORY_BUDGET="64K", MASKSEL_LOADER_WORKERS="1")
     port = free_port()
     log = (var_dir / "stack.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "webapp.launcher", "--no-prepare", "--port", str(port)],

@@ -71,6 +71,37 @@ def test_an_uploaded_dataset_trains_live_over_rest_and_websocket(stack: Stack, s
         assert mask.mean() == pytest.approx(detail["fraction"])
 
 
+def test_a_registered_store_streams_through_a_real_worker_and_serves_its_kept_channels(
+        stack: Stack, tmp_path: Path) -> None:
+    """A zarr store under the stack's data root (var/stores), larger than its workers' memory budget (64 KiB):
+    registered where it lies, trained by the Celery worker from a reader process, served by channel."""
+    from masksel_core.data.convert import convert
+    from tests.conftest import make_npz
+
+    store = stack.var_dir / "stores" / "four.zarr"
+    store.parent.mkdir(exist_ok=True)
+    convert(str(make_npz(tmp_path / "four.npz", n=240, channels=4, size=6)), str(store))
+    with stack.client() as client:
+        dataset = client.post("/api/datasets/", json={"name": "four", "uri": str(store)})
+        assert dataset.status_code == 201, dataset.text
+        assert dataset.json()["channel_names"] == ["ch0", "ch1", "ch2", "ch3"]
+        dataset_id = dataset.json()["id"]
+        assert client.get(f"/api/datasets/{dataset_id}/preview/").json()["channels_total"] == 4
+        created = client.post("/api/runs/", json={"dataset": dataset_id, "mask_type": "channel-any", "model": "mlp",
+                                                  "epochs": 2, "batch_size": 32, "warmup_epochs": 2,
+                                                  "finalize_epochs": 1, "init_selected": [0, 2]})
+        run_id = created.json()["id"]
+        messages = asyncio.run(watch(stack, run_id))
+        detail = client.get(f"/api/runs/{run_id}/").json()
+        assert detail["status"] == "succeeded", detail
+        epochs = [e["epoch"] for e in messages[0]["epochs"]] + [m["epoch"] for m in messages if m["type"] == "epoch"]
+        assert epochs == list(range(1, detail["epoch"] + 1)) and detail["test_accuracy"] > 0.9
+        masked = client.get(f"/api/datasets/{dataset_id}/samples/?run={run_id}&count=24")
+        whole = client.get(f"/api/datasets/{dataset_id}/samples/?count=24")
+        assert masked.status_code == 200 == whole.status_code
+        assert int(masked.headers["X-Masksel-Bytes-Read"]) < 0.6 * int(whole.headers["X-Masksel-Bytes-Read"])
+
+
 def test_a_late_client_gets_the_whole_run_from_the_snapshot(stack: Stack) -> None:
     with stack.client() as client:
         digits = next(d for d in client.get("/api/datasets/").json() if d["builtin"] == "digits")
