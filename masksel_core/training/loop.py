@@ -46,6 +46,7 @@ class Loop:
         self.raw_bytes = float(np.prod(chain.input_shape) * 4)
         self.epoch, self.stopped_because = 0, "epochs"
         self.swaps: list[tuple[int, int]] = []  # (dropped, taken) by the swap check that ended selection
+        self.swap_seconds = 0.0
         self.start_accuracy: float | None = None
         self.records: list[EpochRecord] = []
         first = "select" if config.pretrained is not None or config.warmup_epochs == 0 else "warmup"
@@ -168,9 +169,11 @@ class Loop:
         """The swap check, then freeze the masks and go on to finalize; `accuracy` is the last selection epoch's
         (under the mask it ended with)."""
         self.stopped_because = reason
+        started = time.perf_counter()
         self.swaps = swap_check(self.chain, self.model, self.splits, candidates=self.config.swap_candidates,
                                 rounds=self.config.swap_rounds, lr=self.config.network_lr,
                                 seed=self.config.seed + 2)
+        self.swap_seconds = time.perf_counter() - started
         if self.swaps:
             accuracy, _ = evaluate_split(self.model, self.chain, self.splits)
         self.chain.freeze()
@@ -224,6 +227,7 @@ class Loop:
         return {
             "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "epoch": self.epoch, "phase": self.phase,
             "phase_start": self.phase_start, "stopped_because": self.stopped_because, "swaps": self.swaps,
+            "swap_seconds": self.swap_seconds,
             "start_accuracy": self.start_accuracy, "records": [r.state() for r in self.records],
             "model": self.model.state_dict(), "mask": self.chain.state_dict(),
             "optimizers": [o.state_dict() for o in self.optimizers], "lambda": self.lam.state_dict(),
@@ -241,6 +245,7 @@ class Loop:
         check_same_run(state["config"], self.config.to_dict())
         self.epoch, self.stopped_because = state["epoch"], state["stopped_because"]
         self.swaps = [tuple(swap) for swap in state["swaps"]]
+        self.swap_seconds = float(state.get("swap_seconds", 0.0))  # absent from checkpoints of earlier versions
         self.start_accuracy = state["start_accuracy"]
         self.records = [EpochRecord.from_state(r) for r in state["records"]]
         self.model.load_state_dict(state["model"])

@@ -51,6 +51,7 @@ class TrainResult:
     transfer: dict[str, Any] = field(default_factory=dict)  # bytes of the final mask on the test set
     warnings: list[str] = field(default_factory=list)
     swaps: list[tuple[int, int]] = field(default_factory=list)  # (dropped, taken) by the swap check
+    swap_seconds: float = 0.0
     probe: torch.Tensor | None = None  # the validation inputs a dynamic mask's share is measured on
 
     @property
@@ -61,6 +62,14 @@ class TrainResult:
     def fraction(self) -> float:
         return self.mask.fraction(self.probe)
 
+    def seconds_per_phase(self) -> dict[str, float]:
+        """Where the run's time went: each phase's epochs, and the swap check that ends selection."""
+        seconds = {"warmup": 0.0, "select": 0.0, "swap_check": self.swap_seconds, "finalize": 0.0}
+        for record in self.records:
+            if record.phase in seconds:
+                seconds[record.phase] += record.seconds
+        return {phase: round(value, 3) for phase, value in seconds.items()}
+
     def summary(self) -> dict[str, Any]:
         """What `summary.json` says: how the run ended and how good its model is."""
         return {
@@ -70,6 +79,7 @@ class TrainResult:
             "start_accuracy": self.start_accuracy,
             "fraction": self.fraction,
             "epochs_per_phase": dict(Counter(r.phase for r in self.records)),
+            "seconds_per_phase": self.seconds_per_phase(),
             "swaps": [list(swap) for swap in self.swaps],
             "warnings": list(self.warnings),
         }
@@ -214,6 +224,7 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
     result.records = list(loop.records)
     result.start_accuracy = loop.start_accuracy or 0.0
     result.swaps = list(loop.swaps)
+    result.swap_seconds = loop.swap_seconds
     model.eval()
     if result.records and result.stopped_because != "cancelled":
         if prepared is not None:

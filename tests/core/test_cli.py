@@ -39,6 +39,9 @@ def test_train_writes_the_files_of_the_contract(tmp_path: Path) -> None:
     assert json.loads((out / "config.json").read_text())["epochs"] == 3
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs_per_phase"] == {"warmup": 2, "select": 3} and 0.5 < summary["test_accuracy"] <= 1
+    seconds = summary["seconds_per_phase"]
+    assert set(seconds) == {"warmup", "select", "swap_check", "finalize"} and seconds["finalize"] == 0
+    assert seconds["warmup"] > 0 and seconds["select"] > 0 and seconds["swap_check"] >= 0  # nothing dropped: no swaps
     assert "test_accuracy" in done.stdout
     import torch
 

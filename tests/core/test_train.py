@@ -330,3 +330,14 @@ def test_a_jpeg_chain_moves_to_lower_qualities_as_lambda_grows() -> None:
     assert select[-1].lambda_ > select[0].lambda_
     assert select[-1].fraction < 0.9 and select[-1].fraction < select[0].fraction  # quality 90 costs 0.9
     assert result.selected.reshape(1, 5).argmax() > 0
+
+
+def test_the_summary_says_where_the_time_went(informative_first_channel: TensorDataset) -> None:
+    """Two of four channels dropped from the start: the swap check screens exchanges, and takes time."""
+    config = TrainConfig(mask_type="channel-any", model="mlp", epochs=2, init_selected=[0, 2], **FAST)
+    result = train(config, informative_first_channel)
+    seconds = result.summary()["seconds_per_phase"]
+    assert set(seconds) == {"warmup", "select", "swap_check", "finalize"}
+    assert seconds["swap_check"] > 0 and seconds["warmup"] > 0 and seconds["select"] > 0 and seconds["finalize"] > 0
+    by_phase = sum(r.seconds for r in result.records if r.phase in ("warmup", "select", "finalize"))
+    assert sum(seconds.values()) == pytest.approx(by_phase + result.swap_seconds, abs=0.01)
