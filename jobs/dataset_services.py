@@ -98,12 +98,8 @@ def _first_of_each_class(data: masksel_core.TensorDataset | StoreDataset) -> lis
     channels = np.arange(min(PREVIEW_CHANNELS, data.input_shape[0]))
     if isinstance(data, masksel_core.TensorDataset):
         return [(label, data.x_train[row][:PREVIEW_CHANNELS].numpy()) for label, row in firsts]
-    rows = data.train_rows[[row for _, row in firsts]]
-    order = np.argsort(rows)
-    read = data.read_rows("x_train", rows[order], channels=channels)[:, :PREVIEW_CHANNELS]
-    back = np.empty_like(read)
-    back[order] = read
-    return [(label, back[i]) for i, (label, _) in enumerate(firsts)]
+    read = data.read_rows("x_train", data.train_rows[[row for _, row in firsts]], channels=channels)
+    return [(label, read[i, :PREVIEW_CHANNELS]) for i, (label, _) in enumerate(firsts)]
 
 
 def _free_name(owner: Any, name: str) -> str:

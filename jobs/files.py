@@ -74,20 +74,19 @@ def storage_fault(exc: BaseException) -> str | None:
     record, or None. Anything raised by boto3 or botocore counts, the cause of another error too (a save that
     failed in an upload thread). A data set's zarr store that cannot be read mid-run (`StoreError`: its bucket or
     disk gone) counts too, whatever the service's own storage is."""
+    chain: list[BaseException] = []
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, StoreError):
-            return f"data set store unreachable: {seen}"
+        chain.append(seen)
         seen = seen.__cause__ or seen.__context__
-    if settings.MASKSEL_STORAGE != "s3":
+    store = next((e for e in chain if isinstance(e, StoreError)), None)
+    if store is not None:
+        return f"data set store unreachable: {store}"
+    boto = next((e for e in chain if type(e).__module__.split(".")[0] in ("botocore", "boto3")), None)
+    if settings.MASKSEL_STORAGE != "s3" or boto is None:
         return None
-    seen = exc
-    while seen is not None:
-        if type(seen).__module__.split(".")[0] in ("botocore", "boto3"):
-            where = f"bucket {settings.AWS_STORAGE_BUCKET_NAME!r} at {settings.AWS_S3_ENDPOINT_URL or 'AWS S3'}"
-            return f"storage unreachable ({where}): {seen}"
-        seen = seen.__cause__ or seen.__context__
-    return None
+    where = f"bucket {settings.AWS_STORAGE_BUCKET_NAME!r} at {settings.AWS_S3_ENDPOINT_URL or 'AWS S3'}"
+    return f"storage unreachable ({where}): {boto}"
 
 
 def forget(name: str) -> None:

@@ -11,6 +11,7 @@ import json
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,7 @@ from .models import Dataset, Run, RunStatus
 MAX_COUNT = 4096
 DTYPE_CHOICES = ("float32", "float16", "uint8")
 _KEEP_DATASETS = 4
-_datasets: OrderedDict[tuple[str, int], TensorDataset] = OrderedDict()
-_stores: dict[tuple[str, int], StoreDataset] = {}
+_datasets: OrderedDict[tuple[str, int], Any] = OrderedDict()  # data sets in memory, and stores' layouts
 _plans: dict[tuple[int, float], TransferPlan] = {}
 _mask_nets: dict[tuple[int, float], torch.jit.ScriptModule] = {}  # dynamic runs' server halves (`mask_net.ts`)
 _lock = threading.Lock()
@@ -52,19 +52,23 @@ class SamplePage:
     chunk_samples: int | None = None  # pages aligned to this many samples read no chunk twice (a store's split)
 
 
-def _dataset_tensors(dataset: Dataset, seed: int) -> TensorDataset:
-    """The data set as training split it (the seed decides the hold-out of files without a test split)."""
-    key = (dataset.source, seed)
+def _kept(key: tuple[str, int], load: Callable[[], Any]) -> Any:
+    """What `load` gives for `key`, kept in this process (the least recently used out past _KEEP_DATASETS)."""
     with _lock:
         if key in _datasets:
             _datasets.move_to_end(key)
             return _datasets[key]
-    data = masksel_core.load_dataset(dataset.source, seed=seed)
+    value = load()
     with _lock:
-        _datasets[key] = data
+        _datasets[key] = value
         while len(_datasets) > _KEEP_DATASETS:
             _datasets.popitem(last=False)
-    return data
+    return value
+
+
+def _dataset_tensors(dataset: Dataset, seed: int) -> TensorDataset:
+    """The data set as training split it (the seed decides the hold-out of files without a test split)."""
+    return _kept((dataset.source, seed), lambda: masksel_core.load_dataset(dataset.source, seed=seed))
 
 
 def run_plan(run: Run) -> TransferPlan:
@@ -161,25 +165,19 @@ def _store_page(dataset: Dataset, run: Run | None, plan: TransferPlan | None, se
     payload = _pack(x, torch.from_numpy(labels[start:stop]), plan, run, dtype=dtype, compress=compress,
                     encoded=lambda channel, quality: encode_channel(x, channel, quality))
     contiguous = len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows)
-    chunk = int(store.array(key).chunks[0]) if contiguous else None
+    chunk = store.chunks[key] if contiguous else None
     return SamplePage(payload, len(rows), plan, counter.bytes, chunk)
 
 
 def _store(uri: str, seed: int) -> StoreDataset:
     """A store's layout (labels, splits), checked once per process and seed; its inputs stay stored."""
-    key = (uri, seed)
-    with _lock:
-        if key in _stores:
-            return _stores[key]
-    try:
-        store = load_store(uri, seed=seed)
-    except DataError as exc:  # it was checked when it was registered: it has changed or gone since
-        raise StoreError(f"the data set's store no longer reads: {exc}") from exc
-    with _lock:
-        _stores[key] = store
-        while len(_stores) > _KEEP_DATASETS:
-            _stores.pop(next(iter(_stores)))
-    return store
+    def load() -> StoreDataset:
+        try:
+            return load_store(uri, seed=seed)
+        except DataError as exc:  # it was checked when it was registered: it has changed or gone since
+            raise StoreError(f"the data set's store no longer reads: {exc}") from exc
+
+    return _kept((f"store:{uri}", seed), load)
 
 
 def _pack(x: torch.Tensor, y: torch.Tensor, plan: TransferPlan, run: Run | None, *, dtype: str, compress: bool,

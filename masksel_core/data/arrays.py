@@ -127,10 +127,15 @@ def check_images(key: str, x: np.ndarray, *, full_shape: tuple[int, ...] | None 
         raise DataError(f"{key} contains {bad}")
 
 
+def as_float(x: np.ndarray, *, copy: bool = True) -> np.ndarray:
+    """The contract's scaling: uint8 to [0, 1], other numbers as float32; (N, H, W) gains its channel axis."""
+    x = x[:, None] if x.ndim == 3 else x
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32, copy=copy)
+
+
 def _images(key: str, x: np.ndarray) -> np.ndarray:
     check_images(key, x)
-    x = x[:, None] if x.ndim == 3 else x
-    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return as_float(x)
 
 
 def check_labels(key: str, y: np.ndarray, n: int) -> np.ndarray:

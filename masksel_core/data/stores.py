@@ -19,9 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .arrays import DataError, TensorDataset, check_images, check_labels, count_classes, stratified_indices
+from .arrays import (
+    TEST_SHARE,
+    DataError,
+    TensorDataset,
+    as_float,
+    check_images,
+    check_labels,
+    count_classes,
+    stratified_indices,
+)
 
-TEST_SHARE = 0.2
 #: Bytes of input values read to look for NaN and infinities: a few chunks, never the whole store.
 SAMPLE_BYTES = 64 * 1024**2
 #: Samples of one chunk, in every channel as float32, over this are refused: streaming reads them at once, and
@@ -145,9 +153,13 @@ class StoreDataset:
     train_rows: np.ndarray
     test_key: str  # "x_test", or "x_train" when the test split is held out of it
     test_rows: np.ndarray
-    dtype: str
-    chunk_samples: int  # samples per chunk along the first axis
+    chunks: dict[str, int]  # samples per chunk along the first axis, of x_train and x_test
     options: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def chunk_samples(self) -> int:
+        """Samples per chunk of `x_train`."""
+        return self.chunks["x_train"]
 
     @property
     def num_train(self) -> int:
@@ -166,19 +178,12 @@ class StoreDataset:
         return {"name": self.name, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
                 "num_train": self.num_train, "num_test": self.num_test, "channel_names": list(self.channel_names)}
 
-    def array(self, key: str, counter: ReadCounter | None = None) -> Any:
-        """The inputs `x_train` or `x_test` as a zarr array (opened anew: safe in a loader's worker process). The
-        store was checked: one that no longer opens is gone (a `StoreError`), not bad data."""
-        try:
-            return open_group(self.uri, options=self.options, counter=counter)[key]
-        except (DataError, KeyError) as exc:
-            raise StoreError(f"{self.uri}: the store could not be opened again ({exc})") from exc
-
     def read_rows(self, key: str, rows: np.ndarray, channels: np.ndarray | None = None,
                   counter: ReadCounter | None = None) -> np.ndarray:
-        """float32 inputs (len(rows), C, H, W) of the given sorted rows, one read per chunk they fall in; with
-        `channels`, only those channels' chunks are read (the others are zero)."""
-        return read_rows(self.array(key, counter), rows, self.input_shape, channels=channels)
+        """float32 inputs (len(rows), C, H, W) of the given rows, in their order, one read per chunk they fall in;
+        with `channels`, only those channels' chunks are read (the others are zero)."""
+        array = open_array(self.uri, key, options=self.options, counter=counter)
+        return read_rows(array, rows, self.input_shape, channels=channels, source=self.uri)
 
     def to_memory(self) -> TensorDataset:
         """Everything read into a `TensorDataset` (for a store that fits the memory budget)."""
@@ -189,33 +194,40 @@ class StoreDataset:
                              list(self.channel_names))
 
 
-def as_float(block: np.ndarray) -> np.ndarray:
-    """The contract's scaling: uint8 to [0, 1], other numbers as float32; (N, H, W) gains its channel axis."""
-    block = block[:, None] if block.ndim == 3 else block
-    return block.astype(np.float32) / 255.0 if block.dtype == np.uint8 else block.astype(np.float32, copy=False)
+def open_array(uri: str, key: str, *, options: dict[str, Any] | None = None,
+               counter: ReadCounter | None = None) -> Any:
+    """An array of a store that was checked, opened anew (safe in a loader's reader process): a store that no
+    longer opens is gone since (a `StoreError`), not bad data."""
+    try:
+        return open_group(uri, options=options, counter=counter)[key]
+    except (DataError, KeyError) as exc:
+        raise StoreError(f"{uri}: the store could not be opened again ({exc})") from exc
 
 
 def read_rows(array: Any, rows: np.ndarray, input_shape: tuple[int, int, int], *,
-              channels: np.ndarray | None = None) -> np.ndarray:
-    """Gather sorted `rows` of a zarr array chunk by chunk (a contiguous read per chunk, then the rows in it)."""
+              channels: np.ndarray | None = None, source: str = "") -> np.ndarray:
+    """`rows` of a zarr array in their order, read chunk by chunk in the store's order (a contiguous read per
+    chunk, then the rows in it); `source` names the store in errors."""
     rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
     out = np.zeros((len(rows), *input_shape), dtype=np.float32)
     step = int(array.chunks[0])
     done = 0
-    for chunk in np.unique(rows // step):
+    for chunk in np.unique(ordered // step):
         start = int(chunk) * step
-        here = rows[(rows >= start) & (rows < start + step)]
+        here = ordered[(ordered >= start) & (ordered < start + step)]
         first, stop = int(here[0]), int(here[-1]) + 1
         try:
             if channels is None or array.ndim == 3:
-                block = as_float(np.asarray(array[first:stop]))
+                block = as_float(np.asarray(array[first:stop]), copy=False)
             else:
                 block = np.zeros((stop - first, *input_shape), dtype=np.float32)
-                block[:, channels] = as_float(np.asarray(array.oindex[first:stop, channels]))
+                block[:, channels] = as_float(np.asarray(array.oindex[first:stop, channels]), copy=False)
         except Exception as exc:  # noqa: BLE001 - whatever the bucket or the disk said, the store failed
-            raise StoreError(f"{array.name} samples {first} to {stop - 1} could not be read "
-                             f"({type(exc).__name__}: {exc})") from exc
-        out[done:done + len(here)] = block[here - first]
+            raise StoreError(f"{source or array.store_path}: {array.path} samples {first} to {stop - 1} could not "
+                             f"be read ({type(exc).__name__}: {exc})") from exc
+        out[order[done:done + len(here)]] = block[here - first]
         done += len(here)
     return out
 
@@ -232,13 +244,13 @@ def load_store(uri: str, *, seed: int = 0, name: str | None = None,
     if ("x_test" in members) != ("y_test" in members):
         raise DataError(f"{uri}: x_test and y_test must be given together")
     x_train = _check_inputs(uri, "x_train", group["x_train"])
-    shape = _sample_shape(x_train)
+    shape = sample_shape(x_train)
     y_all = check_labels("y_train", _read_labels(uri, "y_train", group["y_train"]), x_train.shape[0])
     num_classes = count_classes(y_all)
     if "x_test" in members:
         x_test = _check_inputs(uri, "x_test", group["x_test"])
-        if _sample_shape(x_test) != shape:
-            raise DataError(f"{uri}: x_test samples have shape {_sample_shape(x_test)}, x_train {shape}")
+        if sample_shape(x_test) != shape:
+            raise DataError(f"{uri}: x_test samples have shape {sample_shape(x_test)}, x_train {shape}")
         y_test = check_labels("y_test", _read_labels(uri, "y_test", group["y_test"]), x_test.shape[0])
         if y_test.max() >= num_classes:
             raise DataError(f"{uri}: y_test has label {int(y_test.max())} not present in y_train")
@@ -247,8 +259,9 @@ def load_store(uri: str, *, seed: int = 0, name: str | None = None,
         train_rows, test_rows = stratified_indices(y_all, TEST_SHARE, seed)
         test_key, y_test, y_all = "x_train", y_all[test_rows], y_all[train_rows]
     names = _channel_names(uri, group, shape[0])
+    chunks = {key: int(group[key].chunks[0]) for key in ("x_train", "x_test") if key in members}
     return StoreDataset(name or _default_name(uri), uri, shape, num_classes, names, y_all, y_test, train_rows,
-                        test_key, test_rows, str(x_train.dtype), int(x_train.chunks[0]), options)
+                        test_key, test_rows, chunks, options)
 
 
 def _default_name(uri: str) -> str:
@@ -256,7 +269,8 @@ def _default_name(uri: str) -> str:
     return last[:-5] if last.endswith(".zarr") else last
 
 
-def _sample_shape(array: Any) -> tuple[int, int, int]:
+def sample_shape(array: Any) -> tuple[int, int, int]:
+    """(C, H, W) of an input array's samples ((N, H, W) arrays have one channel)."""
     shape = tuple(int(s) for s in array.shape[1:])
     return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
 
@@ -292,8 +306,8 @@ def _check_sample(uri: str, key: str, array: Any) -> None:
     """Read a few whole chunks along the sample axis, spread over the array, and look for NaN and infinities."""
     if array.dtype.kind != "f":
         return
-    per_chunk = max(int(np.prod(array.chunks[:1])) * int(np.prod(array.shape[1:])) * array.dtype.itemsize, 1)
     step = int(array.chunks[0])
+    per_chunk = max(step * int(np.prod(array.shape[1:])) * array.dtype.itemsize, 1)
     count = -(-int(array.shape[0]) // step)
     picks = np.unique(np.linspace(0, count - 1, num=min(count, max(1, SAMPLE_BYTES // per_chunk))).astype(int))
     for chunk in picks:

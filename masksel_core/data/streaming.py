@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .stores import StoreDataset, StoreError, as_float, open_group
+from .stores import StoreDataset, open_array, read_rows, sample_shape
 
 BUFFER_CHUNKS, BUFFER_BYTES = 4, 64 * 1024**2
 
@@ -41,10 +41,8 @@ class ChunkStream(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        try:
-            array = open_group(self.uri, options=self.options)[self.key]
-        except Exception as exc:  # noqa: BLE001 - validated before the run: gone since, not bad data
-            raise StoreError(f"{self.uri}: the store could not be opened ({exc})") from exc
+        array = open_array(self.uri, self.key, options=self.options)
+        shape = sample_shape(array)
         step = int(array.chunks[0])
         chunks = np.unique(self.rows // step)
         # Chunks mixed at once: BUFFER_BYTES of float32 samples (at least one chunk's), at most `buffer_chunks`.
@@ -57,13 +55,7 @@ class ChunkStream(IterableDataset):
         ys: list[np.ndarray] = []
         for chunk in chunks[worker::workers]:
             inside = (self.rows >= chunk * step) & (self.rows < (chunk + 1) * step)
-            here = self.rows[inside]
-            try:
-                block = as_float(np.asarray(array[int(here[0]):int(here[-1]) + 1]))
-            except Exception as exc:  # noqa: BLE001 - whatever the bucket or the disk said, the store failed
-                raise StoreError(f"{self.uri}: {self.key} samples {here[0]} to {here[-1]} could not be read "
-                                 f"({type(exc).__name__}: {exc})") from exc
-            xs.append(block[here - here[0]])
+            xs.append(read_rows(array, self.rows[inside], shape, source=self.uri))
             ys.append(self.labels[inside])
             if not self.shuffle or len(xs) >= buffered:
                 yield from self._cut(xs, ys, rng, keep_rest=True)

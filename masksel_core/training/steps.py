@@ -5,6 +5,7 @@ A step is what any PyTorch training step is: mask the batch, compute the task lo
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,8 +20,7 @@ EVAL_BATCH, EVAL_BYTES = 1024, 16 * 1024**2
 def eval_batch(sample_shape: tuple[int, ...] | torch.Size) -> int:
     """Samples per evaluation batch: EVAL_BATCH, fewer for large inputs (at most about EVAL_BYTES of float32
     inputs, whose activations in a convolutional network are many times that)."""
-    sample_bytes = 4 * int(torch.tensor(tuple(sample_shape)).prod()) if len(sample_shape) else 4
-    return max(16, min(EVAL_BATCH, EVAL_BYTES // max(sample_bytes, 1)))
+    return max(16, min(EVAL_BATCH, EVAL_BYTES // (4 * math.prod(sample_shape))))
 
 
 @dataclass

@@ -131,10 +131,7 @@ def gallery_inputs(data: TensorDataset | StoreDataset, config: TrainConfig) -> t
         _, val = stratified_indices(data.y_train, config.val_share, config.seed)
         val = val[:probe_count(data.input_shape, len(val))]  # the streamed run's probe: the first validation rows
         picked = data.train_rows[val[gallery_indices(torch.from_numpy(data.y_train[val]))]]
-        order = np.argsort(picked)
-        inputs = np.empty((len(picked), *data.input_shape), dtype=np.float32)
-        inputs[order] = data.read_rows("x_train", picked[order])  # read in the store's order, kept in the gallery's
-        return torch.from_numpy(inputs)
+        return torch.from_numpy(data.read_rows("x_train", picked))
     splits = split_validation(data, config.val_share, config.seed)
     return splits.x_val[gallery_indices(splits.y_val)]
 

@@ -69,6 +69,8 @@ def test_a_store_over_the_budget_stays_stored_and_reads_rows_chunk_by_chunk(tmp_
     rows = np.array([0, 5, 31, 32, 200, 239])
     expected = arrays["x_train"][rows].astype(np.float32) / 255
     assert np.array_equal(store.read_rows("x_train", rows), expected)
+    shuffled = np.array([200, 5, 239, 31, 0, 32])  # any order: the rows come back in it, each chunk read once
+    assert np.array_equal(store.read_rows("x_train", shuffled), arrays["x_train"][shuffled].astype(np.float32) / 255)
     only_noise = store.read_rows("x_train", rows, channels=np.array([1]))
     assert np.array_equal(only_noise[:, 1], expected[:, 1]) and not only_noise[:, 0].any()
 
