@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TensorDataset, TrainConfig, build, load_dataset, spec_problem  # noqa: E402
 from masksel_core.masks.chain import MaskChain  # noqa: E402
+from masksel_core.training.precision import autocast, memory_format, resolve_precision  # noqa: E402
 from masksel_core.training.steps import masked_step  # noqa: E402
 from masksel_core.training.train import prepare_inputs  # noqa: E402
 
@@ -33,7 +34,8 @@ CASES = (("lenet5", "digits"), ("allconvnet", "synthetic-remote"))
 TAU = TrainConfig().tau_init  # the temperature selection starts with
 
 
-def make_step(model: nn.Module, chain: MaskChain | None, batches: list[tuple[torch.Tensor, torch.Tensor]]):  # type: ignore[no-untyped-def]
+def make_step(model: nn.Module, chain: MaskChain | None, batches: list[tuple[torch.Tensor, torch.Tensor]],  # type: ignore[no-untyped-def]
+              dtype: torch.dtype | None = None):
     """One optimiser step of the network (and the masks, when given) per call, cycling through batches.
 
     The masked step is `loop.masked_step`, the one `train()` takes in selection (lambda 0.1, the initial tau,
@@ -47,7 +49,8 @@ def make_step(model: nn.Module, chain: MaskChain | None, batches: list[tuple[tor
         def plain() -> None:
             x, y = batches[counter[0] % len(batches)]
             counter[0] += 1
-            loss = loss_fn(model(x), y)
+            with autocast(device, dtype):
+                loss = loss_fn(model(x), y)
             model_opt.zero_grad(set_to_none=True)
             loss.backward()
             model_opt.step()
@@ -60,7 +63,7 @@ def make_step(model: nn.Module, chain: MaskChain | None, batches: list[tuple[tor
         x, y = batches[counter[0] % len(batches)]
         counter[0] += 1
         masked_step(model, chain, loss_fn, x, y, optimizers, lam=0.1, tau=TAU, explore=counter[0] % 2 == 0,
-                    generator=generator)
+                    generator=generator, dtype=dtype)
 
     return masked
 
@@ -90,13 +93,17 @@ def measure(model_name: str, data: TensorDataset, mask: str, args: argparse.Name
     chain, masked_model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(0))
     prepared = prepare_inputs(chain, data)
     _, plain_model = build(config, data.input_shape, data.num_classes, torch.Generator().manual_seed(0))
-    chain, masked_model, plain_model = chain.to(device), masked_model.to(device), plain_model.to(device)
+    layout = memory_format(plain_model, device)
+    chain = chain.to(device)
+    masked_model = masked_model.to(device, memory_format=layout)
+    plain_model = plain_model.to(device, memory_format=layout)
+    dtype = resolve_precision(args.precision, device)
     order = torch.randperm(prepared.x_train.shape[0])[: 8 * args.batch_size]
     masked_batches = [(prepared.x_train[i].to(device), prepared.y_train[i].to(device))
                       for i in order.split(args.batch_size)]
     plain_batches = [(data.x_train[i].to(device), data.y_train[i].to(device)) for i in order.split(args.batch_size)]
-    plain = make_step(plain_model, None, plain_batches)
-    masked = make_step(masked_model, chain, masked_batches)
+    plain = make_step(plain_model, None, plain_batches, dtype)
+    masked = make_step(masked_model, chain, masked_batches, dtype)
     for step in (plain, masked):
         time_steps(step, 3, device)  # warm-up
     plain_ms, masked_ms = [], []
@@ -115,11 +122,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or auto, for both networks")
     parser.add_argument("--cases", default=",".join(f"{m}/{d}" for m, d in CASES),
                         help="comma-separated model/data pairs to run")
     parser.add_argument("--masks", default=",".join(MASKS), help="comma-separated mask types to run")
     args = parser.parse_args()
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"device {args.device}, precision {args.precision}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, "
           f"batch {args.batch_size}, median of {args.rounds} rounds x {args.steps} steps")
     print("| model/data | mask | plain ms/step | masked ms/step | masked/plain |")
     print("|---|---|---:|---:|---:|")

@@ -12,6 +12,7 @@ from masksel_core.config import (
     DISCRETIZATIONS,
     EXTEND_COSTS,
     LAMBDA_MONITORS,
+    PRECISIONS,
     THRESHOLD_MODES,
     ConfigError,
     parse_grid,
@@ -83,6 +84,8 @@ class RunForm(forms.Form):
     seed = forms.IntegerField(initial=D.seed, min_value=0)
     device = forms.ChoiceField(choices=[(d, d) for d in DEVICES], initial=D.device,
                                help_text="auto: a GPU where the worker has one")
+    precision = forms.ChoiceField(choices=[(p, p) for p in PRECISIONS], initial=D.precision,
+                                  help_text="auto: bf16 on a GPU that has it (faster), fp32 on a CPU")
     tags = _text("comma-separated, e.g. paper, k=39")
     # schedule
     lambda_init = forms.FloatField(initial=D.lambda_init, help_text="initial weight of the mask loss Q")
@@ -151,7 +154,7 @@ class RunForm(forms.Form):
     #: The page's sections; the first is open, the others open where one of their fields has an error.
     GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("Basic", ("name", "dataset", "mask_type", "grid", "server_view", "mask_net", "model", "target_fraction",
-                   "target_bytes", "epochs", "seed", "device", "tags")),
+                   "target_bytes", "epochs", "seed", "device", "precision", "tags")),
         ("Schedule and phases", ("lambda_init", "lambda_factor", "lambda_patience", "lambda_monitor",
                                  "lambda_threshold", "lambda_threshold_mode", "tau_init", "tau_decay", "tau_min",
                                  "gamma", "discretization", "warmup_epochs", "finalize_epochs",
@@ -264,7 +267,8 @@ class SweepForm(RunForm):
 
     GROUPS = (("Basic", ("name", "dataset", "mask_type", "grid", "server_view", "mask_net", "model", "lambda_inits",
                          "lambda_factors", "seeds",
-                         "seed", "target_fraction", "target_bytes", "epochs", "device", "tags")), *RunForm.GROUPS[1:])
+                         "seed", "target_fraction", "target_bytes", "epochs", "device", "precision", "tags")),
+              *RunForm.GROUPS[1:])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -105,6 +105,8 @@ class Run(models.Model):
     phase = models.CharField(max_length=16, blank=True, default="")
     test_accuracy = models.FloatField(null=True, blank=True)
     warnings = models.JSONField(default=list, blank=True)
+    # Where its time went (`TrainResult.seconds_per_phase`: warmup, select, swap_check, finalize), once it ended.
+    seconds_per_phase = models.JSONField(default=dict, blank=True)
     # The run whose network this one started from (`pretrained_run`); its weights were copied at submission.
     pretrained_from = models.PositiveIntegerField(null=True, blank=True)
     notes = models.TextField(blank=True, default="")

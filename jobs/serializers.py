@@ -119,6 +119,8 @@ class RunSerializer(serializers.ModelSerializer):
     tags = serializers.ListField(child=serializers.CharField())
     retries = serializers.ListField(child=serializers.DictField(), help_text="why each retry happened")
     priority = serializers.IntegerField(help_text="queued runs start highest priority first, then oldest first")
+    seconds_per_phase = serializers.DictField(child=serializers.FloatField(), help_text="where a finished run's "
+                                              "time went: warmup, select, swap_check, finalize (seconds)")
     worker_lost = serializers.SerializerMethodField(help_text="running, but its worker stopped renewing the lease")
     latest = serializers.SerializerMethodField()
 
@@ -127,7 +129,8 @@ class RunSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "status", "epoch", "total_epochs", "dataset", "dataset_name", "mask_type", "model",
                   "config", "error", "worker", "device", "fraction", "val_accuracy", "best_accuracy", "phase",
                   "test_accuracy", "warnings", "pretrained_run", "created_at", "started_at", "finished_at",
-                  "heartbeat_at", "tags", "notes", "attempts", "worker_lost", "retries", "priority", "latest"]
+                  "heartbeat_at", "tags", "notes", "attempts", "worker_lost", "retries", "priority",
+                  "seconds_per_phase", "latest"]
 
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_worker_lost(self, run: Run) -> bool:

@@ -267,13 +267,15 @@ def run_finish(run: Run, result: masksel_core.TrainResult) -> None:
         Run.objects.filter(pk=run.pk).update(
             artifact_bytes=sum(p.stat().st_size for p in paths.values()) + _kept_bytes(run),
             fraction=result.fraction,
-            test_accuracy=result.test_accuracy, warnings=list(result.warnings))
+            test_accuracy=result.test_accuracy, warnings=list(result.warnings),
+            seconds_per_phase=result.seconds_per_phase())
         Run.objects.filter(pk=run.pk).exclude(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]).update(
             status=status, finished_at=timezone.now())
         final = Run.objects.values_list("status", flat=True).get(pk=run.pk)
     run_files.delete(run.pk, run_files.CHECKPOINT)  # only needed to resume
     progress.broadcast(run.pk, {"type": "status", "status": final, "warnings": list(result.warnings),
-                                "test_accuracy": result.test_accuracy})
+                                "test_accuracy": result.test_accuracy,
+                                "seconds_per_phase": result.seconds_per_phase()})
 
 
 def _kept_bytes(run: Run) -> int:

@@ -17,13 +17,15 @@ from .models import MODELS
 
 EXTEND_COSTS = ("proxy", "bytes")
 DEVICES = ("auto", "cpu", "cuda")
+# "auto": bf16 autocast on a CUDA device that supports it, fp32 elsewhere (`training/precision.py`).
+PRECISIONS = ("auto", "fp32", "bf16")
 DISCRETIZATIONS = ("gumbel", "deterministic")
 # "val_total": task loss + lambda * Q on the validation split; "total": the same on the training batches (the
 # paper); "val_mask_loss": Q of the noise-free mask (the authors' later code).
 LAMBDA_MONITORS = ("val_total", "total", "val_mask_loss")
 THRESHOLD_MODES = ("rel", "abs")
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "device": DEVICES, "discretization": DISCRETIZATIONS, "lambda_monitor": LAMBDA_MONITORS,
+    "device": DEVICES, "precision": PRECISIONS, "discretization": DISCRETIZATIONS, "lambda_monitor": LAMBDA_MONITORS,
     "lambda_threshold_mode": THRESHOLD_MODES, "extend_costs": EXTEND_COSTS, "mask_net": MASK_NET_NAMES,
 }
 
@@ -74,6 +76,7 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
     target_fraction: float | None = None
     grid: tuple[int, int] = (3, 3)
     init_sigma: float = 0.01

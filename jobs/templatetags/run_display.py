@@ -23,6 +23,17 @@ def duration_text(seconds: float) -> str:
 
 
 PHASE_TEXT = {"warmup": "warm-up", "select": "selection", "finalize": "finalize", "final": "done"}
+SPENT_IN = {"warmup": "warm-up", "select": "selection", "swap_check": "swap check", "finalize": "finalize"}
+
+
+@register.filter
+def phase_seconds(seconds: dict[str, float] | None) -> str:
+    """Where a finished run's time went ("warm-up 3.2 s · selection 41 s · swap check 0.4 s"): the phases that
+    took any, tenths below 10 s; empty when unknown."""
+    parts = [f"{SPENT_IN[name]} {seconds[name]:.1f} s" if seconds[name] < 10 else
+             f"{SPENT_IN[name]} {duration_text(seconds[name])}"
+             for name in SPENT_IN if (seconds or {}).get(name, 0) > 0]
+    return " · ".join(parts)
 
 
 @register.filter

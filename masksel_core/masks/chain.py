@@ -106,10 +106,12 @@ class MaskChain(nn.Module):
 
     def forward(self, x: torch.Tensor, *, tau: float, explore: bool,  # type: ignore[override]
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """`x` is the (already extended) batch `(B, C', H, W)`; returns the masked batch and Q."""
+        """`x` is the (already extended) batch `(B, C', H, W)`; returns the masked batch and Q, in float32 whatever
+        the caller's autocast (only the network runs in a run's lower precision)."""
         cost = self.base_cost
-        for stage in self.stages:
-            x, cost = stage(x, cost, tau=tau, explore=explore, generator=generator)
+        with torch.autocast(x.device.type, enabled=False):
+            for stage in self.stages:
+                x, cost = stage(x, cost, tau=tau, explore=explore, generator=generator)
         return x, cost.sum()
 
     def freeze(self) -> None:

@@ -205,14 +205,20 @@ class DynamicMask(nn.Module):
         """What the server's mask network looks at: the input, or its max-pool to `server_view`."""
         return x if self.server_view == tuple(x.shape[2:]) else F.adaptive_max_pool2d(x, self.server_view)
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The mask network's logit per cell, in float32 whatever the caller's autocast (a run's lower precision is
+        for the task network: a cell's keep-or-drop must not depend on it)."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self.net(self.view(x)) + BIAS
+
     def cells(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, GH, GW) of 0/1 forward, the sigmoid's gradient backward (straight-through)."""
-        soft = torch.sigmoid(self.net(self.view(x)) + BIAS)
+        soft = torch.sigmoid(self.logits(x))
         return (soft >= 0.5).to(soft.dtype) + (soft - soft.detach())  # exactly 0 or 1 forward
 
     @torch.no_grad()
     def hard_cells(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.net(self.view(x)) + BIAS >= 0).to(x.dtype)
+        return (self.logits(x) >= 0).to(x.dtype)
 
     def expand(self, cells: torch.Tensor) -> torch.Tensor:
         """(B, C, GH, GW) to (B, C, H, W): each cell over the pixels it covers."""

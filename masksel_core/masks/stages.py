@@ -19,7 +19,8 @@ Every stage is a plain `nn.Module` whose forward autograd differentiates: a new 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -74,6 +75,7 @@ class SelectStage(Stage):
         self.logits = nn.Parameter(init + torch.randn(init.shape, generator=generator) * init_sigma)
         self.register_buffer("weights", element_costs(self.mask_type, costs, self.weight_shape))
         self.rescale = rescale
+        self.held: torch.Tensor | None = None  # a selection that replaces the sampled one (`holding`)
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
@@ -90,12 +92,24 @@ class SelectStage(Stage):
 
     def forward(self, x: torch.Tensor, cost: torch.Tensor, *, tau: float, explore: bool,  # type: ignore[override]
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        selected = self.expand(self.sample(tau=tau, explore=explore, generator=generator))  # (C, H, W)
+        chosen = self.held if self.held is not None else self.sample(tau=tau, explore=explore, generator=generator)
+        selected = self.expand(chosen)  # (C, H, W)
         masked = x * selected  # (B, C, H, W) * (C, H, W)
         if self.rescale:
             # As dropout does: keep the input's scale when only a share of it is kept.
             masked = masked / selected.detach().mean().clamp_min(1e-6)
         return masked, cost * selected * self.expand(self.weights)
+
+    @contextmanager
+    def holding(self, selection: torch.Tensor) -> Iterator[None]:
+        """Pass `selection` (the exported shape) instead of sampling, inside the block: with a leaf tensor that
+        requires grad, the loss's gradient with respect to each element's selection, which the swap check's screen
+        ranks exchanges by."""
+        self.held = selection
+        try:
+            yield
+        finally:
+            self.held = None
 
     @torch.no_grad()
     def selected(self) -> np.ndarray:

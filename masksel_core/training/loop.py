@@ -14,6 +14,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..masks.chain import AnyMask
 from ..masks.dynamic import DynamicMask, gallery_indices
+from .precision import resolve_precision
 from .records import EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
 from .steps import Splits, evaluate_split, masked_step, network_step
@@ -38,6 +39,7 @@ class Loop:
         self.should_stop = should_stop
         self.generator = torch.Generator(device=splits.device).manual_seed(config.seed + 1)
         self.loss_fn = nn.CrossEntropyLoss()
+        self.dtype = resolve_precision(config.precision, splits.device)  # the network's autocast (None: fp32)
         self.lam = LambdaPlateau(config.lambda_init, config.lambda_factor, config.lambda_patience,
                                  threshold=config.lambda_threshold, threshold_mode=config.lambda_threshold_mode)
         self.tau = TauCooldown(config.tau_init, config.tau_decay, config.tau_min)
@@ -92,8 +94,9 @@ class Loop:
         """Warm-up or finalize: the network alone, the best validation epoch kept (early stopping)."""
         started = time.perf_counter()
         optimizer = self.optimizers[0]
-        task, q = self._train_epoch(lambda x, y: network_step(self.model, self.chain, self.loss_fn, x, y, optimizer))
-        accuracy, _ = evaluate_split(self.model, self.chain, self.splits)
+        task, q = self._train_epoch(
+            lambda x, y: network_step(self.model, self.chain, self.loss_fn, x, y, optimizer, self.dtype))
+        accuracy, _ = evaluate_split(self.model, self.chain, self.splits, self.dtype)
         self.epoch += 1
         record = self._record(task, q, accuracy, started)
         if self.stopper.step(accuracy, self.epoch):
@@ -120,7 +123,7 @@ class Loop:
 
     def _select_epoch(self) -> EpochRecord | None:
         if self.start_accuracy is None:  # pretrained weights, or no warm-up: score the starting point
-            self.start_accuracy, _ = evaluate_split(self.model, self.chain, self.splits)
+            self.start_accuracy, _ = evaluate_split(self.model, self.chain, self.splits, self.dtype)
         if self.epoch - self.phase_start >= self.config.epochs:
             self._end_selection("epochs", self.records[-1].val_accuracy)
             return None
@@ -128,8 +131,8 @@ class Loop:
         lam, tau = self.lam.value, self.tau.value
         task, q = self._train_epoch(lambda x, y: masked_step(
             self.model, self.chain, self.loss_fn, x, y, self.optimizers, lam=lam, tau=tau,
-            explore=self.steps.next_is_exploration(), generator=self.generator))
-        accuracy, val_loss = evaluate_split(self.model, self.chain, self.splits)
+            explore=self.steps.next_is_exploration(), generator=self.generator, dtype=self.dtype))
+        accuracy, val_loss = evaluate_split(self.model, self.chain, self.splits, self.dtype)
         fraction = self._fraction()
         self.epoch += 1
         monitored = {"val_total": val_loss + lam * fraction, "total": task + lam * q,
@@ -172,10 +175,10 @@ class Loop:
         started = time.perf_counter()
         self.swaps = swap_check(self.chain, self.model, self.splits, candidates=self.config.swap_candidates,
                                 rounds=self.config.swap_rounds, lr=self.config.network_lr,
-                                seed=self.config.seed + 2)
+                                seed=self.config.seed + 2, dtype=self.dtype)
         self.swap_seconds = time.perf_counter() - started
         if self.swaps:
-            accuracy, _ = evaluate_split(self.model, self.chain, self.splits)
+            accuracy, _ = evaluate_split(self.model, self.chain, self.splits, self.dtype)
         self.chain.freeze()
         if not self.config.finalize_epochs:
             self.phase = "done"

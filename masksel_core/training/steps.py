@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..masks.chain import AnyMask
+from .precision import autocast
 
 EVAL_BATCH, EVAL_BYTES = 1024, 16 * 1024**2
 
@@ -76,10 +77,13 @@ def batches(count: int, batch_size: int, *, generator: torch.Generator, device: 
 
 def masked_step(model: nn.Module, chain: AnyMask, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 optimizers: Sequence[torch.optim.Optimizer], *, lam: float, tau: float, explore: bool,
-                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of Algorithm 1's inner loop on `L = task + lam * Q`; returns `(task, Q)`, detached."""
-    masked, q = chain(x, tau=tau, explore=explore, generator=generator)  # (B, C, H, W), ()
-    task = loss_fn(model(masked), y)
+                generator: torch.Generator | None, dtype: torch.dtype | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of Algorithm 1's inner loop on `L = task + lam * Q`; returns `(task, Q)`, detached. The forward
+    pass runs under autocast in `dtype` (None: fp32), the backward and the optimisers' steps outside it."""
+    with autocast(x.device, dtype):
+        masked, q = chain(x, tau=tau, explore=explore, generator=generator)  # (B, C, H, W), ()
+        task = loss_fn(model(masked), y)
     for optimizer in optimizers:
         optimizer.zero_grad(set_to_none=True)
     (task + lam * q).backward()
@@ -89,11 +93,13 @@ def masked_step(model: nn.Module, chain: AnyMask, loss_fn: nn.Module, x: torch.T
 
 
 def network_step(model: nn.Module, chain: AnyMask, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+                 optimizer: torch.optim.Optimizer, dtype: torch.dtype | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of the network alone on the batch as the chain's noise-free mask passes it."""
     with torch.no_grad():
         masked, q = chain(x, tau=1.0, explore=False)
-    task = loss_fn(model(masked), y)
+    with autocast(x.device, dtype):
+        task = loss_fn(model(masked), y)
     optimizer.zero_grad(set_to_none=True)
     task.backward()
     optimizer.step()
@@ -102,20 +108,21 @@ def network_step(model: nn.Module, chain: AnyMask, loss_fn: nn.Module, x: torch.
 
 @torch.no_grad()
 def evaluate(model: nn.Module, chain: AnyMask, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Accuracy and mean task loss through the discrete, noise-free mask."""
+    """Accuracy and mean task loss through the discrete, noise-free mask, in float32 (the model as written)."""
     step = eval_batch(x.shape[1:])
     return evaluate_batches(model, chain, ((x[s:s + step], y[s:s + step]) for s in range(0, x.shape[0], step)),
                             device=x.device)
 
 
-def evaluate_split(model: nn.Module, chain: AnyMask, splits: Splits) -> tuple[float, float]:
-    """`evaluate` on a run's validation split, wherever it lies."""
-    return evaluate_batches(model, chain, splits.val_batches(), device=splits.device)
+def evaluate_split(model: nn.Module, chain: AnyMask, splits: Splits, dtype: torch.dtype | None = None
+                   ) -> tuple[float, float]:
+    """`evaluate` on a run's validation split, wherever it lies, in the run's precision."""
+    return evaluate_batches(model, chain, splits.val_batches(), device=splits.device, dtype=dtype)
 
 
 @torch.no_grad()
 def evaluate_batches(model: nn.Module, chain: AnyMask, parts: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
-                     device: torch.device) -> tuple[float, float]:
+                     device: torch.device, dtype: torch.dtype | None = None) -> tuple[float, float]:
     """`evaluate` over batches (a split in memory, or one read from a store)."""
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -123,7 +130,8 @@ def evaluate_batches(model: nn.Module, chain: AnyMask, parts: Iterable[tuple[tor
     count = 0
     for x, y in parts:
         masked, _ = chain(x, tau=1.0, explore=False)
-        logits = model(masked)
+        with autocast(device, dtype):
+            logits = model(masked).float()
         correct += (logits.argmax(dim=1) == y).sum()
         loss += nn.functional.cross_entropy(logits, y, reduction="sum")
         count += x.shape[0]

@@ -28,6 +28,7 @@ from ..masks.dynamic import DynamicMask, gallery_indices, is_dynamic
 from ..models import create_model
 from ..transfer.packing import transfer_summary
 from .loop import Loop, Stopped
+from .precision import memory_format
 from .records import EpochRecord
 from .steps import Splits, eval_batch, evaluate, evaluate_batches
 from .streamed import StreamedSplits, probe_count
@@ -196,7 +197,8 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
          on_epoch: Callable[[EpochRecord], None] | None, inspect: Callable[[EpochRecord, nn.Module, AnyMask], None]
          | None, should_stop: Callable[[], bool] | None, checkpoint_dir: str | Path | None,
          on_checkpoint: Callable[[], None] | None) -> TrainResult:
-    loop = Loop(config, splits, model.to(device), chain.to(device), should_stop or (lambda: False))
+    loop = Loop(config, splits, model.to(device, memory_format=memory_format(model, device)), chain.to(device),
+                should_stop or (lambda: False))
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None and path.exists():
         # Loaded onto the CPU: the modules and optimisers move what they hold to their own devices.
@@ -218,12 +220,14 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
         result.stopped_because = loop.run(emit)
     except Stopped:
         result.stopped_because = "cancelled"
+    model.to(memory_format=torch.contiguous_format)  # what is written and exported has the usual layout
     result.records = list(loop.records)
     result.start_accuracy = loop.start_accuracy or 0.0
     result.swaps = list(loop.swaps)
     result.swap_seconds = loop.swap_seconds
     model.eval()
     if result.records and result.stopped_because != "cancelled":
+        # In float32: the score of the model as it is written and downloaded.
         if prepared is not None:
             result.test_accuracy = evaluate(model, chain, prepared.x_test.to(device), prepared.y_test.to(device))[0]
         else:

@@ -8,6 +8,13 @@ window.maskselFormat = {
     if (minutes) return `${minutes} min ${two(secs)} s`;
     return `${secs} s`;
   },
+  // Where a finished run's time went, as the run_display.phase_seconds filter writes it.
+  phaseSeconds(seconds) {
+    const names = { warmup: "warm-up", select: "selection", swap_check: "swap check", finalize: "finalize" };
+    return Object.keys(names).filter((k) => (seconds || {})[k] > 0)
+      .map((k) => `${names[k]} ${seconds[k] < 10 ? seconds[k].toFixed(1) + " s" : this.duration(seconds[k])}`)
+      .join(" · ");
+  },
   // Started to finished, or to now while it runs; "" before it started.
   runDuration(started, finished) {
     if (!started) return "";

@@ -125,8 +125,10 @@
   });
 
   // What the core says of a finished run (an empty mask, accuracy near chance, a target not reached).
-  function showOutcome(warnings, testAccuracy) {
+  function showOutcome(warnings, testAccuracy, phases) {
     if (testAccuracy !== undefined && testAccuracy !== null) el("run-test-accuracy").textContent = fmt(testAccuracy);
+    const spent = window.maskselFormat.phaseSeconds(phases);
+    if (spent) el("run-phase-seconds").textContent = spent;
     if (!warnings) return;
     const box = el("run-warnings");
     const list = box.querySelector("ul");
@@ -278,14 +280,14 @@
       if (added) redraw();
       setStatus(msg.run.status, msg.run.error);
       setTimes(msg.run);
-      showOutcome(msg.run.warnings, msg.run.test_accuracy);
+      showOutcome(msg.run.warnings, msg.run.test_accuracy, msg.run.seconds_per_phase);
       if (msg.run.device) el("run-device").textContent = msg.run.device;
       showWorkerLost(msg.run);
     } else if (msg.type === "epoch") {
       if (addEpoch(msg, true)) redraw();
     } else if (msg.type === "status") {
       setStatus(msg.status, msg.error);
-      showOutcome(msg.warnings, msg.test_accuracy);
+      showOutcome(msg.warnings, msg.test_accuracy, msg.seconds_per_phase);
     }
   }
 
@@ -323,7 +325,7 @@
       if (added) redraw();
       setStatus(run.status, run.error);
       setTimes(run);
-      showOutcome(run.warnings, run.test_accuracy);
+      showOutcome(run.warnings, run.test_accuracy, run.seconds_per_phase);
       showWorkerLost(run);
       if (FINAL.includes(run.status)) stopPolling();
     } catch (err) { /* keep trying */ }

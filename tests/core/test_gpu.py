@@ -14,7 +14,10 @@ import torch
 
 from masksel_core import TrainConfig, load_dataset, train
 from masksel_core.export import torchscript_bytes, write_outputs
+from masksel_core.training.precision import resolve_precision
+from masksel_core.training.swap_check import swap_check
 from masksel_core.training.train import build, prepare_inputs
+from tests.core.test_swap_check import FINALISTS, SHORTLIST, CountingSplits, _wide_setup
 
 FAST = {"model_lr": 3e-3, "lambda_init": 0.01, "warmup_epochs": 3, "finalize_epochs": 2}
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
@@ -100,3 +103,24 @@ def test_the_masks_gradients_on_the_gpu_are_those_on_the_cpu(spec: str) -> None:
         grads.append([stage.logits.grad.cpu() for stage in chain.select_stages])
     for cpu, cuda in zip(*grads, strict=True):
         torch.testing.assert_close(cuda, cpu, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_precision_is_bf16_on_the_gpu_and_the_written_network_is_float32() -> None:
+    """auto: bf16 autocast for the network (channels_last for convolutions), the masks in float32 throughout."""
+    assert resolve_precision("auto", torch.device("cuda")) == (torch.bfloat16 if torch.cuda.is_bf16_supported()
+                                                               else None)
+    data = load_dataset("digits")
+    result = train(TrainConfig(mask_type="pixel-any", model="lenet5", epochs=6, device="cuda", seed=3, **FAST), data)
+    assert result.records[-1].val_accuracy > 0.8
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in result.model.parameters())
+    assert all(p.dtype == torch.float32 for p in result.mask.parameters())
+
+
+def test_the_swap_check_on_the_gpu_trades_a_noisy_copy_in_a_bounded_number_of_passes() -> None:
+    chain, model, splits = _wide_setup()
+    gpu = CountingSplits(*(t.cuda() for t in (splits.x_fit, splits.y_fit, splits.x_val, splits.y_val)),
+                         batch_size=splits.batch_size)
+    swaps = swap_check(chain.cuda(), model.cuda(), gpu, candidates=2, rounds=2, lr=1e-2, seed=0,
+                       dtype=torch.bfloat16)
+    assert swaps and swaps[0][1] == 0
+    assert gpu.passes <= 2 * (1 + SHORTLIST + FINALISTS + 1)

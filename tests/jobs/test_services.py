@@ -50,6 +50,8 @@ def test_creating_a_run_queues_it_and_the_eager_task_trains_it(alice: Any, digit
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED and run.epoch == 5 and run.device == "cpu"
     assert run.total_epochs == 5 and run.phase == "select" and run.test_accuracy is not None
+    assert set(run.seconds_per_phase) == {"warmup", "select", "swap_check", "finalize"}
+    assert run.seconds_per_phase["select"] > 0 and run.seconds_per_phase["finalize"] == 0  # FAST: no finalize
     rows = list(EpochMetric.objects.filter(run=run))
     assert [(r.epoch, r.phase) for r in rows] == [(1, "warmup"), (2, "warmup"), (3, "select"), (4, "select"),
                                                    (5, "select")]
