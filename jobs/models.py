@@ -196,6 +196,8 @@ class WorkerNode(models.Model):
     started_at = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField()
     current_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Since when it has held no run (None while it trains): a queued run beside a worker idle for long is a fault.
+    idle_since = models.DateTimeField(null=True, blank=True)
     stopped = models.BooleanField(default=False)
 
     class Meta:
@@ -203,3 +205,13 @@ class WorkerNode(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Deployment(models.Model):
+    """The one row that names this installation (`jobs.queues.deployment`): its queues carry the name, so that two
+    installations that share a Redis database never take each other's messages."""
+
+    key = models.CharField(max_length=32, unique=True)
+
+    def __str__(self) -> str:
+        return self.key

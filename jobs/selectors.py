@@ -4,7 +4,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from . import queues, run_files
 from .errors import NotFound, ServiceError
@@ -252,8 +254,27 @@ def workers_and_queue(user: User) -> dict[str, Any]:
     if queued:
         order = Run.objects.filter(status=RunStatus.QUEUED).order_by(*QUEUE_ORDER).values_list("pk", flat=True)
         places = {pk: i for i, pk in enumerate(order, start=1)}
-    return {"workers": workers, "queued": [{"run": run, "place": places.get(run.pk)} for run in queued],
-            "priority_range": PRIORITY_RANGE}
+    stalled = stalled_run_ids(queued, now=now)
+    return {"workers": workers, "priority_range": PRIORITY_RANGE,
+            "queued": [{"run": run, "place": places.get(run.pk), "stalled": run.pk in stalled} for run in queued]}
+
+
+def waiting_since(run: Run) -> datetime:
+    """Since when a queued run may start: its submission, its last requeue, or the end of its wait to retry."""
+    times = [run.created_at, run.retry_after] + [parse_datetime(r["at"]) for r in run.retries[-1:] if "at" in r]
+    return max(t for t in times if t is not None)
+
+
+def stalled_run_ids(runs: Iterable[Run], *, now: datetime | None = None) -> set[int]:
+    """The queued runs that may have been trained for `STALL_SECONDS` and were not, a worker of their kind idle
+    beside them all that time. It should not happen (idle workers wake queued runs, `services.wake_queued_runs`);
+    where it does, the workers page and the run's page say so."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=STALL_SECONDS)
+    any_idle, gpu_idle = (_live_workers(kind, now).filter(current_run=None, idle_since__lte=since).exists()
+                          for kind in (queues.ANY, queues.GPU))
+    return {run.pk for run in runs if run.status == RunStatus.QUEUED and waiting_since(run) <= since
+            and (gpu_idle if queues.kind_of(run.config.get("device")) == queues.GPU else any_idle)}
 
 
 def run_transfer(run: Run) -> dict[str, Any] | None:
@@ -276,13 +297,31 @@ def run_transfer(run: Run) -> dict[str, Any] | None:
     return {**summary, "curve": points if in_bytes else [], "curve_in_bytes": in_bytes}
 
 
+STALL_SECONDS = 60.0  # a queued run that may start waits this long beside an idle worker: something is wrong
+
+
 def next_queued_run_id(kind: str = queues.ANY) -> int | None:
     """The queued run of this kind (`queues`: GPU runs or the others) a free worker should take: highest priority
     first, then the oldest; a run given back to wait (`Run.retry_after`) not before its time."""
+    return _startable(kind).order_by(*QUEUE_ORDER).values_list("pk", flat=True).first()
+
+
+def _startable(kind: str) -> QuerySet[Run]:
     runs = Run.objects.filter(status=RunStatus.QUEUED).filter(
         Q(retry_after__isnull=True) | Q(retry_after__lte=timezone.now()))
-    runs = runs.filter(config__device="cuda") if kind == queues.GPU else runs.exclude(config__device="cuda")
-    return runs.order_by(*QUEUE_ORDER).values_list("pk", flat=True).first()
+    return runs.filter(config__device="cuda") if kind == queues.GPU else runs.exclude(config__device="cuda")
+
+
+def _live_workers(kind: str, now: datetime) -> QuerySet[WorkerNode]:
+    """Workers up (reported lately) that read a kind's queue: GPU workers read both."""
+    workers = WorkerNode.objects.filter(stopped=False, last_seen__gte=_seen_since(now))
+    return workers.filter(device__startswith="cuda") if kind == queues.GPU else workers
+
+
+def queue_demand(kind: str) -> int:
+    """How many messages a kind's queue should hold now: one per queued run that may start, at most one per
+    worker up that reads it (at least one, for the worker asking)."""
+    return min(_startable(kind).count(), max(_live_workers(kind, timezone.now()).count(), 1))
 
 
 def storage_used(owner: Any) -> int:

@@ -5,6 +5,7 @@ writes rows on its own, so the rules (validation, ownership, broadcast after com
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +37,8 @@ from .models import (
 from .selectors import (
     dataset_get,
     epoch_message,
+    next_queued_run_id,
+    queue_demand,
 )
 
 
@@ -397,11 +400,33 @@ def run_sweep(*, owner: Any, data: dict[str, Any]) -> list[Run]:
 
 def worker_report(name: str, *, device: dict[str, object]) -> None:
     """A worker says it is alive, on which device, and which run it holds (from the leases)."""
+    now = timezone.now()
     holding = Run.objects.filter(status=RunStatus.RUNNING, lease_owner=name).values_list("pk", flat=True).first()
+    idle_since = None
+    if holding is None:
+        idle_since = WorkerNode.objects.filter(name=name, current_run=None, stopped=False).values_list(
+            "idle_since", flat=True).first() or now
     WorkerNode.objects.update_or_create(name=name, defaults={
         "device": device.get("device", ""), "gpu_memory_mb": device.get("gpu_memory_mb"),
-        "queue": settings.CELERY_TASK_DEFAULT_QUEUE, "last_seen": timezone.now(), "current_run_id": holding,
-        "stopped": False})
+        "queue": settings.CELERY_TASK_DEFAULT_QUEUE, "last_seen": now, "current_run_id": holding,
+        "idle_since": idle_since, "stopped": False})
+
+
+def wake_queued_runs(*, kinds: Sequence[str]) -> int:
+    """Called by an idle worker every few seconds: for each kind it serves, messages up to what its queue should
+    hold (`selectors.queue_demand`: a message per queued run that may start, at most one per worker up that reads
+    it). The database is the queue's truth: a broker that lost its messages (Redis restarted without persistence,
+    a queue purged) strands no run. An extra message is harmless: each trains whichever queued run is first, or
+    finds none. Returns how many messages were sent."""
+    sent = 0
+    for kind in kinds:
+        run_id = next_queued_run_id(kind)
+        if run_id is None:
+            continue
+        for _ in range(max(queue_demand(kind) - queues.waiting_messages(kind), 0)):
+            _enqueue(run_id)
+            sent += 1
+    return sent
 
 
 def worker_stopped(name: str) -> None:

@@ -75,6 +75,9 @@ class Lease:
 
 # How many times a worker looks for the next queued run when others keep taking the one it picked.
 CLAIM_TRIES = 5
+# Set while this process trains (a worker runs one task at a time, in its solo pool): its recovery thread wakes
+# queued runs only while it is idle.
+BUSY = threading.Event()
 
 
 def execute_next(*, worker: str, kind: str = queues.ANY) -> str:
@@ -83,14 +86,18 @@ def execute_next(*, worker: str, kind: str = queues.ANY) -> str:
     Every queued run has one task message, and each message trains whichever run is first at that
     moment, so the messages' own order does not matter and a priority changed after submitting counts.
     """
-    for _ in range(CLAIM_TRIES):
-        run_id = selectors.next_queued_run_id(kind)
-        if run_id is None:
-            return "idle"
-        status = _execute(run_id, worker=worker)
-        if status is not None:
-            return status
-    return "idle"
+    BUSY.set()
+    try:
+        for _ in range(CLAIM_TRIES):
+            run_id = selectors.next_queued_run_id(kind)
+            if run_id is None:
+                return "idle"
+            status = _execute(run_id, worker=worker)
+            if status is not None:
+                return status
+        return "idle"
+    finally:
+        BUSY.clear()
 
 
 def execute_run(run_id: int, *, worker: str) -> str:

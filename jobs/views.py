@@ -115,7 +115,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     waits_for_gpu = run.status == RunStatus.QUEUED and run.config.get("device") == "cuda" and \
         not selectors.gpu_worker_up()
     return render(request, "runs/detail.html", {"run": run, "transfer": selectors.run_transfer(run),
-                                                "waits_for_gpu": waits_for_gpu})
+                                                "waits_for_gpu": waits_for_gpu,
+                                                "stalled": run.pk in selectors.stalled_run_ids([run])})
 
 
 @page

@@ -108,9 +108,31 @@ def test_gpu_runs_wait_in_their_own_queue_in_priority_order(alice: Any, digits: 
     assert [queues.kind_of(d) for d in ("cuda", "cpu", "auto", None)] == [queues.GPU] + [queues.ANY] * 3
     from webapp import worker  # names the queues without Django: they must be the ones runs are sent to
 
-    assert worker.worker_queues(gpu=False) == ["train"] == [queues.queue_name(queues.ANY)]
-    assert worker.worker_queues(gpu=True) == ["train", "train-gpu"] == [queues.queue_name(k) for k in
+    assert worker.worker_queues(gpu=False) == ["train"] == [queues.base_name(queues.ANY)]
+    assert worker.worker_queues(gpu=True) == ["train", "train-gpu"] == [queues.base_name(k) for k in
                                                                          (queues.ANY, queues.GPU)]
+
+
+def test_a_worker_reads_its_own_installations_queues_and_runs_are_sent_there(db: Any) -> None:
+    """-Q gives the plain names; the worker reads them with this installation's key, where runs are sent."""
+    from types import SimpleNamespace
+
+    from celery import Celery
+
+    from jobs import queues
+    from jobs.models import Deployment
+    from jobs.tasks import consume_this_installations_queues
+
+    queues.deployment.cache_clear()  # an earlier test's key went with its transaction
+    key = queues.deployment()
+    assert Deployment.objects.get().key == key and len(key) == 12
+    assert queues.queue_name(queues.GPU) == f"train-gpu.{key}" and queues.kind_of_queue(f"train-gpu.{key}") == "gpu"
+    app = Celery(set_as_current=False)
+    app.amqp.queues.select_add("train")
+    app.amqp.queues.select_add("train-gpu")
+    app.amqp.queues.select(["train", "train-gpu"])
+    consume_this_installations_queues(instance=SimpleNamespace(app=app))
+    assert set(app.amqp.queues.consume_from) == {f"train.{key}", f"train-gpu.{key}"}
 
 
 def test_make_worker_pins_one_process_per_gpu() -> None:
@@ -125,3 +147,59 @@ def test_make_worker_pins_one_process_per_gpu() -> None:
     assert extra == {} and command[command.index("-Q") + 1] == "train" and "--pool" in command
     with pytest.raises(ValueError, match="GPUS must list GPU numbers"):
         worker.plan("all", gpu_here=True)
+
+
+def test_a_worker_reports_since_when_it_is_idle(alice: Any, digits: Any) -> None:
+    from jobs.models import WorkerNode
+
+    services.worker_report("w@host:1", device={"device": "cpu"})
+    first = WorkerNode.objects.get(name="w@host:1").idle_since
+    services.worker_report("w@host:1", device={"device": "cpu"})
+    assert first is not None and WorkerNode.objects.get(name="w@host:1").idle_since == first  # idle all along
+    run = queued_run(alice, digits)
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, lease_owner="w@host:1")
+    services.worker_report("w@host:1", device={"device": "cpu"})
+    assert WorkerNode.objects.get(name="w@host:1").idle_since is None
+
+
+def test_a_queued_run_beside_a_long_idle_worker_is_shown_as_stalled(alice: Any, digits: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.models import WorkerNode
+
+    long_ago = timezone.now() - timedelta(seconds=selectors.STALL_SECONDS + 30)
+    old, fresh, gpu = queued_run(alice, digits), queued_run(alice, digits), queued_run(alice, digits)
+    Run.objects.filter(pk__in=[old.pk, gpu.pk]).update(created_at=long_ago)
+    Run.objects.filter(pk=gpu.pk).update(config={**CONFIG, "device": "cuda"})
+    assert selectors.stalled_run_ids(Run.objects.all()) == set()  # no worker at all: nothing to blame
+    worker = WorkerNode.objects.create(name="cpu@h:1", device="cpu", last_seen=timezone.now(), idle_since=long_ago)
+    assert selectors.stalled_run_ids(Run.objects.all()) == {old.pk}  # a GPU run needs a GPU worker; fresh is new
+    client = Client()
+    client.force_login(alice)
+    assert "waits\n        beside an idle worker" in client.get("/workers/").content.decode()
+    assert 'id="run-stalled"' in client.get(f"/runs/{old.pk}/").content.decode()
+    assert 'id="run-stalled"' not in client.get(f"/runs/{fresh.pk}/").content.decode()
+    WorkerNode.objects.filter(pk=worker.pk).update(idle_since=timezone.now())  # it has just finished a run
+    assert selectors.stalled_run_ids(Run.objects.all()) == set()
+
+
+def test_an_idle_worker_asks_for_a_message_per_startable_run_up_to_the_workers(alice: Any, digits: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs import queues
+    from jobs.models import WorkerNode
+
+    for _ in range(3):
+        queued_run(alice, digits)
+    later = queued_run(alice, digits)
+    Run.objects.filter(pk=later.pk).update(retry_after=timezone.now() + timedelta(minutes=5))  # waits to retry
+    assert selectors.queue_demand(queues.ANY) == 1  # no worker has reported: the one asking
+    for name in ("a@h:1", "b@h:2"):
+        WorkerNode.objects.create(name=name, device="cpu", last_seen=timezone.now())
+    WorkerNode.objects.create(name="c@h:3", device="cpu", last_seen=timezone.now() - timedelta(hours=1))  # lost
+    assert selectors.queue_demand(queues.ANY) == 2
+    assert selectors.queue_demand(queues.GPU) == 0  # no GPU run queued
