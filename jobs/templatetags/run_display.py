@@ -30,8 +30,11 @@ SPENT_IN = {"warmup": "warm-up", "select": "selection", "swap_check": "swap chec
 def phase_seconds(seconds: dict[str, float] | None) -> str:
     """Where a finished run's time went ("warm-up 3.2 s · selection 41 s · swap check 0.4 s"): the phases that
     took any, tenths below 10 s; empty when unknown."""
-    parts = [f"{SPENT_IN[name]} {seconds[name]:.1f} s" if seconds[name] < 10 else
-             f"{SPENT_IN[name]} {duration_text(seconds[name])}"
+    def spent(value: float) -> str:
+        return "<0.1 s" if value < 0.1 else f"{value:.1f} s" if value < 10 else duration_text(value)
+
+    # No-break spaces inside each part: a narrow column wraps between the phases, not inside one.
+    parts = [f"{SPENT_IN[name]} {spent(seconds[name])}".replace(" ", "\u00a0")
              for name in SPENT_IN if (seconds or {}).get(name, 0) > 0]
     return " · ".join(parts)
 

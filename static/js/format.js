@@ -11,8 +11,9 @@ window.maskselFormat = {
   // Where a finished run's time went, as the run_display.phase_seconds filter writes it.
   phaseSeconds(seconds) {
     const names = { warmup: "warm-up", select: "selection", swap_check: "swap check", finalize: "finalize" };
+    const spent = (v) => (v < 0.1 ? "<0.1 s" : v < 10 ? `${v.toFixed(1)} s` : this.duration(v));
     return Object.keys(names).filter((k) => (seconds || {})[k] > 0)
-      .map((k) => `${names[k]} ${seconds[k] < 10 ? seconds[k].toFixed(1) + " s" : this.duration(seconds[k])}`)
+      .map((k) => `${names[k]} ${spent(seconds[k])}`.replaceAll(" ", "\u00a0"))
       .join(" · ");
   },
   // Started to finished, or to now while it runs; "" before it started.
