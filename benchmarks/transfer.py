@@ -43,7 +43,7 @@ def train_runs(cases: dict[str, list[str]]) -> list[dict[str, object]]:
     from django.core.management import call_command
 
     import masksel_core
-    from jobs import dataset_services, services
+    from jobs import dataset_services, worker_services
     from jobs.models import Run
 
     call_command("migrate", verbosity=0)
@@ -59,7 +59,7 @@ def train_runs(cases: dict[str, list[str]]) -> list[dict[str, object]]:
                                      total_epochs=config.epochs, epoch=len(result.records),
                                      val_accuracy=result.records[-1].val_accuracy,
                                      test_accuracy=result.test_accuracy)
-            services.run_finish(run, result)
+            worker_services.run_finish(run, result)
             runs.append({"id": run.pk, "dataset": datasets[name].pk, "data": name, "mask": mask,
                          "test_accuracy": result.test_accuracy, "transfer": result.transfer})
             print(f"trained {name} {mask}: test accuracy {result.test_accuracy:.3f}, "

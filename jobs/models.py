@@ -121,7 +121,7 @@ class Run(models.Model):
     # A run given back for a fault outside it (storage unreachable) waits until then before a worker takes it.
     retry_after = models.DateTimeField(null=True, blank=True)
     # A dynamic run's gallery: the validation inputs whose own masks its page shows each epoch, as 8-bit
-    # grey per channel (`services.run_gallery`); empty for static masks.
+    # grey per channel (`worker_services.run_gallery`); empty for static masks.
     gallery = models.JSONField(default=dict, blank=True)
     # Queued runs start highest priority first, then oldest first (QUEUE_ORDER); changeable while queued.
     priority = models.SmallIntegerField(default=0)

@@ -5,7 +5,7 @@ Each queued run has a message in its own queue, and the worker that takes a mess
 run of that queue's kind (priority, then age): priorities hold within each kind, and no message can take a
 run of the other kind and leave one of its own runs without a message. The messages are only wake-ups: the
 database is the queue's truth, and an idle worker sends a new one where a queued run has none
-(`services.wake_queued_runs`), so a broker that lost its messages strands nothing.
+(`worker_services.wake_queued_runs`), so a broker that lost its messages strands nothing.
 
 The queues' names carry this installation's key (`deployment`), kept in its database: two installations that
 share a Redis database (and `MASKSEL_QUEUE`) read different queues. Workers are started with `-Q` naming the

@@ -14,7 +14,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import queues, services
+from . import queues, worker_services
 from .devices import this_device
 from .training import BUSY
 
@@ -23,7 +23,7 @@ _started = threading.Event()
 
 
 def recover_once() -> list[int]:
-    recovered = services.recover_stale_runs(stale_seconds=settings.MASKSEL_STALE_SECONDS,
+    recovered = worker_services.recover_stale_runs(stale_seconds=settings.MASKSEL_STALE_SECONDS,
                                             max_attempts=settings.MASKSEL_MAX_ATTEMPTS)
     if recovered:
         log.warning("requeued or failed runs whose worker was lost: %s", recovered)
@@ -35,7 +35,7 @@ def wake_if_idle(device: dict[str, object]) -> int:
     if BUSY.is_set():
         return 0
     kinds = [queues.GPU, queues.ANY] if str(device.get("device", "")).startswith("cuda") else [queues.ANY]
-    sent = services.wake_queued_runs(kinds=kinds)
+    sent = worker_services.wake_queued_runs(kinds=kinds)
     if sent:
         log.warning("queued runs had no message waiting (did the broker lose them?): sent %d", sent)
     return sent
@@ -55,7 +55,7 @@ def _loop(stop: threading.Event, name: str) -> None:
         try:
             close_old_connections()
             device = this_device()
-            services.worker_report(name, device=device)
+            worker_services.worker_report(name, device=device)
             recover_once()
             wake_if_idle(device)
         except Exception:  # noqa: BLE001 - the sweeper must outlive a database or broker hiccup
@@ -66,7 +66,7 @@ def start_recovery_thread(name: str = "") -> threading.Event:
     """Report this worker and recover now, then keep doing both in a daemon thread (once per process)."""
     stop = threading.Event()
     if name:
-        services.worker_report(name, device=this_device())
+        worker_services.worker_report(name, device=this_device())
     recover_once()
     if not _started.is_set():
         _started.set()

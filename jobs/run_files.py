@@ -4,7 +4,7 @@ checkpoint a run resumes from.
 A worker writes into a local directory (`work_dir`) and publishes from there. On the filesystem storage (the
 embedded default) that directory is the stored one, so publishing costs nothing; on object storage it is this
 host's cache, and `publish` uploads each file. A run's results are published before its row says succeeded
-(`services.run_finish`), and each epoch's checkpoint after the epoch, so that a run whose worker died resumes
+(`worker_services.run_finish`), and each epoch's checkpoint after the epoch, so that a run whose worker died resumes
 on any host from the bucket (`fetch`).
 """
 from __future__ import annotations

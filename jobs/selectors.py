@@ -267,7 +267,7 @@ def waiting_since(run: Run) -> datetime:
 
 def stalled_run_ids(runs: Iterable[Run], *, now: datetime | None = None) -> set[int]:
     """The queued runs that may have been trained for `STALL_SECONDS` and were not, a worker of their kind idle
-    beside them all that time. It should not happen (idle workers wake queued runs, `services.wake_queued_runs`);
+    beside them all that time. It should not happen (idle workers wake queued runs, `worker_services.wake_queued_runs`);
     where it does, the workers page and the run's page say so."""
     now = now or timezone.now()
     since = now - timedelta(seconds=STALL_SECONDS)

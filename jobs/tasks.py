@@ -6,7 +6,7 @@ import os
 from celery import shared_task
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
-from . import queues, services
+from . import queues, worker_services
 from .recovery import start_recovery_thread, wake_after_run
 from .training import execute_next
 
@@ -45,4 +45,4 @@ def recover_on_start(sender: object = None, **_: object) -> None:
 
 @worker_shutdown.connect
 def report_stop(sender: object = None, **_: object) -> None:
-    services.worker_stopped(worker_name(getattr(sender, "hostname", None)))
+    worker_services.worker_stopped(worker_name(getattr(sender, "hostname", None)))

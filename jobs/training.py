@@ -19,7 +19,7 @@ from masksel_core import DataError, TrainConfig
 from masksel_core.data.stores import StoreError
 from masksel_core.training.train import CHECKPOINT_NAME
 
-from . import queues, run_files, selectors, services
+from . import queues, run_files, selectors, services, worker_services
 from .devices import device_label
 from .errors import public_error, public_text
 from .files import storage_fault
@@ -58,7 +58,7 @@ class Lease:
     def _beat(self) -> None:
         try:
             while not self._done.wait(settings.MASKSEL_HEARTBEAT_SECONDS):
-                if not services.run_heartbeat(self.run_id, worker=self.worker):
+                if not worker_services.run_heartbeat(self.run_id, worker=self.worker):
                     self.lost.set()
                     return
         finally:
@@ -123,9 +123,9 @@ def _execute(run_id: int, *, worker: str) -> str | None:
         config = TrainConfig.from_dict(Run.objects.get(pk=run_id).config)
         device = masksel_core.resolve_device(config.device)
     except Exception as exc:  # noqa: BLE001 - a bad stored config fails the run, not the worker
-        services.run_fail(run_id, f"cannot start: {public_text(str(exc))}")
+        worker_services.run_fail(run_id, f"cannot start: {public_text(str(exc))}")
         return "failed"
-    run = services.run_start(run_id, worker=worker, device=device_label(device))
+    run = worker_services.run_start(run_id, worker=worker, device=device_label(device))
     if run is None:
         log.info("run %s is no longer queued; skipping", run_id)
         return None
@@ -138,24 +138,24 @@ def _execute(run_id: int, *, worker: str) -> str | None:
         with Lease(run_id, worker) as lease:
             data = _load(run.dataset, config.seed)
             if masksel_core.is_dynamic(config.mask_type) and not run.gallery:
-                services.run_gallery(run, data, config)
+                worker_services.run_gallery(run, data, config)
             # A checkpoint after every epoch: a retried run (lost worker) resumes where it stopped.
             result = masksel_core.train(config, data, should_stop=lease.should_stop,
-                                        on_epoch=lambda record: services.run_record_epoch(run, record),
+                                        on_epoch=lambda record: worker_services.run_record_epoch(run, record),
                                         checkpoint_dir=run.artifact_dir / run_files.CHECKPOINT,
                                         on_checkpoint=lambda: run_files.publish(run_id, [run_files.CHECKPOINT]))
         if lease.lost.is_set() and not selectors.run_is_cancelled(run_id):
             log.warning("run %s: lease lost to another worker; stopping without finishing", run_id)
             return "lease_lost"
-        services.run_finish(run, result)
+        worker_services.run_finish(run, result)
     except Exception as exc:  # noqa: BLE001 - recorded on the run, shown on its page
         fault = storage_fault(exc)
         if fault is not None:  # not the run's fault: tried again later from what is stored, which stays
             log.warning("run %s: %s; giving it back to the queue", run_id, fault)
-            return services.run_retry_later(run_id, worker=worker, reason=fault,
+            return worker_services.run_retry_later(run_id, worker=worker, reason=fault,
                                             max_attempts=settings.MASKSEL_MAX_ATTEMPTS,
                                             after_seconds=settings.MASKSEL_STORAGE_RETRY_SECONDS)
         log.exception("run %s failed", run_id)
-        services.run_fail(run_id, public_error(exc))
+        worker_services.run_fail(run_id, public_error(exc))
         return "failed"
     return Run.objects.get(pk=run_id).status

@@ -133,7 +133,7 @@ def test_tags_and_notes_can_be_changed_and_nothing_else(alice_api: APIClient, di
 
 def test_deleting_a_run_removes_its_rows_and_files_but_not_while_it_runs(
         alice_api: APIClient, digits: Any, django_capture_on_commit_callbacks: Any) -> None:
-    from jobs import services
+    from jobs import worker_services
     from jobs.models import EpochMetric, Run
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -145,7 +145,7 @@ def test_deleting_a_run_removes_its_rows_and_files_but_not_while_it_runs(
     assert not Run.objects.filter(pk=run_id).exists() and not EpochMetric.objects.filter(run_id=run_id).exists()
     assert not directory.exists()
     other = alice_api.post("/api/runs/", {"dataset": digits.pk, **FAST}, format="json").json()["id"]
-    services.run_start(other, worker="w:1", device="cpu")
+    worker_services.run_start(other, worker="w:1", device="cpu")
     refused = alice_api.delete(f"/api/runs/{other}/")
     assert refused.status_code == 400 and "cancel it before deleting" in refused.json()["error"]
 

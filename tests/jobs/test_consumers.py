@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from jobs import dataset_services, services
+from jobs import dataset_services, services, worker_services
 from jobs.models import Run
 from jobs.routing import websocket_urlpatterns
 from masksel_core import EpochRecord
@@ -50,7 +50,7 @@ def run(alice: Any) -> Any:
 
 
 async def test_snapshot_first_then_live_epochs_without_duplicates(alice: Any, run: Any) -> None:
-    await sync_to_async(services.run_record_epoch)(run, record(1))
+    await sync_to_async(worker_services.run_record_epoch)(run, record(1))
     communicator = await connect(alice, run.pk)
     snapshot = await communicator.receive_json_from()
     assert snapshot["type"] == "snapshot" and snapshot["run"]["id"] == run.pk
@@ -59,8 +59,8 @@ async def test_snapshot_first_then_live_epochs_without_duplicates(alice: Any, ru
     bits = np.unpackbits(np.frombuffer(__import__("base64").b64decode(mask["bits"]), dtype=np.uint8))[:64]
     assert bits.reshape(mask["shape"]).tolist() == record(1).selected.tolist()
 
-    await sync_to_async(services.run_record_epoch)(run, record(1))  # a redelivered epoch: not sent again
-    await sync_to_async(services.run_record_epoch)(run, record(2))
+    await sync_to_async(worker_services.run_record_epoch)(run, record(1))  # a redelivered epoch: not sent again
+    await sync_to_async(worker_services.run_record_epoch)(run, record(2))
     live = await communicator.receive_json_from()
     assert live["type"] == "epoch" and live["epoch"] == 2 and live["metrics"]["val_accuracy"] == pytest.approx(0.2)
     assert isinstance(live["sent_at"], float)

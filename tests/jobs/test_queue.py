@@ -6,7 +6,7 @@ from typing import Any
 from django.test import Client
 from rest_framework.test import APIClient
 
-from jobs import selectors, services
+from jobs import selectors, services, worker_services
 from jobs.models import Run, RunStatus
 from jobs.training import execute_next
 from masksel_core import TrainConfig
@@ -61,7 +61,7 @@ def test_priority_over_rest_create_and_change(alice_api: APIClient, bob_api: API
 
 def test_the_priority_of_a_started_run_cannot_change(alice: Any, digits: Any) -> None:
     run = queued_run(alice, digits)
-    services.run_start(run.pk, worker="w:1", device="cpu")
+    worker_services.run_start(run.pk, worker="w:1", device="cpu")
     run.refresh_from_db()
     try:
         services.run_annotate(run, {"priority": 4})
@@ -152,13 +152,13 @@ def test_make_worker_pins_one_process_per_gpu() -> None:
 def test_a_worker_reports_since_when_it_is_idle(alice: Any, digits: Any) -> None:
     from jobs.models import WorkerNode
 
-    services.worker_report("w@host:1", device={"device": "cpu"})
+    worker_services.worker_report("w@host:1", device={"device": "cpu"})
     first = WorkerNode.objects.get(name="w@host:1").idle_since
-    services.worker_report("w@host:1", device={"device": "cpu"})
+    worker_services.worker_report("w@host:1", device={"device": "cpu"})
     assert first is not None and WorkerNode.objects.get(name="w@host:1").idle_since == first  # idle all along
     run = queued_run(alice, digits)
     Run.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, lease_owner="w@host:1")
-    services.worker_report("w@host:1", device={"device": "cpu"})
+    worker_services.worker_report("w@host:1", device={"device": "cpu"})
     assert WorkerNode.objects.get(name="w@host:1").idle_since is None
 
 

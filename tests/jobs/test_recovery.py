@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from jobs import selectors, services
+from jobs import selectors, services, worker_services
 from jobs.models import Run, RunStatus
 
 
@@ -17,19 +17,19 @@ def queued(alice: Any, digits: Any) -> Run:
 
 
 def test_only_one_worker_takes_the_lease_of_a_queued_run(queued: Run) -> None:
-    first = services.run_start(queued.pk, worker="a:1", device="cpu")
-    second = services.run_start(queued.pk, worker="b:2", device="cpu")
+    first = worker_services.run_start(queued.pk, worker="a:1", device="cpu")
+    second = worker_services.run_start(queued.pk, worker="b:2", device="cpu")
     assert first is not None and second is None
     queued.refresh_from_db()
     assert (queued.status, queued.lease_owner, queued.attempts) == ("running", "a:1", 1)
 
 
 def test_the_heartbeat_renews_only_the_holders_lease(queued: Run) -> None:
-    services.run_start(queued.pk, worker="a:1", device="cpu")
-    assert services.run_heartbeat(queued.pk, worker="a:1")
-    assert not services.run_heartbeat(queued.pk, worker="b:2")
+    worker_services.run_start(queued.pk, worker="a:1", device="cpu")
+    assert worker_services.run_heartbeat(queued.pk, worker="a:1")
+    assert not worker_services.run_heartbeat(queued.pk, worker="b:2")
     services.run_cancel(Run.objects.get(pk=queued.pk))
-    assert not services.run_heartbeat(queued.pk, worker="a:1")
+    assert not worker_services.run_heartbeat(queued.pk, worker="a:1")
     assert not selectors.run_holds_lease(queued.pk, worker="a:1")
 
 
@@ -39,30 +39,30 @@ def age(run: Run, seconds: float) -> None:
 
 def test_a_run_whose_worker_stopped_beating_is_requeued_with_the_reason(
         queued: Run, django_capture_on_commit_callbacks: Any) -> None:
-    services.run_start(queued.pk, worker="a:1", device="cpu")
+    worker_services.run_start(queued.pk, worker="a:1", device="cpu")
     age(queued, 120)
     with django_capture_on_commit_callbacks() as callbacks:
-        assert services.recover_stale_runs(stale_seconds=60, max_attempts=3) == [queued.pk]
+        assert worker_services.recover_stale_runs(stale_seconds=60, max_attempts=3) == [queued.pk]
     queued.refresh_from_db()
     assert queued.status == "queued" and queued.lease_owner == ""
     assert len(callbacks) == 1  # the task is sent again once the requeue is committed
     assert queued.retries[0]["attempt"] == 1 and "worker a:1 lost" in queued.retries[0]["reason"]
-    assert services.run_start(queued.pk, worker="b:2", device="cpu") is not None
+    assert worker_services.run_start(queued.pk, worker="b:2", device="cpu") is not None
     assert Run.objects.get(pk=queued.pk).attempts == 2
 
 
 def test_a_fresh_heartbeat_is_left_alone(queued: Run) -> None:
-    services.run_start(queued.pk, worker="a:1", device="cpu")
+    worker_services.run_start(queued.pk, worker="a:1", device="cpu")
     age(queued, 10)
-    assert services.recover_stale_runs(stale_seconds=60, max_attempts=3) == []
+    assert worker_services.recover_stale_runs(stale_seconds=60, max_attempts=3) == []
     assert Run.objects.get(pk=queued.pk).status == RunStatus.RUNNING
 
 
 def test_retries_are_bounded(queued: Run) -> None:
     for attempt in range(1, 4):
-        assert services.run_start(queued.pk, worker=f"w:{attempt}", device="cpu") is not None
+        assert worker_services.run_start(queued.pk, worker=f"w:{attempt}", device="cpu") is not None
         age(queued, 120)
-        services.recover_stale_runs(stale_seconds=60, max_attempts=3)
+        worker_services.recover_stale_runs(stale_seconds=60, max_attempts=3)
     queued.refresh_from_db()
     assert queued.status == RunStatus.FAILED and "gave up after 3 attempts" in queued.error
     assert [r["attempt"] for r in queued.retries] == [1, 2, 3]
@@ -72,13 +72,13 @@ def test_the_api_and_page_say_when_a_runs_worker_is_lost(queued: Run, alice: Any
     from django.test import Client
     from rest_framework.test import APIClient
 
-    services.run_start(queued.pk, worker="a:1", device="cpu")
+    worker_services.run_start(queued.pk, worker="a:1", device="cpu")
     api = APIClient()
     api.force_authenticate(alice)
     assert api.get(f"/api/runs/{queued.pk}/").json()["worker_lost"] is False
     age(queued, 600)
     assert api.get(f"/api/runs/{queued.pk}/").json()["worker_lost"] is True
-    services.recover_stale_runs(stale_seconds=60, max_attempts=3)
+    worker_services.recover_stale_runs(stale_seconds=60, max_attempts=3)
     web = Client()
     web.force_login(alice)
     page = web.get(f"/runs/{queued.pk}/").content.decode()
@@ -91,11 +91,11 @@ def test_workers_report_themselves_and_the_page_shows_state_device_and_run(queue
 
     from jobs.models import WorkerNode
 
-    services.run_start(queued.pk, worker="w1@host:11", device="cpu")
-    services.worker_report("w1@host:11", device={"device": "cuda:NVIDIA H100", "gpu_memory_mb": 81000})
-    services.worker_report("w2@host:12", device={"device": "cpu"})
-    services.worker_stopped("w2@host:12")
-    services.worker_report("w3@host:13", device={"device": "cpu"})
+    worker_services.run_start(queued.pk, worker="w1@host:11", device="cpu")
+    worker_services.worker_report("w1@host:11", device={"device": "cuda:NVIDIA H100", "gpu_memory_mb": 81000})
+    worker_services.worker_report("w2@host:12", device={"device": "cpu"})
+    worker_services.worker_stopped("w2@host:12")
+    worker_services.worker_report("w3@host:13", device={"device": "cpu"})
     WorkerNode.objects.filter(name="w3@host:13").update(last_seen=timezone.now() - timedelta(seconds=600))
     assert WorkerNode.objects.get(name="w1@host:11").current_run_id == queued.pk
     web = Client()
@@ -104,7 +104,7 @@ def test_workers_report_themselves_and_the_page_shows_state_device_and_run(queue
     assert "cuda:NVIDIA H100" in page and "81000 MiB" in page and f"/runs/{queued.pk}/" in page
     assert ">stopped<" in page and ">lost<" in page and ">up<" in page
     assert page.count('class="host-row"') == 1 and page.index(">host<") < page.index("w1@host:11")
-    services.worker_report("w4@gpu-box:14", device={"device": "cuda:NVIDIA H200", "gpu_memory_mb": 141000})
+    worker_services.worker_report("w4@gpu-box:14", device={"device": "cuda:NVIDIA H200", "gpu_memory_mb": 141000})
     grouped = web.get("/workers/").content.decode()  # one row per host above its workers, hosts in order
     assert grouped.count('class="host-row"') == 2 and grouped.index(">gpu-box<") < grouped.index("w4@gpu-box:14")
     assert grouped.index("w4@gpu-box:14") < grouped.index(">host<")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from jobs import dataset_services, services
+from jobs import dataset_services, services, worker_services
 from jobs.models import Dataset, EpochMetric, Run, RunStatus
 from tests.conftest import make_npz
 
@@ -68,8 +68,8 @@ def test_recording_an_epoch_twice_keeps_one_row(alice: Any, digits: Any) -> None
 
     run = services.run_create(owner=alice, data={"dataset": digits.pk, **FAST})
     record = EpochRecord(1, 1.0, 0.5, 0.3, 0.1, 10.0, 0.5, np.ones((1, 8, 8), dtype=np.uint8))
-    services.run_record_epoch(run, record)
-    services.run_record_epoch(run, record)
+    worker_services.run_record_epoch(run, record)
+    worker_services.run_record_epoch(run, record)
     assert EpochMetric.objects.filter(run=run).count() == 1
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework.test import APIClient
 
+from jobs import worker_services
 from tests.conftest import make_npz
 from tests.jobs.conftest import FAST
 
@@ -61,7 +62,7 @@ def test_a_run_resumes_on_another_host_from_the_checkpoint_in_the_bucket(
     import logging
 
     import masksel_core
-    from jobs import run_files, services
+    from jobs import run_files, worker_services
     from jobs.models import EpochMetric, Run
     from jobs.training import execute_next
     from masksel_core import TrainConfig
@@ -72,7 +73,7 @@ def test_a_run_resumes_on_another_host_from_the_checkpoint_in_the_bucket(
     done: list[int] = []
 
     def record(epoch: Any) -> None:  # host A records two epochs, then is lost mid-way through the third
-        services.run_record_epoch(run, epoch)
+        worker_services.run_record_epoch(run, epoch)
         done.append(epoch.epoch)
 
     masksel_core.train(config, masksel_core.load_dataset("digits", seed=0), on_epoch=record,
@@ -113,7 +114,7 @@ def test_a_bucket_lost_mid_run_gives_the_run_back_with_the_reason_and_keeps_what
     import boto3
     from botocore.config import Config
 
-    from jobs import run_files, selectors, services
+    from jobs import run_files, selectors
     from jobs.models import EpochMetric, Run
     from jobs.training import execute_next
     from masksel_core import TrainConfig
@@ -131,7 +132,7 @@ def test_a_bucket_lost_mid_run_gives_the_run_back_with_the_reason_and_keeps_what
         config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, batch_size=256, device="cpu",
                              warmup_epochs=1, finalize_epochs=0)
         run = Run.objects.create(owner=alice, dataset=digits, config=config.to_dict(), total_epochs=4)
-        record = services.run_record_epoch
+        record = worker_services.run_record_epoch
 
         def record_then_freeze(row: Any, epoch: Any) -> Any:
             stored = record(row, epoch)
@@ -139,7 +140,7 @@ def test_a_bucket_lost_mid_run_gives_the_run_back_with_the_reason_and_keeps_what
                 os.kill(server.pid, signal.SIGSTOP)
             return stored
 
-        monkeypatch.setattr(services, "run_record_epoch", record_then_freeze)
+        monkeypatch.setattr(worker_services, "run_record_epoch", record_then_freeze)
         assert execute_next(worker="host-a:1") == "queued"
         run.refresh_from_db()
         assert [retry["attempt"] for retry in run.retries] == [1] and run.error == ""
@@ -150,7 +151,7 @@ def test_a_bucket_lost_mid_run_gives_the_run_back_with_the_reason_and_keeps_what
         os.kill(server.pid, signal.SIGCONT)
         assert run_files.exists(run.pk, "checkpoint/checkpoint.pt")  # what was stored is still there
         time.sleep(2.1)
-        monkeypatch.setattr(services, "run_record_epoch", record)
+        monkeypatch.setattr(worker_services, "run_record_epoch", record)
         settings.MASKSEL_FILE_CACHE = tmp_path / "host-b-cache"
         assert execute_next(worker="host-b:1") == "succeeded"
         run.refresh_from_db()
@@ -163,14 +164,13 @@ def test_a_bucket_lost_mid_run_gives_the_run_back_with_the_reason_and_keeps_what
 
 
 def test_a_run_given_back_too_often_fails_with_the_reason(alice: Any, digits: Any, settings: Any) -> None:
-    from jobs import services
     from jobs.models import Run
 
     run = Run.objects.create(owner=alice, dataset=digits, config={}, status="running", lease_owner="w:1",
                              attempts=settings.MASKSEL_MAX_ATTEMPTS)
-    assert services.run_retry_later(run.pk, worker="someone-else:2", reason="storage unreachable (x)",
+    assert worker_services.run_retry_later(run.pk, worker="someone-else:2", reason="storage unreachable (x)",
                                     max_attempts=settings.MASKSEL_MAX_ATTEMPTS, after_seconds=1) == "running"
-    assert services.run_retry_later(run.pk, worker="w:1", reason="storage unreachable (x)",
+    assert worker_services.run_retry_later(run.pk, worker="w:1", reason="storage unreachable (x)",
                                     max_attempts=settings.MASKSEL_MAX_ATTEMPTS, after_seconds=1) == "failed"
     run.refresh_from_db()
     assert run.error == f"storage unreachable (x); gave up after {settings.MASKSEL_MAX_ATTEMPTS} attempts"

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from jobs import worker_services
 from jobs.models import Run
 
 
@@ -67,7 +68,7 @@ def test_the_compare_page_shows_differences_and_exports_every_epoch(alice_web: C
                                                                     digits: Any) -> None:
     import numpy as np
 
-    from jobs import services
+    from jobs import worker_services
     from masksel_core import EpochRecord
 
     runs = []
@@ -75,7 +76,7 @@ def test_the_compare_page_shows_differences_and_exports_every_epoch(alice_web: C
         run = Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any", "lambda_init": lam,
                                                                       "seed": 0}, total_epochs=2)
         for epoch in (1, 2):
-            services.run_record_epoch(run, EpochRecord(epoch, 1.0, 0.5, 0.5 + lam / 10, lam, 10.0, 0.5,
+            worker_services.run_record_epoch(run, EpochRecord(epoch, 1.0, 0.5, 0.5 + lam / 10, lam, 10.0, 0.5,
                                                        np.ones((1, 8, 8), dtype=np.uint8)))
         runs.append(run)
     ids = f"{runs[0].pk},{runs[1].pk}"
@@ -309,13 +310,12 @@ def test_the_datasets_pages_say_what_an_upload_became_and_offer_delete(alice_web
 
 
 def test_a_cuda_run_says_it_waits_for_a_gpu_worker(alice_web: Client, alice: Any, digits: Any) -> None:
-    from jobs import services
 
     run = Run.objects.create(owner=alice, dataset=digits, config={"mask_type": "pixel-any", "device": "cuda"},
                              total_epochs=3)
-    services.worker_report("w1@cpu-box:1", device={"device": "cpu"})
+    worker_services.worker_report("w1@cpu-box:1", device={"device": "cpu"})
     assert 'id="run-waits-for-gpu"' in alice_web.get(f"/runs/{run.pk}/").content.decode()
-    services.worker_report("w2@gpu-box:2", device={"device": "cuda:NVIDIA H200", "gpu_memory_mb": 141000})
+    worker_services.worker_report("w2@gpu-box:2", device={"device": "cuda:NVIDIA H200", "gpu_memory_mb": 141000})
     assert 'id="run-waits-for-gpu"' not in alice_web.get(f"/runs/{run.pk}/").content.decode()
 
 
