@@ -33,15 +33,20 @@ run: $(STAMP)
 worker: $(STAMP)
 	GPUS=$(GPUS) $(PY) -m webapp.worker
 
+# Test processes (pytest-xdist): one per core by default; each test module runs whole in one of them, so that
+# the module's stack (Redis, Celery worker, ASGI server, Chromium) starts once. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
+
 # The whole suite, real Redis, Celery, ASGI server and Chromium included; the 15 slowest tests at the end.
 test: $(DEV_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 # For the edit-test loop: no service stack, no browser, no long training run (the e2e, browser and slow marks).
 test-fast: $(DEV_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -m "not e2e and not browser and not slow" --durations=5 $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not e2e and not browser and not slow" --durations=5 $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
@@ -58,4 +63,4 @@ clean-venv:
 # The service's tests again on PostgreSQL (DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/test;
 # pytest-django creates and drops its own test_* database there).
 test-postgres: $(DEV_STAMP)
-	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest tests/jobs $(PYTEST_ARGS)
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest $(XDIST) tests/jobs $(PYTEST_ARGS)

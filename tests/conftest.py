@@ -1,11 +1,17 @@
 """Shared fixtures: personas (alice owns things, bob must not see them) and small data files."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # the cores shared out between the test processes, not each taking all
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 def make_npz(path: Path, *, n: int = 120, channels: int = 2, size: int = 6, classes: int = 3, seed: int = 0,

@@ -9,7 +9,11 @@ import os
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("MASKSEL_VAR_DIR", tempfile.mkdtemp(prefix="masksel-test-var-"))
+# Each test process its own folder (files, caches, SQLite): xdist's workers inherit the controller's environment,
+# and two workers' run 1 would share its files.
+_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _worker or "MASKSEL_VAR_DIR" not in os.environ:
+    os.environ["MASKSEL_VAR_DIR"] = tempfile.mkdtemp(prefix=f"masksel-test-var-{_worker or 'main'}-")
 
 from webapp.settings import *  # noqa: E402,F403
 from webapp.settings import VAR_DIR  # noqa: E402

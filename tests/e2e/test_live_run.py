@@ -198,5 +198,7 @@ def test_a_gpu_run_waits_for_a_gpu_worker_while_a_cpu_worker_trains_the_others(s
             time.sleep(0.3)
         assert client.get(f"/api/runs/{gpu}/").json()["status"] == "queued"
         broker = redis.Redis.from_url(stack.env["REDIS_URL"])
-        assert broker.llen(stack.env["MASKSEL_QUEUE"] + "-gpu") == 1  # its message waits for a GPU worker
+        # Its message waits for a GPU worker, in the GPU queue named with this installation's key.
+        (gpu_queue,) = broker.keys(stack.env["MASKSEL_QUEUE"] + "-gpu.*")
+        assert broker.llen(gpu_queue) == 1
         assert client.post(f"/api/runs/{gpu}/cancel/").status_code == 200
