@@ -14,6 +14,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..masks.chain import AnyMask
 from ..masks.dynamic import DynamicMask, gallery_indices
+from .budget import fill_budget
 from .precision import resolve_precision
 from .records import EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
@@ -49,6 +50,7 @@ class Loop:
         self.epoch, self.stopped_because = 0, "epochs"
         self.swaps: list[tuple[int, int]] = []  # (dropped, taken) by the swap check that ended selection
         self.swap_seconds = 0.0
+        self.refilled: list[int] = []  # elements kept again after lambda overshot the target (`budget`)
         self.start_accuracy: float | None = None
         self.records: list[EpochRecord] = []
         first = "select" if config.pretrained is not None or config.warmup_epochs == 0 else "warmup"
@@ -172,12 +174,14 @@ class Loop:
         """The swap check, then freeze the masks and go on to finalize; `accuracy` is the last selection epoch's
         (under the mask it ended with)."""
         self.stopped_because = reason
+        if reason in ("target_fraction", "target_bytes"):  # the last raise of lambda may have overshot
+            self.refilled = fill_budget(self.chain, self._target_fraction())
         started = time.perf_counter()
         self.swaps = swap_check(self.chain, self.model, self.splits, candidates=self.config.swap_candidates,
                                 rounds=self.config.swap_rounds, lr=self.config.network_lr,
                                 seed=self.config.seed + 2, dtype=self.dtype)
         self.swap_seconds = time.perf_counter() - started
-        if self.swaps:
+        if self.swaps or self.refilled:
             accuracy, _ = evaluate_split(self.model, self.chain, self.splits, self.dtype)
         self.chain.freeze()
         if not self.config.finalize_epochs:
@@ -230,7 +234,7 @@ class Loop:
         return {
             "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "epoch": self.epoch, "phase": self.phase,
             "phase_start": self.phase_start, "stopped_because": self.stopped_because, "swaps": self.swaps,
-            "swap_seconds": self.swap_seconds,
+            "swap_seconds": self.swap_seconds, "refilled": self.refilled,
             "start_accuracy": self.start_accuracy, "records": [r.state() for r in self.records],
             "model": self.model.state_dict(), "mask": self.chain.state_dict(),
             "optimizers": [o.state_dict() for o in self.optimizers], "lambda": self.lam.state_dict(),
@@ -249,6 +253,7 @@ class Loop:
         self.epoch, self.stopped_because = state["epoch"], state["stopped_because"]
         self.swaps = [tuple(swap) for swap in state["swaps"]]
         self.swap_seconds = float(state.get("swap_seconds", 0.0))  # absent from checkpoints of earlier versions
+        self.refilled = list(state.get("refilled", []))
         self.start_accuracy = state["start_accuracy"]
         self.records = [EpochRecord.from_state(r) for r in state["records"]]
         self.model.load_state_dict(state["model"])

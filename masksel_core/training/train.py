@@ -53,6 +53,7 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)
     swaps: list[tuple[int, int]] = field(default_factory=list)  # (dropped, taken) by the swap check
     swap_seconds: float = 0.0
+    refilled: list[int] = field(default_factory=list)  # kept again after lambda overshot the target
     probe: torch.Tensor | None = None  # the validation inputs a dynamic mask's share is measured on
 
     @property
@@ -82,6 +83,7 @@ class TrainResult:
             "epochs_per_phase": dict(Counter(r.phase for r in self.records)),
             "seconds_per_phase": self.seconds_per_phase(),
             "swaps": [list(swap) for swap in self.swaps],
+            "refilled": list(self.refilled),
             "warnings": list(self.warnings),
         }
 
@@ -225,6 +227,7 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
     result.start_accuracy = loop.start_accuracy or 0.0
     result.swaps = list(loop.swaps)
     result.swap_seconds = loop.swap_seconds
+    result.refilled = list(loop.refilled)
     model.eval()
     if result.records and result.stopped_because != "cancelled":
         # In float32: the score of the model as it is written and downloaded.
