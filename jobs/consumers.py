@@ -11,8 +11,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from . import messages
 from .progress import group_name
-from .selectors import epoch_message, runs_visible_to
+from .selectors import runs_visible_to
 from .serializers import RunSerializer
 
 CLOSE_UNAUTHORISED = 4401
@@ -31,7 +32,7 @@ def _snapshot_for(user: Any, run_id: int) -> dict[str, Any] | None:
     if run is None:
         return None
     rows = list(run.epochs.order_by("epoch"))
-    return {"type": "snapshot", "run": RunSerializer(run).data, "epochs": [epoch_message(run, row) for row in rows]}
+    return messages.snapshot(RunSerializer(run).data, run, rows)
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
@@ -62,7 +63,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Clients have nothing to send; answer anything with an error rather than silence."""
-        await self.send_json({"type": "error", "error": "this socket accepts no messages"})
+        await self.send_json(messages.refusal("this socket accepts no messages"))
 
     async def run_message(self, event: dict[str, Any]) -> None:
         message = event["message"]

@@ -1,7 +1,6 @@
 """Reads: what a user may see, and the snapshots pages and websockets start from."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Iterable
@@ -18,9 +17,9 @@ from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import queues, run_files
+from . import messages, queues, run_files
 from .errors import NotFound, ServiceError
-from .models import PRIORITY_RANGE, QUEUE_ORDER, Dataset, EpochMetric, MaskConfig, Run, RunStatus, WorkerNode
+from .models import PRIORITY_RANGE, QUEUE_ORDER, Dataset, MaskConfig, Run, RunStatus, WorkerNode
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -67,32 +66,6 @@ def dataset_get(user: User, dataset_id: int | str) -> Dataset:
         return datasets_visible_to(user).get(pk=int(dataset_id))
     except (Dataset.DoesNotExist, ValueError, TypeError):
         raise NotFound("no such dataset") from None
-
-
-def mask_payload(mask_type: str, input_shape: list[int], shape: list[int], selected_bits: bytes,
-                 fraction: float) -> dict[str, Any]:
-    """The compact mask of websocket messages: packed bits (numpy's big-endian order), base64."""
-    return {
-        "mask_type": mask_type,
-        "input_shape": list(input_shape),
-        "shape": list(shape),
-        "bits": base64.b64encode(selected_bits).decode("ascii"),
-        "fraction": fraction,
-    }
-
-
-def epoch_message(run: Run, row: EpochMetric) -> dict[str, Any]:
-    message = {
-        "epoch": row.epoch,
-        "phase": row.phase,
-        "metrics": row.metrics(),
-        "mask": mask_payload(run.mask_type, run.dataset.input_shape, row.mask_shape, bytes(row.mask_bits),
-                             row.fraction),
-    }
-    if row.frequency_bytes:  # a dynamic mask: how often each cell is kept (0-255), and the gallery's own cells
-        message["mask"]["frequency"] = base64.b64encode(bytes(row.frequency_bytes)).decode("ascii")
-        message["mask"]["gallery_bits"] = base64.b64encode(bytes(row.gallery_bits)).decode("ascii")
-    return message
 
 
 def run_metrics(run: Run) -> list[dict[str, Any]]:
@@ -156,7 +129,7 @@ def compare_payload(runs: list[Run]) -> list[dict[str, Any]]:
             "id": run.pk, "label": f"#{run.pk} {run.mask_type} {run.model_name} seed {run.config.get('seed', 0)}",
             "status": run.status, "epoch": [r.epoch for r in rows], "val_accuracy": [r.val_accuracy for r in rows],
             "fraction": [r.fraction for r in rows], "task_loss": [r.task_loss for r in rows],
-            "mask": epoch_message(run, rows[-1])["mask"] if rows else None,
+            "mask": messages.epoch_fields(run, rows[-1])["mask"] if rows else None,
         })
     return out
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 import masksel_core
 from masksel_core import ConfigError, TrainConfig
 
-from . import progress, queues, run_files
+from . import messages, progress, queues, run_files
 from .dataset_services import check_storage
 from .errors import NotFound, ServiceError
 from .models import (
@@ -153,7 +153,7 @@ def run_cancel(run: Run) -> Run:
     Run.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
         status=RunStatus.CANCELLED, finished_at=timezone.now())
     run.refresh_from_db()
-    progress.broadcast(run.pk, {"type": "status", "status": run.status})
+    progress.broadcast(run.pk, messages.status(run.status))
     return run
 
 

@@ -21,10 +21,10 @@ from django.utils import timezone
 import masksel_core
 from masksel_core import TrainConfig
 
-from . import progress, queues, run_files
+from . import messages, progress, queues, run_files
 from .dataset_services import PREVIEW_CHANNELS, grey_channels
 from .models import EpochMetric, Run, RunStatus, WorkerNode
-from .selectors import epoch_message, next_queued_run_id, queue_demand
+from .selectors import next_queued_run_id, queue_demand
 from .services import PRETRAINED, enqueue
 
 
@@ -40,7 +40,7 @@ def run_start(run_id: int, *, worker: str, device: str) -> Run | None:
         attempts=F("attempts") + 1, started_at=Coalesce(F("started_at"), Value(now)))
     if not updated:
         return None
-    progress.broadcast(run_id, {"type": "status", "status": RunStatus.RUNNING})
+    progress.broadcast(run_id, messages.status(RunStatus.RUNNING))
     return Run.objects.select_related("dataset").get(pk=run_id)
 
 
@@ -95,7 +95,7 @@ def _retry_or_fail(run: Run, reason: str, *, max_attempts: int, guard: dict[str,
             return False
         if fields["status"] == RunStatus.QUEUED:
             transaction.on_commit(lambda run_id=run.pk: enqueue(run_id, after_seconds=after_seconds))
-    progress.broadcast(run.pk, {"type": "status", "status": fields["status"], "error": reason})
+    progress.broadcast(run.pk, messages.status(fields["status"], error=reason))
     return True
 
 
@@ -117,7 +117,7 @@ def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
         if record.phase != "warmup":  # a best accuracy of the full input would sit beside a mask that never had it
             now["best_accuracy"] = Greatest(Coalesce(F("best_accuracy"), Value(-1.0)), Value(record.val_accuracy))
         Run.objects.filter(pk=run.pk).update(**now)
-    progress.broadcast(run.pk, {"type": "epoch", **epoch_message(run, row)})
+    progress.broadcast(run.pk, messages.epoch(run, row))
     return row
 
 
@@ -150,9 +150,8 @@ def run_finish(run: Run, result: masksel_core.TrainResult) -> None:
             status=status, finished_at=timezone.now())
         final = Run.objects.values_list("status", flat=True).get(pk=run.pk)
     run_files.delete(run.pk, run_files.CHECKPOINT)  # only needed to resume
-    progress.broadcast(run.pk, {"type": "status", "status": final, "warnings": list(result.warnings),
-                                "test_accuracy": result.test_accuracy,
-                                "seconds_per_phase": result.seconds_per_phase()})
+    progress.broadcast(run.pk, messages.ended(final, warnings=result.warnings, test_accuracy=result.test_accuracy,
+                                              seconds_per_phase=result.seconds_per_phase()))
 
 
 def _kept_bytes(run: Run) -> int:
@@ -164,7 +163,7 @@ def run_fail(run_id: int, error: str) -> None:
     """Mark a run failed with `error`; its checkpoint goes (a failed run is trained again from the start)."""
     Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error[:10_000], finished_at=timezone.now())
     run_files.delete(run_id, run_files.CHECKPOINT)
-    progress.broadcast(run_id, {"type": "status", "status": RunStatus.FAILED, "error": error[:2000]})
+    progress.broadcast(run_id, messages.status(RunStatus.FAILED, error=error))
 
 
 def worker_report(name: str, *, device: dict[str, object]) -> None:

@@ -170,9 +170,9 @@ def test_a_dynamic_runs_samples_are_picked_by_its_mask_network_on_the_server(
     page = web.get(f"/runs/{run.pk}/")
     assert page.status_code == 200 and b"mask_net.ts (server mask network)" in page.content
     assert b'id="run-gallery"' in page.content and len(run.gallery["images"]) == 8  # drawn by the page's script
-    from jobs.selectors import epoch_message
+    from jobs.messages import epoch_fields
 
-    message = epoch_message(run, run.epochs.order_by("epoch").last())
+    message = epoch_fields(run, run.epochs.order_by("epoch").last())
     assert len(base64.b64decode(message["mask"]["frequency"])) == 16  # one byte per cell
     assert len(base64.b64decode(message["mask"]["gallery_bits"])) == 8 * 16 // 8
     with django_capture_on_commit_callbacks(execute=True):  # its files go: a later test's run may get its id
