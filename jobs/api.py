@@ -10,8 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from masksel_core import DataError
-from masksel_core.data.stores import StoreError
+from masksel_core import DataError, StoreError
 
 from . import dataset_services, downloads, run_files, samples, selectors, services
 from . import serializers as out

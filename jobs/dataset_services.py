@@ -22,9 +22,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 import masksel_core
-from masksel_core import DataError
-from masksel_core.data.builtins import builtin_summary
-from masksel_core.data.stores import StoreDataset, is_store_uri, load_store
+from masksel_core import DataError, StoreDataset, builtin_summary, is_store_uri, load_store
 
 from . import files
 from .errors import ServiceError, public_text

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from masksel_core.export import mask_document, mask_png, npy_bytes
+from masksel_core import mask_document, mask_png, npy_bytes
 
 from . import run_files, selectors
 from .errors import NotFound

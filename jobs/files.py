@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.files.storage import Storage
 from django.db.models.fields.files import FieldFile
 
-from masksel_core.data.stores import StoreError
+from masksel_core import StoreError
 
 CHUNK_BYTES = 1024**2
 

@@ -6,18 +6,21 @@ from typing import Any
 
 from django import forms
 
-from masksel_core import MODELS, SELECT_STAGES, TrainConfig, default_mask_type
-from masksel_core.config import (
+from masksel_core import (
     DEVICES,
     DISCRETIZATIONS,
     EXTEND_COSTS,
     LAMBDA_MONITORS,
+    MASK_NET_NAMES,
+    MODELS,
     PRECISIONS,
+    SELECT_STAGES,
     THRESHOLD_MODES,
     ConfigError,
+    TrainConfig,
+    default_mask_type,
     parse_grid,
 )
-from masksel_core.masks.dynamic import MASK_NET_NAMES
 
 from .models import PRIORITY_RANGE
 

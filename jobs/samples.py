@@ -19,9 +19,19 @@ import numpy as np
 import torch
 
 import masksel_core
-from masksel_core import DataError, TensorDataset
-from masksel_core.data.stores import ReadCounter, StoreDataset, StoreError, load_store
-from masksel_core.transfer.packing import TransferPlan, encode_channel, full_plan, pack, plan_from_mask_document
+from masksel_core import (
+    DataError,
+    ReadCounter,
+    StoreDataset,
+    StoreError,
+    TensorDataset,
+    TransferPlan,
+    encode_channel,
+    full_plan,
+    load_store,
+    pack,
+    plan_from_mask_document,
+)
 
 from . import run_files
 from .models import Dataset, Run, RunStatus

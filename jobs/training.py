@@ -15,9 +15,7 @@ from django.conf import settings
 from django.db import connection
 
 import masksel_core
-from masksel_core import DataError, TrainConfig
-from masksel_core.data.stores import StoreError
-from masksel_core.training.train import CHECKPOINT_NAME
+from masksel_core import CHECKPOINT_NAME, DataError, StoreError, TrainConfig
 
 from . import queues, run_files, selectors, services, worker_services
 from .devices import device_label

@@ -11,8 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 
-from masksel_core import MASK_NAMES, METRIC_COLUMNS
-from masksel_core.data.arrays import TEST_SHARE
+from masksel_core import MASK_NAMES, METRIC_COLUMNS, TEST_SHARE
 
 from . import selectors, services
 from .errors import NotFound, ServiceError

@@ -72,3 +72,16 @@ def test_core_imports_no_service_module_statically() -> None:
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             assert not {n.split(".")[0] for n in names} & banned, f"{path} imports {names}"
+
+
+def test_the_service_imports_the_core_through_its_public_surface() -> None:
+    """`jobs` and `webapp` use what `masksel_core/__init__.py` exports, as any user of the library does."""
+    import ast
+
+    problems = []
+    for path in [*ROOT.joinpath("jobs").glob("*.py"), *ROOT.joinpath("webapp").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            problems += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("masksel_core.")]
+    assert problems == []
