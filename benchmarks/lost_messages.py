@@ -26,7 +26,7 @@ from benchmarks.workers import fresh_database  # noqa: E402
 
 def one_round(lose: bool, runs: int) -> tuple[float, list[float]]:
     """Seconds from the workers' start to the last run done, and each run's wait for its worker."""
-    from tests.e2e.conftest import Stack, free_port, prepared_env, start_web, start_worker
+    from testkit.stack import Stack, free_port, prepared_env, start_web, start_worker
     from webapp.embedded_redis import start_private_redis
 
     var_dir = Path(tempfile.mkdtemp(prefix="masksel-bench-lost-"))

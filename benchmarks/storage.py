@@ -28,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=64)
     args = parser.parse_args()
-    from tests.conftest import start_s3_server
+    from testkit.s3 import start_s3_server
 
     endpoint, moto = start_s3_server(subprocess.DEVNULL)
     os.environ.update({"MASKSEL_VAR_DIR": tempfile.mkdtemp(prefix="masksel-bench-"),

@@ -39,7 +39,7 @@ def fresh_database() -> tuple[str | None, object]:
 
 def one_round(workers: int, threads: int, args: argparse.Namespace, redis_url: str) -> tuple[float, list[str]]:
     """Seconds from submitting `args.runs` runs (workers already up) to the last one succeeded; where each ran."""
-    from tests.e2e.conftest import Stack, free_port, prepared_env, start_web, start_worker
+    from testkit.stack import Stack, free_port, prepared_env, start_web, start_worker
 
     database, admin = fresh_database()
     var_dir = Path(tempfile.mkdtemp(prefix="masksel-bench-workers-"))
@@ -87,7 +87,7 @@ def main() -> None:
     redis_url = os.environ.get("MASKSEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
     private = None
     if not redis_answers(redis_url):
-        from tests.e2e.conftest import free_port
+        from testkit.stack import free_port
 
         redis_url = f"redis://127.0.0.1:{free_port()}/0"
         private = start_private_redis(redis_url, Path(tempfile.mkdtemp(prefix="masksel-bench-redis-")))

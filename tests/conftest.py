@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from testkit.s3 import start_s3_server
+
 if os.environ.get("PYTEST_XDIST_WORKER"):  # the cores shared out between the test processes, not each taking all
     import torch
 
@@ -53,31 +55,3 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield url
         process.terminate()
         process.wait(timeout=10)
-
-
-def start_s3_server(log: Any) -> tuple[str, Any]:
-    """Start moto's S3 server on a free loopback port (its output to `log`) and wait until it answers:
-    (its URL, the process). Also used by benchmarks/storage.py."""
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            return url, process
-        except httpx.HTTPError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("moto's S3 server did not start") from None
-            time.sleep(0.2)
