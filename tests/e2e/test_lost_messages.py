@@ -1,8 +1,8 @@
 """No run left stranded: queued runs are trained whatever the broker lost, and never by another installation.
 
-Real Redis servers and real Celery workers: the broker restarted without persistence while runs wait, the queue
-purged with two workers racing for the wake-ups, and a second installation's idle worker on the same Redis
-database and the same queue name.
+Real Redis servers and real Celery workers: the broker restarted without persistence while runs wait (a separate
+server, and `make run`'s embedded one), the queue purged with two workers racing for the wake-ups, and a second
+installation's idle worker on the same Redis database and the same queue name.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import redis
 
 from webapp.embedded_redis import redis_answers, start_private_redis
 
-from .conftest import free_port, prepared_env, start_worker, upload, web_server_only
+from .conftest import ROOT, free_port, prepared_env, start_worker, upload, wait_for_http, web_server_only
 
 pytestmark = pytest.mark.e2e
 SLOW = {"mask_type": "channel-any", "model": "lenet5", "epochs": 6, "batch_size": 32, "warmup_epochs": 0,
@@ -133,3 +134,42 @@ def test_another_installations_worker_on_the_same_redis_takes_nothing(tmp_path: 
                     final = wait_all_final(client, runs, 180)
                 trained_once(client, final)
         assert "] received" not in (tmp_path / "other.log").read_text()  # it received no message of ours
+
+
+def test_queued_runs_survive_a_restart_of_make_run_and_its_embedded_redis(tmp_path: Path) -> None:
+    """The embedded default: `make run`'s launcher starts its own Redis, without persistence. Runs queued while
+    no worker runs lose their messages when it stops; the next start's worker trains them."""
+    redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(tmp_path),
+           "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+    env.pop("DATABASE_URL", None)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    def launch(workers: int) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([sys.executable, "-m", "webapp.launcher", "--port", str(port)], cwd=ROOT,
+                                   env={**env, "MASKSEL_LOCAL_WORKERS": str(workers)},
+                                   stdout=(tmp_path / f"launcher-{workers}.log").open("wb"), stderr=subprocess.STDOUT)
+        wait_for_http(f"{base}/accounts/login/", process, timeout=120)
+        return process
+
+    def stop(process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=90) == 0
+
+    process = launch(0)
+    try:
+        password = (tmp_path / "admin-password").read_text().strip()
+        token = httpx.post(f"{base}/api/auth/token/", data={"username": "admin", "password": password}).json()
+        with httpx.Client(base_url=base, headers={"Authorization": f"Token {token['token']}"}, timeout=30) as client:
+            digits = next(d["id"] for d in client.get("/api/datasets/").json() if d["name"] == "digits")
+            runs = [submit(client, digits, {"mask_type": "pixel-any", "model": "mlp", "epochs": 2,
+                                            "warmup_epochs": 1, "finalize_epochs": 0}) for _ in range(2)]
+        stop(process)  # its Redis goes with it, and the two messages
+        assert not redis_answers(redis_url)
+        process = launch(1)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Token {token['token']}"}, timeout=30) as client:
+            trained_once(client, wait_all_final(client, runs, 180))
+    finally:
+        if process.poll() is None:
+            stop(process)
