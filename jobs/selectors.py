@@ -195,8 +195,7 @@ def _seen_since(now: Any) -> Any:
 
 def gpu_worker_up() -> bool:
     """Whether a worker with a GPU has reported within the stale limit (a `cuda` run waits for one)."""
-    return WorkerNode.objects.filter(stopped=False, last_seen__gte=_seen_since(timezone.now()),
-                                     device__startswith="cuda").exists()
+    return _live_workers(queues.GPU, timezone.now()).exists()
 
 
 def worker_host(name: str) -> str:
@@ -244,10 +243,13 @@ def stalled_run_ids(runs: Iterable[Run], *, now: datetime | None = None) -> set[
     where it does, the workers page and the run's page say so."""
     now = now or timezone.now()
     since = now - timedelta(seconds=STALL_SECONDS)
+    waiting = [run for run in runs if run.status == RunStatus.QUEUED and waiting_since(run) <= since]
+    if not waiting:  # the common case, a run page of a running or finished run: no query of the workers
+        return set()
     any_idle, gpu_idle = (_live_workers(kind, now).filter(current_run=None, idle_since__lte=since).exists()
                           for kind in (queues.ANY, queues.GPU))
-    return {run.pk for run in runs if run.status == RunStatus.QUEUED and waiting_since(run) <= since
-            and (gpu_idle if queues.kind_of(run.config.get("device")) == queues.GPU else any_idle)}
+    return {run.pk for run in waiting
+            if (gpu_idle if queues.kind_of(run.config.get("device")) == queues.GPU else any_idle)}
 
 
 def run_transfer(run: Run) -> dict[str, Any] | None:

@@ -9,10 +9,8 @@ finalize run on the filled mask as on any other.
 """
 from __future__ import annotations
 
-import torch
-
 from ..masks.chain import AnyMask
-from ..masks.stages import ChannelXor, PixelXor
+from .swap_check import dropped_by_margin, two_class_stage
 
 FLOOR = 0.9  # a mask below this share of its target has budget left to fill
 
@@ -20,24 +18,18 @@ FLOOR = 0.9  # a mask below this share of its target has budget left to fill
 def fill_budget(chain: AnyMask, target: float) -> list[int]:
     """Keep dropped elements of the last select stage again, largest margin first, each only if Q stays at most
     `target`, until Q is at least `FLOOR * target`; returns their flat indices, in the order taken."""
-    stages = chain.select_stages
-    if not stages or isinstance(stages[-1], (ChannelXor, PixelXor)):  # a dynamic or one-of-K mask: nothing to add
+    stage = two_class_stage(chain)
+    if stage is None or chain.fraction() >= FLOOR * target:
         return []
-    flat = stages[-1].logits.data.view(-1, 2)  # (elements, select/drop)
-    fraction = chain.fraction()
-    if fraction >= FLOOR * target:
-        return []
-    margin = flat[:, 0] - flat[:, 1]
-    dropped = torch.nonzero(margin < 0).flatten()
+    flat = stage.logits.data.view(-1, 2)  # (elements, select/drop)
     added: list[int] = []
-    for element in dropped[torch.argsort(margin[dropped], descending=True, stable=True)].tolist():
+    for element in dropped_by_margin(flat).tolist():
         flat[element] = flat[element].flip(0)  # kept, by as much as it was dropped
-        now = chain.fraction()
-        if now > target + 1e-9:
+        fraction = chain.fraction()
+        if fraction > target + 1e-9:
             flat[element] = flat[element].flip(0)  # too dear for what is left of the budget
             continue
         added.append(element)
-        fraction = now
         if fraction >= FLOOR * target:
             break
     return added

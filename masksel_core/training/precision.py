@@ -35,11 +35,6 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype)
 
 
-def full_precision(x: torch.Tensor) -> contextlib.AbstractContextManager[object]:
-    """For a mask's forward: float32 whatever the caller's autocast."""
-    return torch.autocast(x.device.type, enabled=False)
-
-
 def memory_format(model: nn.Module, device: torch.device) -> torch.memory_format:
     """channels_last for a convolutional network on CUDA (cuDNN's fast layout for its kernels), else the default."""
     convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())

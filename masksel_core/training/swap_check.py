@@ -42,10 +42,8 @@ def swap_check(chain: AnyMask, model: nn.Module, splits: Splits, *, candidates: 
                seed: int, dtype: torch.dtype | None = None) -> list[tuple[int, int]]:
     """Up to `rounds` swaps in the last select stage (a two-class one); returns them as (dropped, taken) flat
     indices into the stage's selection, in the order they were made. The network runs in `dtype` (the run's)."""
-    if not chain.select_stages:  # a dynamic mask: no one set of elements to swap in
-        return []
-    stage = chain.select_stages[-1]
-    if candidates < 1 or rounds < 1 or isinstance(stage, (ChannelXor, PixelXor)):
+    stage = two_class_stage(chain)
+    if stage is None or candidates < 1 or rounds < 1:
         return []
     flat = stage.logits.data.view(-1, 2)  # (elements, select/drop)
     prices = stage.weights.reshape(-1)
@@ -87,6 +85,22 @@ def swap_check(chain: AnyMask, model: nn.Module, splits: Splits, *, candidates: 
     return swaps
 
 
+def two_class_stage(chain: AnyMask) -> SelectStage | None:
+    """The last select stage, where each element is kept or dropped on its own: what the swap check and the budget's
+    fill change. None for a dynamic mask (no one set of elements) and a one-of-K stage (nothing to add or swap)."""
+    stages = chain.select_stages
+    if not stages or isinstance(stages[-1], (ChannelXor, PixelXor)):
+        return None
+    return stages[-1]
+
+
+def dropped_by_margin(flat: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the dropped elements of (elements, select/drop) logits, the closest to being kept first."""
+    margin = flat[:, 0] - flat[:, 1]
+    dropped = torch.nonzero(margin < 0).flatten()
+    return dropped[torch.argsort(margin[dropped], descending=True, stable=True)]
+
+
 def trial_steps(num_fit: int, batch_size: int) -> int:
     """Batches a trial trains for: `TRIAL_SHARE` of an epoch, at least `TRIAL_MIN_STEPS`, at most an epoch."""
     epoch = max(1, math.ceil(num_fit / batch_size))
@@ -96,10 +110,8 @@ def trial_steps(num_fit: int, batch_size: int) -> int:
 def _screen(chain: MaskChain, model: nn.Module, splits: Splits, stage: SelectStage, flat: torch.Tensor,
             prices: torch.Tensor, candidates: int, dtype: torch.dtype | None) -> list[tuple[float, tuple[int, int]]]:
     """(validation loss of the untouched network, (kept, dropped)) for at most `SHORTLIST` allowed exchanges."""
-    margin = flat[:, 0] - flat[:, 1]
-    kept = torch.nonzero(margin >= 0).flatten()
-    dropped = torch.nonzero(margin < 0).flatten()
-    pool = dropped[torch.argsort(margin[dropped], descending=True)[:candidates]]
+    kept = torch.nonzero(flat[:, 0] >= flat[:, 1]).flatten()
+    pool = dropped_by_margin(flat)[:candidates]
     allowed = prices[pool][None, :] <= prices[kept][:, None]  # (kept, pool): never a dearer element
     if int(allowed.sum()) > SHORTLIST:
         gradient = selection_gradient(chain, model, splits, stage, dtype).reshape(-1)
