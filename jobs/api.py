@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from masksel_core import DataError, StoreError
 
-from . import dataset_services, downloads, run_files, samples, selectors, services
+from . import dataset_services, downloads, run_files, samples, selectors, services, study_selectors, study_services
 from . import serializers as out
 from .errors import ServiceError, public_text
 
@@ -234,3 +234,38 @@ class RunDownload(APIView):
             response["Content-Length"] = str(handle.size)
             return response
         return _attachment(found.payload or b"", found.filename, found.content_type)
+
+
+class StudyList(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses=out.StudySerializer(many=True), summary="Your studies, newest first")
+    def get(self, request: Request) -> Response:
+        return Response(out.StudySerializer(study_selectors.studies_visible_to(request.user), many=True).data)
+
+    @extend_schema(request=out.StudyCreate, responses={201: out.StudyCreated, 400: out.Error},
+                   summary="Start a multi-objective study: its first `parallel` trials are queued at once; refused "
+                           "with every bad field named")
+    def post(self, request: Request) -> Response:
+        study = study_services.study_create(owner=request.user, data=request.data)
+        return Response(out.StudyCreated(study).data, status=status.HTTP_201_CREATED)
+
+
+class StudyDetail(APIView):
+    @extend_schema(responses={200: out.StudySerializer, 404: out.Error})
+    def get(self, request: Request, study_id: int) -> Response:
+        return Response(out.StudySerializer(study_selectors.study_get(request.user, study_id)).data)
+
+    @extend_schema(responses={204: None, 400: out.Error, 404: out.Error},
+                   summary="Delete a study that ended and its trial records; its runs stay (tagged study-<id>)")
+    def delete(self, request: Request, study_id: int) -> Response:
+        study_services.study_delete(study_selectors.study_get(request.user, study_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class StudyCancel(APIView):
+    @extend_schema(request=None, responses={200: out.StudyCreated, 400: out.Error, 404: out.Error},
+                   summary="Stop a running study: no more trials; its queued and running runs are cancelled")
+    def post(self, request: Request, study_id: int) -> Response:
+        study = study_services.study_cancel(study_selectors.study_get(request.user, study_id))
+        return Response(out.StudyCreated(study).data)

@@ -23,6 +23,9 @@ urlpatterns = [
     path("runs/<int:run_id>/", api.RunDetail.as_view()),
     path("runs/<int:run_id>/metrics/", api.RunMetrics.as_view()),
     path("runs/<int:run_id>/cancel/", api.RunCancel.as_view()),
+    path("studies/", api.StudyList.as_view()),
+    path("studies/<int:study_id>/", api.StudyDetail.as_view()),
+    path("studies/<int:study_id>/cancel/", api.StudyCancel.as_view()),
     re_path(rf"^runs/(?P<run_id>\d+)/(?P<name>{'|'.join(re.escape(name) for name in downloads.NAMES)})$",
             api.RunDownload.as_view()),
 ]

@@ -8,6 +8,10 @@
 - `status`, live: `{"type": "status", "status"}`, with `error` where the run failed or waits to be retried, and
   `warnings`, `test_accuracy` and `seconds_per_phase` where it ended;
 - `error`: `{"type": "error", "error"}` for anything a client sends (clients send nothing).
+
+And of `/ws/studies/<id>/`: first `{"type": "snapshot", "study": <the REST API's study>}`, then `{"type": "study",
+"status", "error", "pareto", "trials": [...]}` whenever trials change (ended, or asked for): `trials` holds the
+changed ones as the REST API gives them, which a client puts in place by their `number`.
 `progress.broadcast` adds `sent_at` (seconds since the epoch) to the live ones.
 """
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from .models import EpochMetric, Run
+from .models import EpochMetric, Run, Study, Trial
+from .serializers import TrialSerializer
 
 
 def mask_payload(mask_type: str, input_shape: list[int], shape: list[int], selected_bits: bytes,
@@ -70,3 +75,13 @@ def ended(value: str, *, warnings: list[str], test_accuracy: float | None,
 
 def refusal(text: str) -> dict[str, Any]:
     return {"type": "error", "error": text}
+
+
+def study_snapshot(study_data: dict[str, Any]) -> dict[str, Any]:
+    """`study_data` is the study as the REST API serializes it."""
+    return {"type": "snapshot", "study": study_data}
+
+
+def study_update(study: Study, changed: list[Trial]) -> dict[str, Any]:
+    return {"type": "study", "status": study.status, "error": study.error, "pareto": list(study.pareto),
+            "trials": [dict(row) for row in TrialSerializer(changed, many=True).data]}

@@ -215,3 +215,66 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class StudyStatus(models.TextChoices):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Study(models.Model):
+    """A multi-objective search over run options: Optuna asks for each trial's options and is told each result
+    (`study_services`), and these rows, with the trials', are the whole record: the sampler is rebuilt from them
+    for every question, so nothing of a study lives outside the database."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="studies")
+    name = models.CharField(max_length=200)
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="studies")
+    base = models.JSONField(default=dict)  # run options every trial starts from
+    space = models.JSONField(default=dict)  # option -> {"low", "high", "log"} or {"choices": [...]}
+    objectives = models.JSONField(default=list)  # [{"metric", "direction"}]
+    trials = models.PositiveIntegerField()  # how many trials in all
+    parallel = models.PositiveIntegerField(default=1)  # how many may be queued or running at once
+    seed = models.IntegerField(default=0)  # the sampler's, so that a study can be run again alike
+    status = models.CharField(max_length=16, choices=StudyStatus.choices, default=StudyStatus.RUNNING)
+    error = models.TextField(blank=True, default="")
+    pareto = models.JSONField(default=list, blank=True)  # the run ids of the non-dominated trials, kept at each tell
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return f"study {self.pk} ({self.status})"
+
+
+class TrialState(models.TextChoices):
+    """Optuna's states of a trial, as far as a study here has them."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+class Trial(models.Model):
+    """One point of a study: the options Optuna asked for, the run that trains them, and the objectives' values
+    once it succeeded (in the order of the study's objectives)."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="trial_rows")
+    number = models.PositiveIntegerField()
+    run = models.OneToOneField(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="trial")
+    params = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=TrialState.choices, default=TrialState.RUNNING)
+    values = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["study", "number"]
+        constraints = [models.UniqueConstraint(fields=["study", "number"], name="unique_study_trial")]
+
+    def __str__(self) -> str:
+        return f"trial {self.number} of study {self.study_id}"

@@ -1,4 +1,4 @@
-"""Pushing run progress to the websocket group `run-<id>`.
+"""Pushing run progress to the websocket group `run-<id>`, and a study's to `study-<id>`.
 
 The database is the record and is written first; a broadcast that fails (Redis restarting) is
 logged and dropped, since clients catch up from the snapshot when they reconnect.
@@ -19,13 +19,21 @@ def group_name(run_id: int) -> str:
     return f"run-{run_id}"
 
 
+def study_group(study_id: int) -> str:
+    return f"study-{study_id}"
+
+
 def broadcast(run_id: int, message: dict[str, Any]) -> None:
     """Send one message to every browser watching the run."""
+    broadcast_to(group_name(run_id), message)
+
+
+def broadcast_to(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     payload = dict(message, sent_at=time.time())
     try:
-        async_to_sync(layer.group_send)(group_name(run_id), {"type": "run.message", "message": payload})
+        async_to_sync(layer.group_send)(group, {"type": "run.message", "message": payload})
     except Exception:  # noqa: BLE001 - a lost broadcast must never fail training
-        log.warning("could not broadcast %s of run %s", message.get("type"), run_id, exc_info=True)
+        log.warning("could not broadcast %s to %s", message.get("type"), group, exc_info=True)

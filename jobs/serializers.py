@@ -18,7 +18,8 @@ from rest_framework import serializers
 
 from masksel_core import METRIC_COLUMNS, PHASES, TrainConfig
 
-from .models import PRIORITY_RANGE, Dataset, MaskConfig, Run, RunStatus
+from .models import PRIORITY_RANGE, Dataset, MaskConfig, Run, RunStatus, Study, StudyStatus, Trial, TrialState
+from .study_spec import DIRECTIONS, MAX_TRIALS, OBJECTIVE_METRICS
 
 DEFAULTS = TrainConfig()
 
@@ -197,3 +198,56 @@ class Preview(serializers.Serializer):
     channels_total = serializers.IntegerField()
     samples = serializers.ListField(child=serializers.DictField(), help_text='{"label": n, "channels": [base64 '
                                     '8-bit grey image per channel]} for the first sample of each class')
+
+
+class Objective(serializers.Serializer):
+    metric = serializers.ChoiceField(choices=list(OBJECTIVE_METRICS))
+    direction = serializers.ChoiceField(choices=list(DIRECTIONS))
+
+
+class StudyCreate(serializers.Serializer):
+    """A study request (documentation of the body; `study_spec.check` checks it whole and names every bad field)."""
+
+    name = serializers.CharField(required=False, help_text="at most 200 characters")
+    dataset = serializers.IntegerField(help_text="id of a data set you may use")
+    base = serializers.DictField(required=False, help_text="run options every trial starts from (any TrainConfig "
+                                 "option)")
+    space = serializers.DictField(help_text='run option -> {"low": .., "high": .., "log": false} (numeric options) '
+                                  'or {"choices": [...]} (any option)')
+    objectives = Objective(many=True, help_text="two or three, in order")
+    trials = serializers.IntegerField(min_value=1, max_value=MAX_TRIALS, help_text="how many trials in all")
+    parallel = serializers.IntegerField(required=False, min_value=1, help_text="how many may be queued or running "
+                                        "at once (default 1)")
+    seed = serializers.IntegerField(required=False, min_value=0, help_text="the sampler's seed (default: base's)")
+
+
+class TrialSerializer(serializers.ModelSerializer):
+    state = serializers.ChoiceField(choices=TrialState.values)
+    params = serializers.DictField(help_text="the run options Optuna chose")
+    values = serializers.ListField(child=serializers.FloatField(), allow_null=True, help_text="the objectives' "
+                                   "values in the study's order, once the run succeeded")
+
+    class Meta:
+        model = Trial
+        fields = ["number", "run", "state", "params", "values", "error"]
+
+
+class StudySerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=StudyStatus.values)
+    dataset_name = serializers.CharField(source="dataset.name")
+    objectives = Objective(many=True)
+    n_trials = serializers.IntegerField(source="trials", help_text="how many trials the study runs in all")
+    trials = TrialSerializer(source="trial_rows", many=True)
+    pareto = serializers.ListField(child=serializers.IntegerField(), help_text="run ids of the trials no other "
+                                   "trial beats on every objective")
+
+    class Meta:
+        model = Study
+        fields = ["id", "name", "status", "error", "dataset", "dataset_name", "base", "space", "objectives",
+                  "n_trials", "parallel", "seed", "trials", "pareto", "created_at", "finished_at"]
+
+
+class StudyCreated(serializers.ModelSerializer):
+    class Meta:
+        model = Study
+        fields = ["id", "status"]

@@ -17,7 +17,7 @@ from django.db import connection
 import masksel_core
 from masksel_core import CHECKPOINT_NAME, DataError, StoreError, TrainConfig
 
-from . import queues, run_files, selectors, services, worker_services
+from . import queues, run_files, run_submission, selectors, worker_services
 from .devices import device_label
 from .errors import public_error, public_text
 from .files import storage_fault
@@ -129,7 +129,7 @@ def _execute(run_id: int, *, worker: str) -> str | None:
         return None
     try:
         if run.pretrained_from is not None:  # its weights were copied beside the run when it was submitted
-            config = dataclasses.replace(config, pretrained=str(run_files.fetch(run_id, services.PRETRAINED)))
+            config = dataclasses.replace(config, pretrained=str(run_files.fetch(run_id, run_submission.PRETRAINED)))
         run_files.fetch(run_id, f"{run_files.CHECKPOINT}/{CHECKPOINT_NAME}")  # from the bucket, if a host left one
         if (run.artifact_dir / run_files.CHECKPOINT / CHECKPOINT_NAME).exists():
             log.warning("resuming run %s from its checkpoint (attempt %s)", run_id, run.attempts)

@@ -21,11 +21,11 @@ from django.utils import timezone
 import masksel_core
 from masksel_core import TrainConfig
 
-from . import messages, progress, queues, run_files
+from . import messages, progress, queues, run_files, study_services
 from .dataset_services import PREVIEW_CHANNELS, grey_channels
 from .models import EpochMetric, Run, RunStatus, WorkerNode
+from .run_submission import PRETRAINED, enqueue
 from .selectors import next_queued_run_id, queue_demand
-from .services import PRETRAINED, enqueue
 
 
 def run_start(run_id: int, *, worker: str, device: str) -> Run | None:
@@ -93,6 +93,8 @@ def _retry_or_fail(run: Run, reason: str, *, max_attempts: int, guard: dict[str,
     with transaction.atomic():
         if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, **guard).update(**fields):
             return False
+        if fields["status"] == RunStatus.FAILED:
+            study_services.trial_ended(run.pk, None, reason=f"its run failed: {fields['error']}")
         if fields["status"] == RunStatus.QUEUED:
             transaction.on_commit(lambda run_id=run.pk: enqueue(run_id, after_seconds=after_seconds))
     progress.broadcast(run.pk, messages.status(fields["status"], error=reason))
@@ -149,9 +151,20 @@ def run_finish(run: Run, result: masksel_core.TrainResult) -> None:
         Run.objects.filter(pk=run.pk).exclude(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]).update(
             status=status, finished_at=timezone.now())
         final = Run.objects.values_list("status", flat=True).get(pk=run.pk)
+        study_services.trial_ended(run.pk, run_outcome(run, result) if final == RunStatus.SUCCEEDED else None,
+                                   reason=f"its run was {final}")
     run_files.delete(run.pk, run_files.CHECKPOINT)  # only needed to resume
     progress.broadcast(run.pk, messages.ended(final, warnings=result.warnings, test_accuracy=result.test_accuracy,
                                               seconds_per_phase=result.seconds_per_phase()))
+
+
+def run_outcome(run: Run, result: masksel_core.TrainResult) -> dict[str, float | None]:
+    """What a study may judge a succeeded run on (`study_spec.OBJECTIVE_METRICS`); seconds from its first start."""
+    started = run.started_at or timezone.now()
+    return {"test_accuracy": result.test_accuracy,
+            "val_accuracy": result.records[-1].val_accuracy if result.records else None,
+            "fraction": result.fraction, "bytes_per_sample": result.transfer.get("bytes_per_sample"),
+            "seconds": (timezone.now() - started).total_seconds()}
 
 
 def _kept_bytes(run: Run) -> int:
@@ -161,7 +174,10 @@ def _kept_bytes(run: Run) -> int:
 
 def run_fail(run_id: int, error: str) -> None:
     """Mark a run failed with `error`; its checkpoint goes (a failed run is trained again from the start)."""
-    Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error[:10_000], finished_at=timezone.now())
+    with transaction.atomic():  # a study's trial ends with its run
+        Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error[:10_000],
+                                             finished_at=timezone.now())
+        study_services.trial_ended(run_id, None, reason=f"its run failed: {error.splitlines()[0][:500]}")
     run_files.delete(run_id, run_files.CHECKPOINT)
     progress.broadcast(run_id, messages.status(RunStatus.FAILED, error=error))
 

@@ -8,17 +8,19 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from jobs import api_urls, urls
-from jobs.models import Run
+from jobs.models import Run, Study
 
 RUN_PAGES = ["/runs/{id}/", "/compare/?runs={id}", "/compare/metrics.csv?runs={id}"]
 LIST_PAGES = ["/runs/", "/runs/new/", "/runs/sweep/", "/datasets/", "/workers/"]
 RUN_API = ["/api/runs/{id}/", "/api/runs/{id}/metrics/", "/api/runs/{id}/mask.json", "/api/runs/{id}/mask.npy",
            "/api/runs/{id}/model.pt", "/api/runs/{id}/metrics.csv", "/api/runs/{id}/config.json",
            "/api/runs/{id}/bundle.zip"]
-LIST_API = ["/api/datasets/", "/api/runs/", "/api/configs/", "/api/schema/", "/api/docs/"]
+LIST_API = ["/api/datasets/", "/api/runs/", "/api/configs/", "/api/studies/", "/api/schema/", "/api/docs/"]
 POST_RUN_API = ["/api/runs/{id}/cancel/"]
 POST_API = ["/api/sweeps/", "/api/runs/batch/"]
 DATASET_PAGES = ["/datasets/{id}/"]
+STUDY_API = ["/api/studies/{id}/"]
+POST_STUDY_API = ["/api/studies/{id}/cancel/"]
 DATASET_API = ["/api/datasets/{id}/", "/api/datasets/{id}/preview/", "/api/datasets/{id}/samples/"]
 
 
@@ -27,7 +29,26 @@ def test_the_lists_here_cover_every_route_of_the_app() -> None:
     assert len(urls.urlpatterns) == len(RUN_PAGES) + len(LIST_PAGES) + len(DATASET_PAGES)
     # api_urls: the token endpoint (public by design) and the ones listed here (downloads: one pattern).
     assert len(api_urls.urlpatterns) == (1 + len(LIST_API) + len(DATASET_API) + len(RUN_API) - 5 + len(POST_RUN_API)
-                                         + len(POST_API))
+                                         + len(POST_API) + len(STUDY_API) + len(POST_STUDY_API))
+
+
+@pytest.fixture
+def alices_study(alice: Any, digits: Any) -> Study:
+    return Study.objects.create(owner=alice, dataset=digits, trials=1, status="finished",
+                                objectives=[{"metric": "fraction", "direction": "minimize"}] * 2)
+
+
+def test_another_users_study_is_404_on_every_route(alices_study: Study, bob: Any) -> None:
+    api = APIClient()
+    assert api.get(f"/api/studies/{alices_study.pk}/").status_code in (401, 403)
+    api.force_authenticate(bob)
+    for path in STUDY_API:
+        response = api.get(path.format(id=alices_study.pk))
+        assert response.status_code == 404 and "error" in response.json(), path
+    for path in POST_STUDY_API:
+        assert api.post(path.format(id=alices_study.pk)).status_code == 404, path
+    assert api.delete(f"/api/studies/{alices_study.pk}/").status_code == 404
+    assert api.get("/api/studies/").json() == [] and Study.objects.filter(pk=alices_study.pk).exists()
 
 
 @pytest.fixture
