@@ -23,11 +23,11 @@ from .errors import ServiceError
 OBJECTIVE_METRICS = ("test_accuracy", "val_accuracy", "fraction", "bytes_per_sample", "seconds")
 DIRECTIONS = ("maximize", "minimize")
 MAX_TRIALS = 200
-MAX_SPACE_FIELDS = 10
+MAX_SPACEFIELD_TYPES = 10
 MAX_CHOICES = 50
 #: Options a study may not set: the server's files and a starting network belong to single runs.
 NOT_SEARCHABLE = ("pretrained",)
-_FIELDS = {field.name: str(field.type) for field in dataclasses.fields(TrainConfig)}
+FIELD_TYPES = {field.name: str(field.type) for field in dataclasses.fields(TrainConfig)}
 
 
 class InvalidStudy(ServiceError):
@@ -90,8 +90,8 @@ def _check_space(space: Any, base: dict[str, Any], input_shape: list[int],
     if not isinstance(space, dict) or not space:
         problems["space"] = "must map one run option or more to {low, high, log} or {choices}"
         return {}
-    if len(space) > MAX_SPACE_FIELDS:
-        problems["space"] = f"at most {MAX_SPACE_FIELDS} options, got {len(space)}"
+    if len(space) > MAX_SPACEFIELD_TYPES:
+        problems["space"] = f"at most {MAX_SPACEFIELD_TYPES} options, got {len(space)}"
         return {}
     checked: dict[str, dict[str, Any]] = {}
     for field, entry in space.items():
@@ -104,7 +104,7 @@ def _check_space(space: Any, base: dict[str, Any], input_shape: list[int],
 
 
 def _entry_problem(field: str, entry: Any, base: dict[str, Any], input_shape: list[int]) -> str | None:
-    if field not in _FIELDS or field in NOT_SEARCHABLE:
+    if field not in FIELD_TYPES or field in NOT_SEARCHABLE:
         return "not a run option that a study can search"
     if not isinstance(entry, dict):
         return 'must be {"low": .., "high": .., "log": false} or {"choices": [...]}'
@@ -131,7 +131,7 @@ def _choices_problem(field: str, entry: dict[str, Any], base: dict[str, Any], in
 
 
 def _range_problem(field: str, entry: dict[str, Any], base: dict[str, Any], input_shape: list[int]) -> str | None:
-    kind = _FIELDS[field]
+    kind = FIELD_TYPES[field]
     if not (kind.startswith("int") or kind.startswith("float")):
         return f"a range needs a numeric option; give {field} as choices"
     unknown = sorted(set(entry) - {"low", "high", "log"})
@@ -195,7 +195,7 @@ def distributions(space: dict[str, dict[str, Any]]) -> dict[str, BaseDistributio
     for field, entry in space.items():
         if "choices" in entry:
             found[field] = CategoricalDistribution([json.dumps(choice) for choice in entry["choices"]])
-        elif _FIELDS[field].startswith("int"):
+        elif FIELD_TYPES[field].startswith("int"):
             found[field] = IntDistribution(int(entry["low"]), int(entry["high"]), log=entry["log"])
         else:
             found[field] = FloatDistribution(float(entry["low"]), float(entry["high"]), log=entry["log"])

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from celery import current_app
 from rest_framework.test import APIClient
 
 from jobs.dataset_services import dataset_seed_builtins
@@ -50,3 +52,14 @@ def s3(settings: Any, s3_endpoint: str, tmp_path: Any) -> Any:
     settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage"}}
     client.bucket = bucket
     return client
+
+
+@pytest.fixture
+def queued_only() -> Iterator[None]:
+    """Messages go to kombu's in-memory broker, which nothing reads: runs stay queued until a test ends them."""
+    conf = current_app.conf
+    before = (conf.task_always_eager, conf.broker_url, current_app._pool)
+    # The producer pool is made from broker_url on first use: a fresh one for the memory broker, the old one back.
+    conf.task_always_eager, conf.broker_url, current_app._pool = False, "memory://", None
+    yield
+    conf.task_always_eager, conf.broker_url, current_app._pool = before

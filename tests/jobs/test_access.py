@@ -11,7 +11,7 @@ from jobs import api_urls, urls
 from jobs.models import Run, Study
 
 RUN_PAGES = ["/runs/{id}/", "/compare/?runs={id}", "/compare/metrics.csv?runs={id}"]
-LIST_PAGES = ["/runs/", "/runs/new/", "/runs/sweep/", "/datasets/", "/workers/"]
+LIST_PAGES = ["/runs/", "/runs/new/", "/runs/sweep/", "/datasets/", "/workers/", "/studies/", "/studies/new/"]
 RUN_API = ["/api/runs/{id}/", "/api/runs/{id}/metrics/", "/api/runs/{id}/mask.json", "/api/runs/{id}/mask.npy",
            "/api/runs/{id}/model.pt", "/api/runs/{id}/metrics.csv", "/api/runs/{id}/config.json",
            "/api/runs/{id}/bundle.zip"]
@@ -19,6 +19,7 @@ LIST_API = ["/api/datasets/", "/api/runs/", "/api/configs/", "/api/studies/", "/
 POST_RUN_API = ["/api/runs/{id}/cancel/"]
 POST_API = ["/api/sweeps/", "/api/runs/batch/"]
 DATASET_PAGES = ["/datasets/{id}/"]
+STUDY_PAGES = ["/studies/{id}/"]
 STUDY_API = ["/api/studies/{id}/"]
 POST_STUDY_API = ["/api/studies/{id}/cancel/"]
 DATASET_API = ["/api/datasets/{id}/", "/api/datasets/{id}/preview/", "/api/datasets/{id}/samples/"]
@@ -26,7 +27,7 @@ DATASET_API = ["/api/datasets/{id}/", "/api/datasets/{id}/preview/", "/api/datas
 
 def test_the_lists_here_cover_every_route_of_the_app() -> None:
     """A new route fails this test until it is added to the access checks below."""
-    assert len(urls.urlpatterns) == len(RUN_PAGES) + len(LIST_PAGES) + len(DATASET_PAGES)
+    assert len(urls.urlpatterns) == len(RUN_PAGES) + len(LIST_PAGES) + len(DATASET_PAGES) + len(STUDY_PAGES)
     # api_urls: the token endpoint (public by design) and the ones listed here (downloads: one pattern).
     assert len(api_urls.urlpatterns) == (1 + len(LIST_API) + len(DATASET_API) + len(RUN_API) - 5 + len(POST_RUN_API)
                                          + len(POST_API) + len(STUDY_API) + len(POST_STUDY_API))
@@ -39,9 +40,13 @@ def alices_study(alice: Any, digits: Any) -> Study:
 
 
 def test_another_users_study_is_404_on_every_route(alices_study: Study, bob: Any) -> None:
-    api = APIClient()
+    api, web = APIClient(), Client()
     assert api.get(f"/api/studies/{alices_study.pk}/").status_code in (401, 403)
+    assert web.get(f"/studies/{alices_study.pk}/")["Location"].startswith("/accounts/login/")
     api.force_authenticate(bob)
+    web.force_login(bob)
+    for path in STUDY_PAGES:
+        assert web.get(path.format(id=alices_study.pk)).status_code == 404, path
     for path in STUDY_API:
         response = api.get(path.format(id=alices_study.pk))
         assert response.status_code == 404 and "error" in response.json(), path

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery import current_app
 from django.db import connection, transaction
 from rest_framework.test import APIClient
 
@@ -26,17 +24,6 @@ SPACE = {"target_fraction": {"low": 0.1, "high": 0.6}, "model_lr": {"low": 1e-3,
 def request(data_set: Any, **changes: Any) -> dict[str, Any]:
     return {"name": "lr and budget", "dataset": data_set.pk, "base": FAST, "space": SPACE,
             "objectives": OBJECTIVES, "trials": 4, "parallel": 2, **changes}
-
-
-@pytest.fixture
-def queued_only() -> Iterator[None]:
-    """Messages go to kombu's in-memory broker, which nothing reads: runs stay queued until a test ends them."""
-    conf = current_app.conf
-    before = (conf.task_always_eager, conf.broker_url, current_app._pool)
-    # The producer pool is made from broker_url on first use: a fresh one for the memory broker, the old one back.
-    conf.task_always_eager, conf.broker_url, current_app._pool = False, "memory://", None
-    yield
-    conf.task_always_eager, conf.broker_url, current_app._pool = before
 
 
 def test_a_study_trains_its_trials_two_at_a_time_and_keeps_its_front(
