@@ -104,7 +104,11 @@
     el("cancel-study").hidden = study.status !== "running";
   }
 
-  function redraw() { drawFacts(); drawScatter(); drawTable(); }
+  function redraw() {
+    const start = performance.now();
+    drawFacts(); drawScatter(); drawTable();
+    state.drawMs = performance.now() - start;  // the last redraw's own time (benchmarks read it)
+  }
 
   el("study-scatter").addEventListener("click", (event) => {
     const box = event.target.getBoundingClientRect();

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,24 @@ def upload(stack: Stack, path: Path, name: str) -> dict[str, object]:
 def web_only(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
     with web_server_only(redis_url, tmp_path) as stack:
         yield stack
+
+
+POSTGRES = os.environ.get("MASKSEL_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test (dropped after)."""
+    psycopg = pytest.importorskip("psycopg")
+    name = f"masksel_hosts_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {POSTGRES} ({exc}): this test needs a database that processes share")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES.rsplit("/", 1)[0] + "/" + name
+    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -7,7 +7,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,22 +14,6 @@ import pytest
 from .conftest import Stack, free_port, prepared_env, start_web, start_worker, upload
 
 pytestmark = pytest.mark.e2e
-POSTGRES = os.environ.get("MASKSEL_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test (dropped after)."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"masksel_hosts_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(POSTGRES, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {POSTGRES} ({exc}): the two-host test needs a shared database")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES.rsplit("/", 1)[0] + "/" + name
-    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
 
 
 def test_two_worker_hosts_share_only_redis_postgres_and_the_bucket(redis_url: str, database: str, s3_endpoint: str,
