@@ -82,15 +82,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=1, help="repeat each set-up; the median counts")
     args = parser.parse_args()
-    from webapp.embedded_redis import redis_answers, start_private_redis
+    from testkit.stack import benchmark_redis
 
-    redis_url = os.environ.get("MASKSEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-    private = None
-    if not redis_answers(redis_url):
-        from testkit.stack import free_port
+    with benchmark_redis() as redis_url:
+        compare(args, redis_url)
 
-        redis_url = f"redis://127.0.0.1:{free_port()}/0"
-        private = start_private_redis(redis_url, Path(tempfile.mkdtemp(prefix="masksel-bench-redis-")))
+
+def compare(args: argparse.Namespace, redis_url: str) -> None:
     cores = os.cpu_count() or 1
     setups = [("1 worker", 1, cores), ("2 workers", 2, max(cores // 2, 1))]
     print(f"{args.runs} queued runs (digits, lenet5, pixel-any, {args.epochs} epochs each), {cores} cores, "
@@ -107,8 +105,6 @@ def main() -> None:
         median = statistics.median(times)
         baseline = baseline or median
         print(f"{label:<12} {threads:>12} {median:>8.1f} {median / baseline:>11.2f}x  {spread}")
-    if private is not None:
-        private.terminate()
 
 
 if __name__ == "__main__":

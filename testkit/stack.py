@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -107,6 +108,25 @@ def start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
                                stderr=subprocess.DEVNULL)
     wait_for_http(f"http://127.0.0.1:{port}/accounts/login/", process)
     return process
+
+
+@contextlib.contextmanager
+def benchmark_redis() -> Iterator[str]:
+    """The Redis at MASKSEL_TEST_REDIS_URL (default: database 9 of the local server), or a private one started
+    the way `make run` starts one when nothing answers there."""
+    from webapp.embedded_redis import redis_answers, start_private_redis
+
+    url = os.environ.get("MASKSEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    if redis_answers(url):
+        yield url
+        return
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    private = start_private_redis(url, Path(tempfile.mkdtemp(prefix="masksel-bench-redis-")))
+    try:
+        yield url
+    finally:
+        private.terminate()
+        private.wait(timeout=10)
 
 
 @contextlib.contextmanager
