@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import Dataset, EpochMetric, MaskConfig, Run, WorkerNode
+from .models import Dataset, EpochMetric, MaskConfig, Run, Study, Trial, WorkerNode
 
 
 @admin.register(Dataset)
@@ -30,3 +30,14 @@ class MaskConfigAdmin(admin.ModelAdmin):
 @admin.register(WorkerNode)
 class WorkerNodeAdmin(admin.ModelAdmin):
     list_display = ("name", "device", "gpu_memory_mb", "queue", "last_seen", "current_run", "stopped")
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "owner", "dataset", "status", "trials", "parallel", "created_at")
+    list_filter = ("status",)
+
+
+@admin.register(Trial)
+class TrialAdmin(admin.ModelAdmin):
+    list_display = ("study", "number", "run", "state", "values")

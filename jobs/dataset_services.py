@@ -26,7 +26,7 @@ from masksel_core import DataError, StoreDataset, builtin_summary, is_store_uri,
 
 from . import files
 from .errors import ServiceError, public_text
-from .models import Dataset, Run
+from .models import Dataset, Run, Study
 from .selectors import dataset_preview_cached, datasets_visible_to, preview_name, storage_used
 
 
@@ -207,6 +207,10 @@ def dataset_delete(dataset: Dataset, owner: Any) -> None:
     if using:
         shown = ", ".join(f"#{pk}" for pk in using[:5]) + (", ..." if len(using) > 5 else "")
         raise ServiceError(f"runs use {dataset.name!r} ({shown}): delete them first, then the data set")
+    studies = list(Study.objects.filter(dataset=dataset).order_by("id").values_list("pk", flat=True)[:5])
+    if studies:
+        raise ServiceError(f"studies use {dataset.name!r} ({', '.join(f'#{pk}' for pk in studies)}): delete them "
+                           "first, then the data set")
     file, name, preview = dataset.file, dataset.file.name, preview_name(dataset)
 
     def remove_files() -> None:

@@ -1,7 +1,8 @@
 """Studies that redraw the paper's accuracy-against-cost figures on the built-in data sets, one click each.
 
 Each searches the budget (`target_fraction`, log-scaled: the steep part of a curve is at small budgets) with the
-form's defaults for everything else, so a visitor sees the paper's curves come out of their own workers.
+form's defaults for everything else and the models of `masksel_core.reproduce` (networks a CPU trains in a minute
+or two), so a visitor sees the paper's curves come out of their own workers.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class Preset:
 PRESETS = (
     Preset("channels-remote", "Channels of a multispectral image", "which channels of 36 to send: accuracy against "
            "the share of channels kept (the paper's remote-sensing figure)", "synthetic-remote",
-           base={"mask_type": "channel-any", "model": "allconvnet"},
+           base={"mask_type": "channel-any", "model": "mlp"},
            space={"target_fraction": {"low": 0.03, "high": 0.6, "log": True}}),
     Preset("pixels-digits", "Pixels of digits", "which of 64 pixels to send: accuracy against the share of pixels "
            "kept (the paper's pixel figure, on scikit-learn's digits)", "digits",
@@ -43,9 +44,9 @@ PRESETS = (
            "paper's MNIST figure, on 5,000 of its images)", "mnist5k",
            base={"mask_type": "pixel-any", "model": "mlp"},
            space={"target_fraction": {"low": 0.01, "high": 0.3, "log": True}}),
-    Preset("jpeg-pixels-supernova", "JPEG quality, then pixels", "one JPEG quality per channel, then which pixels: "
-           "accuracy against bytes per sample on the wire (the paper's compression figure)", "synthetic-supernova",
-           base={"mask_type": "jpeg-xor+pixel-any", "model": "allconvnet", "extend_costs": "bytes"},
+    Preset("jpeg-pixels-digits", "JPEG quality, then pixels", "one JPEG quality per channel, then which pixels: "
+           "accuracy against bytes per sample on the wire (the paper's compression figure)", "digits",
+           base={"mask_type": "jpeg-xor+pixel-any", "model": "lenet5", "extend_costs": "bytes"},
            space={"target_fraction": {"low": 0.02, "high": 0.5, "log": True}},
            objectives=[{"metric": "test_accuracy", "direction": "maximize"},
                        {"metric": "bytes_per_sample", "direction": "minimize"}]),

@@ -228,3 +228,21 @@ def end_together(run_ids: list[int]) -> list[BaseException]:
     for thread in threads:
         thread.join(timeout=60)
     return errors
+
+
+def test_a_data_set_that_a_study_uses_is_not_deleted(alice: Any, tmp_path: Any, queued_only: None) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from jobs import dataset_services
+    from tests.conftest import make_npz
+
+    path = make_npz(tmp_path / "d.npz")
+    dataset = dataset_services.dataset_create(owner=alice, name="mine", upload=SimpleUploadedFile(
+        "d.npz", path.read_bytes()))
+    study = study_services.study_create(owner=alice, data=request(dataset))
+    study_services.study_cancel(study)
+    Run.objects.filter(trial__study=study).delete()
+    with pytest.raises(services.ServiceError, match=f"studies use 'mine' \\(#{study.pk}\\)"):
+        dataset_services.dataset_delete(dataset, alice)
+    study_services.study_delete(Study.objects.get(pk=study.pk))
+    dataset_services.dataset_delete(dataset, alice)
