@@ -54,6 +54,7 @@
       kind.querySelector("[value=log]").disabled = !known.numeric;
       if (!known.numeric) kind.value = "choices";
       to.hidden = kind.value === "choices";
+      row.classList.toggle("choices", kind.value === "choices");
       from.placeholder = kind.value === "choices" ? (known.choices.join(", ") || "values, comma-separated") : "from";
       if (reset) {
         from.value = kind.value === "choices" ? known.choices.slice(0, 2).join(", ") : known.default ?? "";

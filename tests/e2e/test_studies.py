@@ -2,6 +2,7 @@
 mid-trial and the web server restarted mid-study; and the study page in Chromium, live, with its front."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -122,6 +123,14 @@ def test_a_preset_starts_from_the_form_and_the_study_is_cancelled_from_its_page_
     try:
         log_in(page, stack)
         page.goto(f"{stack.base_url}/studies/new/")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.click("#space-add")  # the space editor writes the JSON field the form sends
+        row = "#space-editor tbody tr:nth-child(2)"
+        page.select_option(f"{row} .space-option", "mask_type")
+        page.fill(f"{row} .space-from", "pixel-any, block-any")
+        assert json.loads(page.input_value("#id_space")) == {
+            "target_fraction": {"low": 0.03, "high": 0.6, "log": True},
+            "mask_type": {"choices": ["pixel-any", "block-any"]}}
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.click("button[value=pixels-digits]")
         page.wait_for_url("**/studies/*/")
