@@ -90,7 +90,8 @@ def main() -> None:
 
 def compare(args: argparse.Namespace, redis_url: str) -> None:
     cores = os.cpu_count() or 1
-    setups = [("1 worker", 1, cores), ("2 workers", 2, max(cores // 2, 1))]
+    # The last: two workers that each start a thread per core (what `make run` did before it shared the cores).
+    setups = [("1 worker", 1, cores), ("2 workers", 2, max(cores // 2, 1)), ("2, unshared", 2, cores)]
     print(f"{args.runs} queued runs (digits, lenet5, pixel-any, {args.epochs} epochs each), {cores} cores, "
           f"median of {args.rounds}")
     print(f"{'set-up':<12} {'threads each':>12} {'seconds':>8} {'vs 1 worker':>12}  runs per worker")

@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 
 from .embedded_redis import redis_answers, start_private_redis
-from .worker import StopOnSignal, has_gpu, stop, storage_problem, supervise, worker_command, worker_queues
+from .worker import (
+    StopOnSignal,
+    cpu_threads,
+    has_gpu,
+    stop,
+    storage_problem,
+    supervise,
+    worker_command,
+    worker_queues,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 10.0
@@ -30,8 +39,8 @@ def prepare() -> None:
     _manage("masksel_setup")
 
 
-def _spawn(name: str, command: list[str]) -> tuple[str, subprocess.Popen[bytes]]:
-    return name, subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+def _spawn(name: str, command: list[str], extra: dict[str, str] | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+    return name, subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(extra or {})}, start_new_session=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         gpu = local_workers > 0 and has_gpu()
         for index in range(1, local_workers + 1):
             children.append(_spawn(f"worker {index}", worker_command(f"worker{index}-{os.getpid()}",
-                                                                     worker_queues(gpu=gpu))))
+                                                                     worker_queues(gpu=gpu)),
+                                   cpu_threads(local_workers)))
         print(f"masksel: {local_workers} local worker(s) reading {', '.join(worker_queues(gpu=gpu))}"
               if local_workers else "masksel: no local worker (MASKSEL_LOCAL_WORKERS=0); runs wait for workers "
               "started with `make worker` on hosts that share this service's Redis and database", flush=True)

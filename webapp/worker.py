@@ -48,14 +48,23 @@ def worker_command(name: str, queues: list[str]) -> list[str]:
             "-Q", ",".join(queues), "--loglevel", "INFO", "-n", f"{name}@%h"]
 
 
+def cpu_threads(workers: int) -> dict[str, str]:
+    """The environment that shares this host's cores among `workers` processes (torch's intra-op threads): each
+    would otherwise start one thread per core, and two workers on two cores ran a small run 2.7x slower than with
+    one thread each (docs/design.md). Nothing where the operator set OMP_NUM_THREADS."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max((os.cpu_count() or 1) // max(workers, 1), 1))}
+
+
 def plan(gpus: str | None, *, gpu_here: bool) -> list[tuple[dict[str, str], list[str]]]:
     """(extra environment, command) per worker process to start."""
     if gpus:
         ids = [part.strip() for part in gpus.split(",") if part.strip()]
         if not ids or not all(part.isdigit() for part in ids):
             raise ValueError(f"GPUS must list GPU numbers, e.g. GPUS=0,1 (got {gpus!r})")
-        return [({"CUDA_VISIBLE_DEVICES": gpu}, worker_command(f"worker-gpu{gpu}-{os.getpid()}",
-                                                                worker_queues(gpu=True))) for gpu in ids]
+        return [({"CUDA_VISIBLE_DEVICES": gpu, **cpu_threads(len(ids))},
+                 worker_command(f"worker-gpu{gpu}-{os.getpid()}", worker_queues(gpu=True))) for gpu in ids]
     return [({}, worker_command(f"worker-{os.getpid()}", worker_queues(gpu=gpu_here)))]
 
 

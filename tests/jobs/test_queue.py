@@ -135,18 +135,32 @@ def test_a_worker_reads_its_own_installations_queues_and_runs_are_sent_there(db:
     assert set(app.amqp.queues.consume_from) == {f"train.{key}", f"train-gpu.{key}"}
 
 
-def test_make_worker_pins_one_process_per_gpu() -> None:
+def test_make_worker_pins_one_process_per_gpu(monkeypatch: Any) -> None:
     import pytest
 
     from webapp import worker
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
     pinned = worker.plan("0, 1", gpu_here=False)
-    assert [extra for extra, _ in pinned] == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+    assert [extra for extra, _ in pinned] == [{"CUDA_VISIBLE_DEVICES": "0", "OMP_NUM_THREADS": "8"},
+                                              {"CUDA_VISIBLE_DEVICES": "1", "OMP_NUM_THREADS": "8"}]
     assert all(command[command.index("-Q") + 1] == "train,train-gpu" for _, command in pinned)
     (extra, command), = worker.plan(None, gpu_here=False)
     assert extra == {} and command[command.index("-Q") + 1] == "train" and "--pool" in command
     with pytest.raises(ValueError, match="GPUS must list GPU numbers"):
         worker.plan("all", gpu_here=True)
+
+
+def test_workers_on_one_host_share_its_cores_unless_the_operator_says(monkeypatch: Any) -> None:
+    from webapp import worker
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert [worker.cpu_threads(n) for n in (1, 2, 3)] == [{"OMP_NUM_THREADS": "2"}, {"OMP_NUM_THREADS": "1"},
+                                                          {"OMP_NUM_THREADS": "1"}]
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert worker.cpu_threads(2) == {}
 
 
 def test_a_worker_reports_since_when_it_is_idle(alice: Any, digits: Any) -> None:
