@@ -1,10 +1,12 @@
 """The REST API: thin views over selectors and services."""
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +17,13 @@ from masksel_core import DataError, StoreError
 from . import dataset_services, downloads, run_files, samples, selectors, services, study_selectors, study_services
 from . import serializers as out
 from .errors import ServiceError, public_text
+
+
+def parsed(serializer: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """A request body parsed by its input serializer: its validated data, or a 400 naming each bad field."""
+    given = serializer(data=data if isinstance(data, dict) else {})
+    given.is_valid(raise_exception=True)
+    return dict(given.validated_data)
 
 
 class DatasetList(APIView):
@@ -34,11 +43,7 @@ class DatasetList(APIView):
             row = dataset_services.dataset_create(owner=request.user, name=request.data.get("name", ""),
                                                   upload=upload)
         elif "uri" in request.data:
-            given = out.DatasetRegister(data=request.data)
-            if not given.is_valid():
-                field, problems = next(iter(given.errors.items()))
-                return Response({"error": f"{field}: {problems[0]}"}, status=400)
-            row = dataset_services.dataset_register(owner=request.user, **given.validated_data)
+            row = dataset_services.dataset_register(owner=request.user, **parsed(out.DatasetRegister, request.data))
         else:
             return Response({"error": "file is required (multipart field 'file'), or a store's uri (JSON {name, uri})"},
                             status=400)
@@ -62,7 +67,8 @@ class DatasetPreview(APIView):
 
     @extend_schema(responses={200: out.Preview, 404: out.Error})
     def get(self, request: Request, dataset_id: int) -> Response:
-        return Response(dataset_services.dataset_preview(selectors.dataset_get(request.user, dataset_id)))
+        preview = dataset_services.dataset_preview(selectors.dataset_get(request.user, dataset_id))
+        return Response(out.Preview(preview).data)
 
 
 class DatasetSamples(APIView):
@@ -125,10 +131,10 @@ class RunBatch(APIView):
     @extend_schema(request=out.BatchRequest, responses={200: out.BatchResult, 400: out.Error, 404: out.Error},
                    summary='{"action": "cancel"|"requeue"|"delete", "ids": [...]}: "ok" or the reason, per run')
     def post(self, request: Request) -> Response:
-        body = request.data if isinstance(request.data, dict) else {}
-        runs = selectors.runs_by_ids(request.user, selectors.parse_run_ids(body.get("ids"), "ids"))
-        results, created = services.runs_batch(runs, str(body.get("action", "")))
-        return Response({"results": results, "created": created})
+        given = parsed(out.BatchRequest, request.data)
+        runs = selectors.runs_by_ids(request.user, given["ids"])
+        results, created = services.runs_batch(runs, given["action"])
+        return Response(out.BatchResult({"results": results, "created": created}).data)
 
 
 class MaskConfigList(APIView):
@@ -179,7 +185,7 @@ class RunDetail(APIView):
 class RunMetrics(APIView):
     @extend_schema(responses={200: out.MetricRow(many=True), 404: out.Error}, summary="Every epoch so far")
     def get(self, request: Request, run_id: int) -> Response:
-        return Response(selectors.run_metrics(selectors.run_get(request.user, run_id)))
+        return Response(out.MetricRow(selectors.run_metrics(selectors.run_get(request.user, run_id)), many=True).data)
 
 
 class RunCancel(APIView):

@@ -180,9 +180,18 @@ class MaskConfigSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "config"]
 
 
+_IDS_MESSAGE = "ids must be a non-empty list of run ids (e.g. [1, 2, 3])"
+
+
 class BatchRequest(serializers.Serializer):
-    action = serializers.ChoiceField(choices=["cancel", "requeue", "delete"])
-    ids = serializers.ListField(child=serializers.IntegerField())
+    """Parsed at the edge: the view hands the service an action it knows and a list of ids."""
+
+    action = serializers.ChoiceField(choices=["cancel", "requeue", "delete"], error_messages={
+        "invalid_choice": "unknown action {input!r}; choose one of cancel, requeue, delete",
+        "required": "action is required: cancel, requeue or delete"})
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, error_messages={"invalid": _IDS_MESSAGE}),
+                                allow_empty=False, error_messages={
+                                    "required": _IDS_MESSAGE, "not_a_list": _IDS_MESSAGE, "empty": _IDS_MESSAGE})
 
 
 class BatchResult(serializers.Serializer):

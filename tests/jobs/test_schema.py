@@ -106,6 +106,12 @@ def test_every_json_endpoint_sends_what_the_schema_says(alice_api: APIClient, bo
     config = alice_api.post("/api/configs/", {"name": "c", "config": {"epochs": 3}}, format="json")
     check(schema, config, "post", "/api/configs/")
     queued = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk}, format="json").json()["id"]
+    study_request = {"dataset": digits.pk, "base": FAST, "space": {"target_fraction": {"low": 0.1, "high": 0.5}},
+                     "objectives": [{"metric": "test_accuracy", "direction": "maximize"},
+                                    {"metric": "fraction", "direction": "minimize"}], "trials": 2}
+    study_created = alice_api.post("/api/studies/", study_request, format="json")
+    check(schema, study_created, "post", "/api/studies/")
+    study = study_created.json()["id"]
     calls = [
         ("get", "/api/datasets/", "/api/datasets/", None),
         ("get", "/api/datasets/{dataset_id}/", f"/api/datasets/{dataset}/", None),
@@ -119,7 +125,12 @@ def test_every_json_endpoint_sends_what_the_schema_says(alice_api: APIClient, bo
         ("post", "/api/runs/{run_id}/cancel/", f"/api/runs/{queued}/cancel/", None),
         ("post", "/api/sweeps/", "/api/sweeps/", {**FAST, "dataset": digits.pk, "lambda_init": [0.1],
                                                   "lambda_factor": [1.25], "seeds": 1}),
+        ("get", "/api/studies/", "/api/studies/", None),
+        ("get", "/api/studies/{study_id}/", f"/api/studies/{study}/", None),
+        ("post", "/api/studies/{study_id}/cancel/", f"/api/studies/{study}/cancel/", None),
         # errors: the same shape everywhere
+        ("post", "/api/studies/", "/api/studies/", {"dataset": digits.pk}),
+        ("post", "/api/runs/batch/", "/api/runs/batch/", {"action": "explode", "ids": []}),
         ("get", "/api/runs/{run_id}/", "/api/runs/999999/", None),
         ("post", "/api/runs/", "/api/runs/", {"dataset": digits.pk, "epochs": "many"}),
         ("get", "/api/runs/", "/api/runs/?ids=x", None),
