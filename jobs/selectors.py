@@ -310,5 +310,14 @@ def run_holds_lease(run_id: int, *, worker: str) -> bool:
     return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=worker).exists()
 
 
+def run_status(run_id: int) -> str:
+    return str(Run.objects.values_list("status", flat=True).get(pk=run_id))
+
+
+def run_options(run_id: int) -> dict[str, Any]:
+    """A run's stored options (a `TrainConfig` as JSON), as a worker reads them before it takes the run."""
+    return dict(Run.objects.values_list("config", flat=True).get(pk=run_id))
+
+
 def run_is_cancelled(run_id: int) -> bool:
     return Run.objects.filter(pk=run_id, status=RunStatus.CANCELLED).exists()

@@ -1,7 +1,8 @@
-"""The bridge from a queued `Run` row to `masksel_core.train` (what the Celery task calls).
+"""Training a queued run on this worker: the one service the Celery task calls (`execute_next`).
 
-It builds the config from the row, trains with an epoch callback that records through the
-services, and polls the row for a cancel at most a few times per second.
+It reads the run through the selectors, takes its lease and records each epoch, its end, its failure or its
+retry through `worker_services` (each write a conditional UPDATE there), trains with `masksel_core.train`, and
+polls for a cancel at most a few times per second. No row is read or written here directly.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from . import queues, run_files, run_submission, selectors, worker_services
 from .devices import device_label
 from .errors import public_error, public_text
 from .files import storage_fault
-from .models import Run
 
 log = logging.getLogger(__name__)
 # A read of the run row at most every 0.1 s, between batches: a cancel stops training within one batch, or
@@ -101,7 +101,7 @@ def execute_next(*, worker: str, kind: str = queues.ANY) -> str:
 def execute_run(run_id: int, *, worker: str) -> str:
     """Train this run to its end; returns the final status (or its status now, when it is not queued)."""
     status = _execute(run_id, worker=worker)
-    return status if status is not None else Run.objects.get(pk=run_id).status
+    return status if status is not None else selectors.run_status(run_id)
 
 
 def _load(dataset: Any, seed: int) -> Any:
@@ -118,7 +118,7 @@ def _load(dataset: Any, seed: int) -> Any:
 def _execute(run_id: int, *, worker: str) -> str | None:
     """Train one run to its end; None when it could not be claimed. Errors in the run mark it failed."""
     try:
-        config = TrainConfig.from_dict(Run.objects.get(pk=run_id).config)
+        config = TrainConfig.from_dict(selectors.run_options(run_id))
         device = masksel_core.resolve_device(config.device)
     except Exception as exc:  # noqa: BLE001 - a bad stored config fails the run, not the worker
         worker_services.run_fail(run_id, f"cannot start: {public_text(str(exc))}")
@@ -156,4 +156,4 @@ def _execute(run_id: int, *, worker: str) -> str | None:
         log.exception("run %s failed", run_id)
         worker_services.run_fail(run_id, public_error(exc))
         return "failed"
-    return Run.objects.get(pk=run_id).status
+    return selectors.run_status(run_id)

@@ -85,3 +85,17 @@ def test_the_service_imports_the_core_through_its_public_surface() -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             problems += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("masksel_core.")]
     assert problems == []
+
+
+def test_views_the_api_and_the_task_adapter_leave_the_rows_to_services_and_selectors() -> None:
+    """HackSoft's rooms: pages, the REST API, the websocket consumers and the training adapter read through
+    selectors and write through services; none of them touches a model's manager (`X.objects`)."""
+    import ast
+
+    problems = []
+    for name in ("views", "study_views", "api", "consumers", "training", "tasks"):
+        path = ROOT / "jobs" / f"{name}.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "objects":
+                problems.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert problems == []
