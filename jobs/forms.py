@@ -11,6 +11,7 @@ from masksel_core import (
     DISCRETIZATIONS,
     EXTEND_COSTS,
     LAMBDA_MONITORS,
+    LR_SCALES,
     MASK_NET_NAMES,
     MODELS,
     PRECISIONS,
@@ -89,6 +90,9 @@ class RunForm(forms.Form):
                                help_text="auto: a GPU where the worker has one")
     precision = forms.ChoiceField(choices=[(p, p) for p in PRECISIONS], initial=D.precision,
                                   help_text="auto: bf16 on a GPU that has it (faster), fp32 on a CPU")
+    lr_scale = forms.ChoiceField(label="Learning rates for the batch", choices=[(v, v) for v in LR_SCALES],
+                                 initial=D.lr_scale, help_text="the rates are for batches of 128; linear: times "
+                                 "batch size / 128 (larger batches on a GPU), sqrt: its square root")
     tags = _text("comma-separated, e.g. paper, k=39")
     # schedule
     lambda_init = forms.FloatField(initial=D.lambda_init, help_text="initial weight of the mask loss Q")
@@ -162,7 +166,7 @@ class RunForm(forms.Form):
                                  "lambda_threshold", "lambda_threshold_mode", "tau_init", "tau_decay", "tau_min",
                                  "gamma", "discretization", "warmup_epochs", "finalize_epochs",
                                  "early_stop_patience", "max_accuracy_drop")),
-        ("Advanced", ("batch_size", "model_lr", "mask_lr", "network_lr", "init_logit", "init_selected",
+        ("Advanced", ("batch_size", "lr_scale", "model_lr", "mask_lr", "network_lr", "init_logit", "init_selected",
                       "init_sigma", "costs", "rescale", "extend_costs", "val_share", "swap_candidates",
                       "swap_rounds", "pretrained_run", "priority", "notes")),
     )

@@ -9,6 +9,7 @@ from .config import (
     DISCRETIZATIONS,
     EXTEND_COSTS,
     LAMBDA_MONITORS,
+    LR_SCALES,
     PRECISIONS,
     THRESHOLD_MODES,
     ConfigError,
@@ -30,13 +31,13 @@ from .transfer.packing import TransferPlan, encode_channel, full_plan, pack, pla
 
 __all__ = [
     "BUILTINS", "CHECKPOINT_NAME", "DEVICES", "DISCRETIZATIONS", "DYNAMIC_MASKS", "EXTEND_COSTS", "LAMBDA_MONITORS",
-    "MASK_NAMES", "MASK_NET_NAMES", "METRIC_COLUMNS", "MODELS", "PHASES", "PRECISIONS", "SELECT_STAGES", "TEST_SHARE",
-    "THRESHOLD_MODES", "ConfigError", "DataError", "DynamicMask", "EarlyStopping", "EpochRecord", "LambdaPlateau",
-    "MaskChain", "PhaseSchedule", "ReadCounter", "StoreDataset", "StoreError", "TargetPace", "TauCooldown",
-    "TensorDataset", "TrainConfig", "TrainResult", "TransferPlan", "build", "build_chain", "builtin_summary",
-    "create_model", "default_mask_type", "encode_channel", "full_plan", "gallery_inputs", "is_dynamic",
-    "is_store_uri", "load_dataset", "load_digits", "load_npz", "load_store", "mask_document", "mask_png",
-    "metrics_csv", "npy_bytes", "pack", "parse_grid", "plan_from_mask_document", "resolve_device", "spec_problem",
-    "train", "write_outputs",
+    "LR_SCALES", "MASK_NAMES", "MASK_NET_NAMES", "METRIC_COLUMNS", "MODELS", "PHASES", "PRECISIONS", "SELECT_STAGES",
+    "TEST_SHARE", "THRESHOLD_MODES", "ConfigError", "DataError", "DynamicMask", "EarlyStopping", "EpochRecord",
+    "LambdaPlateau", "MaskChain", "PhaseSchedule", "ReadCounter", "StoreDataset", "StoreError", "TargetPace",
+    "TauCooldown", "TensorDataset", "TrainConfig", "TrainResult", "TransferPlan", "build", "build_chain",
+    "builtin_summary", "create_model", "default_mask_type", "encode_channel", "full_plan", "gallery_inputs",
+    "is_dynamic", "is_store_uri", "load_dataset", "load_digits", "load_npz", "load_store", "mask_document",
+    "mask_png", "metrics_csv", "npy_bytes", "pack", "parse_grid", "plan_from_mask_document", "resolve_device",
+    "spec_problem", "train", "write_outputs",
 ]
 __version__ = "0.2.0"

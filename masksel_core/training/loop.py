@@ -77,13 +77,14 @@ class Loop:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.pace: TargetPace | None = None
         if phase == "select":
-            self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=self.config.model_lr, amsgrad=True),
-                               torch.optim.Adam(self.chain.parameters(), lr=self.config.mask_lr)]
+            lr = self.config.lr
+            self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=lr(self.config.model_lr), amsgrad=True),
+                               torch.optim.Adam(self.chain.parameters(), lr=lr(self.config.mask_lr))]
             target = self._target_fraction()
             if target is not None:
                 self.pace = TargetPace(self._fraction(), target, int(PACE_SHARE * self.config.epochs))
         else:
-            self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=self.config.network_lr)]
+            self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=self.config.lr(self.config.network_lr))]
 
     def _epoch(self) -> EpochRecord | None:
         if self.phase == "select":
@@ -178,7 +179,7 @@ class Loop:
             self.refilled = fill_budget(self.chain, self._target_fraction())
         started = time.perf_counter()
         self.swaps = swap_check(self.chain, self.model, self.splits, candidates=self.config.swap_candidates,
-                                rounds=self.config.swap_rounds, lr=self.config.network_lr,
+                                rounds=self.config.swap_rounds, lr=self.config.lr(self.config.network_lr),
                                 seed=self.config.seed + 2, dtype=self.dtype)
         self.swap_seconds = time.perf_counter() - started
         if self.swaps or self.refilled:

@@ -48,3 +48,33 @@ def test_bad_values_are_refused_with_their_name(data: dict, message: str) -> Non
 
 def test_grid_parses_the_cli_spelling() -> None:
     assert parse_grid("12x7") == (12, 7)
+
+
+def test_learning_rates_follow_the_batch_size_only_when_asked() -> None:
+    from masksel_core import ConfigError, TrainConfig
+
+    assert TrainConfig(batch_size=512).lr(1e-3) == 1e-3
+    assert TrainConfig(batch_size=512, lr_scale="linear").lr(1e-3) == pytest.approx(4e-3)
+    assert TrainConfig(batch_size=512, lr_scale="sqrt").lr(1e-3) == pytest.approx(2e-3)
+    assert TrainConfig(batch_size=32, lr_scale="linear").lr(1e-2) == pytest.approx(2.5e-3)
+    with pytest.raises(ConfigError, match="lr_scale"):
+        TrainConfig.from_dict({"lr_scale": "quadratic"})
+
+
+def test_the_scaled_rates_reach_the_optimisers() -> None:
+    """At the reference batch every scaling trains alike, bit for bit; at another batch, linear scaling trains
+    another network than the rates as given."""
+    import torch
+
+    from masksel_core import TrainConfig, load_dataset, train
+
+    data = load_dataset("digits")
+    quick = {"mask_type": "pixel-any", "model": "mlp", "epochs": 1, "warmup_epochs": 1, "finalize_epochs": 0,
+             "swap_candidates": 0}
+
+    def weights(**options: object) -> torch.Tensor:
+        model = train(TrainConfig.from_dict({**quick, **options}), data).model
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(weights(batch_size=128), weights(batch_size=128, lr_scale="linear"))
+    assert not torch.allclose(weights(batch_size=256), weights(batch_size=256, lr_scale="linear"))
