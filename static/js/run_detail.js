@@ -176,6 +176,7 @@
     el("downloads").classList.toggle("pending", !FINAL.includes(status));
     el("cancel-run").hidden = FINAL.includes(status);
     el("run-epoch-of").hidden = FINAL.includes(status);  // a finished run shows the epochs it ran
+    el("run-phase-label").textContent = FINAL.includes(status) ? "Last phase" : "Now";
     showTimes();
   }
 

@@ -49,6 +49,7 @@ def test_submit_watch_the_chart_grow_live_and_download_the_mask(stack: Stack, br
     assert state["live"] >= 2 and state["epochs"] == list(range(1, 9))
     assert state["phases"] == ["warmup"] * 2 + ["select"] * 6 and page.text_content("#run-phase") == "selection"
     assert page.get_attribute("#run-phase", "data-phase") == "select"
+    assert page.text_content("#run-phase-label") == "Last phase"  # not "Now": the run has ended
     assert page.text_content("#run-test-accuracy") != "–" and page.is_visible(".phase-key")
     spent = page.text_content("#run-phase-seconds").replace("\u00a0", " ")
     assert "warm-up" in spent and "selection" in spent  # filled live from the run's end, without a reload
