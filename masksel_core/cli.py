@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import reproduce
-from .config import ConfigError, TrainConfig, parse_grid
+from .config import OPTION_CHOICES, ConfigError, TrainConfig, parse_grid
 from .data import convert
 from .data.arrays import DataError
 from .data.builtins import load_dataset
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         if f.name in SPECIAL:
             continue
         t.add_argument(f"--{f.name.replace('_', '-')}", type=_kind(str(f.type)), default=getattr(defaults, f.name),
-                       help=f"default: {getattr(defaults, f.name)}")
+                       choices=OPTION_CHOICES.get(f.name), help=f"default: {getattr(defaults, f.name)}")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("--grid", default="3x3", help="block grid GHxGW for block masks (default 3x3)")
     t.add_argument("--server-view", help="dynamic masks: HxW the server's mask network looks at (max-pooled; "

@@ -28,7 +28,7 @@ LR_REFERENCE_BATCH = 128
 # paper); "val_mask_loss": Q of the noise-free mask (the authors' later code).
 LAMBDA_MONITORS = ("val_total", "total", "val_mask_loss")
 THRESHOLD_MODES = ("rel", "abs")
-_CHOICES: dict[str, tuple[str, ...]] = {
+OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "device": DEVICES, "precision": PRECISIONS, "lr_scale": LR_SCALES, "discretization": DISCRETIZATIONS,
     "lambda_monitor": LAMBDA_MONITORS, "lambda_threshold_mode": THRESHOLD_MODES, "extend_costs": EXTEND_COSTS,
     "mask_net": MASK_NET_NAMES,
@@ -212,7 +212,7 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(str(exc)) from None
     if cfg.model not in MODELS:
         raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
-    for name, choices in _CHOICES.items():
+    for name, choices in OPTION_CHOICES.items():
         if getattr(cfg, name) not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
     for name, (low, high, low_open) in _RANGES.items():

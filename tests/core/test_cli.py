@@ -77,6 +77,7 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFi
         (["--mask", "pixel-any", "--epochs", "x"], "invalid int value"),
         (["--mask", "pixel-any", "--epochs", "1", "--tau-init", "0"], "tau_init must be in"),
         (["--mask", "channel-any", "--epochs", "1"], "single channel"),
+        (["--mask", "pixel-any", "--epochs", "1", "--lr-scale", "cubic"], "(choose from 'none', 'linear', 'sqrt')"),
     ):
         code = main(["train", "--data", "digits", "--model", "mlp", "--out", str(tmp_path / "o"), *args])
         err = capsys.readouterr().err
