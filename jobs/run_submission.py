@@ -12,14 +12,15 @@ from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
-import masksel_core
 from masksel_core import ConfigError, TrainConfig
 
 from . import queues, run_files
 from .dataset_services import check_storage
 from .errors import NotFound, ServiceError
 from .models import PRIORITY_RANGE, Dataset, MaskConfig, Run, RunStatus
+from .run_config import config_for
 from .selectors import dataset_get
 
 MAX_TAGS, MAX_TAG_LENGTH, MAX_NOTES, MAX_NAME = 20, 50, 10_000, 200
@@ -50,13 +51,10 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
     if options.pop("pretrained", None) is not None:
         raise ServiceError(PRETRAINED_IS_CLI_ONLY)
     pretrained_run = options.pop("pretrained_run", None)
-    # Defaults that fit the data: a channel mask on a one-channel data set could only keep all or nothing.
-    options.setdefault("mask_type", masksel_core.default_mask_type(dataset.input_shape))
     try:
-        config = TrainConfig.from_dict(options)
+        config, problem = config_for(options, dataset.input_shape)
     except ConfigError as exc:
         raise ServiceError(str(exc)) from None
-    problem = masksel_core.spec_problem(config.mask_type, dataset.input_shape)
     if problem:
         raise ServiceError(f"{dataset.name}: {problem}")
     source = None if pretrained_run is None else _pretrained_source(owner, pretrained_run, dataset, config)
@@ -169,3 +167,11 @@ def mask_config_get(owner: Any, config_id: Any) -> MaskConfig:
     if found is None:
         raise ServiceError(f"no saved configuration with id {config_id}")
     return found
+
+
+def cancel_if_open(run_id: int) -> bool:
+    """Mark a queued or running run cancelled (a running one's worker sees it within a batch); False when it had
+    already ended. A user's cancel (`services.run_cancel`) and a study's (`study_services.study_cancel`) both
+    end runs this way."""
+    return bool(Run.objects.filter(pk=run_id, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
+        status=RunStatus.CANCELLED, finished_at=timezone.now()))

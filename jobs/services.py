@@ -19,6 +19,7 @@ from .errors import ServiceError
 from .models import FINAL_STATUSES, MaskConfig, Run, RunStatus
 from .run_submission import (
     MAX_TAG_LENGTH,
+    cancel_if_open,
     check_open_runs,
     checked_annotations,
     mask_config_get,
@@ -34,8 +35,7 @@ def run_cancel(run: Run) -> Run:
     if run.status in FINAL_STATUSES:
         raise ServiceError(f"run {run.pk} is already {run.status}")
     with transaction.atomic():  # a study's trial ends with its run: told, and the next asked, in one transaction
-        if Run.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
-                status=RunStatus.CANCELLED, finished_at=timezone.now()):
+        if cancel_if_open(run.pk):
             study_services.trial_ended(run.pk, None, reason="its run was cancelled")
     run.refresh_from_db()
     progress.broadcast(run.pk, messages.status(run.status))

@@ -100,16 +100,17 @@ def _advance(study: Study, *, changed: list[Trial] | None = None) -> None:
     if study.status == StudyStatus.RUNNING and _failures_in_a_row(rows) >= FAILURES_IN_A_ROW and not study.error:
         study.error = (f"{FAILURES_IN_A_ROW} trials in a row failed; the study asks for no more (the last: "
                        f"{rows[-1].error})")
+    sampler_study = _optuna_study(study, rows)  # once per tell: asking and the front both read it
     if study.status == StudyStatus.RUNNING and not study.error:
-        changed += _ask(study, rows)
+        changed += _ask(study, rows, sampler_study)
     running = sum(row.state == TrialState.RUNNING for row in rows)
     if study.status == StudyStatus.RUNNING and running == 0 and (len(rows) >= study.trials or study.error):
         complete = any(row.state == TrialState.COMPLETE for row in rows)
         study.status = StudyStatus.FINISHED if complete else StudyStatus.FAILED
         study.finished_at = timezone.now()
-    study.pareto = [trial.user_attrs["run"] for trial in _optuna_study(study, rows).best_trials
-                    if trial.user_attrs.get("run") is not None] if any(
-        row.state == TrialState.COMPLETE for row in rows) else []
+    # Trials asked just now are running in `sampler_study`: the front (complete trials only) is the rows' front.
+    study.pareto = [trial.user_attrs["run"] for trial in sampler_study.best_trials
+                    if trial.user_attrs.get("run") is not None]
     study.save(update_fields=["status", "error", "finished_at", "pareto"])
     message = messages.study_update(study, changed)
     transaction.on_commit(lambda: progress.broadcast_to(progress.study_group(study.pk), message))
@@ -126,11 +127,10 @@ def _failures_in_a_row(rows: list[Trial]) -> int:
     return count
 
 
-def _ask(study: Study, rows: list[Trial]) -> list[Trial]:
+def _ask(study: Study, rows: list[Trial], sampler_study: optuna.Study) -> list[Trial]:
     """Trials for the free places (at most `parallel` running, `trials` in all): Optuna's next options, each
     submitted as a run; options that cannot make a run fail their trial at once (and count as a failure)."""
     asked: list[Trial] = []
-    sampler_study = _optuna_study(study, rows)
     distributions = study_spec.distributions(study.space)
     while sum(row.state == TrialState.RUNNING for row in rows) < study.parallel and len(rows) < study.trials:
         if _failures_in_a_row(rows) >= FAILURES_IN_A_ROW:
@@ -185,8 +185,7 @@ def study_cancel(study: Study) -> Study:
         study.status, study.finished_at = StudyStatus.CANCELLED, timezone.now()
         study.save(update_fields=["status", "finished_at"])
         for run in Run.objects.filter(trial__study=study).exclude(status__in=FINAL_STATUSES):
-            if Run.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
-                    status=RunStatus.CANCELLED, finished_at=timezone.now()):
+            if run_submission.cancel_if_open(run.pk):
                 Trial.objects.filter(run=run, state=TrialState.RUNNING).update(
                     state=TrialState.FAILED, error="the study was cancelled")
                 transaction.on_commit(lambda run_id=run.pk: progress.broadcast(

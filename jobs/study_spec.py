@@ -13,10 +13,10 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-import masksel_core
 from masksel_core import ConfigError, TrainConfig
 
 from .errors import ServiceError
+from .run_config import config_for
 
 #: What a trial's run is judged on: the written model's accuracy on the test split and on validation, the share of
 #: the input its mask keeps, the bytes a sample costs on the wire (`transfer.json`), and its seconds of training.
@@ -62,13 +62,11 @@ def check(data: dict[str, Any], input_shape: list[int]) -> StudySpec:
 
 
 def _config_problem(options: dict[str, Any], input_shape: list[int]) -> str | None:
-    """Why these run options cannot train on the data set, or None (as `run_submission.run_create` checks)."""
-    options = {"mask_type": masksel_core.default_mask_type(input_shape), **options}
+    """Why these run options cannot train on the data set, or None (the check `run_submission.run_create` makes)."""
     try:
-        config = TrainConfig.from_dict(options)
+        return config_for(options, input_shape)[1]
     except ConfigError as exc:
         return str(exc)
-    return masksel_core.spec_problem(config.mask_type, input_shape)
 
 
 def _check_base(base: Any, input_shape: list[int], problems: dict[str, str]) -> dict[str, Any]:

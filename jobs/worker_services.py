@@ -177,7 +177,7 @@ def run_fail(run_id: int, error: str) -> None:
     with transaction.atomic():  # a study's trial ends with its run
         Run.objects.filter(pk=run_id).update(status=RunStatus.FAILED, error=error[:10_000],
                                              finished_at=timezone.now())
-        study_services.trial_ended(run_id, None, reason=f"its run failed: {error.splitlines()[0][:500]}")
+        study_services.trial_ended(run_id, None, reason=f"its run failed: {(error.splitlines() or [''])[0][:500]}")
     run_files.delete(run_id, run_files.CHECKPOINT)
     progress.broadcast(run_id, messages.status(RunStatus.FAILED, error=error))
 

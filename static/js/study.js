@@ -19,8 +19,8 @@
   const arrow = (o) => (o.direction === "maximize" ? "↑" : "↓");
 
   function range(values) {
-    let low = Math.min(...values), high = Math.max(...values);
     if (!values.length) return [0, 1];
+    let low = Math.min(...values), high = Math.max(...values);
     if (low === high) { low -= 0.5 * Math.abs(low || 1); high += 0.5 * Math.abs(high || 1); }
     const pad = (high - low) * 0.06;
     return [low - pad, high + pad];
