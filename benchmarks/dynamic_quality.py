@@ -41,7 +41,7 @@ from masksel_core import TensorDataset, TrainConfig, create_model, train  # noqa
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "synthetic-moving": {"budget": 0.15, "classifier": "lenet5",
-                         "dynamic": {"mask_type": "dynamic-pixel-any", "mask_net": "convatt"},
+                         "dynamic": {"mask_type": "dynamic-pixel-any"},
                          "static": ("masksel", "anova-f", "mutual-info", "extra-trees", "variance", "random")},
     "mnist5k": {"budget": 0.05, "classifier": "mlp", "dynamic": {"mask_type": "dynamic-pixel-any"},
                 "static": ("masksel", "anova-f", "mutual-info", "extra-trees", "concrete", "random")},

@@ -9,6 +9,8 @@ network is retrained on each (fold, selection) and scored on the fold's test par
   95 % interval, the Holm-adjusted p-value across all peers, and the verdict (ahead / level / behind by the
   interval);
 - seconds per selector: fitting (summed over folds) and the retrains.
+With ``--seeds N`` masksel runs N times per fold (its own seed each): its rows are the mean over seeds, and a
+table gives the spread over seeds and how many runs used their budget (kept 0.9 to 1.0 of k).
 Then the channel task: the digit split into 8 channels of 32 values (0 top half, 1 bottom half, 2 and 3 the
 top half with noise, 4-7 noise), budget 2; the optimum is {0, 1}; how often each selector finds it in 10 seeds.
 
@@ -17,7 +19,7 @@ train (concrete, stg, lassonet) train `PEER_EPOCHS[data]` epochs. Folds run in p
 (``--workers``, one torch thread each: these networks are too small to gain from more).
 
     python benchmarks/quality.py [--quick] [--data mnist5k,digits] [--only a,b] [--workers 2]
-                                 [--channel-seeds 10] [--ablation] [--jpeg-seeds 3] [--folds N]
+                                 [--channel-seeds 10] [--ablation] [--jpeg-seeds 3] [--folds N] [--seeds 3]
 
 ``--quick`` (at most 5 minutes): mnist5k, 2 folds, peers trained `QUICK_EPOCHS`, 3 channel seeds. Requires
 requirements-bench.txt for the LassoNet rows (skipped with a note otherwise).
@@ -45,6 +47,8 @@ from benchmarks import jpeg_task, masksel_selector, peers, protocol  # noqa: E40
 PEER_EPOCHS = {"digits": 100, "mnist5k": 10}  # about as many steps on each: mnist5k's folds are 2.8x larger
 QUICK_EPOCHS = {"digits": 20, "mnist5k": 5}
 SLOW_ON = {"greedy-forward": {"mnist5k"}}  # selectors left out where they would not fit the time
+SEED_STRIDE = 1000  # masksel's seed for repeat r of fold f: f + SEED_STRIDE * r
+Q_RANGE = (0.9, 1.0)  # a run uses its budget when it keeps between these shares of it
 CHANNEL_OPTIMUM = {0, 1}
 ANCHORS = ("Anchors on full MNIST (60,000 training images; other protocols, for scale only): the authors report "
            "about 0.96 for a static pixel mask at about 5 % of the pixels (SDM 2022); concrete autoencoder 0.906 "
@@ -62,16 +66,18 @@ def _start_worker() -> None:
     warnings.filterwarnings("ignore")
 
 
-def fold_task(data: str, fold_index: int, name: str, budgets: tuple[int, ...], epochs: int) -> dict[str, Any]:
+def fold_task(data: str, fold_index: int, name: str, budgets: tuple[int, ...], epochs: int,
+              repeat: int = 0) -> dict[str, Any]:
     """Fit one selector on one fold's training part, retrain on each budget's choice, score on the test part;
-    `epochs`: what the peers that train (concrete, stg, lassonet) train."""
+    `epochs`: what the peers that train (concrete, stg, lassonet) train; `repeat`: which of masksel's seeds (its
+    run's seed is `fold + SEED_STRIDE * repeat`; the retrain's stays the fold's, so only the selection differs)."""
     x, y, folds = _data(data)
     fold = folds[fold_index]
     x_train, y_train, x_test, y_test = x[fold.train], y[fold.train], x[fold.test], y[fold.test]
     selector = _with_epochs(name, epochs)
     joint: dict[int, Any] = {}
     started = time.perf_counter()
-    chosen = peers.select(selector, x_train, y_train, budgets, fold_index, joint=joint)
+    chosen = peers.select(selector, x_train, y_train, budgets, fold_index + SEED_STRIDE * repeat, joint=joint)
     fitted = time.perf_counter()
     accuracy = {k: protocol.retrain_accuracy(x_train, y_train, x_test, y_test, chosen[k][0], fold_index)
                 for k in budgets}
@@ -90,17 +96,23 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {std:.3f}"
 
 
-def run_data(data: str, names: list[str], folds: list[int], workers: int, epochs: int) -> dict[str, dict[str, Any]]:
+def run_data(data: str, names: list[str], folds: list[int], workers: int, epochs: int,
+             seeds: int = 1) -> dict[str, dict[str, Any]]:
+    """Every selector on every fold; masksel's selectors `seeds` times per fold, their tables the mean over seeds
+    (the expected score of one run), with the spread over seeds and the runs that used their budget beside."""
     budgets = protocol.BUDGETS[data]
     names = [n for n in names if data not in SLOW_ON.get(n, set())]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker) as pool:
-        futures = {(n, f): pool.submit(fold_task, data, f, n, budgets, epochs) for n in _longest_first(names)
-                   for f in folds}
-        results = {n: [futures[(n, f)].result() for f in folds] for n in names}
+        futures = {(n, f, r): pool.submit(fold_task, data, f, n, budgets, epochs, r) for n in _longest_first(names)
+                   for r in range(seeds if n.startswith("masksel") else 1) for f in folds}
+        repeats = {n: [[futures[(n, f, r)].result() for r in range(seeds) if (n, f, r) in futures] for f in folds]
+                   for n in names}
+    results = {n: [_mean_over_seeds(runs) for runs in repeats[n]] for n in names}
     x, y, all_folds = _data(data)
     print(f"\n## {data}: {x.shape[1]} pixels, {len(y)} samples, folds {len(folds)} of "
-          f"{protocol.FOLDS} x {protocol.REPEATS}, budgets {list(budgets)} ({time.perf_counter() - started:.0f} s)")
+          f"{protocol.FOLDS} x {protocol.REPEATS}, budgets {list(budgets)}, masksel {seeds} seed(s) per fold "
+          f"({time.perf_counter() - started:.0f} s)")
     accuracy = {n: {k: [r["accuracy"][k] for r in results[n]] for k in budgets} for n in names}
     areas = {n: [protocol.area(budgets, [r["accuracy"][k] for k in budgets]) for r in results[n]] for n in names}
     header = " | ".join(f"k={k}" for k in budgets)
@@ -112,6 +124,7 @@ def run_data(data: str, names: list[str], folds: list[int], workers: int, epochs
         print("| masksel's written model (no retrain) | " + " | ".join(_cell(joint[k]) for k in budgets) + " | |")
         if len(folds) > 1:
             print_written_against_retrain(joint, accuracy["masksel"], budgets, all_folds[0])
+    print_budget_use({n: repeats[n] for n in names if n.startswith("masksel")}, budgets, seeds)
     if "masksel" in accuracy and len(folds) > 1:
         print_comparisons(accuracy, areas, budgets, all_folds[0])
     print(f"\nSeconds (summed over {len(folds)} folds): fitting the selector / retraining the protocol's network")
@@ -121,6 +134,43 @@ def run_data(data: str, names: list[str], folds: list[int], workers: int, epochs
         print(f"| {n} | {sum(r['fit_s'] for r in results[n]):.0f} | {sum(r['retrain_s'] for r in results[n]):.0f} "
               f"| {chosen} |")
     return results
+
+
+def _mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One fold's result: each score the mean over its runs, the seconds their sum."""
+    first = runs[0]
+    return {"accuracy": {k: statistics.mean(r["accuracy"][k] for r in runs) for k in first["accuracy"]},
+            "pixels": {k: statistics.mean(r["pixels"][k] for r in runs) for k in first["pixels"]},
+            "joint": {k: statistics.mean(r["joint"][k] for r in runs) for k in first["joint"]},
+            "fit_s": sum(r["fit_s"] for r in runs), "retrain_s": sum(r["retrain_s"] for r in runs)}
+
+
+def print_budget_use(repeats: dict[str, list[list[dict[str, Any]]]], budgets: tuple[int, ...], seeds: int) -> None:
+    """Per masksel selector and budget: how many runs kept between `Q_RANGE` of their budget, and (with more than
+    one seed) the spread over seeds, the standard deviation across a fold's seeds averaged over the folds, of the
+    retrain and of the written model."""
+    if not repeats:
+        return
+    low, high = Q_RANGE
+    print(f"\nmasksel's runs: budget used ({low}-{high} of k kept) and, over {seeds} seed(s) per fold, the spread "
+          "(std across seeds, mean over folds; goal <= 0.015 for the written model)\n")
+    print("| selector | budget | used | retrain spread | written spread |\n|---|---|---:|---:|---:|")
+    for name, per_fold in repeats.items():
+        for k in budgets:
+            runs = [run for fold in per_fold for run in fold]
+            used = sum(low * k <= run["pixels"][k] <= high * k for run in runs)
+            spreads = [_seed_spread([run["accuracy"][k] for run in fold]) for fold in per_fold]
+            written = [_seed_spread([run["joint"][k] for run in fold]) for fold in per_fold if fold[0]["joint"]]
+            print(f"| {name} | k={k} | {used}/{len(runs)} | {_spread(spreads)} | {_spread(written)} |")
+
+
+def _seed_spread(values: list[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def _spread(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.mean(known):.3f}" if known else "-"
 
 
 def _share(fold: protocol.Fold) -> float:
@@ -218,6 +268,7 @@ def main() -> None:
     parser.add_argument("--jpeg-seeds", type=int, default=0, help="seeds of the JPEG task (0 skips it)")
     parser.add_argument("--ablation", action="store_true", help="also masksel's variants (one option changed each)")
     parser.add_argument("--folds", type=int, default=0, help="only the first N folds (a partial run, e.g. ablations)")
+    parser.add_argument("--seeds", type=int, default=1, help="masksel's runs per fold, each with its own seed")
     args = parser.parse_args()
     variants = masksel_selector.register_ablation()
     names = [n for n in args.only.split(",") if n] or [n for n in peers.SELECTORS if n not in variants]
@@ -237,7 +288,7 @@ def main() -> None:
           f"{PEER_EPOCHS} epochs")
     started = time.perf_counter()
     for data in data_sets:
-        run_data(data, names, folds, args.workers, (QUICK_EPOCHS if args.quick else PEER_EPOCHS)[data])
+        run_data(data, names, folds, args.workers, (QUICK_EPOCHS if args.quick else PEER_EPOCHS)[data], args.seeds)
         if data == "mnist5k":
             print(f"\n{ANCHORS}")
     seeds = min(args.channel_seeds, 3) if args.quick else args.channel_seeds

@@ -77,8 +77,8 @@ class RunForm(forms.Form):
     server_view = _text("dynamic masks: rows x columns the server's mask network looks at, max-pooled (e.g. 7x7; "
                         "empty: the whole input)", max_length=20)
     mask_net = forms.ChoiceField(choices=[(m, m) for m in MASK_NET_NAMES], initial=D.mask_net,
-                                 help_text="dynamic masks: the mask network (auto: linear up to 28x28, else "
-                                           "convatt; convatt finds objects that move)")
+                                 help_text="dynamic masks: the mask network (auto: hybrid, linear plus "
+                                           "convatt, up to 28x28, else convatt)")
     model = forms.ChoiceField(choices=MODEL_CHOICES, initial=D.model)
     target_fraction = _optional_float("stop selecting once Q is at most this", min_value=0, max_value=1)
     target_bytes = _optional_float("stop selecting once a sample's transfer is at most this many bytes",

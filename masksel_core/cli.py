@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--server-view", help="dynamic masks: HxW the server's mask network looks at (max-pooled; "
                                          "default: the full input)")
     t.add_argument("--mask-net", default="auto", choices=MASK_NET_NAMES,
-                   help="dynamic masks: the mask network (auto: linear up to 28x28, else convatt; convatt "
-                        "finds objects that move)")
+                   help="dynamic masks: the mask network (auto: hybrid, linear plus convatt, up to 28x28, else "
+                        "convatt)")
     t.add_argument("--rescale", action="store_true", help="scale kept inputs up by the kept share, as dropout does")
     t.add_argument("--costs", help="JSON file with the relative price of every mask element (default: all 1)")
     t.add_argument("--init-selected", help="comma-separated element indices selected at first (default: all)")

@@ -6,10 +6,18 @@ pixels asked for: runs ended with 12 to 16; one with 9 of them for a 16-pixel ta
 are the ones whose logits are closest to the threshold; taking them back in that order, each only if Q stays
 at most the target, fills the budget to `FLOOR` of it or more where the prices allow. Then the swap check and
 finalize run on the filled mask as on any other.
+
+A dynamic mask has no one set of elements to take back: its selection is the mask network's logits against 0 for
+every input. Its fill raises one `offset` on all of them, the largest whose Q on the validation inputs stays at
+most the target (Q only grows with the offset, so a bisection finds it): per input, the cells closest to being
+kept come back first, as the static fill's do.
 """
 from __future__ import annotations
 
+import torch
+
 from ..masks.chain import AnyMask
+from ..masks.dynamic import DynamicMask
 from .swap_check import dropped_by_margin, two_class_stage
 
 FLOOR = 0.9  # a mask below this share of its target has budget left to fill
@@ -33,3 +41,31 @@ def fill_budget(chain: AnyMask, target: float) -> list[int]:
         if fraction >= FLOOR * target:
             break
     return added
+
+
+OFFSET_STEPS = 40  # bisection steps: the offset to within 2**-40 of its range
+OFFSET_LIMIT = 64.0  # a logit offset past this keeps every cell the network does not reject outright
+
+
+@torch.no_grad()
+def fill_dynamic_budget(mask: DynamicMask, inputs: torch.Tensor, target: float) -> float:
+    """Raise `mask.offset` to the largest value whose Q on `inputs` stays at most `target`, when Q is below
+    `FLOOR * target`; returns the offset (0 when there was nothing to fill)."""
+    if mask.fraction(inputs) >= FLOOR * target:
+        return float(mask.offset)
+    low, high = 0.0, 1.0
+    while high < OFFSET_LIMIT and _fraction_at(mask, inputs, high) <= target:
+        low, high = high, high * 2
+    if high >= OFFSET_LIMIT and _fraction_at(mask, inputs, high) <= target:
+        low = high
+    else:
+        for _ in range(OFFSET_STEPS):
+            middle = (low + high) / 2
+            low, high = (middle, high) if _fraction_at(mask, inputs, middle) <= target else (low, middle)
+    mask.offset.fill_(low)
+    return float(mask.offset)
+
+
+def _fraction_at(mask: DynamicMask, inputs: torch.Tensor, offset: float) -> float:
+    mask.offset.fill_(offset)
+    return mask.fraction(inputs)

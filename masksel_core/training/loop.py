@@ -14,7 +14,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..masks.chain import AnyMask
 from ..masks.dynamic import DynamicMask, gallery_indices
-from .budget import fill_budget
+from .budget import fill_budget, fill_dynamic_budget
 from .precision import resolve_precision
 from .records import EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
@@ -175,14 +175,18 @@ class Loop:
         """The swap check, then freeze the masks and go on to finalize; `accuracy` is the last selection epoch's
         (under the mask it ended with)."""
         self.stopped_because = reason
+        filled = False
         if reason in ("target_fraction", "target_bytes"):  # the last raise of lambda may have overshot
-            self.refilled = fill_budget(self.chain, self._target_fraction())
+            if isinstance(self.chain, DynamicMask):
+                filled = fill_dynamic_budget(self.chain, self.splits.probe, self._target_fraction()) > 0
+            else:
+                self.refilled = fill_budget(self.chain, self._target_fraction())
         started = time.perf_counter()
         self.swaps = swap_check(self.chain, self.model, self.splits, candidates=self.config.swap_candidates,
                                 rounds=self.config.swap_rounds, lr=self.config.lr(self.config.network_lr),
                                 seed=self.config.seed + 2, dtype=self.dtype)
         self.swap_seconds = time.perf_counter() - started
-        if self.swaps or self.refilled:
+        if self.swaps or self.refilled or filled:
             accuracy, _ = evaluate_split(self.model, self.chain, self.splits, self.dtype)
         self.chain.freeze()
         if not self.config.finalize_epochs:

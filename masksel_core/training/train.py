@@ -262,7 +262,7 @@ def run_warnings(result: TrainResult, y_val: torch.Tensor, final_lambda: float) 
     chance = float(torch.bincount(y_val).max()) / max(len(y_val), 1)
     if last.val_accuracy < chance + 0.1 * (1 - chance):
         hint = ("; a linear mask network finds what sits at fixed places: where the object moves, choose "
-                "mask_net convatt" if getattr(result.mask, "mask_net", "") == "linear" else "")
+                "mask_net hybrid or convatt" if getattr(result.mask, "mask_net", "") == "linear" else "")
         warnings.append(f"the final validation accuracy {last.val_accuracy:.3f} is near chance ({chance:.3f}): "
                         f"the model is not worth using{hint}")
     selection = [r for r in result.records if r.phase == "select"]

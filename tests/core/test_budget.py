@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from masksel_core import TrainConfig, build_chain, load_dataset, train
-from masksel_core.training.budget import FLOOR, fill_budget
+from masksel_core.masks.dynamic import BIAS, DynamicMask, ServerMask
+from masksel_core.training.budget import FLOOR, fill_budget, fill_dynamic_budget
 
 
 def _chain(kept: int, costs: list[float] | None = None):  # type: ignore[no-untyped-def]
@@ -44,3 +45,51 @@ def test_a_run_whose_lambda_overshoots_ends_inside_its_budget() -> None:
     assert result.stopped_because == "target_fraction" and result.refilled, result.summary()
     assert FLOOR * 0.25 <= result.fraction <= 0.25
     assert result.summary()["refilled"] == result.refilled
+
+
+def _bright_mask() -> DynamicMask:
+    """A linear mask network set by hand: each pixel's logit is its own brightness times 20 minus 10, so a pixel is
+    kept above 0.5 and an offset lowers that threshold for every input alike."""
+    mask = DynamicMask("dynamic-pixel-any", (1, 8, 8), mask_net="linear")
+    with torch.no_grad():
+        mask.net.linear.weight.copy_(torch.eye(64) * 20)
+        mask.net.linear.bias.fill_(-10 - BIAS)
+        mask.net.scale.fill_(1.0)
+    return mask
+
+
+def test_a_dynamic_mask_below_its_target_keeps_the_cells_closest_to_being_kept() -> None:
+    x = torch.rand(300, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    mask = _bright_mask()
+    before, digest = mask.hard_cells(x), mask.digest()
+    assert mask.fraction(x) == pytest.approx(0.5 + mask.bitmap_share, abs=0.03)
+    target = 0.8
+    offset = fill_dynamic_budget(mask, x, target)
+    assert offset > 0 and FLOOR * target <= mask.fraction(x) <= target
+    after = mask.hard_cells(x)
+    assert bool((after >= before).all())  # nothing kept before is dropped
+    # The cells added are the brightest of those dropped, for every input: one threshold moved for all.
+    threshold = 0.5 - offset / 20
+    assert float((after != (x >= threshold).float()).float().mean()) < 1e-3  # rounding at the threshold aside
+    assert mask.digest() != digest and mask.describe()["offset"] == pytest.approx(offset, abs=1e-6)
+    server = ServerMask(mask)  # what the server runs keeps the same cells
+    assert torch.equal(server(x), after)
+    assert fill_dynamic_budget(mask, x, target) == offset  # at the target already: nothing to move
+
+
+def test_a_dynamic_mask_saved_without_an_offset_loads_with_none() -> None:
+    mask = _bright_mask()
+    state = {k: v for k, v in mask.state_dict().items() if k != "offset"}
+    fresh = DynamicMask("dynamic-pixel-any", (1, 8, 8), mask_net="linear")
+    fresh.offset.fill_(2.0)
+    fresh.load_state_dict(state)
+    assert float(fresh.offset) == 0.0
+
+
+def test_a_dynamic_run_whose_lambda_overshoots_ends_inside_its_budget() -> None:
+    config = TrainConfig(mask_type="dynamic-pixel-any", model="mlp", epochs=30, target_fraction=0.4, lambda_init=1.0,
+                         lambda_factor=3.0, lambda_patience=0, warmup_epochs=2, finalize_epochs=2, seed=1)
+    result = train(config, load_dataset("digits"))
+    assert result.stopped_because == "target_fraction", result.summary()
+    assert FLOOR * 0.4 <= result.fraction <= 0.4 + 1e-9
+    assert float(result.mask.offset) > 0

@@ -48,20 +48,21 @@ def test_every_input_gets_its_own_cells_and_q_counts_values_and_bitmap() -> None
 def test_a_fresh_mask_sends_everything_and_its_gradient_reaches_the_mask_network() -> None:
     mask = DynamicMask("dynamic-block-any", SHAPE, grid=(3, 2), server_view=(6, 5))
     x = torch.rand(4, *SHAPE)
-    assert mask.mask_net == "linear"  # a 6x5 view: small
+    assert mask.mask_net == "hybrid"  # a 6x5 view: small
     assert mask.fraction(x) == pytest.approx(1 + bitmap_bytes((2, 3, 2)) / (np.prod(SHAPE) * 4))
     masked, q = mask(x)
     assert torch.equal(masked, x)
     (masked.sum() + q).backward()  # straight-through: the rounding passes the sigmoid's gradient
-    assert mask.net.scale.grad is not None and float(mask.net.scale.grad.abs()) > 0
+    scale = mask.net.linear.scale  # the hybrid's linear map: its scale starts at 0 and must be able to grow
+    assert scale.grad is not None and float(scale.grad.abs()) > 0
     with pytest.raises(ValueError, match="give the ones to measure it on"):
         mask.fraction()
 
 
 def test_auto_picks_the_linear_map_up_to_28x28_and_options_are_checked() -> None:
-    assert DynamicMask("dynamic-pixel-any", (1, 28, 28)).mask_net == "linear"
+    assert DynamicMask("dynamic-pixel-any", (1, 28, 28)).mask_net == "hybrid"
     assert DynamicMask("dynamic-pixel-any", (3, 32, 32)).mask_net == "convatt"
-    assert DynamicMask("dynamic-pixel-any", (3, 32, 32), server_view=(8, 8)).mask_net == "linear"
+    assert DynamicMask("dynamic-pixel-any", (3, 32, 32), server_view=(8, 8)).mask_net == "hybrid"
     with pytest.raises(ValueError, match="server view 20x4 must be between"):
         DynamicMask("dynamic-pixel-any", SHAPE, server_view=(20, 4))
     with pytest.raises(ConfigError, match="stands alone"):
@@ -122,7 +123,7 @@ def test_a_trained_run_writes_both_halves_and_they_rebuild_its_predictions(tmp_p
     paths = write_outputs(result, tmp_path)
     assert {"mask_net.ts", "model.ts", "mask.json", "transfer.json"} <= set(paths)
     document = json.loads(paths["mask.json"].read_text())
-    assert document["dynamic"]["cells"] == [1, 4, 4] and document["dynamic"]["mask_net"] == "linear"
+    assert document["dynamic"]["cells"] == [1, 4, 4] and document["dynamic"]["mask_net"] == "hybrid"
     assert np.asarray(document["dynamic"]["frequency"]).shape == (1, 4, 4)
     server, client = torch.jit.load(paths["mask_net.ts"]), torch.jit.load(paths["model.ts"])
     x, plan = data.x_test[:200], plan_from_mask_document(document)
@@ -168,10 +169,11 @@ def test_the_moving_object_is_anywhere_and_says_the_class() -> None:
 
 @pytest.mark.slow
 def test_on_the_moving_object_a_dynamic_mask_keeps_accuracy_at_a_tenth_of_the_bytes() -> None:
+    """With the default mask network: a user need not know that the object moves."""
     torch.set_num_threads(1)
     data = masksel_core.load_dataset("synthetic-moving")
     config = TrainConfig(mask_type="dynamic-pixel-any", model="lenet5", epochs=60, warmup_epochs=40,
-                         finalize_epochs=30, target_fraction=0.12, device="cpu", mask_net="convatt")
+                         finalize_epochs=30, target_fraction=0.12, device="cpu")
     result = masksel_core.train(config, data)
     assert result.transfer["fraction_of_raw"] <= 0.15, result.transfer
     assert result.test_accuracy >= 0.9, (result.test_accuracy, result.warnings)

@@ -230,3 +230,20 @@ def test_the_retrain_sees_only_the_kept_features() -> None:
     every = retrain_accuracy(x[:1200], y[:1200], x[1200:], y[1200:], range(64), 0)
     nothing = retrain_accuracy(x[:1200], y[:1200], x[1200:], y[1200:], [], 0)
     assert every > 0.9 and nothing < 0.2
+
+
+def test_the_quality_report_counts_runs_inside_their_budget_and_the_spread_over_seeds(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.quality import _mean_over_seeds, print_budget_use
+
+    def run(pixels: int, accuracy: float, written: float) -> dict[str, Any]:
+        return {"accuracy": {16: accuracy}, "pixels": {16: pixels}, "joint": {16: written}, "fit_s": 1.0,
+                "retrain_s": 2.0}
+
+    folds = [[run(16, 0.90, 0.92), run(14, 0.94, 0.94)], [run(15, 0.80, 0.90), run(12, 0.80, 0.90)]]
+    assert _mean_over_seeds(folds[0]) == {"accuracy": {16: pytest.approx(0.92)}, "pixels": {16: 15},
+                                          "joint": {16: pytest.approx(0.93)}, "fit_s": 2.0, "retrain_s": 4.0}
+    print_budget_use({"masksel": folds}, (16,), seeds=2)
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| masksel |")]
+    # 16 and 15 are within 0.9-1.0 of 16 (14.4 to 16); 14 and 12 are not. Spread: (0.028 + 0) / 2, (0.014 + 0) / 2.
+    assert row == ["| masksel | k=16 | 2/4 | 0.014 | 0.007 |"]
