@@ -1,22 +1,19 @@
 """The new-run form; it only collects fields, `services.run_create` validates them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 from django import forms
 
 from masksel_core import (
-    DEVICES,
-    DISCRETIZATIONS,
-    EXTEND_COSTS,
-    LAMBDA_MONITORS,
-    LR_SCALES,
-    MASK_NET_NAMES,
     MODELS,
-    PRECISIONS,
+    OPTION_BOUNDS,
+    OPTION_CHOICES,
+    OPTION_HELP,
+    OPTION_LABELS,
     SELECT_STAGES,
-    THRESHOLD_MODES,
     ConfigError,
     TrainConfig,
     default_mask_type,
@@ -63,92 +60,51 @@ def _text(help_text: str, **kwargs: Any) -> forms.CharField:
     return forms.CharField(required=False, help_text=help_text, **kwargs)
 
 
-class RunForm(forms.Form):
-    """Every option of the CLI a web user may set, in three groups (`GROUPS`): what most runs change, the
-    lambda/tau schedule and phases, and the rest (collapsed on the page). Text fields that hold lists (grid,
-    initial selection, costs, tags) are parsed here; the options themselves are checked by `services`."""
+#: Options kept as text in the form (lists typed in one field) and parsed by its clean_ methods.
+TEXT_OPTIONS = {"grid": {"max_length": 20}, "server_view": {"max_length": 20}, "init_selected": {},
+                "costs": {"widget": forms.Textarea(attrs={"rows": 2})}}
+CHOICES = {"mask_type": MASK_CHOICES, "model": MODEL_CHOICES,
+           **{name: [(value, value) for value in values] for name, values in OPTION_CHOICES.items()}}
+CLI_ONLY = {"pretrained"}  # a file on the server: the command line's option only
 
-    # basic
+
+def option_field(field: dataclasses.Field) -> forms.Field:  # type: ignore[type-arg]
+    """The form field of one `TrainConfig` option: its kind from the annotation, its text, label, choices and
+    bounds from `masksel_core` (the CLI and the API show the same)."""
+    name, kind, default = field.name, str(field.type), getattr(D, field.name)
+    optional = "None" in kind
+    common: dict[str, Any] = {"help_text": OPTION_HELP[name], "label": OPTION_LABELS.get(name)}
+    low, high = OPTION_BOUNDS.get(name, (None, None))
+    bounds = {"min_value": low, "max_value": high}
+    if name in TEXT_OPTIONS:
+        initial = _size_text(default) if name == "grid" else None
+        return forms.CharField(required=name == "grid", initial=initial, **common, **TEXT_OPTIONS[name])
+    if name in CHOICES:
+        return forms.ChoiceField(choices=CHOICES[name], initial=default, **common)
+    if kind.startswith("bool"):
+        return forms.BooleanField(required=False, initial=default or None, **common)
+    if kind.startswith("int"):
+        return forms.IntegerField(initial=default, **bounds, **common)
+    if kind.startswith("float"):
+        return forms.FloatField(required=not optional, initial=default, **bounds, **common)
+    raise TypeError(f"no form field for option {name} ({kind})")
+
+
+#: A field per `TrainConfig` option, as the serializers' `RunConfig` has one.
+OptionFields = type("OptionFields", (forms.Form,), {
+    f.name: option_field(f) for f in dataclasses.fields(TrainConfig) if f.name not in CLI_ONLY})
+
+
+class RunForm(OptionFields):
+    """Every option of the CLI a web user may set, in three groups (`GROUPS`): what most runs change, the
+    lambda/tau schedule and phases, and the rest (collapsed on the page). The options' fields are made from
+    `TrainConfig` (`option_field`); the form adds the data set and the run's annotations. Text fields that hold
+    lists (grid, initial selection, costs, tags) are parsed here; the options themselves are checked by
+    `services`."""
+
     name = forms.CharField(required=False, max_length=200, help_text="shown in the run list (optional)")
     dataset = forms.ModelChoiceField(queryset=None, empty_label=None)
-    mask_type = forms.ChoiceField(choices=MASK_CHOICES, initial=D.mask_type)
-    grid = forms.CharField(initial="x".join(map(str, D.grid)), max_length=20,
-                           help_text="block masks: grid cells per side, rows x columns (e.g. 4x4)")
-    server_view = _text("dynamic masks: rows x columns the server's mask network looks at, max-pooled (e.g. 7x7; "
-                        "empty: the whole input)", max_length=20)
-    mask_net = forms.ChoiceField(choices=[(m, m) for m in MASK_NET_NAMES], initial=D.mask_net,
-                                 help_text="dynamic masks: the mask network (auto: hybrid, linear plus "
-                                           "convatt, up to 28x28, else convatt)")
-    model = forms.ChoiceField(choices=MODEL_CHOICES, initial=D.model)
-    target_fraction = _optional_float("stop selecting once Q is at most this", min_value=0, max_value=1)
-    target_bytes = _optional_float("stop selecting once a sample's transfer is at most this many bytes",
-                                   min_value=0)
-    epochs = forms.IntegerField(min_value=1, max_value=100_000, initial=D.epochs,
-                                help_text="selection epochs at most")
-    seed = forms.IntegerField(initial=D.seed, min_value=0)
-    device = forms.ChoiceField(choices=[(d, d) for d in DEVICES], initial=D.device,
-                               help_text="auto: a GPU where the worker has one")
-    precision = forms.ChoiceField(choices=[(p, p) for p in PRECISIONS], initial=D.precision,
-                                  help_text="auto: bf16 on a GPU that has it (faster), fp32 on a CPU")
-    lr_scale = forms.ChoiceField(label="Learning rates for the batch", choices=[(v, v) for v in LR_SCALES],
-                                 initial=D.lr_scale, help_text="the rates are for batches of 128; linear: times "
-                                 "batch size / 128 (larger batches on a GPU), sqrt: its square root")
     tags = _text("comma-separated, e.g. paper, k=39")
-    # schedule
-    lambda_init = forms.FloatField(initial=D.lambda_init, help_text="initial weight of the mask loss Q")
-    lambda_factor = forms.FloatField(initial=D.lambda_factor, help_text="lambda grows by this factor")
-    lambda_patience = forms.IntegerField(initial=D.lambda_patience, min_value=0,
-                                         help_text="epochs without a better loss before lambda grows")
-    lambda_monitor = forms.ChoiceField(choices=[(m, m) for m in LAMBDA_MONITORS], initial=D.lambda_monitor,
-                                       help_text="val_total: Lf + lambda*Q on validation data; total: the same on "
-                                                 "the training batches (paper); val_mask_loss: Q (later code)")
-    lambda_threshold = forms.FloatField(initial=D.lambda_threshold, min_value=0,
-                                        help_text="a loss counts as better only by more than this")
-    lambda_threshold_mode = forms.ChoiceField(choices=[(m, m) for m in THRESHOLD_MODES],
-                                              initial=D.lambda_threshold_mode,
-                                              help_text="rel: a share of the best loss; abs: an amount")
-    tau_init = forms.FloatField(initial=D.tau_init, help_text="temperature after each lambda raise")
-    tau_decay = forms.FloatField(initial=D.tau_decay, help_text="temperature factor per epoch")
-    tau_min = forms.FloatField(initial=D.tau_min, help_text="lowest temperature")
-    gamma = forms.FloatField(initial=D.gamma, help_text="share of fixation (noise-free) steps")
-    discretization = forms.ChoiceField(choices=[(m, m) for m in DISCRETIZATIONS], initial=D.discretization,
-                                       help_text="gumbel: exploration noise (paper); deterministic: none")
-    warmup_epochs = forms.IntegerField(initial=D.warmup_epochs, min_value=0,
-                                       help_text="first train the network alone on the full input, at most this "
-                                                 "many epochs (0: none; the paper starts from a trained network)")
-    finalize_epochs = forms.IntegerField(initial=D.finalize_epochs, min_value=0,
-                                         help_text="then train the network alone on the frozen mask, at most this "
-                                                   "many epochs; the best validation epoch is the model you get")
-    early_stop_patience = forms.IntegerField(initial=D.early_stop_patience, min_value=1,
-                                             help_text="warm-up and finalize end after this many epochs without a "
-                                                       "better validation accuracy")
-    max_accuracy_drop = _optional_float("stop once accuracy falls this far below its best", min_value=0,
-                                        max_value=1)
-    # advanced
-    batch_size = forms.IntegerField(initial=D.batch_size, min_value=1)
-    model_lr = forms.FloatField(label="Model learning rate", initial=D.model_lr,
-                                help_text="Adam (AMSGrad) learning rate of the network while the masks learn "
-                                          "(the paper fine-tunes at 1e-4)")
-    mask_lr = forms.FloatField(label="Mask learning rate", initial=D.mask_lr,
-                               help_text="learning rate of the mask logits")
-    network_lr = forms.FloatField(label="Network learning rate (alone)", initial=D.network_lr,
-                                  help_text="Adam learning rate of the network in warm-up and finalize")
-    init_logit = forms.FloatField(initial=D.init_logit, help_text="starting logit of every element "
-                                  "(1: sigmoid 0.73; the later code: 3)")
-    init_sigma = forms.FloatField(initial=D.init_sigma, min_value=0, help_text="noise on the starting logits")
-    init_selected = _text("elements selected at first: flat indices, comma-separated (default: all)")
-    costs = _text("relative price of every mask element, a JSON list (default: all 1)", widget=forms.Textarea(
-        attrs={"rows": 2}))
-    rescale = forms.BooleanField(required=False, help_text="scale kept inputs up by the kept share")
-    extend_costs = forms.ChoiceField(choices=[(m, m) for m in EXTEND_COSTS], initial=D.extend_costs,
-                                     help_text="price of JPEG/thumbnail versions: proxy (q/100, paper) or bytes "
-                                               "(measured size on the wire)")
-    val_share = forms.FloatField(initial=D.val_share, help_text="share of the training split held out for "
-                                 "validation (lambda, early stopping)")
-    swap_candidates = forms.IntegerField(initial=D.swap_candidates, min_value=0,
-                                         help_text="the swap check that ends selection: candidates per round "
-                                                   "(0: no swap check)")
-    swap_rounds = forms.IntegerField(initial=D.swap_rounds, min_value=0, help_text="swap check rounds at most")
     pretrained_run = forms.IntegerField(required=False, min_value=1, help_text="start from the network of one of "
                                         "your succeeded runs (its id; same model and input): no warm-up")
     priority = forms.IntegerField(initial=0, min_value=PRIORITY_RANGE[0], max_value=PRIORITY_RANGE[1],

@@ -16,7 +16,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from masksel_core import METRIC_COLUMNS, PHASES, TrainConfig
+from masksel_core import METRIC_COLUMNS, OPTION_HELP, PHASES, TrainConfig
 
 from .models import PRIORITY_RANGE, Dataset, MaskConfig, Run, RunStatus, Study, StudyStatus, Trial, TrialState
 from .study_spec import DIRECTIONS, MAX_TRIALS, OBJECTIVE_METRICS
@@ -80,7 +80,7 @@ MetricRow = type("MetricRow", (serializers.Serializer,), {column: _metric_field(
 
 def _config_field(field: dataclasses.Field) -> serializers.Field:  # type: ignore[type-arg]
     kind, default = str(field.type), getattr(DEFAULTS, field.name)
-    help_text = f"default: {default}"
+    help_text = f"{OPTION_HELP[field.name]} (default: {default})"
     if field.name in ("grid", "server_view"):  # [rows, columns]
         return serializers.ListField(child=serializers.IntegerField(), required=False,
                                      allow_null=field.name == "server_view", help_text=help_text)

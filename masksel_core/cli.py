@@ -21,6 +21,7 @@ from .export import write_outputs
 from .masks.chain import MASK_NAMES, spec_problem
 from .masks.dynamic import MASK_NET_NAMES
 from .models import MODELS
+from .options import OPTION_HELP
 from .training.records import EpochRecord
 from .training.train import train
 from .transfer import predict
@@ -66,17 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         if f.name in SPECIAL:
             continue
         t.add_argument(f"--{f.name.replace('_', '-')}", type=_kind(str(f.type)), default=getattr(defaults, f.name),
-                       choices=OPTION_CHOICES.get(f.name), help=f"default: {getattr(defaults, f.name)}")
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    t.add_argument("--grid", default="3x3", help="block grid GHxGW for block masks (default 3x3)")
-    t.add_argument("--server-view", help="dynamic masks: HxW the server's mask network looks at (max-pooled; "
-                                         "default: the full input)")
-    t.add_argument("--mask-net", default="auto", choices=MASK_NET_NAMES,
-                   help="dynamic masks: the mask network (auto: hybrid, linear plus convatt, up to 28x28, else "
-                        "convatt)")
-    t.add_argument("--rescale", action="store_true", help="scale kept inputs up by the kept share, as dropout does")
+                       choices=OPTION_CHOICES.get(f.name),
+                       help=f"{OPTION_HELP[f.name]} (default: {getattr(defaults, f.name)})")
+    t.add_argument("--device", default="auto", choices=OPTION_CHOICES["device"], help=OPTION_HELP["device"])
+    t.add_argument("--grid", default="3x3", help=f"{OPTION_HELP['grid']} (default 3x3)")
+    t.add_argument("--server-view", help=OPTION_HELP["server_view"])
+    t.add_argument("--mask-net", default="auto", choices=MASK_NET_NAMES, help=OPTION_HELP["mask_net"])
+    t.add_argument("--rescale", action="store_true", help=OPTION_HELP["rescale"])
     t.add_argument("--costs", help="JSON file with the relative price of every mask element (default: all 1)")
-    t.add_argument("--init-selected", help="comma-separated element indices selected at first (default: all)")
+    t.add_argument("--init-selected", help=OPTION_HELP["init_selected"])
     t.add_argument("--checkpoint-dir", help="save the whole state after every epoch and resume from it if present")
     t.add_argument("--data-root", help="folder of the torchvision data sets (default: $MASKSEL_DATA_ROOT)")
     t.add_argument("--download", action="store_true", help="download mnist/cifar10/svhn into --data-root")

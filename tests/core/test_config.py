@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -78,3 +79,16 @@ def test_the_scaled_rates_reach_the_optimisers() -> None:
 
     assert torch.equal(weights(batch_size=128), weights(batch_size=128, lr_scale="linear"))
     assert not torch.allclose(weights(batch_size=256), weights(batch_size=256, lr_scale="linear"))
+
+
+def test_every_option_is_explained_once_for_the_cli_the_api_and_the_form() -> None:
+    from masksel_core import OPTION_BOUNDS, OPTION_HELP, OPTION_LABELS
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(OPTION_HELP) == names
+    assert set(OPTION_LABELS) <= names and set(OPTION_BOUNDS) <= names
+    defaults = TrainConfig()
+    for name, (low, high) in OPTION_BOUNDS.items():  # the defaults sit inside their own bounds
+        value = getattr(defaults, name)
+        if value is not None:
+            assert (low is None or value >= low) and (high is None or value <= high), name

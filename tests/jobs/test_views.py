@@ -331,3 +331,21 @@ def test_a_finished_run_page_says_where_its_time_went(alice: Any, alice_web: Any
     page = alice_web.get(f"/runs/{run.pk}/").content.decode()
     assert "warm-up 1.5 s · selection 12 s · swap check 0.2 s" in page.replace("\u00a0", " ")
     assert alice_web.get(f"/api/runs/{run.pk}/").json()["seconds_per_phase"]["swap_check"] == 0.2
+
+
+def test_the_form_has_a_field_for_every_web_option_with_the_cores_text_and_bounds(alice_web: Client,
+                                                                                   digits: Any) -> None:
+    import dataclasses
+
+    from jobs.forms import RunForm
+    from masksel_core import OPTION_HELP, TrainConfig
+
+    fields = RunForm.base_fields
+    for option in dataclasses.fields(TrainConfig):
+        if option.name == "pretrained":  # a file on the server: the command line's only
+            assert option.name not in fields
+            continue
+        assert fields[option.name].help_text == OPTION_HELP[option.name], option.name
+    page = alice_web.post("/runs/new/", form_defaults(dataset=digits.pk, epochs=0, max_accuracy_drop=2))
+    errors = page.context["form"].errors
+    assert set(errors) == {"epochs", "max_accuracy_drop"} and not Run.objects.exists()
