@@ -63,7 +63,8 @@ class TrainConfig:
 
     Dynamic masks (`dynamic-pixel-any`, `dynamic-block-any`: a selection per input, `dynamic.py`) take
     `server_view` (HxW the server's mask network looks at; None: the full input) and `mask_net` (`linear`,
-    `convatt`, `hybrid`, their sum, or `auto`: hybrid while the linear map is small (up to 28x28), else convatt).
+    `convatt`, `hybrid`: the linear map plus a 3x3 convolution, or `auto`: hybrid while the linear map is small
+    (up to 28x28), else convatt).
     """
 
     mask_type: str = "pixel-any"

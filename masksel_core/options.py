@@ -50,7 +50,8 @@ OPTION_HELP: dict[str, str] = {
     "swap_rounds": "swap check rounds at most",
     "server_view": "dynamic masks: rows x columns the server's mask network looks at, max-pooled (e.g. 7x7; "
                    "empty: the whole input)",
-    "mask_net": "dynamic masks: the mask network (auto: hybrid, linear plus convatt, up to 28x28, else convatt)",
+    "mask_net": "dynamic masks: the mask network (auto: hybrid, the linear map plus a 3x3 convolution, up to "
+                "28x28, else convatt)",
     "lr_scale": "the rates are for batches of 128; linear: times batch size / 128 (larger batches on a GPU), "
                 "sqrt: its square root",
 }

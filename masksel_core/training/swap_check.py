@@ -6,10 +6,10 @@ noisy copy of it), the network learns to use both, each one's gradient is as lar
 survives the rising lambda is chance (2 of 10 seeds found the clean one in the quality benchmark's channel task).
 So each round
 1. screens the (kept, dropped) pairs, the dropped among the `candidates` closest to being kept: where there are at
-   most `SHORTLIST` pairs, all of them; else the `SHORTLIST` whose first-order change of the validation loss is
-   lowest (one pass with backward gives the loss's gradient with respect to every element's selection, and
-   exchanging kept k for dropped d changes the loss by about g[d] - g[k]). Each screened pair is then scored by the
-   validation loss of the network as it is with the two exchanged (one validation pass each, no training);
+   most `SHORTLIST` pairs, each is scored by the validation loss of the network as it is with the two exchanged
+   (one validation pass each, no training); with more, by the first-order change of that loss (one pass with
+   backward gives the loss's gradient with respect to every element's selection, and exchanging kept k for
+   dropped d changes the loss by about g[d] - g[k]);
 2. trains a copy of the network for `trial_steps` on each of the `FINALISTS` best screened masks and on the
    current one (the same batches for all), and keeps the swap whose validation loss beats the current mask's by
    more than `TOLERANCE`; a swap never takes an element dearer than the one it drops, so Q never grows.
@@ -109,16 +109,18 @@ def trial_steps(num_fit: int, batch_size: int) -> int:
 
 def _screen(chain: MaskChain, model: nn.Module, splits: Splits, stage: SelectStage, flat: torch.Tensor,
             prices: torch.Tensor, candidates: int, dtype: torch.dtype | None) -> list[tuple[float, tuple[int, int]]]:
-    """(validation loss of the untouched network, (kept, dropped)) for at most `SHORTLIST` allowed exchanges."""
+    """(score, (kept, dropped)) of the allowed exchanges, lower is better: with at most `SHORTLIST` of them the
+    validation loss of the untouched network after each; with more, the first-order change of that loss of the
+    `FINALISTS` best (the trials decide among them, as among the exact scores)."""
     kept = torch.nonzero(flat[:, 0] >= flat[:, 1]).flatten()
     pool = dropped_by_margin(flat)[:candidates]
     allowed = prices[pool][None, :] <= prices[kept][:, None]  # (kept, pool): never a dearer element
     if int(allowed.sum()) > SHORTLIST:
         gradient = selection_gradient(chain, model, splits, stage, dtype).reshape(-1)
         change = gradient[pool][None, :] - gradient[kept][:, None]  # first-order change of the loss per exchange
-        change = change.masked_fill(~allowed, math.inf)
-        order = torch.argsort(change.reshape(-1), stable=True)[:SHORTLIST]
-        allowed = torch.zeros_like(allowed).reshape(-1).index_fill_(0, order, True).reshape(allowed.shape)
+        change = change.masked_fill(~allowed, math.inf).reshape(-1)
+        order = torch.argsort(change, stable=True)[:FINALISTS].tolist()
+        return [(float(change[i]), (int(kept[i // len(pool)]), int(pool[i % len(pool)]))) for i in order]
     scores = []
     with torch.no_grad():
         for row, column in torch.nonzero(allowed).tolist():
