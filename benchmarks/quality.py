@@ -156,8 +156,8 @@ def print_budget_use(repeats: dict[str, list[list[dict[str, Any]]]], budgets: tu
           "(std across seeds, mean over folds; goal <= 0.015 for the written model)\n")
     print("| selector | budget | used | retrain spread | written spread |\n|---|---|---:|---:|---:|")
     for name, per_fold in repeats.items():
+        runs = [run for fold in per_fold for run in fold]
         for k in budgets:
-            runs = [run for fold in per_fold for run in fold]
             used = sum(low * k <= run["pixels"][k] <= high * k for run in runs)
             spreads = [_seed_spread([run["accuracy"][k] for run in fold]) for fold in per_fold]
             written = [_seed_spread([run["joint"][k] for run in fold]) for fold in per_fold if fold[0]["joint"]]

@@ -9,10 +9,10 @@ from django import forms
 
 from masksel_core import (
     MODELS,
-    OPTION_BOUNDS,
     OPTION_CHOICES,
     OPTION_HELP,
     OPTION_LABELS,
+    OPTION_RANGES,
     SELECT_STAGES,
     ConfigError,
     TrainConfig,
@@ -52,10 +52,6 @@ def _size_text(value: Any) -> str:
     return "x".join(map(str, value))
 
 
-def _optional_float(help_text: str, **kwargs: Any) -> forms.FloatField:
-    return forms.FloatField(required=False, help_text=help_text, **kwargs)
-
-
 def _text(help_text: str, **kwargs: Any) -> forms.CharField:
     return forms.CharField(required=False, help_text=help_text, **kwargs)
 
@@ -66,6 +62,10 @@ TEXT_OPTIONS = {"grid": {"max_length": 20}, "server_view": {"max_length": 20}, "
 CHOICES = {"mask_type": MASK_CHOICES, "model": MODEL_CHOICES,
            **{name: [(value, value) for value in values] for name, values in OPTION_CHOICES.items()}}
 CLI_ONLY = {"pretrained"}  # a file on the server: the command line's option only
+# Options whose range (`OPTION_RANGES`) the form checks itself, as min and max; the service checks every range.
+BOUNDED = {"target_fraction", "target_bytes", "epochs", "seed", "lambda_patience", "lambda_threshold",
+           "warmup_epochs", "finalize_epochs", "early_stop_patience", "max_accuracy_drop", "batch_size", "init_sigma",
+           "swap_candidates", "swap_rounds"}
 
 
 def option_field(field: dataclasses.Field) -> forms.Field:  # type: ignore[type-arg]
@@ -74,7 +74,7 @@ def option_field(field: dataclasses.Field) -> forms.Field:  # type: ignore[type-
     name, kind, default = field.name, str(field.type), getattr(D, field.name)
     optional = "None" in kind
     common: dict[str, Any] = {"help_text": OPTION_HELP[name], "label": OPTION_LABELS.get(name)}
-    low, high = OPTION_BOUNDS.get(name, (None, None))
+    low, high, _ = OPTION_RANGES[name] if name in BOUNDED else (None, None, False)
     bounds = {"min_value": low, "max_value": high}
     if name in TEXT_OPTIONS:
         initial = _size_text(default) if name == "grid" else None

@@ -11,6 +11,7 @@ from .config import (
     LAMBDA_MONITORS,
     LR_SCALES,
     OPTION_CHOICES,
+    OPTION_RANGES,
     PRECISIONS,
     THRESHOLD_MODES,
     ConfigError,
@@ -25,7 +26,7 @@ from .masks.chain import MASK_NAMES, MaskChain, build_chain, default_mask_type, 
 from .masks.dynamic import DYNAMIC_MASKS, MASK_NET_NAMES, DynamicMask, is_dynamic
 from .masks.stages import SELECT_STAGES
 from .models import MODELS, create_model
-from .options import OPTION_BOUNDS, OPTION_HELP, OPTION_LABELS
+from .options import OPTION_HELP, OPTION_LABELS
 from .training.records import METRIC_COLUMNS, PHASES, EpochRecord
 from .training.schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
 from .training.train import CHECKPOINT_NAME, TrainResult, build, gallery_inputs, resolve_device, train
@@ -33,8 +34,8 @@ from .transfer.packing import TransferPlan, encode_channel, full_plan, pack, pla
 
 __all__ = [
     "BUILTINS", "CHECKPOINT_NAME", "DEVICES", "DISCRETIZATIONS", "DYNAMIC_MASKS", "EXTEND_COSTS", "LAMBDA_MONITORS",
-    "LR_SCALES", "MASK_NAMES", "MASK_NET_NAMES", "METRIC_COLUMNS", "MODELS", "OPTION_BOUNDS", "OPTION_CHOICES",
-    "OPTION_HELP", "OPTION_LABELS", "PHASES", "PRECISIONS", "SELECT_STAGES",
+    "LR_SCALES", "MASK_NAMES", "MASK_NET_NAMES", "METRIC_COLUMNS", "MODELS", "OPTION_CHOICES", "OPTION_HELP",
+    "OPTION_LABELS", "OPTION_RANGES", "PHASES", "PRECISIONS", "SELECT_STAGES",
     "TEST_SHARE", "THRESHOLD_MODES", "ConfigError", "DataError", "DynamicMask", "EarlyStopping", "EpochRecord",
     "LambdaPlateau", "MaskChain", "PhaseSchedule", "ReadCounter", "StoreDataset", "StoreError", "TargetPace",
     "TauCooldown", "TensorDataset", "TrainConfig", "TrainResult", "TransferPlan", "build", "build_chain",

@@ -187,7 +187,8 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
 
 
 # Field -> (low, high, whether low itself is refused); optional fields left at None are not checked.
-_RANGES: dict[str, tuple[float, float, bool]] = {
+#: (low, high, low end open) of each number an option may be; the web form shows some of them as its bounds.
+OPTION_RANGES: dict[str, tuple[float, float, bool]] = {
     "epochs": (1, 100_000, False), "lambda_init": (0.0, 1e6, True), "lambda_factor": (1.0, 100.0, False),
     "lambda_patience": (0, 10_000, False), "tau_init": (0.0, 1e4, True), "tau_decay": (0.0, 1.0, True),
     "gamma": (0.0, 1.0, False), "mask_lr": (0.0, 10.0, True), "model_lr": (0.0, 10.0, True),
@@ -216,7 +217,7 @@ def _validate(cfg: TrainConfig) -> None:
     for name, choices in OPTION_CHOICES.items():
         if getattr(cfg, name) not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
-    for name, (low, high, low_open) in _RANGES.items():
+    for name, (low, high, low_open) in OPTION_RANGES.items():
         if getattr(cfg, name) is not None:
             _check_range(name, getattr(cfg, name), low, high, low_open=low_open)
     _check_range("tau_min", cfg.tau_min, 0.0, cfg.tau_init, low_open=True)

@@ -1,8 +1,6 @@
 """What each option of a run means, said once: the CLI's `--help`, the API's schema and the web form's fields all
-show these texts, with the choices of `config.OPTION_CHOICES` and the defaults of `TrainConfig`.
-
-`OPTION_BOUNDS` are the plain ranges a field can show before anything is sent (the web form's min and max);
-`config._validate` checks every value again, with the combinations no single range says.
+show these texts, with the choices of `config.OPTION_CHOICES`, the ranges of `config.OPTION_RANGES` and the
+defaults of `TrainConfig`.
 """
 from __future__ import annotations
 
@@ -60,12 +58,4 @@ OPTION_HELP: dict[str, str] = {
 OPTION_LABELS: dict[str, str] = {
     "lr_scale": "Learning rates for the batch", "model_lr": "Model learning rate", "mask_lr": "Mask learning rate",
     "network_lr": "Network learning rate (alone)",
-}
-
-#: (lowest, highest) a value may take on its own; None: no bound on that side.
-OPTION_BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "target_fraction": (0, 1), "target_bytes": (0, None), "epochs": (1, 100_000), "seed": (0, None),
-    "lambda_patience": (0, None), "lambda_threshold": (0, None), "warmup_epochs": (0, None),
-    "finalize_epochs": (0, None), "early_stop_patience": (1, None), "max_accuracy_drop": (0, 1),
-    "batch_size": (1, None), "init_sigma": (0, None), "swap_candidates": (0, None), "swap_rounds": (0, None),
 }
