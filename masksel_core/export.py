@@ -21,8 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .masks.dynamic import DynamicMask, ServerMask
-from .masks.stages import Merge, SelectStage
 from .training.records import METRIC_COLUMNS, EpochRecord
 from .training.train import TrainResult
 
@@ -87,13 +85,9 @@ def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
     model's test accuracy, the run's warnings). A dynamic mask adds `mask_net.ts`, the server's half: `model.ts`
     is then the client's network alone, on the input as `transfer.unpack` rebuilds it."""
     out = Path(out_dir)
-    selected = result.selected
-    dynamic = isinstance(result.mask, DynamicMask)
-    stages = result.mask.describe() if not dynamic and ("+" in result.config.mask_type or result.mask.extend) else None
-    document = mask_document(result.config.mask_type, result.input_shape, selected, result.fraction, stages)
-    if dynamic:  # `selected` is what at least half the validation inputs send; the frequency says how often
-        document["dynamic"] = {**result.mask.describe(),
-                               "frequency": np.round(result.mask.frequency(result.probe), 4).tolist()}
+    selected = result.selected  # a dynamic mask's: what at least half the validation inputs send
+    document = {**mask_document(result.config.mask_type, result.input_shape, selected, result.fraction),
+                **result.mask.document_fields(result.probe)}
     files = {
         "mask.json": json.dumps(document).encode(),
         "mask.npy": npy_bytes(selected.astype(np.uint8)),
@@ -104,8 +98,9 @@ def write_outputs(result: TrainResult, out_dir: str | Path) -> dict[str, Path]:
         "mask.png": mask_png(selected),
         "summary.json": json.dumps(result.summary(), indent=2).encode(),
     }
-    if dynamic:
-        files["mask_net.ts"] = mask_net_bytes(result.mask)
+    server = result.mask.server_half()
+    if server is not None:
+        files["mask_net.ts"] = server_bytes(server, result.mask.input_shape)
     if result.transfer:
         files["transfer.json"] = json.dumps(result.transfer, indent=2).encode()
     for name, payload in files.items():
@@ -130,30 +125,9 @@ class MaskedNetwork(torch.nn.Module):
         return self.network(x * self.keep * self.scale)
 
 
-def frozen_keep(result: TrainResult) -> tuple[torch.Tensor, float]:
-    """The discrete mask of the stages that act on the network's input, as one 0/1 tensor, and its scale. A
-    dynamic mask's network takes what the client rebuilds (zeros where nothing was sent): it keeps everything."""
-    chain = result.mask
-    if isinstance(chain, DynamicMask):
-        return torch.ones(chain.input_shape), 1.0
-    stages = list(chain.stages)
-    merges = [i for i, stage in enumerate(stages) if isinstance(stage, Merge)]
-    after = stages[merges[-1] + 1:] if merges else stages
-    keep = torch.ones(chain.output_shape, device=chain.base_cost.device)
-    scale = 1.0
-    with torch.no_grad():
-        for stage in after:
-            if isinstance(stage, SelectStage):
-                selected = stage.keep_map()
-                keep = keep * selected
-                if stage.rescale:
-                    scale /= max(float(selected.mean()), 1e-6)
-    return keep.detach().cpu(), scale
-
-
 def torchscript_bytes(result: TrainResult) -> bytes:
     """A TorchScript module of network-with-mask: `torch.jit.load(...)(x)` needs nothing of masksel."""
-    keep, scale = frozen_keep(result)
+    keep, scale = result.mask.client_keep()
     network = copy.deepcopy(result.model).cpu().eval()
     module = MaskedNetwork(network, keep, scale).eval()
     buffer = io.BytesIO()
@@ -167,12 +141,12 @@ def torchscript_bytes(result: TrainResult) -> bytes:
     return buffer.getvalue()
 
 
-def mask_net_bytes(mask: DynamicMask) -> bytes:
-    """TorchScript of the server's half of a dynamic mask (`dynamic.ServerMask`), traced: the shape is fixed."""
-    module = ServerMask(mask).eval()
+def server_bytes(module: torch.nn.Module, input_shape: tuple[int, ...]) -> bytes:
+    """TorchScript of the server's half of a mask (a dynamic one's `ServerMask`), traced: the shape is fixed."""
+    module = module.eval()
     buffer = io.BytesIO()
     with warnings.catch_warnings(action="ignore", category=FutureWarning), torch.no_grad():
-        torch.jit.save(torch.jit.trace(module, torch.zeros(2, *mask.input_shape)), buffer)
+        torch.jit.save(torch.jit.trace(module, torch.zeros(2, *input_shape)), buffer)
     return buffer.getvalue()
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .budget import fill_elements
 from .dynamic import DYNAMIC_MASKS, DynamicMask
 from .operators import DEFAULT_JPEG_QUALITIES, DEFAULT_THUMB_SCALES, Extend
 from .stages import SELECT_STAGES, ChannelXor, Merge, SelectStage, Shape, Stage
@@ -57,7 +58,14 @@ def default_mask_type(input_shape: Sequence[int]) -> str:
 
 
 class MaskChain(nn.Module):
-    """Stages applied in order to a batch; `Q` is the sum of the final cost map."""
+    """Stages applied in order to a batch; `Q` is the sum of the final cost map.
+
+    Its methods are a `DynamicMask`'s too (fraction, selected, frequency, fill_budget, epoch_snapshot,
+    document_fields, server_half, client_keep), so training and export never ask which kind they hold; where a
+    dynamic mask measures on the inputs given, a static one keeps the same elements of every input and reads none.
+    """
+
+    per_input = False  # the same selection for every input (see `DynamicMask.per_input`)
 
     def __init__(self, spec: str, input_shape: Shape, stages: Sequence[Stage], extend: Extend | None) -> None:
         super().__init__()
@@ -132,6 +140,45 @@ class MaskChain(nn.Module):
     def selected(self, x: torch.Tensor | None = None) -> np.ndarray:
         """The last select stage's discrete mask, in the contract's shape for its type (`x`: as `fraction`)."""
         return self.select_stages[-1].selected()
+
+    def frequency(self, x: torch.Tensor | None = None) -> np.ndarray:
+        """How often each element is kept: always or never (`x`: as `fraction`)."""
+        return self.selected().astype(np.float32)
+
+    def fill_budget(self, target: float, x: torch.Tensor | None = None) -> list[int]:
+        """Spend what lambda's last raise left of the budget `target` (`budget.fill_elements`); returns the flat
+        indices of the elements kept again (`x`: as `fraction`)."""
+        return fill_elements(self, target)
+
+    def epoch_snapshot(self, x: torch.Tensor | None = None,
+                       labels: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+        """An epoch record's picture of the mask: its one selection (`x`, `labels`: as `fraction`)."""
+        return {"selected": self.selected()}
+
+    def document_fields(self, x: torch.Tensor | None = None) -> dict[str, object]:
+        """What `mask.json` adds for this mask: every stage, where there is more than one select stage or an
+        extend."""
+        return {"stages": self.describe()} if "+" in self.spec or self.extend is not None else {}
+
+    def server_half(self) -> nn.Module | None:
+        """None: a static mask sends the same elements of every input, so the server needs no network to choose."""
+        return None
+
+    @torch.no_grad()
+    def client_keep(self) -> tuple[torch.Tensor, float]:
+        """The discrete mask of the stages that act on the network's input, as one 0/1 tensor, and its scale. After
+        an extend, the input is the merged picked versions (what a client rebuilds): the stages after the merge."""
+        stages = list(self.stages)
+        merges = [i for i, stage in enumerate(stages) if isinstance(stage, Merge)]
+        keep = torch.ones(self.output_shape, device=self.base_cost.device)
+        scale = 1.0
+        for stage in stages[merges[-1] + 1:] if merges else stages:
+            if isinstance(stage, SelectStage):
+                selected = stage.keep_map()
+                keep = keep * selected
+                if stage.rescale:
+                    scale /= max(float(selected.mean()), 1e-6)
+        return keep.detach().cpu(), scale
 
     def describe(self) -> list[dict[str, object]]:
         """Every stage, for `mask.json` of chains."""

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .budget import fill_offset
 from .stages import Shape, cell_index, element_costs
 
 DYNAMIC_MASKS = ("dynamic-pixel-any", "dynamic-block-any")
@@ -144,6 +145,7 @@ class DynamicMask(nn.Module):
     """`dynamic-pixel-any` (a cell per value) or `dynamic-block-any` (a `grid` of cells per channel)."""
 
     extend = None  # no extend chains: a dynamic mask stands alone
+    per_input = True  # what it keeps, and so Q, depends on the input: its methods measure on the inputs given
 
     def __init__(self, spec: str, input_shape: Shape, *, grid: tuple[int, int] = (3, 3),
                  server_view: tuple[int, int] | None = None, mask_net: str = "auto",
@@ -171,7 +173,7 @@ class DynamicMask(nn.Module):
         self.register_buffer("col_cell", cell_index(w, gw))
         # The bitmap rides along with every sample: its share of the raw float32 input is part of Q.
         self.bitmap_share = bitmap_bytes(self.cell_shape) / float(c * h * w * 4)
-        # Added to every logit: raised by `training.budget.fill_dynamic_budget` to spend a budget that lambda's
+        # Added to every logit: raised by `fill_budget` (`budget.fill_offset`) to spend a budget that lambda's
         # last raise left unused; part of the server's mask network (`ServerMask`, `digest`).
         self.register_buffer("offset", torch.zeros(()))
 
@@ -231,6 +233,37 @@ class DynamicMask(nn.Module):
         keeps where a static mask keeps its one selection."""
         return (self.frequency(x) >= 0.5).astype(np.uint8)
 
+    def fill_budget(self, target: float, x: torch.Tensor | None = None) -> list[int]:
+        """Spend what lambda's last raise left of the budget `target`, measured on the inputs `x`: one offset on
+        every logit (`budget.fill_offset`). No one element is kept again, so none is named (`describe` gives the
+        offset)."""
+        fill_offset(self, self._inputs(x), target)
+        return []
+
+    def epoch_snapshot(self, x: torch.Tensor | None = None,
+                       labels: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+        """An epoch record's picture of the mask on the validation inputs `x`: the cells kept for at least half of
+        them, how often each cell is kept, and the cells of the gallery's few inputs (picked by `labels`)."""
+        frequency = self.frequency(x)
+        snapshot = {"selected": (frequency >= 0.5).astype(np.uint8), "frequency": frequency}
+        if labels is not None:
+            gallery = x[gallery_indices(labels)]
+            snapshot["gallery"] = self.hard_cells(gallery).to(torch.uint8).cpu().numpy()
+        return snapshot
+
+    def document_fields(self, x: torch.Tensor | None = None) -> dict[str, object]:
+        """What `mask.json` adds for this mask: "dynamic", with how often each cell is kept on the inputs `x`."""
+        return {"dynamic": {**self.describe(), "frequency": np.round(self.frequency(x), 4).tolist()}}
+
+    def server_half(self) -> nn.Module:
+        """The module the server runs to choose each input's cells (`mask_net.ts`)."""
+        return ServerMask(self)
+
+    def client_keep(self) -> tuple[torch.Tensor, float]:
+        """What the client's network multiplies its input by: all ones (it takes what the client rebuilt, zeros
+        where nothing was sent)."""
+        return torch.ones(self.input_shape), 1.0
+
     def describe(self) -> dict[str, object]:
         """What `mask.json` says of it under "dynamic": enough for a receiver to read its payloads."""
         return {"cells": list(self.cell_shape), "server_view": list(self.server_view), "mask_net": self.mask_net,
@@ -274,10 +307,14 @@ class DynamicMask(nn.Module):
             return cells
         return cells[:, :, self.row_cell][:, :, :, self.col_cell]
 
-    def _parts(self, x: torch.Tensor | None) -> list[torch.Tensor]:
+    @staticmethod
+    def _inputs(x: torch.Tensor | None) -> torch.Tensor:
         if x is None:
             raise ValueError("a dynamic mask's share depends on the inputs: give the ones to measure it on")
-        return list(x.split(MEASURE_BATCH))
+        return x
+
+    def _parts(self, x: torch.Tensor | None) -> list[torch.Tensor]:
+        return list(self._inputs(x).split(MEASURE_BATCH))
 
 
 class ServerMask(nn.Module):

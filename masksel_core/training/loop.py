@@ -13,8 +13,6 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..masks.chain import AnyMask
-from ..masks.dynamic import DynamicMask, gallery_indices
-from .budget import fill_budget, fill_dynamic_budget
 from .precision import resolve_precision
 from .records import EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
@@ -50,7 +48,7 @@ class Loop:
         self.epoch, self.stopped_because = 0, "epochs"
         self.swaps: list[tuple[int, int]] = []  # (dropped, taken) by the swap check that ended selection
         self.swap_seconds = 0.0
-        self.refilled: list[int] = []  # elements kept again after lambda overshot the target (`budget`)
+        self.refilled: list[int] = []  # elements kept again after lambda overshot the target (`masks.budget`)
         self.start_accuracy: float | None = None
         self.records: list[EpochRecord] = []
         first = "select" if config.pretrained is not None or config.warmup_epochs == 0 else "warmup"
@@ -175,18 +173,15 @@ class Loop:
         """The swap check, then freeze the masks and go on to finalize; `accuracy` is the last selection epoch's
         (under the mask it ended with)."""
         self.stopped_because = reason
-        filled = False
-        if reason in ("target_fraction", "target_bytes"):  # the last raise of lambda may have overshot
-            if isinstance(self.chain, DynamicMask):
-                filled = fill_dynamic_budget(self.chain, self.splits.probe, self._target_fraction()) > 0
-            else:
-                self.refilled = fill_budget(self.chain, self._target_fraction())
+        filled = reason in ("target_fraction", "target_bytes")  # the last raise of lambda may have overshot
+        if filled:
+            self.refilled = self.chain.fill_budget(self._target_fraction(), self.probe)
         started = time.perf_counter()
         self.swaps = swap_check(self.chain, self.model, self.splits, candidates=self.config.swap_candidates,
                                 rounds=self.config.swap_rounds, lr=self.config.lr(self.config.network_lr),
                                 seed=self.config.seed + 2, dtype=self.dtype)
         self.swap_seconds = time.perf_counter() - started
-        if self.swaps or self.refilled or filled:
+        if self.swaps or filled:
             accuracy, _ = evaluate_split(self.model, self.chain, self.splits, self.dtype)
         self.chain.freeze()
         if not self.config.finalize_epochs:
@@ -216,22 +211,20 @@ class Loop:
 
     def _record(self, task: float, q: float, accuracy: float, started: float, *, lam: float | None = None,
                 tau: float | None = None, fraction: float | None = None) -> EpochRecord:
-        snapshot: dict[str, np.ndarray] = {}
-        if isinstance(self.chain, DynamicMask):  # how often each cell is kept, and the gallery's own cells
-            snapshot["frequency"] = self.chain.frequency(self.splits.probe)
-            selected = (snapshot["frequency"] >= 0.5).astype(np.uint8)
-            gallery = self.splits.probe[gallery_indices(self.splits.probe_labels)]
-            snapshot["gallery"] = self.chain.hard_cells(gallery).to(torch.uint8).cpu().numpy()
-        else:
-            selected = self.chain.selected()
+        snapshot = self.chain.epoch_snapshot(self.probe, self.splits.probe_labels)
         return EpochRecord(self.epoch, task, q, accuracy, self.lam.value if lam is None else lam,
                            self.tau.value if tau is None else tau, self._fraction() if fraction is None else fraction,
-                           selected, self.phase, time.perf_counter() - started, **snapshot)
+                           phase=self.phase, seconds=time.perf_counter() - started, **snapshot)
+
+    @property
+    def probe(self) -> torch.Tensor | None:
+        """The validation inputs a mask whose selection depends on the input is measured on; None for a static one
+        (a streamed run reads them only where they are needed)."""
+        return self.splits.probe if self.chain.per_input else None
 
     def _fraction(self) -> float:
-        """Q of the noise-free mask; a dynamic mask's on the validation inputs (a static one costs the same on
-        every input)."""
-        return self.chain.fraction(self.splits.probe if isinstance(self.chain, DynamicMask) else None)
+        """Q of the noise-free mask (a dynamic one's on the validation inputs)."""
+        return self.chain.fraction(self.probe)
 
     # --- saving ----------------------------------------------------------------------------------
 

@@ -71,9 +71,5 @@ class StreamedSplits:
         for x, y in loader(stream, workers=self.workers):
             yield self.transform(x).to(self.device), y.to(self.device)
 
-    def test_sample(self, count: int) -> torch.Tensor:
-        """The first `count` test inputs (what a transfer summary packs to measure the bytes per sample)."""
-        return torch.from_numpy(self.store.read_rows(self.store.test_key, self.store.test_rows[:count]))
-
     def close(self) -> None:
         self.copy.close()

@@ -28,8 +28,9 @@ import math
 import torch
 from torch import nn
 
+from ..masks.budget import dropped_by_margin, two_class_stage
 from ..masks.chain import AnyMask, MaskChain
-from ..masks.stages import ChannelXor, PixelXor, SelectStage
+from ..masks.stages import SelectStage
 from .precision import autocast
 from .steps import Splits, evaluate_split, network_step
 
@@ -83,22 +84,6 @@ def swap_check(chain: AnyMask, model: nn.Module, splits: Splits, *, candidates: 
         _exchange(flat, *found)
         swaps.append(found)
     return swaps
-
-
-def two_class_stage(chain: AnyMask) -> SelectStage | None:
-    """The last select stage, where each element is kept or dropped on its own: what the swap check and the budget's
-    fill change. None for a dynamic mask (no one set of elements) and a one-of-K stage (nothing to add or swap)."""
-    stages = chain.select_stages
-    if not stages or isinstance(stages[-1], (ChannelXor, PixelXor)):
-        return None
-    return stages[-1]
-
-
-def dropped_by_margin(flat: torch.Tensor) -> torch.Tensor:
-    """Flat indices of the dropped elements of (elements, select/drop) logits, the closest to being kept first."""
-    margin = flat[:, 0] - flat[:, 1]
-    dropped = torch.nonzero(margin < 0).flatten()
-    return dropped[torch.argsort(margin[dropped], descending=True, stable=True)]
 
 
 def trial_steps(num_fit: int, batch_size: int) -> int:

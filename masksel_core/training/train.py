@@ -8,12 +8,12 @@ with a fixed seed the resumed run gives the same numbers, bit for bit, as an uni
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -49,12 +49,13 @@ class TrainResult:
     stopped_because: str = "epochs"
     start_accuracy: float = 0.0
     test_accuracy: float | None = None  # the model written, on the test split, which nothing else looks at
-    transfer: dict[str, Any] = field(default_factory=dict)  # bytes of the final mask on the test set
     warnings: list[str] = field(default_factory=list)
     swaps: list[tuple[int, int]] = field(default_factory=list)  # (dropped, taken) by the swap check
     swap_seconds: float = 0.0
     refilled: list[int] = field(default_factory=list)  # kept again after lambda overshot the target
     probe: torch.Tensor | None = None  # the validation inputs a dynamic mask's share is measured on
+    # The test inputs the transfer summary packs: read only where an output asks for it.
+    test_inputs: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def selected(self) -> np.ndarray:
@@ -63,6 +64,14 @@ class TrainResult:
     @property
     def fraction(self) -> float:
         return self.mask.fraction(self.probe)
+
+    @functools.cached_property
+    def transfer(self) -> dict[str, Any]:
+        """What the final mask sends per test sample (`transfer.packing.transfer_summary`): measured the first time
+        an output asks (`transfer.json`, the CLI's report, the service's run), never by training itself."""
+        if not self.records or self.test_inputs is None:
+            return {}
+        return transfer_summary(self.mask, self.test_inputs(), budget_bytes=self.config.target_bytes, probe=self.probe)
 
     def seconds_per_phase(self) -> dict[str, float]:
         """Where the run's time went: each phase's epochs, and the swap check that ends selection."""
@@ -205,8 +214,7 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
     if path is not None and path.exists():
         # Loaded onto the CPU: the modules and optimisers move what they hold to their own devices.
         loop.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    result = TrainResult(config, model, chain, data.input_shape,
-                         probe=splits.probe if isinstance(chain, DynamicMask) else None)
+    result = TrainResult(config, model, chain, data.input_shape, probe=loop.probe)
 
     def emit(record: EpochRecord) -> None:
         if on_epoch is not None:
@@ -236,11 +244,17 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
         else:
             result.test_accuracy = evaluate_batches(model, chain, splits.test_batches(), device=device)[0]
         result.warnings = run_warnings(result, splits.y_val, loop.lam.value)
-    if result.records:
-        packed = data if isinstance(data, TensorDataset) else SimpleNamespace(
-            x_test=splits.test_sample(min(TEST_SAMPLE, eval_batch(data.input_shape))))
-        result.transfer = transfer_summary(chain, packed, budget_bytes=config.target_bytes, probe=result.probe)
+    result.test_inputs = test_inputs(data)
     return result
+
+
+def test_inputs(data: TensorDataset | StoreDataset) -> Callable[[], torch.Tensor]:
+    """The test inputs a transfer summary packs: all of an in-memory set, the first `TEST_SAMPLE` (at most a batch's
+    memory) of a store's (a static mask sends the same bytes of every sample)."""
+    if isinstance(data, StoreDataset):
+        count = min(TEST_SAMPLE, eval_batch(data.input_shape))
+        return lambda: torch.from_numpy(data.read_rows(data.test_key, data.test_rows[:count]))
+    return lambda: data.x_test
 
 
 def _atomic_save(state: dict[str, Any], path: Path) -> None:
@@ -255,8 +269,7 @@ def run_warnings(result: TrainResult, y_val: torch.Tensor, final_lambda: float) 
     reached, a lambda that never moved."""
     config, last = result.config, result.records[-1]
     warnings = []
-    if result.fraction <= getattr(result.mask, "bitmap_share", 0.0) or not (
-            result.mask.frequency(result.probe) if result.probe is not None else result.selected).any():
+    if result.fraction <= getattr(result.mask, "bitmap_share", 0.0) or not result.mask.frequency(result.probe).any():
         warnings.append("the final mask keeps nothing, so the network sees only zeros: lower lambda_init or "
                         "lambda_factor, or set a target_fraction")
     chance = float(torch.bincount(y_val).max()) / max(len(y_val), 1)

@@ -262,9 +262,9 @@ def _thumb_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> torc
     return out * torch.from_numpy(plan.keep)
 
 
-def transfer_summary(chain: Any, data: Any, *, budget_bytes: float | None = None, batch: int = 1024,
+def transfer_summary(chain: Any, x: torch.Tensor, *, budget_bytes: float | None = None, batch: int = 1024,
                      probe: torch.Tensor | None = None) -> dict[str, Any]:
-    """What the final mask sends per test sample, measured by packing the test set (float32 values).
+    """What the final mask sends per test sample, measured by packing the test inputs `x` (float32 values).
 
     `bytes_per_sample` counts the payload bodies (what grows with the samples); `header_bytes` is
     paid once per payload. `value_fraction` is the paper's Q (share of values, or priced versions); a dynamic
@@ -272,7 +272,6 @@ def transfer_summary(chain: Any, data: Any, *, budget_bytes: float | None = None
     `value_fraction * raw_bytes_per_sample` predicts the bytes measured here on inputs it never saw.
     """
     plan = plan_from_chain(chain)
-    x = data.x_test
     device = next(iter(chain.buffers())).device
 
     def payload(part: torch.Tensor) -> bytes:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from masksel_core import TrainConfig, build_chain, load_dataset, train
+from masksel_core.masks.budget import FLOOR
 from masksel_core.masks.dynamic import BIAS, DynamicMask, ServerMask
-from masksel_core.training.budget import FLOOR, fill_budget, fill_dynamic_budget
 
 
 def _chain(kept: int, costs: list[float] | None = None):  # type: ignore[no-untyped-def]
@@ -20,20 +20,20 @@ def _chain(kept: int, costs: list[float] | None = None):  # type: ignore[no-unty
 
 def test_the_closest_dropped_elements_come_back_up_to_the_target() -> None:
     chain = _chain(kept=4)
-    added = fill_budget(chain, target=0.5)  # 8 of 16 asked for, 4 kept
+    added = chain.fill_budget(0.5)  # 8 of 16 asked for, 4 kept
     assert added == [15, 14, 13, 12] and chain.fraction() == pytest.approx(0.5)
-    assert fill_budget(chain, target=0.5) == []  # nothing left to fill
+    assert chain.fill_budget(0.5) == []  # nothing left to fill
 
 
 def test_filling_stops_at_the_floor_and_skips_what_is_too_dear() -> None:
     chain = _chain(kept=4, costs=[1.0] * 15 + [20.0])  # element 15 alone would cost 20 of the 16 values' price
-    added = fill_budget(chain, target=0.5)
+    added = chain.fill_budget(0.5)
     assert added == [14, 13, 12, 11]  # 15 skipped; 7 of 16 is under the floor (0.45), 8 of 16 is not
     assert FLOOR * 0.5 <= chain.fraction() <= 0.5 + 1e-9
 
 
 def test_xor_masks_are_left_alone() -> None:
-    assert fill_budget(build_chain("channel-xor", (3, 1, 4)), target=0.5) == []
+    assert build_chain("channel-xor", (3, 1, 4)).fill_budget(0.5) == []
 
 
 def test_a_run_whose_lambda_overshoots_ends_inside_its_budget() -> None:
@@ -64,7 +64,8 @@ def test_a_dynamic_mask_below_its_target_keeps_the_cells_closest_to_being_kept()
     before, digest = mask.hard_cells(x), mask.digest()
     assert mask.fraction(x) == pytest.approx(0.5 + mask.bitmap_share, abs=0.03)
     target = 0.8
-    offset = fill_dynamic_budget(mask, x, target)
+    assert mask.fill_budget(target, x) == []  # no one element to name: one offset moved for every input
+    offset = float(mask.offset)
     assert offset > 0 and FLOOR * target <= mask.fraction(x) <= target
     after = mask.hard_cells(x)
     assert bool((after >= before).all())  # nothing kept before is dropped
@@ -74,7 +75,10 @@ def test_a_dynamic_mask_below_its_target_keeps_the_cells_closest_to_being_kept()
     assert mask.digest() != digest and mask.describe()["offset"] == pytest.approx(offset, abs=1e-6)
     server = ServerMask(mask)  # what the server runs keeps the same cells
     assert torch.equal(server(x), after)
-    assert fill_dynamic_budget(mask, x, target) == offset  # at the target already: nothing to move
+    mask.fill_budget(target, x)
+    assert float(mask.offset) == offset  # at the target already: nothing to move
+    with pytest.raises(ValueError, match="depends on the inputs"):
+        mask.fill_budget(target)
 
 
 def test_a_dynamic_mask_saved_without_an_offset_loads_with_none() -> None:

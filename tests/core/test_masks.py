@@ -118,3 +118,35 @@ def test_specs_are_checked_by_name() -> None:
         with pytest.raises(ValueError, match=needle):
             split_spec(bad)
     assert set(SELECT_STAGES) <= set(MASK_NAMES)
+
+
+def test_static_and_dynamic_masks_answer_the_same_questions() -> None:
+    """Training and export ask any mask the same things; a static one answers without reading the inputs."""
+    from masksel_core.masks.dynamic import DynamicMask
+
+    x = torch.rand(20, 3, 8, 6, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(20) % 4
+    static = build_chain("channel-any+pixel-any", SHAPE)
+    randomise(static)
+    snapshot = static.epoch_snapshot(x, labels)
+    assert list(snapshot) == ["selected"] and np.array_equal(snapshot["selected"], static.selected())
+    assert np.array_equal(static.frequency(x), static.selected().astype(np.float32))
+    assert [s["mask_type"] for s in static.document_fields(x)["stages"]] == ["channel-any", "pixel-any"]
+    assert build_chain("pixel-any", SHAPE).document_fields() == {}
+    keep, scale = static.client_keep()
+    channels = static.select_stages[0].selected().astype(bool)
+    assert keep.shape == SHAPE and not keep[~channels].any()  # a dropped channel's pixels are never kept
+    assert static.server_half() is None and not static.per_input
+
+    dynamic = DynamicMask("dynamic-block-any", SHAPE, grid=(2, 2), mask_net="linear")
+    with torch.no_grad():
+        dynamic.net.linear.weight.normal_(generator=torch.Generator().manual_seed(1))
+        dynamic.net.scale.fill_(1.0)
+    snapshot = dynamic.epoch_snapshot(x, labels)
+    assert np.array_equal(snapshot["selected"], (snapshot["frequency"] >= 0.5).astype(np.uint8))
+    assert snapshot["gallery"].shape[1:] == (3, 2, 2) and 0 < snapshot["frequency"].mean() < 1
+    assert dynamic.document_fields(x)["dynamic"]["frequency"] == np.round(snapshot["frequency"], 4).tolist()
+    assert torch.equal(dynamic.server_half()(x), dynamic.hard_cells(x))
+    assert torch.equal(dynamic.client_keep()[0], torch.ones(SHAPE)) and dynamic.per_input
+    with pytest.raises(ValueError, match="depends on the inputs"):
+        dynamic.frequency()

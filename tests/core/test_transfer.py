@@ -191,7 +191,9 @@ def test_a_byte_budget_stops_selection_and_the_result_says_it_held() -> None:
     result = train(config, load_dataset("digits"))
     assert result.stopped_because == "target_bytes"
     assert result.records[-1].phase in ("finalize", "final")
+    assert "transfer" not in vars(result)  # training packs nothing: the summary is measured when an output asks
     summary = result.transfer
+    assert summary["samples"] == len(load_dataset("digits").y_test)
     assert summary["budget_held"] is True and summary["bytes_per_sample"] <= 120.0
     assert summary["bytes_per_sample"] == pytest.approx(result.fraction * 256)
 

@@ -14,16 +14,36 @@ kept come back first, as the static fill's do.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from ..masks.chain import AnyMask
-from ..masks.dynamic import DynamicMask
-from .swap_check import dropped_by_margin, two_class_stage
+from .stages import ChannelXor, PixelXor, SelectStage
+
+if TYPE_CHECKING:
+    from .chain import MaskChain
+    from .dynamic import DynamicMask
 
 FLOOR = 0.9  # a mask below this share of its target has budget left to fill
 
 
-def fill_budget(chain: AnyMask, target: float) -> list[int]:
+def two_class_stage(chain: MaskChain | DynamicMask) -> SelectStage | None:
+    """The last select stage, where each element is kept or dropped on its own: what the swap check and the budget's
+    fill change. None for a dynamic mask (no one set of elements) and a one-of-K stage (nothing to add or swap)."""
+    stages = chain.select_stages
+    if not stages or isinstance(stages[-1], (ChannelXor, PixelXor)):
+        return None
+    return stages[-1]
+
+
+def dropped_by_margin(flat: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the dropped elements of (elements, select/drop) logits, the closest to being kept first."""
+    margin = flat[:, 0] - flat[:, 1]
+    dropped = torch.nonzero(margin < 0).flatten()
+    return dropped[torch.argsort(margin[dropped], descending=True, stable=True)]
+
+
+def fill_elements(chain: MaskChain, target: float) -> list[int]:
     """Keep dropped elements of the last select stage again, largest margin first, each only if Q stays at most
     `target`, until Q is at least `FLOOR * target`; returns their flat indices, in the order taken."""
     stage = two_class_stage(chain)
@@ -48,7 +68,7 @@ OFFSET_LIMIT = 64.0  # a logit offset past this keeps every cell the network doe
 
 
 @torch.no_grad()
-def fill_dynamic_budget(mask: DynamicMask, inputs: torch.Tensor, target: float) -> float:
+def fill_offset(mask: DynamicMask, inputs: torch.Tensor, target: float) -> float:
     """Raise `mask.offset` to the largest value whose Q on `inputs` stays at most `target`, when Q is below
     `FLOOR * target`; returns the offset (0 when there was nothing to fill)."""
     if mask.fraction(inputs) >= FLOOR * target:
