@@ -1,12 +1,10 @@
 """The REST API: thin views over selectors and services."""
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,13 +15,6 @@ from masksel_core import DataError, StoreError
 from . import dataset_services, downloads, run_files, samples, selectors, services, study_selectors, study_services
 from . import serializers as out
 from .errors import ServiceError, public_text
-
-
-def parsed(serializer: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    """A request body parsed by its input serializer: its validated data, or a 400 naming each bad field."""
-    given = serializer(data=data if isinstance(data, dict) else {})
-    given.is_valid(raise_exception=True)
-    return dict(given.validated_data)
 
 
 class DatasetList(APIView):
@@ -43,7 +34,7 @@ class DatasetList(APIView):
             row = dataset_services.dataset_create(owner=request.user, name=request.data.get("name", ""),
                                                   upload=upload)
         elif "uri" in request.data:
-            row = dataset_services.dataset_register(owner=request.user, **parsed(out.DatasetRegister, request.data))
+            row = dataset_services.dataset_register(owner=request.user, **out.parse(out.DatasetRegister, request.data))
         else:
             return Response({"error": "file is required (multipart field 'file'), or a store's uri (JSON {name, uri})"},
                             status=400)
@@ -115,13 +106,13 @@ class RunList(APIView):
                    summary="Your runs, newest first (500 at most; ?ids=1,2,3); `latest` is left out here",
                    parameters=[OpenApiParameter("ids", str, description="only these runs (comma-separated ids)")])
     def get(self, request: Request) -> Response:
-        rows = selectors.run_list(request.user, ids=request.query_params.get("ids"))
+        rows = selectors.run_list(request.user, **out.parse(out.RunListQuery, request.query_params))
         return Response(out.RunSerializer(rows, many=True, context={"latest": False}).data)
 
     @extend_schema(request=out.RunCreate, responses={201: out.RunCreated, 400: out.Error},
                    summary="Queue a run: a data set, a mask (or chain), a model and any TrainConfig option")
     def post(self, request: Request) -> Response:
-        run = services.run_create(owner=request.user, data=request.data)
+        run = services.run_create(owner=request.user, **out.parse(out.RunRequest, request.data))
         return Response(out.RunCreated(run).data, status=status.HTTP_201_CREATED)
 
 
@@ -131,7 +122,7 @@ class RunBatch(APIView):
     @extend_schema(request=out.BatchRequest, responses={200: out.BatchResult, 400: out.Error, 404: out.Error},
                    summary='{"action": "cancel"|"requeue"|"delete", "ids": [...]}: "ok" or the reason, per run')
     def post(self, request: Request) -> Response:
-        given = parsed(out.BatchRequest, request.data)
+        given = out.parse(out.BatchRequest, request.data)
         runs = selectors.runs_by_ids(request.user, given["ids"])
         results, created = services.runs_batch(runs, given["action"])
         return Response(out.BatchResult({"results": results, "created": created}).data)
@@ -144,22 +135,21 @@ class MaskConfigList(APIView):
     def get(self, request: Request) -> Response:
         return Response(out.MaskConfigSerializer(selectors.mask_configs_of(request.user), many=True).data)
 
-    @extend_schema(request=out.MaskConfigSerializer, responses={201: out.MaskConfigSerializer, 400: out.Error},
+    @extend_schema(request=out.MaskConfigRequest, responses={201: out.MaskConfigSerializer, 400: out.Error},
                    summary='Save {"name": ..., "config": {run options}}; use it with "mask_config": id in a run')
     def post(self, request: Request) -> Response:
-        body = request.data if isinstance(request.data, dict) else {}
-        row = services.mask_config_create(owner=request.user, name=body.get("name", ""), config=body.get("config"))
+        row = services.mask_config_create(owner=request.user, **out.parse(out.MaskConfigRequest, request.data))
         return Response(out.MaskConfigSerializer(row).data, status=status.HTTP_201_CREATED)
 
 
 class SweepCreate(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: out.RunCreated(many=True), 400: out.Error},
+    @extend_schema(request=out.SweepRequest, responses={201: out.RunCreated(many=True), 400: out.Error},
                    summary="One run per (lambda_init, lambda_factor) cell and seed: the options of a run, with "
                            "lambda_init and lambda_factor as lists and seeds a count; optional name (the tag)")
     def post(self, request: Request) -> Response:
-        runs = services.run_sweep(owner=request.user, data=request.data)
+        runs = services.run_sweep(owner=request.user, **out.parse(out.SweepRequest, request.data))
         return Response(out.RunCreated(runs, many=True).data, status=status.HTTP_201_CREATED)
 
 
@@ -173,7 +163,8 @@ class RunDetail(APIView):
     @extend_schema(request=out.Annotations, responses={200: out.RunSerializer, 400: out.Error, 404: out.Error})
     def patch(self, request: Request, run_id: int) -> Response:
         """Change name, tags (a list of strings), notes (text) and, while the run is queued, its priority."""
-        run = services.run_annotate(selectors.run_get(request.user, run_id), request.data)
+        changes = out.parse(out.Annotations, request.data)
+        run = services.run_annotate(selectors.run_get(request.user, run_id), **changes)
         return Response(out.RunSerializer(run).data)
 
     @extend_schema(responses={204: None, 400: out.Error, 404: out.Error})

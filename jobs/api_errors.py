@@ -10,15 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
 
-from .errors import NotFound, ServiceError
-
-
-def _flatten(detail: Any) -> str:
-    if isinstance(detail, dict):
-        return "; ".join(f"{key}: {_flatten(value)}" for key, value in detail.items())
-    if isinstance(detail, list):
-        return "; ".join(_flatten(item) for item in detail)
-    return str(detail)
+from .errors import NotFound, ServiceError, flatten
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -34,5 +26,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response({"error": str(exc) or "not found"}, status=status.HTTP_404_NOT_FOUND)
     response = drf_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
-        response.data = {"error": _flatten(exc.detail)}
+        response.data = {"error": flatten(exc.detail)}
     return response

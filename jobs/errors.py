@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -14,6 +15,16 @@ class ServiceError(ValueError):
 
 class NotFound(LookupError):
     """No such thing, or not the caller's: the two look the same from outside (HTTP 404)."""
+
+
+def flatten(detail: Any) -> str:
+    """A serializer's errors (per field, nested lists) as one line: "field: what is wrong; other: ..."."""
+    if isinstance(detail, dict):  # errors of the whole body (DRF's "non_field_errors") name no field
+        return "; ".join(flatten(value) if key == "non_field_errors" else f"{key}: {flatten(value)}"
+                         for key, value in detail.items())
+    if isinstance(detail, list):
+        return "; ".join(flatten(item) for item in detail)
+    return str(detail)
 
 
 def public_text(text: str) -> str:

@@ -78,6 +78,7 @@ FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 PRIORITY_RANGE = (-10, 10)
+MAX_TAGS, MAX_TAG_LENGTH, MAX_NOTES, MAX_NAME = 20, 50, 10_000, 200  # a run's annotations
 QUEUE_ORDER = ("-priority", "id")
 
 

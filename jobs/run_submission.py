@@ -6,6 +6,7 @@ through here, so a run is checked and queued the same way whoever asks for it.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from celery import current_app
@@ -19,52 +20,45 @@ from masksel_core import ConfigError, TrainConfig
 from . import queues, run_files
 from .dataset_services import check_storage
 from .errors import NotFound, ServiceError
-from .models import PRIORITY_RANGE, Dataset, MaskConfig, Run, RunStatus
+from .models import MAX_TAG_LENGTH, MAX_TAGS, Dataset, MaskConfig, Run, RunStatus
 from .run_config import config_for
 from .selectors import dataset_get
 
-MAX_TAGS, MAX_TAG_LENGTH, MAX_NOTES, MAX_NAME = 20, 50, 10_000, 200
 
+def run_create(*, owner: Any, dataset: int, options: dict[str, Any] | None = None, name: str | None = None,
+               tags: Sequence[str] = (), notes: str | None = None, priority: int = 0, mask_config: int | None = None,
+               pretrained_run: int | None = None, group_tags: Sequence[str] = (), check_limit: bool = True) -> Run:
+    """Check a run request (data set visible, options valid, the user's limits) and queue it after the commit.
 
-def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = None, check_limit: bool = True) -> Run:
-    """Check a run request (dataset visible, config valid) and queue it after the commit. A study's next trial
-    skips the open-run limit (`check_limit=False`): it takes the place its study held since it was created."""
-    if not isinstance(data, dict):
-        raise ServiceError("the body must be a JSON object")
-    options = dict(data)
-    if "dataset" not in options:
-        raise ServiceError("dataset is required")
-    dataset_id = options.pop("dataset")
-    priority = parse_priority(options.pop("priority", 0))
-    annotations = checked_annotations({key: options.pop(key) for key in ("name", "tags", "notes") if key in options})
-    if tags is not None:  # a sweep's tag comes first
-        annotations = {**annotations, **checked_annotations({"tags": [*tags, *annotations.get("tags", [])]})}
-    if "mask_config" in options:
-        # A saved configuration fills in what the request leaves out.
-        options = {**mask_config_get(owner, options.pop("mask_config")).config, **options}
-    if isinstance(dataset_id, bool) or not isinstance(dataset_id, (int, str)):
-        raise ServiceError("dataset must be a dataset id")
+    Its fields come parsed (`serializers.RunRequest`); `options` are checked here, by `TrainConfig`, whoever asks.
+    A sweep's or a study's tag (`group_tags`) comes before the run's own. A study's next trial skips the open-run
+    limit (`check_limit=False`): it takes the place its study held since it was created."""
+    annotations = tag_fields([*group_tags, *tags])
+    if name is not None:
+        annotations["name"] = name
+    if notes is not None:
+        annotations["notes"] = notes
+    options = dict(options or {})
+    if mask_config is not None:  # a saved configuration fills in what the request leaves out
+        options = {**mask_config_get(owner, mask_config).config, **options}
     try:
-        dataset = dataset_get(owner, dataset_id)
+        row = dataset_get(owner, dataset)
     except NotFound:
-        raise ServiceError(f"no dataset with id {dataset_id!r}") from None
-    if options.pop("pretrained", None) is not None:
-        raise ServiceError(PRETRAINED_IS_CLI_ONLY)
-    pretrained_run = options.pop("pretrained_run", None)
+        raise ServiceError(f"no dataset with id {dataset!r}") from None
     try:
-        config, problem = config_for(options, dataset.input_shape)
+        config, problem = config_for(options, row.input_shape)
     except ConfigError as exc:
         raise ServiceError(str(exc)) from None
     if problem:
-        raise ServiceError(f"{dataset.name}: {problem}")
-    source = None if pretrained_run is None else _pretrained_source(owner, pretrained_run, dataset, config)
+        raise ServiceError(f"{row.name}: {problem}")
+    source = None if pretrained_run is None else _pretrained_source(owner, pretrained_run, row, config)
     copied = 0 if source is None else run_files.size(source.pk, "model.pt")
     with transaction.atomic():
         if check_limit:
             check_open_runs(owner)  # inside the transaction that adds the run, the owner's row locked
         check_storage(owner, extra=copied, what="the copy of pretrained_run's network")
         epochs = most_epochs(config) - (config.warmup_epochs if source is not None else 0)
-        run = Run.objects.create(owner=owner, dataset=dataset, config=config.to_dict(), total_epochs=epochs,
+        run = Run.objects.create(owner=owner, dataset=row, config=config.to_dict(), total_epochs=epochs,
                                  priority=priority, pretrained_from=source.pk if source else None,
                                  artifact_bytes=copied, **annotations)
         if source is not None:  # a copy: the source run may be deleted before this one starts
@@ -73,15 +67,18 @@ def run_create(*, owner: Any, data: dict[str, Any], tags: list[str] | None = Non
     return run
 
 
+def tag_fields(tags: Sequence[str]) -> dict[str, Any]:
+    """A run's tags, each once, and the index the list's search reads; a sweep's or study's tag may add one too
+    many."""
+    tags = list(dict.fromkeys(tags))
+    if len(tags) > MAX_TAGS:
+        raise ServiceError(f"at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters")
+    return {"tags": tags, "tag_index": "|" + "|".join(tags) + "|" if tags else ""}
+
+
 PRETRAINED = "pretrained.pt"  # a run's copy of the network it starts from
-PRETRAINED_IS_CLI_ONLY = ("pretrained names a file on the server and is for the command line only; over the web, "
-                          "start from one of your succeeded runs with pretrained_run (its id)")
-
-
-def _pretrained_source(owner: Any, run_id: Any, dataset: Dataset, config: TrainConfig) -> Run:
+def _pretrained_source(owner: Any, run_id: int, dataset: Dataset, config: TrainConfig) -> Run:
     """One of the caller's succeeded runs whose network fits this run: the same model, input and classes."""
-    if isinstance(run_id, bool) or not isinstance(run_id, int):
-        raise ServiceError("pretrained_run must be the id of one of your succeeded runs")
     source = Run.objects.filter(owner=owner, pk=run_id).select_related("dataset").first()
     if source is None or source.status != RunStatus.SUCCEEDED or not run_files.exists(source.pk, "model.pt"):
         raise ServiceError(f"pretrained_run {run_id} is not one of your succeeded runs")
@@ -97,14 +94,6 @@ def most_epochs(config: TrainConfig) -> int:
     """The epochs a run takes at most: warm-up and finalize stop early once validation accuracy stops improving."""
     warmup = 0 if config.pretrained is not None else config.warmup_epochs
     return warmup + config.epochs + config.finalize_epochs + (1 if config.finalize_epochs else 0)
-
-
-def parse_priority(value: Any) -> int:
-    low, high = PRIORITY_RANGE
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ServiceError(f"priority must be a whole number from {low} to {high} (higher starts first), "
-                           f"got {value!r}")
-    return value
 
 
 def check_open_runs(owner: Any, *, adding: int = 1) -> None:
@@ -135,29 +124,6 @@ def enqueue(run_id: int, *, after_seconds: float = 0) -> None:
     kind = queues.kind_of(device)
     current_app.tasks[TRAIN_TASK].apply_async(args=[run_id], kwargs={"kind": kind}, queue=queues.queue_name(kind),
                                               countdown=after_seconds or None)
-
-
-def checked_annotations(data: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a run's name, tags and notes given in `data`, checked (for a new run and for a change)."""
-    fields: dict[str, Any] = {}
-    if "name" in data:
-        if not isinstance(data["name"], str) or len(data["name"].strip()) > MAX_NAME:
-            raise ServiceError(f"name must be text of at most {MAX_NAME} characters")
-        fields["name"] = data["name"].strip()
-    if "tags" in data:
-        tags = data["tags"]
-        if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
-            raise ServiceError("tags must be a list of non-empty strings")
-        tags = list(dict.fromkeys(t.strip() for t in tags))
-        if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG_LENGTH for t in tags):
-            raise ServiceError(f"at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters")
-        fields["tags"] = tags
-        fields["tag_index"] = "|" + "|".join(tags) + "|" if tags else ""
-    if "notes" in data:
-        if not isinstance(data["notes"], str) or len(data["notes"]) > MAX_NOTES:
-            raise ServiceError(f"notes must be text of at most {MAX_NOTES} characters")
-        fields["notes"] = data["notes"]
-    return fields
 
 
 def mask_config_get(owner: Any, config_id: Any) -> MaskConfig:

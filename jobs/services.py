@@ -17,15 +17,7 @@ from masksel_core import ConfigError, TrainConfig
 from . import messages, progress, run_files, study_services
 from .errors import ServiceError
 from .models import FINAL_STATUSES, MaskConfig, Run, RunStatus
-from .run_submission import (
-    MAX_TAG_LENGTH,
-    cancel_if_open,
-    check_open_runs,
-    checked_annotations,
-    mask_config_get,
-    parse_priority,
-    run_create,
-)
+from .run_submission import cancel_if_open, check_open_runs, mask_config_get, run_create, tag_fields
 
 __all__ = ["mask_config_get", "run_create"]  # from `run_submission`, offered beside the other writes
 
@@ -42,24 +34,22 @@ def run_cancel(run: Run) -> Run:
     return run
 
 
-def run_annotate(run: Run, data: dict[str, Any]) -> Run:
-    """Set a run's name, tags, notes and (while it is queued) priority: the only fields a user may change."""
-    if not isinstance(data, dict):
-        raise ServiceError("the body must be a JSON object")
-    unknown = sorted(set(data) - {"name", "tags", "notes", "priority"})
-    if unknown:
-        raise ServiceError(f"only name, tags, notes and priority can be changed, not {', '.join(unknown)}")
-    fields = checked_annotations(data)
-    if "priority" in data:
-        fields["priority"] = parse_priority(data["priority"])
-        if run.status != RunStatus.QUEUED and fields["priority"] != run.priority:
+def run_annotate(run: Run, *, name: str | None = None, tags: list[str] | None = None, notes: str | None = None,
+                 priority: int | None = None) -> Run:
+    """Set a run's name, tags, notes and (while it is queued) priority: the only fields a user may change. The
+    fields come parsed (`serializers.Annotations`); None leaves one as it is."""
+    fields: dict[str, Any] = {key: value for key, value in (("name", name), ("notes", notes)) if value is not None}
+    if tags is not None:
+        fields.update(tag_fields(tags))
+    if priority is not None:
+        if run.status != RunStatus.QUEUED and priority != run.priority:
             raise ServiceError(f"run {run.pk} is {run.status}; the priority of a run can only change while it "
                                "is queued")
-    if "priority" in fields:
+        fields["priority"] = priority
         # Guarded: a worker may have started the run since it was read.
         if not Run.objects.filter(pk=run.pk, status=run.status).update(**fields):
             raise ServiceError(f"run {run.pk} has just started; its priority can no longer change")
-    else:
+    elif fields:
         Run.objects.filter(pk=run.pk).update(**fields)
     run.refresh_from_db()
     return run
@@ -79,36 +69,25 @@ def run_delete(run: Run) -> None:
 MAX_SWEEP_RUNS = 200
 
 
-def run_sweep(*, owner: Any, data: dict[str, Any]) -> list[Run]:
-    """One run per (lambda_init, lambda_factor, seed) cell, all tagged with the sweep's name.
+def run_sweep(*, owner: Any, dataset: int, lambda_init: list[float], lambda_factor: list[float], seeds: int = 1,
+              name: str = "", options: dict[str, Any] | None = None, **request: Any) -> list[Run]:
+    """One run per (lambda_init, lambda_factor, seed) cell, all tagged with the sweep's `name`.
 
-    `data` holds the options of a single run, except that `lambda_init` and `lambda_factor` are
-    lists and `seeds` a count (the paper: {0.1, 1.0} x {1.1, 1.25} x 10 seeds). All or nothing:
-    any bad cell, or the open-run limit, refuses the whole sweep.
+    The fields come parsed (`serializers.SweepRequest`): the options of a single run, with the two lambdas as lists
+    and `seeds` a count (the paper: {0.1, 1.0} x {1.1, 1.25} x 10 seeds); `request` holds the rest of a run
+    request (tags, notes, priority, mask_config, pretrained_run). All or nothing: any bad cell, or the open-run
+    limit, refuses the whole sweep.
     """
-    if not isinstance(data, dict):
-        raise ServiceError("the body must be a JSON object")
-    options = dict(data)
-    grid = {}
-    for key in ("lambda_init", "lambda_factor"):
-        values = options.pop(key, None)
-        if not isinstance(values, list) or not values or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise ServiceError(f"{key} must be a non-empty list of numbers")
-        grid[key] = [float(v) for v in values]
-    seeds = options.pop("seeds", 1)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ServiceError("seeds must be a positive integer")
-    name = str(options.pop("name", "") or f"sweep-{timezone.now():%Y%m%d-%H%M%S}")[:MAX_TAG_LENGTH]
-    cells = [(li, lf, seed) for li in grid["lambda_init"] for lf in grid["lambda_factor"] for seed in range(seeds)]
+    options = dict(options or {})
+    tag = name or f"sweep-{timezone.now():%Y%m%d-%H%M%S}"
+    cells = [(li, lf, seed) for li in lambda_init for lf in lambda_factor for seed in range(seeds)]
     if len(cells) > MAX_SWEEP_RUNS:
         raise ServiceError(f"a sweep makes at most {MAX_SWEEP_RUNS} runs, this one {len(cells)}")
     base_seed = int(options.pop("seed", 0) or 0)
     with transaction.atomic():
         check_open_runs(owner, adding=len(cells))
-        runs = [run_create(owner=owner, data={**options, "lambda_init": li, "lambda_factor": lf,
-                                              "seed": base_seed + seed}, tags=[name])
-                for li, lf, seed in cells]
+        runs = [run_create(owner=owner, dataset=dataset, group_tags=[tag], **request, options={
+            **options, "lambda_init": li, "lambda_factor": lf, "seed": base_seed + seed}) for li, lf, seed in cells]
     return runs
 
 
@@ -118,11 +97,8 @@ def run_requeue(run: Run) -> Run:
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise ServiceError(f"run {run.pk} is {run.status}; only failed or cancelled runs can be requeued")
     options = {key: value for key, value in run.config.items() if key != "pretrained"}
-    if run.pretrained_from is not None:
-        options["pretrained_run"] = run.pretrained_from
-    return run_create(owner=run.owner, data={
-        **options, "dataset": run.dataset_id, "name": run.name, "tags": run.tags, "notes": run.notes,
-        "priority": run.priority})
+    return run_create(owner=run.owner, dataset=run.dataset_id, options=options, name=run.name, tags=run.tags,
+                      notes=run.notes, priority=run.priority, pretrained_run=run.pretrained_from)
 
 
 BATCH_ACTIONS = {"cancel": run_cancel, "requeue": run_requeue, "delete": run_delete}
@@ -146,12 +122,12 @@ def runs_batch(runs: list[Run], action: str) -> tuple[dict[int, str], dict[int, 
     return outcome, created
 
 
-def mask_config_create(*, owner: Any, name: str, config: Any) -> MaskConfig:
+def mask_config_create(*, owner: Any, name: str, config: dict[str, Any]) -> MaskConfig:
     """Save a named set of run options after checking them as a run would (dataset excluded)."""
-    name = (name or "").strip() if isinstance(name, str) else ""
+    name = name.strip()
     if not name or len(name) > 100:
         raise ServiceError("name is required (at most 100 characters)")
-    if not isinstance(config, dict) or "dataset" in config:
+    if "dataset" in config:
         raise ServiceError("config must be a JSON object of run options (without the dataset)")
     if config.get("pretrained") is not None or "pretrained_run" in config:
         raise ServiceError("a saved configuration holds options, not a starting network: give pretrained_run "

@@ -139,8 +139,9 @@ def _ask(study: Study, rows: list[Trial], sampler_study: optuna.Study) -> list[T
         options = study_spec.to_options(study.space, proposal.params)
         trial = Trial(study=study, number=len(rows), params=options)
         try:
-            run = run_submission.run_create(owner=study.owner, check_limit=False, tags=[study_tag(study)], data={
-                **study.base, **options, "dataset": study.dataset_id, "name": f"{study.name} · trial {trial.number}"})
+            run = run_submission.run_create(
+                owner=study.owner, dataset=study.dataset_id, options={**study.base, **options},
+                name=f"{study.name} · trial {trial.number}", group_tags=[study_tag(study)], check_limit=False)
         except ServiceError as exc:
             trial.state, trial.error = TrialState.FAILED, f"could not start: {exc}"
             sampler_study.tell(proposal, state=optuna.trial.TrialState.FAIL)

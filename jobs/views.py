@@ -17,6 +17,7 @@ from . import selectors, services
 from .errors import NotFound, ServiceError
 from .forms import RunForm, SweepForm
 from .models import RunStatus
+from .serializers import CompareQuery, RunRequest, SweepRequest, parse
 
 #: The share of an uploaded file without x_test held out as its test split, as the pages say it.
 TEST_PERCENT = round(TEST_SHARE * 100)
@@ -65,7 +66,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 return redirect(f"/runs/new/?{query}")
         else:
             try:
-                run = services.run_create(owner=request.user, data=form.run_data())
+                run = services.run_create(owner=request.user, **parse(RunRequest, form.run_data()))
             except ServiceError as exc:
                 form.add_service_error(str(exc))
             else:
@@ -100,7 +101,7 @@ def run_sweep(request: HttpRequest) -> HttpResponse:
     form = SweepForm(request.POST or None, datasets=selectors.datasets_visible_to(request.user))
     if request.method == "POST" and form.is_valid():
         try:
-            runs = services.run_sweep(owner=request.user, data=form.run_data())
+            runs = services.run_sweep(owner=request.user, **parse(SweepRequest, form.run_data()))
         except ServiceError as exc:
             form.add_service_error(str(exc))
         else:
@@ -120,7 +121,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @page
 def compare(request: HttpRequest) -> HttpResponse:
-    runs = selectors.runs_for_compare(request.user, request.GET.get("runs", ""))
+    runs = selectors.runs_for_compare(request.user, parse(CompareQuery, request.GET)["runs"])
     return render(request, "runs/compare.html", {
         "runs": runs, "differences": selectors.config_differences(runs),
         "payload": selectors.compare_payload(runs), "ids": ",".join(str(run.pk) for run in runs),
@@ -130,7 +131,7 @@ def compare(request: HttpRequest) -> HttpResponse:
 @page
 def compare_csv(request: HttpRequest) -> HttpResponse:
     """Every epoch of the compared runs, one row each: `run,epoch,<metrics.csv columns>`."""
-    runs = selectors.runs_for_compare(request.user, request.GET.get("runs", ""))
+    runs = selectors.runs_for_compare(request.user, parse(CompareQuery, request.GET)["runs"])
     lines = ["run," + ",".join(METRIC_COLUMNS)]
     for run in runs:
         for row in selectors.run_metrics(run):

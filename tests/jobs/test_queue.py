@@ -32,7 +32,7 @@ def test_the_queue_order_is_priority_then_age(alice: Any, digits: Any) -> None:
 
 def test_a_worker_trains_the_first_run_in_the_queue_whatever_message_it_got(alice: Any, digits: Any) -> None:
     first, urgent = queued_run(alice, digits), queued_run(alice, digits)
-    services.run_annotate(urgent, {"priority": 5})
+    services.run_annotate(urgent, priority=5)
     assert execute_next(worker="w:1") == RunStatus.SUCCEEDED
     assert Run.objects.get(pk=urgent.pk).status == RunStatus.SUCCEEDED
     assert Run.objects.get(pk=first.pk).status == RunStatus.QUEUED
@@ -64,12 +64,12 @@ def test_the_priority_of_a_started_run_cannot_change(alice: Any, digits: Any) ->
     worker_services.run_start(run.pk, worker="w:1", device="cpu")
     run.refresh_from_db()
     try:
-        services.run_annotate(run, {"priority": 4})
+        services.run_annotate(run, priority=4)
     except services.ServiceError as exc:
         assert "only change while it is queued" in str(exc)
     else:
         raise AssertionError("a running run's priority changed")
-    services.run_annotate(run, {"priority": 0, "notes": "same priority is fine"})
+    services.run_annotate(run, priority=0, notes="same priority is fine")
     assert Run.objects.get(pk=run.pk).notes == "same priority is fine"
 
 

@@ -9,6 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from jobs import dataset_services, services, worker_services
 from jobs.models import Dataset, EpochMetric, Run, RunStatus
+from jobs.serializers import RunRequest, SweepRequest, parse
 from tests.conftest import make_npz
 
 FAST = {"mask_type": "pixel-any", "model": "mlp", "epochs": 3, "batch_size": 64, "warmup_epochs": 2,
@@ -46,7 +47,7 @@ def test_a_refused_upload_leaves_no_row_and_no_file(alice: Any, tmp_path: Path, 
 def test_creating_a_run_queues_it_and_the_eager_task_trains_it(alice: Any, digits: Any,
                                                                 django_capture_on_commit_callbacks: Any) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.run_create(owner=alice, data={"dataset": digits.pk, **FAST})
+        run = services.run_create(owner=alice, dataset=digits.pk, options=FAST)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED and run.epoch == 5 and run.device == "cpu"
     assert run.total_epochs == 5 and run.phase == "select" and run.test_accuracy is not None
@@ -66,7 +67,7 @@ def test_creating_a_run_queues_it_and_the_eager_task_trains_it(alice: Any, digit
 def test_recording_an_epoch_twice_keeps_one_row(alice: Any, digits: Any) -> None:
     from masksel_core import EpochRecord
 
-    run = services.run_create(owner=alice, data={"dataset": digits.pk, **FAST})
+    run = services.run_create(owner=alice, dataset=digits.pk, options=FAST)
     record = EpochRecord(1, 1.0, 0.5, 0.3, 0.1, 10.0, 0.5, np.ones((1, 8, 8), dtype=np.uint8))
     worker_services.run_record_epoch(run, record)
     worker_services.run_record_epoch(run, record)
@@ -85,20 +86,20 @@ def test_recording_an_epoch_twice_keeps_one_row(alice: Any, digits: Any) -> None
 def test_bad_run_requests_are_refused_and_nothing_is_created(alice: Any, digits: Any, data: dict,
                                                              message: str) -> None:
     with pytest.raises(services.ServiceError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        services.run_create(owner=alice, data={"dataset": digits.pk, **FAST, **data})
+        services.run_create(owner=alice, **parse(RunRequest, {"dataset": digits.pk, **FAST, **data}))
     assert Run.objects.count() == 0
 
 
 def test_a_user_cannot_train_on_another_users_dataset(alice: Any, bob: Any, small_npz: Path) -> None:
     theirs = dataset_services.dataset_create(owner=bob, name="bobs", upload=upload(small_npz))
     with pytest.raises(services.ServiceError, match="no dataset with id"):
-        services.run_create(owner=alice, data={"dataset": theirs.pk, **FAST})
+        services.run_create(owner=alice, dataset=theirs.pk, options=FAST)
 
 
 def test_cancel_moves_a_queued_run_to_cancelled_and_the_task_then_skips_it(alice: Any, digits: Any) -> None:
     from jobs.training import execute_run
 
-    run = services.run_create(owner=alice, data={"dataset": digits.pk, **FAST})
+    run = services.run_create(owner=alice, dataset=digits.pk, options=FAST)
     services.run_cancel(run)
     assert execute_run(run.pk, worker="test") == RunStatus.CANCELLED
     assert EpochMetric.objects.filter(run=run).count() == 0
@@ -107,20 +108,22 @@ def test_cancel_moves_a_queued_run_to_cancelled_and_the_task_then_skips_it(alice
 
 
 def test_a_sweep_makes_one_tagged_run_per_cell_and_seed(alice: Any, digits: Any, settings: Any) -> None:
-    runs = services.run_sweep(owner=alice, data={"dataset": digits.pk, **FAST, "lambda_init": [0.1, 1.0],
-                                                 "lambda_factor": [1.1, 1.25], "seeds": 3, "name": "paper-grid"})
+    def sweep(**body: Any) -> list[Run]:  # parsed as the API and the sweep form parse it
+        return services.run_sweep(owner=alice, **parse(SweepRequest, {"dataset": digits.pk, **body}))
+
+    runs = sweep(**FAST, lambda_init=[0.1, 1.0], lambda_factor=[1.1, 1.25], seeds=3, name="paper-grid")
     assert len(runs) == 12 and all(run.tags == ["paper-grid"] for run in runs)
     cells = sorted((r.config["lambda_init"], r.config["lambda_factor"], r.config["seed"]) for r in runs)
     assert cells == sorted((li, lf, s) for li in (0.1, 1.0) for lf in (1.1, 1.25) for s in range(3))
     settings.MASKSEL_MAX_OPEN_RUNS = 20
     with pytest.raises(services.ServiceError, match="exceed the limit of 20"):
-        services.run_sweep(owner=alice, data={"dataset": digits.pk, **FAST, "lambda_init": [0.1, 1.0],
-                                              "lambda_factor": [1.1, 1.25], "seeds": 3})
+        sweep(**FAST, lambda_init=[0.1, 1.0], lambda_factor=[1.1, 1.25], seeds=3)
     with pytest.raises(services.ServiceError, match="lambda_factor must be a non-empty list"):
-        services.run_sweep(owner=alice, data={"dataset": digits.pk, "lambda_init": [0.1], "lambda_factor": 1.1})
+        sweep(lambda_init=[0.1], lambda_factor=1.1)
+    with pytest.raises(services.ServiceError, match="seeds must be a positive integer"):
+        sweep(lambda_init=[0.1], lambda_factor=[1.1], seeds=0)
     with pytest.raises(services.ServiceError, match="tau_init must be in"):
-        services.run_sweep(owner=alice, data={"dataset": digits.pk, "lambda_init": [0.1], "lambda_factor": [1.1],
-                                              "tau_init": -1})
+        sweep(lambda_init=[0.1], lambda_factor=[1.1], tau_init=-1)
     assert Run.objects.count() == 12  # refused sweeps leave nothing
 
 
@@ -133,7 +136,7 @@ def test_errors_a_user_sees_name_no_directory_of_the_server(alice: Any, small_np
         dataset_services.dataset_preview(row)
     assert str(settings.MEDIA_ROOT) not in str(refused.value)
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.run_create(owner=alice, data={"dataset": row.pk, **FAST})
+        run = services.run_create(owner=alice, dataset=row.pk, options=FAST)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and "no such file" in run.error
     assert str(settings.MEDIA_ROOT) not in run.error and "site-packages" not in run.error

@@ -120,7 +120,7 @@ def test_the_run_table_filters_searches_and_pages_with_a_fixed_number_of_queries
     runs = [Run.objects.create(owner=alice, dataset=digits, total_epochs=1,
                                config={"mask_type": "pixel-any" if i % 2 else "channel-any", "model": "mlp"},
                                status="succeeded" if i % 3 else "failed") for i in range(120)]
-    services.run_annotate(runs[5], {"tags": ["baseline"], "notes": "the very first sweep"})
+    services.run_annotate(runs[5], tags=["baseline"], notes="the very first sweep")
     with django_assert_max_num_queries(8):  # session, user, count, page, data sets for the filter
         page = alice_web.get("/runs/").content.decode()
     assert page.count('class="compare-pick"') == 50 and "page 1 of 3" in page
