@@ -34,9 +34,10 @@ worker: $(STAMP)
 	GPUS=$(GPUS) $(PY) -m webapp.worker
 
 # Test processes (pytest-xdist): one per core by default; each test module runs whole in one of them, so that
-# the module's stack (Redis, Celery worker, ASGI server, Chromium) starts once. TEST_WORKERS=0: one process.
+# the module's stack (Redis, Celery worker, ASGI server, Chromium) starts once, except modules whose tests each
+# start their own (SPREAD, tests/conftest.py); the service's long tests first. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= auto
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 # The whole suite, real Redis, Celery, ASGI server and Chromium included; the 15 slowest tests at the end.
 test: $(DEV_STAMP)

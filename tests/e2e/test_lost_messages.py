@@ -24,6 +24,7 @@ from webapp.embedded_redis import redis_answers, start_private_redis
 from .conftest import ROOT, free_port, prepared_env, start_worker, upload, wait_for_http, web_server_only
 
 pytestmark = pytest.mark.e2e
+SPREAD = True  # every test starts its own processes: the tests may run in different test processes
 SLOW = {"mask_type": "channel-any", "model": "lenet5", "epochs": 6, "batch_size": 32, "warmup_epochs": 0,
         "finalize_epochs": 0}
 QUICK = {**SLOW, "epochs": 2}
