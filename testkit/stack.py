@@ -5,9 +5,13 @@ prefix), so that tests and benchmarks never see each other's runs. Nothing here 
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -83,14 +87,37 @@ def prepared_env(redis_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(var_dir),
            "REDIS_URL": redis_url, "MASKSEL_QUEUE": f"train-test-{tag}", "CHANNEL_PREFIX": f"masksel-test-{tag}",
            "PYTHONUNBUFFERED": "1", **extra}
-    if "DATABASE_URL" not in extra:  # SQLite under var_dir unless the test names a database
-        env.pop("DATABASE_URL", None)
+    if "DATABASE_URL" in extra:  # a database the test names: migrated and seeded here
+        migrate_and_seed(env)
+        return env
+    env.pop("DATABASE_URL", None)  # SQLite under var_dir: a copy of this process's migrated and seeded one
+    var_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(sqlite_template() / "db.sqlite3")) as source, \
+            contextlib.closing(sqlite3.connect(var_dir / "db.sqlite3")) as copy:
+        source.backup(copy)
+        copy.execute("DELETE FROM jobs_deployment")  # its own installation key, made on first use
+        copy.commit()
+    return env
+
+
+def migrate_and_seed(env: dict[str, str]) -> None:
     # One process for the three steps: each start of Django (and torch) takes seconds on a small machine.
     manage(env, "shell", "-c",
            "from django.core.management import call_command; from django.contrib.auth.models import User; "
            "call_command('migrate', interactive=False, verbosity=0); call_command('masksel_setup'); "
            f"User.objects.create_user('alice', password='{PASSWORD}')")
-    return env
+
+
+@functools.cache
+def sqlite_template() -> Path:
+    """A migrated and seeded SQLite installation, made once per process: a private installation starts from a copy
+    (4.4 s of CPU time saved each; the suite prepares dozens)."""
+    var_dir = Path(tempfile.mkdtemp(prefix="masksel-template-"))
+    atexit.register(shutil.rmtree, var_dir, ignore_errors=True)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "MASKSEL_VAR_DIR": str(var_dir)}
+    env.pop("DATABASE_URL", None)
+    migrate_and_seed(env)
+    return var_dir
 
 
 
