@@ -97,7 +97,10 @@ def test_the_storage_check_names_the_bucket_and_why(s3: Any, settings: Any) -> N
     settings.AWS_STORAGE_BUCKET_NAME = "masksel-no-such-bucket"
     with pytest.raises(CommandError, match="bucket 'masksel-no-such-bucket' at http://127.0.0.1:\\d+: it does not"):
         call_command("masksel_check_storage")
+    from botocore.config import Config
+
     settings.AWS_S3_ENDPOINT_URL = "http://127.0.0.1:9"  # nothing listens there
+    settings.AWS_S3_CLIENT_CONFIG = Config(retries={"max_attempts": 1})  # refused at once, not after 4 backoffs
     settings.STORAGES = {**settings.STORAGES}  # a new storage object, as a process started with these settings
     with pytest.raises(CommandError, match="cannot be reached: Could not connect to the endpoint URL"):
         call_command("masksel_check_storage")
@@ -128,7 +131,7 @@ def test_a_bucket_lost_mid_run_gives_the_run_back_with_the_reason_and_keeps_what
         settings.AWS_S3_ENDPOINT_URL = url
         settings.AWS_S3_CLIENT_CONFIG = Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1})
         settings.STORAGES = {**settings.STORAGES}  # a storage with these settings
-        settings.MASKSEL_STORAGE_RETRY_SECONDS = 2
+        settings.MASKSEL_STORAGE_RETRY_SECONDS = 1
         config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, batch_size=256, device="cpu",
                              warmup_epochs=1, finalize_epochs=0)
         run = Run.objects.create(owner=alice, dataset=digits, config=config.to_dict(), total_epochs=4)
@@ -150,7 +153,7 @@ def test_a_bucket_lost_mid_run_gives_the_run_back_with_the_reason_and_keeps_what
 
         os.kill(server.pid, signal.SIGCONT)
         assert run_files.exists(run.pk, "checkpoint/checkpoint.pt")  # what was stored is still there
-        time.sleep(2.1)
+        time.sleep(1.1)
         monkeypatch.setattr(worker_services, "run_record_epoch", record)
         settings.MASKSEL_FILE_CACHE = tmp_path / "host-b-cache"
         assert execute_next(worker="host-b:1") == "succeeded"
