@@ -12,7 +12,17 @@ from rest_framework.views import APIView
 
 from masksel_core import DataError, StoreError
 
-from . import dataset_services, downloads, run_files, samples, selectors, services, study_selectors, study_services
+from . import (
+    dataset_services,
+    downloads,
+    inputs,
+    run_files,
+    samples,
+    selectors,
+    services,
+    study_selectors,
+    study_services,
+)
 from . import serializers as out
 from .errors import ServiceError, public_text
 
@@ -24,7 +34,7 @@ class DatasetList(APIView):
     def get(self, request: Request) -> Response:
         return Response(out.DatasetSerializer(selectors.datasets_visible_to(request.user), many=True).data)
 
-    @extend_schema(request={"multipart/form-data": out.DatasetUpload, "application/json": out.DatasetRegister},
+    @extend_schema(request={"multipart/form-data": inputs.DatasetUpload, "application/json": inputs.DatasetRegister},
                    responses={201: out.DatasetSerializer, 400: out.Error},
                    summary="Upload an .npz, or register a zarr store by uri; refused with a message naming the "
                            "problem")
@@ -34,7 +44,8 @@ class DatasetList(APIView):
             row = dataset_services.dataset_create(owner=request.user, name=request.data.get("name", ""),
                                                   upload=upload)
         elif "uri" in request.data:
-            row = dataset_services.dataset_register(owner=request.user, **out.parse(out.DatasetRegister, request.data))
+            given = inputs.parse(inputs.DatasetRegister, request.data)
+            row = dataset_services.dataset_register(owner=request.user, **given)
         else:
             return Response({"error": "file is required (multipart field 'file'), or a store's uri (JSON {name, uri})"},
                             status=400)
@@ -106,23 +117,23 @@ class RunList(APIView):
                    summary="Your runs, newest first (500 at most; ?ids=1,2,3); `latest` is left out here",
                    parameters=[OpenApiParameter("ids", str, description="only these runs (comma-separated ids)")])
     def get(self, request: Request) -> Response:
-        rows = selectors.run_list(request.user, **out.parse(out.RunListQuery, request.query_params))
+        rows = selectors.run_list(request.user, **inputs.parse(inputs.RunListQuery, request.query_params))
         return Response(out.RunSerializer(rows, many=True, context={"latest": False}).data)
 
-    @extend_schema(request=out.RunCreate, responses={201: out.RunCreated, 400: out.Error},
+    @extend_schema(request=inputs.RunCreate, responses={201: out.RunCreated, 400: out.Error},
                    summary="Queue a run: a data set, a mask (or chain), a model and any TrainConfig option")
     def post(self, request: Request) -> Response:
-        run = services.run_create(owner=request.user, **out.parse(out.RunRequest, request.data))
+        run = services.run_create(owner=request.user, **inputs.parse(inputs.RunRequest, request.data))
         return Response(out.RunCreated(run).data, status=status.HTTP_201_CREATED)
 
 
 class RunBatch(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(request=out.BatchRequest, responses={200: out.BatchResult, 400: out.Error, 404: out.Error},
+    @extend_schema(request=inputs.BatchRequest, responses={200: out.BatchResult, 400: out.Error, 404: out.Error},
                    summary='{"action": "cancel"|"requeue"|"delete", "ids": [...]}: "ok" or the reason, per run')
     def post(self, request: Request) -> Response:
-        given = out.parse(out.BatchRequest, request.data)
+        given = inputs.parse(inputs.BatchRequest, request.data)
         runs = selectors.runs_by_ids(request.user, given["ids"])
         results, created = services.runs_batch(runs, given["action"])
         return Response(out.BatchResult({"results": results, "created": created}).data)
@@ -135,21 +146,21 @@ class MaskConfigList(APIView):
     def get(self, request: Request) -> Response:
         return Response(out.MaskConfigSerializer(selectors.mask_configs_of(request.user), many=True).data)
 
-    @extend_schema(request=out.MaskConfigRequest, responses={201: out.MaskConfigSerializer, 400: out.Error},
+    @extend_schema(request=inputs.MaskConfigRequest, responses={201: out.MaskConfigSerializer, 400: out.Error},
                    summary='Save {"name": ..., "config": {run options}}; use it with "mask_config": id in a run')
     def post(self, request: Request) -> Response:
-        row = services.mask_config_create(owner=request.user, **out.parse(out.MaskConfigRequest, request.data))
+        row = services.mask_config_create(owner=request.user, **inputs.parse(inputs.MaskConfigRequest, request.data))
         return Response(out.MaskConfigSerializer(row).data, status=status.HTTP_201_CREATED)
 
 
 class SweepCreate(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(request=out.SweepRequest, responses={201: out.RunCreated(many=True), 400: out.Error},
+    @extend_schema(request=inputs.SweepRequest, responses={201: out.RunCreated(many=True), 400: out.Error},
                    summary="One run per (lambda_init, lambda_factor) cell and seed: the options of a run, with "
                            "lambda_init and lambda_factor as lists and seeds a count; optional name (the tag)")
     def post(self, request: Request) -> Response:
-        runs = services.run_sweep(owner=request.user, **out.parse(out.SweepRequest, request.data))
+        runs = services.run_sweep(owner=request.user, **inputs.parse(inputs.SweepRequest, request.data))
         return Response(out.RunCreated(runs, many=True).data, status=status.HTTP_201_CREATED)
 
 
@@ -160,10 +171,10 @@ class RunDetail(APIView):
     def get(self, request: Request, run_id: int) -> Response:
         return Response(out.RunSerializer(selectors.run_get(request.user, run_id)).data)
 
-    @extend_schema(request=out.Annotations, responses={200: out.RunSerializer, 400: out.Error, 404: out.Error})
+    @extend_schema(request=inputs.Annotations, responses={200: out.RunSerializer, 400: out.Error, 404: out.Error})
     def patch(self, request: Request, run_id: int) -> Response:
         """Change name, tags (a list of strings), notes (text) and, while the run is queued, its priority."""
-        changes = out.parse(out.Annotations, request.data)
+        changes = inputs.parse(inputs.Annotations, request.data)
         run = services.run_annotate(selectors.run_get(request.user, run_id), **changes)
         return Response(out.RunSerializer(run).data)
 
@@ -240,7 +251,7 @@ class StudyList(APIView):
     def get(self, request: Request) -> Response:
         return Response(out.StudySerializer(study_selectors.studies_visible_to(request.user), many=True).data)
 
-    @extend_schema(request=out.StudyCreate, responses={201: out.StudyCreated, 400: out.Error},
+    @extend_schema(request=inputs.StudyCreate, responses={201: out.StudyCreated, 400: out.Error},
                    summary="Start a multi-objective study: its first `parallel` trials are queued at once; refused "
                            "with every bad field named")
     def post(self, request: Request) -> Response:

@@ -16,8 +16,8 @@ from masksel_core import MASK_NAMES, METRIC_COLUMNS, TEST_SHARE
 from . import selectors, services
 from .errors import NotFound, ServiceError
 from .forms import RunForm, SweepForm
+from .inputs import CompareQuery, RunRequest, SweepRequest, parse
 from .models import RunStatus
-from .serializers import CompareQuery, RunRequest, SweepRequest, parse
 
 #: The share of an uploaded file without x_test held out as its test split, as the pages say it.
 TEST_PERCENT = round(TEST_SHARE * 100)

@@ -8,8 +8,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from jobs import dataset_services, services, worker_services
+from jobs.inputs import RunRequest, SweepRequest, parse
 from jobs.models import Dataset, EpochMetric, Run, RunStatus
-from jobs.serializers import RunRequest, SweepRequest, parse
 from tests.conftest import make_npz
 
 FAST = {"mask_type": "pixel-any", "model": "mlp", "epochs": 3, "batch_size": 64, "warmup_epochs": 2,
