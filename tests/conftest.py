@@ -23,11 +23,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # the cores shared out between the te
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """How `make test` shares the tests out (`--dist loadgroup`): a module's tests run in one process, so that its
-    module-wide stack (Redis, a Celery worker, daphne, Chromium) starts once; a module that starts its own
-    processes in every test says `SPREAD = True` and its tests go to whichever process is free."""
+    """How `make test` shares the tests out (`--dist loadgroup`): the tests of a module that uses a module-wide
+    fixture (a stack of Redis, a Celery worker and daphne; Chromium; a data set made once) run in one process, so
+    that it is made once; every other test goes to whichever process is free, which keeps both busy to the end. A
+    module whose tests each start their own processes says `SPREAD = True` to be shared out all the same."""
     module = getattr(item, "module", None)
-    if module is not None and not getattr(module, "SPREAD", False):
+    if module is None or getattr(module, "SPREAD", False):
+        return
+    fixtures = getattr(item, "_fixtureinfo", None)
+    definitions = fixtures.name2fixturedefs.values() if fixtures is not None else ()
+    if any(fixture.scope == "module" for chain in definitions for fixture in chain):
         item.add_marker(pytest.mark.xdist_group(module.__name__))
 
 
