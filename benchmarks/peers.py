@@ -28,10 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.ensemble import ExtraTreesClassifier
-from sklearn.feature_selection import f_classif, mutual_info_classif
-from sklearn.model_selection import cross_val_score
-from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
 try:
@@ -174,6 +170,8 @@ def anova_top(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     with warnings.catch_warnings():  # f_classif warns about the constant (always 0) border pixels of digits
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
+        from sklearn.feature_selection import f_classif  # scikit-learn where it is used: a second to import
+
         return f_classif(x, y)[0]
 
 
@@ -182,6 +180,8 @@ def anova_top(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
 def mutual_info_top(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """The features of largest estimated mutual information with the label (scikit-learn
     ``mutual_info_classif``, the k-NN estimator of Kraskov et al. 2004 / Ross 2014)."""
+    from sklearn.feature_selection import mutual_info_classif
+
     return mutual_info_classif(x, y, random_state=seed)
 
 
@@ -189,11 +189,15 @@ def mutual_info_top(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
 @scored
 def extra_trees_top(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """The features of largest impurity importance in an ExtraTrees forest (Geurts et al. 2006, 200 trees)."""
+    from sklearn.ensemble import ExtraTreesClassifier
+
     return ExtraTreesClassifier(n_estimators=200, random_state=seed, n_jobs=1).fit(x, y).feature_importances_
 
 
 # ----------------------------------------------------------------------------------------------- wrapper
-def _cheap_estimator() -> KNeighborsClassifier:
+def _cheap_estimator() -> Any:
+    from sklearn.neighbors import KNeighborsClassifier
+
     return KNeighborsClassifier(n_neighbors=5)
 
 
@@ -207,6 +211,8 @@ def greedy_forward(x: np.ndarray, y: np.ndarray, budgets: Sequence[int], seed: i
     index); the first k of that order answer budget k, as forward selection is nested. Deterministic (the seed is
     not used). 5-NN instead of logistic regression keeps 16 of 64 pixels under half a minute.
     """
+    from sklearn.model_selection import cross_val_score
+
     parts = _groups(x.shape[1], groups)
     chosen: list[int] = []
     for _ in range(max(budgets)):

@@ -15,12 +15,7 @@ from urllib.error import URLError
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
-import torchvision.datasets as tvd
-import torchvision.datasets.cifar
-import torchvision.datasets.mnist
-import torchvision.datasets.svhn
 
 from masksel_core.data.arrays import DataError
 from masksel_core.data.builtins import load_dataset
@@ -69,6 +64,8 @@ def make_cifar10(root: Path, monkeypatch: pytest.MonkeyPatch | None) -> dict[str
     with open(folder / "batches.meta", "wb") as handle:
         pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, handle)
     if monkeypatch is not None:
+        import torchvision.datasets as tvd  # torchvision and scipy where they are used: seconds to import
+
         monkeypatch.setattr(tvd.CIFAR10, "train_list", [[f"data_batch_{i}", _md5(folder / f"data_batch_{i}")]
                                                         for i in range(1, 6)])
         monkeypatch.setattr(tvd.CIFAR10, "test_list", [["test_batch", _md5(folder / "test_batch")]])
@@ -78,6 +75,9 @@ def make_cifar10(root: Path, monkeypatch: pytest.MonkeyPatch | None) -> dict[str
 
 
 def make_svhn(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
+    import scipy.io
+    import torchvision.datasets as tvd
+
     root.mkdir(parents=True, exist_ok=True)
     arrays = {}
     table = {key: list(value) for key, value in tvd.SVHN.split_list.items()}
@@ -166,6 +166,10 @@ def test_files_that_fail_the_integrity_check_are_refused(tmp_path: Path) -> None
 def test_a_failed_download_is_a_data_error(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(*args: object, **kwargs: object) -> None:
         raise URLError("no network in tests")
+
+    import torchvision.datasets.cifar
+    import torchvision.datasets.mnist
+    import torchvision.datasets.svhn
 
     monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", offline)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
