@@ -27,7 +27,11 @@ ABLATION: dict[str, dict[str, Any]] = {
     "masksel[no-swap-check]": {"swap_candidates": 0},
     "masksel[no-warm-up]": {"warmup_epochs": 0},
     "masksel[no-finalize]": {"finalize_epochs": 0},
+    # Several selections, each its own seed, and the one whose written model scores best on the run's own
+    # validation share (the fold's training part only): less luck, at `best_of` times the time.
+    "masksel[best-of-3]": {"best_of": 3},
 }
+BEST_OF_STRIDE = 7919  # the seeds of a budget's several selections: seed, seed + stride, ...
 
 
 def as_images(x: np.ndarray, groups: peers.Groups) -> tuple[torch.Tensor, str]:
@@ -46,9 +50,11 @@ def run_budget(images: torch.Tensor, y: np.ndarray, k: int, mask_type: str, seed
     # The run's own test split is never looked at here: two samples keep `train` from scoring anything large.
     data = TensorDataset("fold", images, labels, images[:2], labels[:2], int(labels.max()) + 1)
     elements = images.shape[1] if mask_type == "channel-any" else int(np.prod(images.shape[1:]))
-    config = TrainConfig.from_dict({**DEFAULTS, **options, "mask_type": mask_type, "seed": seed,
-                                    "target_fraction": k / elements})
-    result = train(config, data)
+    best_of = options.pop("best_of", 1)
+    results = [train(TrainConfig.from_dict({**DEFAULTS, **options, "mask_type": mask_type, "target_fraction":
+                                            k / elements, "seed": seed + BEST_OF_STRIDE * i}), data)
+               for i in range(best_of)]
+    result = max(results, key=lambda r: r.records[-1].val_accuracy)  # the first of equals
     stage = result.mask.select_stages[-1]
     margin = (stage.logits[..., 0] - stage.logits[..., 1]).detach().reshape(-1)
     chosen = np.flatnonzero(result.selected.reshape(-1)).tolist()
