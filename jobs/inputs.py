@@ -164,12 +164,15 @@ RunCreate = type("RunCreate", (RunRequest,), {
 class RunIds(serializers.Field):
     """Run ids as a request gives them: `"1,2,3"` in a query, `[1, 2, 3]` in a body."""
 
+    allow_blank = True  # an empty `?ids=` reaches `to_internal_value` (and is refused there), not "not given"
+
     def to_internal_value(self, data: Any) -> list[int]:
         if isinstance(data, str):
             parts = [part.strip() for part in data.split(",") if part.strip()]
-            if parts and all(part.isdigit() for part in parts):
+            if parts and all(part.isdigit() and int(part) > 0 for part in parts):
                 return [int(part) for part in parts]
-        elif isinstance(data, list) and data and all(isinstance(i, int) and not isinstance(i, bool) for i in data):
+        elif isinstance(data, list) and data and all(isinstance(i, int) and not isinstance(i, bool) and i > 0
+                                                     for i in data):
             return list(data)
         raise serializers.ValidationError(f"{self.field_name} must be a non-empty list of run ids (e.g. 1,2,3), "
                                           f"got {data!r}")

@@ -20,7 +20,7 @@ from masksel_core import ConfigError, TrainConfig
 from . import queues, run_files
 from .dataset_services import check_storage
 from .errors import NotFound, ServiceError
-from .models import MAX_TAG_LENGTH, MAX_TAGS, Dataset, MaskConfig, Run, RunStatus
+from .models import MAX_NAME, MAX_TAG_LENGTH, MAX_TAGS, Dataset, MaskConfig, Run, RunStatus
 from .run_config import config_for
 from .selectors import dataset_get
 
@@ -35,6 +35,8 @@ def run_create(*, owner: Any, dataset: int, options: dict[str, Any] | None = Non
     limit (`check_limit=False`): it takes the place its study held since it was created."""
     annotations = tag_fields([*group_tags, *tags])
     if name is not None:
+        if len(name) > MAX_NAME:  # parsed requests never are; a study's trial names are made here
+            raise ServiceError(f"name must be text of at most {MAX_NAME} characters")
         annotations["name"] = name
     if notes is not None:
         annotations["notes"] = notes

@@ -83,7 +83,9 @@ def run_sweep(*, owner: Any, dataset: int, lambda_init: list[float], lambda_fact
     cells = [(li, lf, seed) for li in lambda_init for lf in lambda_factor for seed in range(seeds)]
     if len(cells) > MAX_SWEEP_RUNS:
         raise ServiceError(f"a sweep makes at most {MAX_SWEEP_RUNS} runs, this one {len(cells)}")
-    base_seed = int(options.pop("seed", 0) or 0)
+    base_seed = options.pop("seed", 0) or 0
+    if isinstance(base_seed, bool) or not isinstance(base_seed, int):
+        raise ServiceError(f"seed must be an integer, got {base_seed!r}")
     with transaction.atomic():
         check_open_runs(owner, adding=len(cells))
         runs = [run_create(owner=owner, dataset=dataset, group_tags=[tag], **request, options={

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from . import messages, progress, run_submission, study_spec
 from .errors import NotFound, ServiceError
-from .models import FINAL_STATUSES, Run, RunStatus, Study, StudyStatus, Trial, TrialState
+from .models import FINAL_STATUSES, MAX_NAME, Run, RunStatus, Study, StudyStatus, Trial, TrialState
 from .selectors import dataset_get
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,12 @@ def _failures_in_a_row(rows: list[Trial]) -> int:
     return count
 
 
+def trial_name(study_name: str, number: int) -> str:
+    """A trial's run name: the study's, shortened where it would not fit with the trial's number."""
+    suffix = f" · trial {number}"
+    return study_name[:MAX_NAME - len(suffix)] + suffix
+
+
 def _ask(study: Study, rows: list[Trial], sampler_study: optuna.Study) -> list[Trial]:
     """Trials for the free places (at most `parallel` running, `trials` in all): Optuna's next options, each
     submitted as a run; options that cannot make a run fail their trial at once (and count as a failure)."""
@@ -141,7 +147,7 @@ def _ask(study: Study, rows: list[Trial], sampler_study: optuna.Study) -> list[T
         try:
             run = run_submission.run_create(
                 owner=study.owner, dataset=study.dataset_id, options={**study.base, **options},
-                name=f"{study.name} · trial {trial.number}", group_tags=[study_tag(study)], check_limit=False)
+                name=trial_name(study.name, trial.number), group_tags=[study_tag(study)], check_limit=False)
         except ServiceError as exc:
             trial.state, trial.error = TrialState.FAILED, f"could not start: {exc}"
             sampler_study.tell(proposal, state=optuna.trial.TrialState.FAIL)

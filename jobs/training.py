@@ -142,6 +142,7 @@ def _execute(run_id: int, *, worker: str) -> str | None:
                                         on_epoch=lambda record: worker_services.run_record_epoch(run, record),
                                         checkpoint_dir=run.artifact_dir / run_files.CHECKPOINT,
                                         on_checkpoint=lambda: run_files.publish(run_id, [run_files.CHECKPOINT]))
+            result.transfer  # noqa: B018 - measured here, under the lease: it reads the test inputs (a store's bucket)
         if lease.lost.is_set() and not selectors.run_is_cancelled(run_id):
             log.warning("run %s: lease lost to another worker; stopping without finishing", run_id)
             return "lease_lost"

@@ -148,7 +148,7 @@ class Loop:
         record = self._record(task, q, accuracy, started, lam=lam, tau=tau, fraction=fraction)
         reason = self._stop_reason(record)
         if reason:
-            self._end_selection(reason, accuracy)
+            self._end_selection(reason, accuracy, record.fraction)
         return record
 
     def _target_fraction(self) -> float | None:
@@ -169,13 +169,14 @@ class Loop:
                 return "accuracy_drop"
         return ""
 
-    def _end_selection(self, reason: str, accuracy: float) -> None:
-        """The swap check, then freeze the masks and go on to finalize; `accuracy` is the last selection epoch's
-        (under the mask it ended with)."""
+    def _end_selection(self, reason: str, accuracy: float, fraction: float | None = None) -> None:
+        """The swap check, then freeze the masks and go on to finalize; `accuracy` and `fraction` are the last
+        selection epoch's (under the mask it ended with)."""
         self.stopped_because = reason
-        filled = reason in ("target_fraction", "target_bytes")  # the last raise of lambda may have overshot
-        if filled:
+        filled = False
+        if reason in ("target_fraction", "target_bytes"):  # the last raise of lambda may have overshot
             self.refilled = self.chain.fill_budget(self._target_fraction(), self.probe)
+            filled = self._fraction() != fraction
         started = time.perf_counter()
         self.swaps = swap_check(self.chain, self.model, self.splits, candidates=self.config.swap_candidates,
                                 rounds=self.config.swap_rounds, lr=self.config.lr(self.config.network_lr),

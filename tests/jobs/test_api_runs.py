@@ -160,8 +160,9 @@ def test_the_run_list_api_costs_the_same_queries_for_many_runs(alice_api: APICli
         assert len(alice_api.get("/api/runs/").json()) == 60
     picked = alice_api.get(f"/api/runs/?ids={runs[0].pk},{runs[3].pk}").json()
     assert sorted(r["id"] for r in picked) == sorted([runs[0].pk, runs[3].pk])
-    refused = alice_api.get(f"/api/runs/?ids={runs[0].pk},x")
-    assert refused.status_code == 400 and "ids must be" in refused.json()["error"]
+    for bad in (f"{runs[0].pk},x", "", "0"):  # not ids, none, not a run's id
+        refused = alice_api.get(f"/api/runs/?ids={bad}")
+        assert refused.status_code == 400 and "ids must be" in refused.json()["error"], bad
 
 
 def test_a_server_path_as_pretrained_is_refused_over_rest(alice_api: APIClient, digits: Any) -> None:

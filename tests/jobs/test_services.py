@@ -90,6 +90,17 @@ def test_bad_run_requests_are_refused_and_nothing_is_created(alice: Any, digits:
     assert Run.objects.count() == 0
 
 
+def test_a_run_name_too_long_is_refused_and_a_study_trials_name_is_shortened_to_fit(alice: Any, digits: Any) -> None:
+    from jobs.models import MAX_NAME
+    from jobs.study_services import trial_name
+
+    with pytest.raises(services.ServiceError, match=f"at most {MAX_NAME} characters"):
+        services.run_create(owner=alice, dataset=digits.pk, options=FAST, name="n" * (MAX_NAME + 1))
+    name = trial_name("s" * MAX_NAME, 12)
+    assert len(name) == MAX_NAME and name.endswith(" · trial 12")
+    assert services.run_create(owner=alice, dataset=digits.pk, options=FAST, name=name).name == name
+
+
 def test_a_user_cannot_train_on_another_users_dataset(alice: Any, bob: Any, small_npz: Path) -> None:
     theirs = dataset_services.dataset_create(owner=bob, name="bobs", upload=upload(small_npz))
     with pytest.raises(services.ServiceError, match="no dataset with id"):
@@ -124,6 +135,8 @@ def test_a_sweep_makes_one_tagged_run_per_cell_and_seed(alice: Any, digits: Any,
         sweep(lambda_init=[0.1], lambda_factor=[1.1], seeds=0)
     with pytest.raises(services.ServiceError, match="tau_init must be in"):
         sweep(lambda_init=[0.1], lambda_factor=[1.1], tau_init=-1)
+    with pytest.raises(services.ServiceError, match="seed must be an integer"):
+        sweep(lambda_init=[0.1], lambda_factor=[1.1], seed="x")
     assert Run.objects.count() == 12  # refused sweeps leave nothing
 
 
