@@ -33,9 +33,9 @@ run: $(STAMP)
 worker: $(STAMP)
 	GPUS=$(GPUS) $(PY) -m webapp.worker
 
-# Test processes (pytest-xdist): one per core by default; each test module runs whole in one of them, so that
-# the module's stack (Redis, Celery worker, ASGI server, Chromium) starts once, except modules whose tests each
-# start their own (SPREAD, tests/conftest.py); the service's long tests first. TEST_WORKERS=0: one process.
+# Test processes (pytest-xdist): one per core by default. A module's tests that share a module-wide fixture run in
+# one of them, so that its stack (Redis, Celery worker, ASGI server, Chromium) starts once; the other tests go to
+# whichever process is free (tests/conftest.py); the service's long tests first. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= auto
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 

@@ -30,7 +30,7 @@ def run_create(*, owner: Any, dataset: int, options: dict[str, Any] | None = Non
                pretrained_run: int | None = None, group_tags: Sequence[str] = (), check_limit: bool = True) -> Run:
     """Check a run request (data set visible, options valid, the user's limits) and queue it after the commit.
 
-    Its fields come parsed (`serializers.RunRequest`); `options` are checked here, by `TrainConfig`, whoever asks.
+    Its fields come parsed (`inputs.RunRequest`); `options` are checked here, by `TrainConfig`, whoever asks.
     A sweep's or a study's tag (`group_tags`) comes before the run's own. A study's next trial skips the open-run
     limit (`check_limit=False`): it takes the place its study held since it was created."""
     annotations = tag_fields([*group_tags, *tags])

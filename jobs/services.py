@@ -37,7 +37,7 @@ def run_cancel(run: Run) -> Run:
 def run_annotate(run: Run, *, name: str | None = None, tags: list[str] | None = None, notes: str | None = None,
                  priority: int | None = None) -> Run:
     """Set a run's name, tags, notes and (while it is queued) priority: the only fields a user may change. The
-    fields come parsed (`serializers.Annotations`); None leaves one as it is."""
+    fields come parsed (`inputs.Annotations`); None leaves one as it is."""
     fields: dict[str, Any] = {key: value for key, value in (("name", name), ("notes", notes)) if value is not None}
     if tags is not None:
         fields.update(tag_fields(tags))
@@ -73,7 +73,7 @@ def run_sweep(*, owner: Any, dataset: int, lambda_init: list[float], lambda_fact
               name: str = "", options: dict[str, Any] | None = None, **request: Any) -> list[Run]:
     """One run per (lambda_init, lambda_factor, seed) cell, all tagged with the sweep's `name`.
 
-    The fields come parsed (`serializers.SweepRequest`): the options of a single run, with the two lambdas as lists
+    The fields come parsed (`inputs.SweepRequest`): the options of a single run, with the two lambdas as lists
     and `seeds` a count (the paper: {0.1, 1.0} x {1.1, 1.25} x 10 seeds); `request` holds the rest of a run
     request (tags, notes, priority, mask_config, pretrained_run). All or nothing: any bad cell, or the open-run
     limit, refuses the whole sweep.

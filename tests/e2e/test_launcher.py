@@ -17,7 +17,6 @@ from webapp.embedded_redis import redis_answers, start_private_redis
 from .conftest import ROOT, free_port, manage, wait_for_http
 
 pytestmark = pytest.mark.e2e
-SPREAD = True  # every test starts its own processes: the tests may run in different test processes
 
 
 def test_the_launcher_starts_a_private_redis_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
