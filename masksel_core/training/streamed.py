@@ -6,6 +6,7 @@ validation split is copied once to the local disk and read from there every epoc
 """
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -24,6 +25,24 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 def probe_count(input_shape: tuple[int, int, int], available: int) -> int:
     """How many validation inputs a streamed run holds as its probe."""
     return max(1, min(PROBE_SIZE, PROBE_BYTES // (int(np.prod(input_shape)) * 4), available))
+
+
+def read_ahead(stream: ChunkStream, workers: int | None, *, pin_memory: bool = False
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The stream's batches through `data.streaming.loader`, its reader processes stopped as soon as it fails.
+
+    Why: a reader's error (a chunk gone from the bucket) reaches the trainer through the DataLoader's iterator,
+    whose frames the error's traceback keeps. The iterator then outlives the run until the garbage collector
+    breaks the cycle, and a reader process shut down from there does not hear its stop signal: torch waits
+    5 s for it, then kills it. Clearing the finished frames' locals (the traceback still prints) lets the
+    iterator go at once, and its readers stop in milliseconds."""
+    batches = iter(loader(stream, workers=workers, pin_memory=pin_memory))
+    try:
+        yield from batches
+    except BaseException as error:
+        traceback.clear_frames(error.__traceback__)
+        del batches
+        raise
 
 
 class StreamedSplits:
@@ -57,7 +76,7 @@ class StreamedSplits:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         stream = ChunkStream(self.store.uri, "x_train", self.fit_rows, self.y_fit_np, self.batch_size,
                              shuffle=True, seed=seed, options=self.store.options)
-        for x, y in loader(stream, workers=self.workers, pin_memory=self.device.type == "cuda"):
+        for x, y in read_ahead(stream, self.workers, pin_memory=self.device.type == "cuda"):
             yield self.transform(x).to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def val_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -68,7 +87,7 @@ class StreamedSplits:
         """The test split, read once in order (for the score of the written model)."""
         stream = ChunkStream(self.store.uri, self.store.test_key, self.store.test_rows, self.store.y_test,
                              self.eval_batch, shuffle=False, options=self.store.options)
-        for x, y in loader(stream, workers=self.workers):
+        for x, y in read_ahead(stream, self.workers):
             yield self.transform(x).to(self.device), y.to(self.device)
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """Zarr stores of the dataset contract: local and in a bucket (moto's S3 server), checked without a full read."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 from pathlib import Path
@@ -315,6 +316,7 @@ def test_a_chunk_gone_from_the_bucket_mid_run_stops_training_with_a_store_error(
                                       finalize_epochs=0, batch_size=16)
     with pytest.raises(StoreError, match="vanishing.zarr: x_train samples"):
         masksel_core.train(config, masksel_core.load_dataset(uri, budget=1), on_epoch=delete_chunks)
+    assert multiprocessing.active_children() == []  # its reader stopped with the run, not at a later collection
 
 
 def test_convert_writes_chunks_of_zeros_and_spares_what_lies_at_the_destination(tmp_path: Path) -> None:
