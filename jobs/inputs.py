@@ -185,6 +185,19 @@ class RunListQuery(serializers.Serializer):
     ids = RunIds(required=False, help_text="only these runs (comma-separated ids)")
 
 
+def _query_id(message: str) -> serializers.IntegerField:
+    return serializers.IntegerField(required=False, min_value=1, error_messages={
+        "invalid": message, "min_value": message, "max_string_length": message})
+
+
+class NewRunQuery(serializers.Serializer):
+    """What the new-run page is opened with: `?clone=<run>`, `?config=<saved configuration>`, `?dataset=<id>`."""
+
+    clone = _query_id("clone must be the id of a run")
+    config = _query_id("config must be the id of a saved configuration")
+    dataset = _query_id("dataset must be the id of a data set")
+
+
 class CompareQuery(serializers.Serializer):
     runs = RunIds(error_messages={"required": "runs must name the runs to compare, e.g. ?runs=1,2,3"})
 

@@ -128,9 +128,8 @@ def enqueue(run_id: int, *, after_seconds: float = 0) -> None:
                                               countdown=after_seconds or None)
 
 
-def mask_config_get(owner: Any, config_id: Any) -> MaskConfig:
-    if isinstance(config_id, bool) or not isinstance(config_id, (int, str)) or not str(config_id).isdigit():
-        raise ServiceError("mask_config must be the id of a saved configuration")
+def mask_config_get(owner: Any, config_id: int) -> MaskConfig:
+    """One of the owner's saved configurations (the id parsed at the edge: `RunRequest`, `NewRunQuery`)."""
     found = MaskConfig.objects.filter(owner=owner, pk=int(config_id)).first()
     if found is None:
         raise ServiceError(f"no saved configuration with id {config_id}")

@@ -16,7 +16,7 @@ from masksel_core import MASK_NAMES, METRIC_COLUMNS, TEST_SHARE
 from . import selectors, services
 from .errors import NotFound, ServiceError
 from .forms import RunForm, SweepForm
-from .inputs import CompareQuery, RunRequest, SweepRequest, parse
+from .inputs import CompareQuery, NewRunQuery, RunRequest, SweepRequest, parse
 from .models import RunStatus
 
 #: The share of an uploaded file without x_test held out as its test split, as the pages say it.
@@ -78,21 +78,26 @@ def run_new(request: HttpRequest) -> HttpResponse:
 
 
 def _initial_for(request: HttpRequest) -> dict[str, object]:
-    """`?clone=<run>` pre-fills every option of an earlier run; `?dataset=<id>` picks the data set."""
+    """`?clone=<run>` pre-fills every option of an earlier run, `?config=<id>` those of a saved configuration;
+    `?dataset=<id>` picks the data set. A query that names nothing of the user's is a 404."""
+    try:
+        query = parse(NewRunQuery, {key: value for key, value in request.GET.items() if value})  # blank: not given
+    except ServiceError as exc:
+        raise Http404(str(exc)) from None
     initial: dict[str, object] = {}
-    if request.GET.get("clone"):
-        source = selectors.run_get(request.user, request.GET["clone"])
+    if "clone" in query:
+        source = selectors.run_get(request.user, query["clone"])
         initial.update({key: value for key, value in source.config.items() if value is not None})
         initial["dataset"] = source.dataset_id
         initial["priority"] = source.priority
         initial["tags"] = source.tags
-    if request.GET.get("config"):
+    if "config" in query:
         try:
-            initial.update(services.mask_config_get(request.user, request.GET["config"]).config)
+            initial.update(services.mask_config_get(request.user, query["config"]).config)
         except ServiceError:
             raise Http404("no such saved configuration") from None
-    if request.GET.get("dataset"):
-        initial["dataset"] = selectors.dataset_get(request.user, request.GET["dataset"]).pk
+    if "dataset" in query:
+        initial["dataset"] = selectors.dataset_get(request.user, query["dataset"]).pk
     return initial
 
 

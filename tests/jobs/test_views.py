@@ -160,6 +160,9 @@ def test_a_saved_configuration_prefills_the_new_run_form(alice_web: Client, alic
     other = Client()
     other.force_login(bob)
     assert other.get(f"/runs/new/?config={saved.pk}").status_code == 404
+    for query in ("config=blocks", "config=0", "clone=x", "dataset=-1", f"config={saved.pk}&clone=1.5"):
+        assert alice_web.get(f"/runs/new/?{query}").status_code == 404, query
+    assert alice_web.get("/runs/new/?config=&clone=").status_code == 200  # blank is not given
 
 
 def test_a_run_that_stopped_early_shows_a_full_bar_and_its_epochs(alice_web: Client, alice: Any, digits: Any) -> None:
