@@ -5,8 +5,8 @@
    `--rounds` rounds of 30 steps. Goal: a dynamic step at most 1.5x the static one on the same data.
 2. The moving object (`synthetic-moving`: a 5x5 pattern anywhere in a 28x28 image): one run each of
    `dynamic-pixel-any` (the default mask network) and `pixel-any` with lenet5 and target_fraction 0.12 (the static mask
-   given 0.15), and their test accuracy at the bytes per test sample their payloads measure (the bitmap
-   included).
+   given 0.15), and their test accuracy at the bytes per test sample their payloads measure (the bytes that
+   say which cells included).
    Goal: dynamic >= 0.9 at <= 0.15 of the raw bytes, where static stays below 0.7.
 
     python benchmarks/dynamic.py [--rounds 5] [--skip-runs]

@@ -1,9 +1,9 @@
 """Dynamic masks against static selectors at equal bytes, on the selection-quality protocol's folds.
 
 For each fold of `benchmarks/protocol.py` (5 x 2 repeated stratified folds of the whole data set), every
-selector gets the same budget of bytes per sample, the per-sample bitmap of a dynamic mask included:
+selector gets the same budget of bytes per sample, what says which cells a dynamic mask sends included:
 - static selectors (masksel's `pixel-any` run and the peers) keep k = budget / 4 pixels (float32 values);
-- masksel's dynamic mask is one run with `target_fraction` = the budget's share (its Q counts the bitmap);
+- masksel's dynamic mask is one run with `target_fraction` = the budget's share (its Q counts those bytes);
   it is scored by the bytes its payloads measure on the fold's test part.
 The same classifier is then trained from scratch on each selection's masked training inputs (zeros where
 nothing is sent: a static mask's fixed pixels, or each input's own cells) and scored on the fold's test

@@ -83,8 +83,9 @@ a target not reached); metrics.csv has one row per epoch, its phase last (warmup
 
 DYNAMIC_README = """This run's mask is dynamic: each input gets its own selection, so the run has two halves.
 - mask_net.ts runs on the server, where the data lives: it takes full inputs (B, C, H, W) and returns the
-  cells to send (B, C, GH, GW) of 0/1. masksel_core.transfer.packing.pack(x, plan, cells=...) sends each sample's
-  bitmap and the values it selects; the plan comes from mask.json (plan_from_mask_document).
+  cells to send (B, C, GH, GW) of 0/1. masksel_core.transfer.packing.pack(x, plan, cells=...) sends which cells
+  each sample keeps (their indices or a bitmap, the smaller) and their values; the plan comes from mask.json
+  (plan_from_mask_document).
 - model.ts runs on the client: it takes the input as transfer.unpack rebuilds it (zeros where nothing was
   sent) and gives the class scores. It does not mask anything itself.
 mask.npy and mask.png show the cells selected for at least half the validation inputs; mask.json also

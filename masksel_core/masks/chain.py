@@ -66,7 +66,7 @@ class MaskChain(nn.Module):
     """
 
     per_input = False  # the same selection for every input (see `DynamicMask.per_input`)
-    bitmap_share = 0.0  # no per-sample bitmap rides along (see `DynamicMask.bitmap_share`)
+    empty_share = 0.0  # nothing rides along with a sample to say what it sends (see `DynamicMask.empty_share`)
 
     def __init__(self, spec: str, input_shape: Shape, stages: Sequence[Stage], extend: Extend | None) -> None:
         super().__init__()

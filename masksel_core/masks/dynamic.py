@@ -9,7 +9,8 @@ the object can be. A dynamic mask asks a small *mask network* `g`, run where the
 - `round(sigmoid(logits))` with a straight-through gradient decides, without noise; cells are broadcast
   to the pixels they cover, as `block-any` does;
 - Q is the batch mean of the selected share (priced per element as the static masks) plus the share of the
-  per-sample bitmap that says which cells were sent (`transfer`): Q counts bytes, not only values.
+  bytes that say which cells each sample sends (`selection_bytes`: its count, then its cells' indices or a
+  bitmap, whichever is smaller, as `transfer` packs them): Q counts bytes, not only values.
 Network and mask network train together on `task + lambda * Q`; the loop is the static masks' own.
 
 `DynamicMask` answers what the training loop asks of a `MaskChain`; where a static chain's cost is the same
@@ -141,6 +142,33 @@ def bitmap_bytes(cells: Sequence[int]) -> int:
     return -(-math.prod(cells) // 8)
 
 
+def _width(largest: int) -> int:
+    """Bytes of an unsigned integer up to `largest`: 1, 2 or 4."""
+    return 1 if largest < 2**8 else 2 if largest < 2**16 else 4
+
+
+def index_bytes(cells: Sequence[int]) -> int:
+    """Bytes of one cell's index in a sample's list of selected cells."""
+    return _width(math.prod(cells) - 1)
+
+
+def count_bytes(cells: Sequence[int]) -> int:
+    """Bytes of the count of selected cells that opens every sample's selection."""
+    return _width(math.prod(cells))
+
+
+def uses_indices(count: np.ndarray, cells: Sequence[int]) -> np.ndarray:
+    """Whether each sample, keeping `count` cells, sends their indices (fewer bytes) rather than the bitmap."""
+    return count * index_bytes(cells) < bitmap_bytes(cells)
+
+
+def selection_bytes(count: torch.Tensor, cells: Sequence[int]) -> torch.Tensor:
+    """Bytes that say which cells a sample sends, for each sample's `count` of them: the count, then the smaller of
+    the list of indices and the bitmap (`transfer.packing` writes exactly this). A sparse mask pays per cell kept:
+    28x28 pixels at 5 % of the raw bytes keep 25 pixels where a bitmap (98 bytes) would leave 14."""
+    return count_bytes(cells) + torch.clamp(count * index_bytes(cells), max=float(bitmap_bytes(cells)))
+
+
 class DynamicMask(nn.Module):
     """`dynamic-pixel-any` (a cell per value) or `dynamic-block-any` (a `grid` of cells per channel)."""
 
@@ -171,8 +199,10 @@ class DynamicMask(nn.Module):
         self.register_buffer("weights", element_costs(spec, costs, self.cell_shape))
         self.register_buffer("row_cell", cell_index(h, gh))
         self.register_buffer("col_cell", cell_index(w, gw))
-        # The bitmap rides along with every sample: its share of the raw float32 input is part of Q.
-        self.bitmap_share = bitmap_bytes(self.cell_shape) / float(c * h * w * 4)
+        # What says which cells a sample sends rides along with it (`selection_bytes`): its share of the raw float32
+        # input is part of Q. `empty_share` is that of a sample that keeps nothing: its count alone.
+        self.raw_bytes = float(c * h * w * 4)
+        self.empty_share = count_bytes(self.cell_shape) / self.raw_bytes
         # Added to every logit: raised by `fill_budget` (`budget.fill_offset`) to spend a budget that lambda's
         # last raise left unused; part of the server's mask network (`ServerMask`, `digest`).
         self.register_buffer("offset", torch.zeros(()))
@@ -202,11 +232,15 @@ class DynamicMask(nn.Module):
 
     def forward(self, x: torch.Tensor, *, tau: float = 1.0, explore: bool = False,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The masked batch and Q (its mean priced share, plus the bitmap); `tau`, `explore` and `generator`
-        are the static masks' and play no part: the rounding is deterministic."""
+        """The masked batch and Q (its mean priced share, plus what says which cells were sent); `tau`,
+        `explore` and `generator` are the static masks' and play no part: the rounding is deterministic."""
         cells = self.cells(x)
+        return x * self.expand(cells), self._shares(cells).mean()
+
+    def _shares(self, cells: torch.Tensor) -> torch.Tensor:
+        """Each sample's Q: its cells' priced share of the values, plus its selection's bytes over the raw bytes."""
         priced = self.expand(cells * self.weights).sum(dim=(1, 2, 3)) / float(math.prod(self.input_shape))
-        return x * self.expand(cells), priced.mean() + self.bitmap_share
+        return priced + selection_bytes(cells.sum(dim=(1, 2, 3)), self.cell_shape) / self.raw_bytes
 
     def freeze(self) -> None:
         self.requires_grad_(False)
@@ -216,9 +250,8 @@ class DynamicMask(nn.Module):
         """Q of the noise-free masks on the inputs `x`, summed in float64 (the same on every CPU and GPU)."""
         total = 0.0
         for part in self._parts(x):
-            priced = self.expand(self.hard_cells(part) * self.weights).double().sum()
-            total += float(priced) / float(math.prod(self.input_shape))
-        return round(total / max(int(x.shape[0]), 1) + self.bitmap_share, 9)
+            total += float(self._shares(self.hard_cells(part).double()).sum())
+        return round(total / max(int(x.shape[0]), 1), 9)
 
     @torch.no_grad()
     def frequency(self, x: torch.Tensor | None = None) -> np.ndarray:

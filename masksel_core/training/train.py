@@ -269,7 +269,7 @@ def run_warnings(result: TrainResult, y_val: torch.Tensor, final_lambda: float) 
     reached, a lambda that never moved."""
     config, last = result.config, result.records[-1]
     warnings = []
-    if result.fraction <= result.mask.bitmap_share or not result.mask.frequency(result.probe).any():
+    if result.fraction <= result.mask.empty_share or not result.mask.frequency(result.probe).any():
         warnings.append("the final mask keeps nothing, so the network sees only zeros: lower lambda_init or "
                         "lambda_factor, or set a target_fraction")
     chance = float(torch.bincount(y_val).max()) / max(len(y_val), 1)

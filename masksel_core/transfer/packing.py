@@ -9,8 +9,10 @@ the selected parts, so its size is what the mask predicts plus a small header. I
   decoding (they save bytes only where they drop a whole channel: a JPEG is sent whole);
 - for `thumb-xor` chains: per sample and kept channel, the thumbnail at the picked scale, blown back up by
   the receiver as in training;
-- for dynamic masks (`dynamic.py`): every sample's bitmap of selected cells (the server's mask network chose
-  them: `pack(..., cells=)`), then the values of those cells, sample after sample (a variable length).
+- for dynamic masks (`dynamic.py`): which cells each sample sends (the server's mask network chose them:
+  `pack(..., cells=)`), as every sample's count of cells, then per sample the smaller of the list of its cells'
+  indices and its bitmap (`dynamic.selection_bytes`; the count says which), then the values of those cells,
+  sample after sample (a variable length). Integers are as narrow as the mask's number of cells allows.
 
 A payload carries its plan (the keep map and the picked versions), so a client with only the trained model
 can rebuild the input, and `unpack(payload, plan)` checks that it was packed for `plan`. Layout (little-endian):
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..masks.dynamic import count_bytes, index_bytes, uses_indices
 from ..masks.operators import enlarge, jpeg_codecs, shrink, thumb_size, to_uint8
 from .plan import (
     DTYPES,
@@ -47,7 +50,7 @@ __all__ = ["TransferError", "TransferPlan", "Unpacked", "expand_selection", "ful
            "plan_from_mask_document", "transfer_summary", "unpack"]
 
 MAGIC = b"MSEL"
-FORMAT = 1
+FORMAT = 2  # 2: a dynamic sample's selection is its count, then its cells' indices or its bitmap
 FLAG_ZLIB, FLAG_LABELS = 1, 2
 _HEAD = struct.Struct("<4sBBBB8sIHHHI")
 JpegSource = Callable[[int, int], Sequence[bytes]]  # (channel, quality) -> the batch's encoded images
@@ -172,21 +175,51 @@ def _dynamic_body(x: torch.Tensor, plan: TransferPlan, cells: torch.Tensor | Non
         raise ValueError(f"a dynamic plan packs each sample's cells: give cells of shape "
                          f"{[x.shape[0], *plan.cell_shape]}")
     chosen = cells.detach().cpu().numpy().astype(bool)
-    bitmaps = np.packbits(chosen.reshape(len(chosen), int(np.prod(plan.cell_shape))), axis=1)  # (B, bitmap bytes)
+    flat = chosen.reshape(len(chosen), int(np.prod(plan.cell_shape)))
+    counts = flat.sum(axis=1)
+    listed = uses_indices(counts, plan.cell_shape)
+    bitmaps = np.packbits(flat, axis=1)  # (B, bitmap bytes)
+    index_type = _unsigned(index_bytes(plan.cell_shape))
+    selections = b"".join(np.flatnonzero(row).astype(index_type).tobytes() if indices else bitmap.tobytes()
+                          for row, indices, bitmap in zip(flat, listed, bitmaps, strict=True))
     keep = plan.expand_cells(chosen)  # (B, C, H, W)
-    return bitmaps.tobytes() + _as_dtype(x.numpy()[keep], dtype).tobytes()  # values sample by sample
+    values = _as_dtype(x.numpy()[keep], dtype).tobytes()  # sample by sample
+    return counts.astype(_unsigned(count_bytes(plan.cell_shape))).tobytes() + selections + values
 
 
 def _dynamic_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> torch.Tensor:
-    size = plan.bitmap_bytes() * count
-    if len(body) < size:
-        raise TransferError("payload body truncated inside its bitmaps")
-    bits = np.unpackbits(np.frombuffer(body[:size], dtype=np.uint8).reshape(count, -1), axis=1)
-    cells = bits[:, :int(np.prod(plan.cell_shape))].reshape(count, *plan.cell_shape)
-    keep = plan.expand_cells(cells)
+    cells = int(np.prod(plan.cell_shape))
+    offset = count_bytes(plan.cell_shape) * count
+    if len(body) < offset:
+        raise TransferError("payload body truncated inside its counts of selected cells")
+    counts = np.frombuffer(body[:offset], dtype=_unsigned(count_bytes(plan.cell_shape))).astype(np.int64)
+    if (counts > cells).any():
+        raise TransferError(f"a sample of the payload selects more than the mask's {cells} cells")
+    listed = uses_indices(counts, plan.cell_shape)
+    lengths = np.where(listed, counts * index_bytes(plan.cell_shape), plan.bitmap_bytes())
+    if len(body) < offset + int(lengths.sum()):
+        raise TransferError("payload body truncated inside its selections")
+    index_type = _unsigned(index_bytes(plan.cell_shape))
+    chosen = np.zeros((count, cells), dtype=bool)
+    for i, (indices, length) in enumerate(zip(listed, lengths, strict=True)):
+        if indices:
+            part = np.frombuffer(body, dtype=index_type, count=int(counts[i]), offset=offset)
+            if len(part) and int(part.max()) >= cells:
+                raise TransferError(f"a sample of the payload names a cell beyond the mask's {cells}")
+            chosen[i, part] = True
+        else:
+            chosen[i] = np.unpackbits(np.frombuffer(body, dtype=np.uint8, count=int(length), offset=offset))[:cells]
+        if int(chosen[i].sum()) != counts[i]:
+            raise TransferError("a sample's selection does not hold the count of cells it announces")
+        offset += int(length)
+    keep = plan.expand_cells(chosen.reshape(count, *plan.cell_shape))
     out = np.zeros((count, *plan.shape), dtype=np.float32)
-    out[keep] = _from_dtype(body[size:], dtype, int(keep.sum()))
+    out[keep] = _from_dtype(body[offset:], dtype, int(keep.sum()))
     return torch.from_numpy(out)
+
+
+def _unsigned(width: int) -> np.dtype:
+    return np.dtype(f"<u{width}")
 
 
 def encode_channel(x: torch.Tensor, channel: int, quality: int) -> list[bytes]:
@@ -268,7 +301,7 @@ def transfer_summary(chain: Any, x: torch.Tensor, *, budget_bytes: float | None 
 
     `bytes_per_sample` counts the payload bodies (what grows with the samples); `header_bytes` is
     paid once per payload. `value_fraction` is the paper's Q (share of values, or priced versions); a dynamic
-    mask's is measured on `probe` (the validation inputs) and counts each sample's bitmap, so that
+    mask's is measured on `probe` (the validation inputs) and counts each sample's selection, so that
     `value_fraction * raw_bytes_per_sample` predicts the bytes measured here on inputs it never saw.
     """
     plan = plan_from_chain(chain)

@@ -32,7 +32,7 @@ class TransferPlan:
     """What is sent of each sample: `keep` (C, H, W) over the network's input channels and, for
     `jpeg`/`thumb` chains, the picked version of each original channel (`versions`, index into `levels`).
 
-    A `dynamic` plan (`dynamic.DynamicMask`) sends per sample a bitmap of its selected cells, then their values:
+    A `dynamic` plan (`dynamic.DynamicMask`) sends per sample which cells it selected, then their values:
     `levels` is the cell grid (GH, GW) of every channel, `keep` all True (the most a sample may send), and
     `digest` names the mask network that chose (payloads of another one are refused)."""
 

@@ -1,4 +1,5 @@
-"""Dynamic masks: a selection per input, chosen by a mask network on the server, sent as bitmap and values."""
+"""Dynamic masks: a selection per input, chosen by a mask network on the server, sent as the selected cells
+(their indices or a bitmap, whichever is smaller) and their values."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from masksel_core import ConfigError, TrainConfig
 from masksel_core.cli import main
 from masksel_core.data.synthetic import MOVING_PATTERNS
 from masksel_core.export import write_outputs
-from masksel_core.masks.dynamic import BIAS, DynamicMask, bitmap_bytes
+from masksel_core.masks.dynamic import BIAS, DynamicMask, bitmap_bytes, count_bytes, index_bytes
 from masksel_core.transfer.packing import TransferError, pack, plan_from_chain, plan_from_mask_document, unpack
 
 SHAPE = (2, 12, 10)
@@ -30,17 +31,29 @@ def brightness_mask(spec: str = "dynamic-pixel-any", **options: object) -> Dynam
     return mask
 
 
-def test_every_input_gets_its_own_cells_and_q_counts_values_and_bitmap() -> None:
+RAW = float(np.prod(SHAPE) * 4)
+
+
+def selection(kept: torch.Tensor, cells: tuple[int, ...] = SHAPE) -> np.ndarray:
+    """Each sample's bytes that say which cells it sends, counted here from the format: its count (one byte for
+    240 cells), then one byte per cell's index or the 30-byte bitmap, whichever is fewer."""
+    counts = kept.flatten(1).sum(dim=1).numpy()
+    return count_bytes(cells) + np.minimum(counts * index_bytes(cells), bitmap_bytes(cells))
+
+
+def test_every_input_gets_its_own_cells_and_q_counts_values_and_selection() -> None:
     x = torch.rand(6, *SHAPE, generator=torch.Generator().manual_seed(0))
+    x[0] = torch.where(x[0] > 0.97, x[0], 0.0)  # a sparse sample: its few cells' indices cost less than a bitmap
     mask = brightness_mask()
     masked, q = mask(x)
     kept = (x > 0.5).float()
     assert torch.equal(masked, x * kept)  # each sample its own selection
     assert not torch.equal(kept[0], kept[1])
-    share = float(kept.mean(dim=(1, 2, 3)).mean())
-    bitmap = bitmap_bytes(SHAPE) / (np.prod(SHAPE) * 4)
-    assert float(q.detach()) == pytest.approx(share + bitmap, rel=1e-6)
-    assert mask.fraction(x) == pytest.approx(share + bitmap, rel=1e-6)
+    headers = selection(kept)
+    assert 1 < headers[0] < 1 + bitmap_bytes(SHAPE) and (headers[1:] == 1 + bitmap_bytes(SHAPE)).all()
+    expected = float((kept.mean(dim=(1, 2, 3)).numpy() + headers / RAW).mean())
+    assert float(q.detach()) == pytest.approx(expected, rel=1e-6)
+    assert mask.fraction(x) == pytest.approx(expected, rel=1e-6)
     assert mask.frequency(x) == pytest.approx(kept.mean(dim=0).numpy())
     assert np.array_equal(mask.selected(x), (kept.mean(dim=0) >= 0.5).numpy().astype(np.uint8))
 
@@ -49,7 +62,7 @@ def test_a_fresh_mask_sends_everything_and_its_gradient_reaches_the_mask_network
     mask = DynamicMask("dynamic-block-any", SHAPE, grid=(3, 2), server_view=(6, 5))
     x = torch.rand(4, *SHAPE)
     assert mask.mask_net == "hybrid"  # a 6x5 view: small
-    assert mask.fraction(x) == pytest.approx(1 + bitmap_bytes((2, 3, 2)) / (np.prod(SHAPE) * 4))
+    assert mask.fraction(x) == pytest.approx(1 + (1 + bitmap_bytes((2, 3, 2))) / RAW)  # count, bitmap of 12 cells
     masked, q = mask(x)
     assert torch.equal(masked, x)
     (masked.sum() + q).backward()  # straight-through: the rounding passes the sigmoid's gradient
@@ -78,8 +91,9 @@ def test_auto_picks_the_linear_map_up_to_28x28_and_options_are_checked() -> None
 
 
 @pytest.mark.parametrize("spec", ["dynamic-pixel-any", "dynamic-block-any"])
-def test_a_payload_holds_each_samples_bitmap_and_its_selected_values(spec: str) -> None:
+def test_a_payload_holds_each_samples_selection_and_its_selected_values(spec: str) -> None:
     x = torch.rand(5, *SHAPE, generator=torch.Generator().manual_seed(1))
+    x[1] = torch.where(x[1] > 0.95, x[1], 0.0)  # sends its cells' indices, the others their bitmaps
     mask = brightness_mask() if spec == "dynamic-pixel-any" else DynamicMask(spec, SHAPE, grid=(4, 3))
     if spec == "dynamic-block-any":  # a random network: cells differ per sample
         with torch.no_grad():
@@ -93,7 +107,8 @@ def test_a_payload_holds_each_samples_bitmap_and_its_selected_values(spec: str) 
     assert torch.equal(received.x, masked)  # the network's input, exactly
     empty = len(pack(x[:0], plan, cells=cells[:0]))
     kept = int(mask.expand(cells).sum())
-    assert len(payload) - empty == 5 * plan.bitmap_bytes() + 4 * kept
+    assert len(payload) - empty == int(selection(cells, plan.cell_shape).sum()) + 4 * kept
+    assert (len(payload) - empty) / (5 * RAW) == pytest.approx(mask.fraction(x), abs=1e-9)  # Q is what is sent
     document = {"mask_type": spec, "input_shape": list(SHAPE), "selected": [], "fraction": 0.5,
                 "dynamic": mask.describe()}
     assert plan_from_mask_document(json.loads(json.dumps(document))).plan_id == plan.plan_id
@@ -106,6 +121,35 @@ def test_a_payload_holds_each_samples_bitmap_and_its_selected_values(spec: str) 
         assert plan_from_chain(other).plan_id != plan.plan_id  # another network: its payloads are refused
         with pytest.raises(TransferError, match="packed for mask"):
             unpack(payload, plan_from_chain(other))
+
+
+def test_a_sparse_selection_of_784_cells_sends_two_byte_indices_and_damage_is_named() -> None:
+    """28x28 pixels: a 98-byte bitmap, or 2 bytes per cell kept; a sample keeping 25 cells sends 2 + 50 bytes to
+    say which, one keeping 300 sends 2 + 98."""
+    shape = (1, 28, 28)
+    mask = DynamicMask("dynamic-pixel-any", shape, mask_net="linear")
+    plan = plan_from_chain(mask)
+    cells = torch.zeros(2, *shape)
+    cells.view(2, -1)[0, torch.randperm(784, generator=torch.Generator().manual_seed(0))[:25]] = 1
+    cells.view(2, -1)[1, :300] = 1
+    x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(1))
+    payload = pack(x, plan, cells=cells)
+    body = len(payload) - len(pack(x[:0], plan, cells=cells[:0]))
+    assert body == (2 + 50 + 4 * 25) + (2 + 98 + 4 * 300)
+    assert torch.equal(unpack(payload, plan).x, x * cells)
+    assert float(mask._shares(cells)[0]) == pytest.approx((25 * 4 + 52) / (784 * 4))  # Q prices what is sent
+
+    start = len(payload) - body  # the body: two u16 counts, the first sample's indices, the second's bitmap
+
+    def damaged(offset: int, value: bytes) -> bytes:
+        return payload[:start + offset] + value + payload[start + offset + len(value):]
+
+    with pytest.raises(TransferError, match="more than the mask's 784 cells"):
+        unpack(damaged(0, (785).to_bytes(2, "little")), plan)
+    with pytest.raises(TransferError, match="names a cell beyond the mask's 784"):
+        unpack(damaged(4, (900).to_bytes(2, "little")), plan)
+    with pytest.raises(TransferError, match="does not hold the count of cells it announces"):
+        unpack(damaged(2, (299).to_bytes(2, "little")), plan)
 
 
 def test_a_trained_run_writes_both_halves_and_they_rebuild_its_predictions(tmp_path: Path) -> None:
