@@ -178,13 +178,14 @@ def _dynamic_body(x: torch.Tensor, plan: TransferPlan, cells: torch.Tensor | Non
     flat = chosen.reshape(len(chosen), int(np.prod(plan.cell_shape)))
     counts = flat.sum(axis=1)
     listed = uses_indices(counts, plan.cell_shape)
-    bitmaps = np.packbits(flat, axis=1)  # (B, bitmap bytes)
-    index_type = _unsigned(index_bytes(plan.cell_shape))
-    selections = b"".join(np.flatnonzero(row).astype(index_type).tobytes() if indices else bitmap.tobytes()
-                          for row, indices, bitmap in zip(flat, listed, bitmaps, strict=True))
+    # Every sample's selection, one after the other: the bytes of its indices, or its bitmap.
+    is_index = np.repeat(listed, _selection_lengths(plan, counts, listed))
+    selections = np.empty(len(is_index), dtype=np.uint8)
+    selections[~is_index] = np.packbits(flat[~listed], axis=1).reshape(-1)
+    selections[is_index] = np.nonzero(flat[listed])[1].astype(_unsigned(index_bytes(plan.cell_shape))).view(np.uint8)
     keep = plan.expand_cells(chosen)  # (B, C, H, W)
     values = _as_dtype(x.numpy()[keep], dtype).tobytes()  # sample by sample
-    return counts.astype(_unsigned(count_bytes(plan.cell_shape))).tobytes() + selections + values
+    return counts.astype(_unsigned(count_bytes(plan.cell_shape))).tobytes() + selections.tobytes() + values
 
 
 def _dynamic_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> torch.Tensor:
@@ -196,26 +197,28 @@ def _dynamic_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> to
     if (counts > cells).any():
         raise TransferError(f"a sample of the payload selects more than the mask's {cells} cells")
     listed = uses_indices(counts, plan.cell_shape)
-    lengths = np.where(listed, counts * index_bytes(plan.cell_shape), plan.bitmap_bytes())
-    if len(body) < offset + int(lengths.sum()):
+    is_index = np.repeat(listed, _selection_lengths(plan, counts, listed))
+    if len(body) < offset + len(is_index):
         raise TransferError("payload body truncated inside its selections")
-    index_type = _unsigned(index_bytes(plan.cell_shape))
+    selections = np.frombuffer(body, dtype=np.uint8, count=len(is_index), offset=offset)
     chosen = np.zeros((count, cells), dtype=bool)
-    for i, (indices, length) in enumerate(zip(listed, lengths, strict=True)):
-        if indices:
-            part = np.frombuffer(body, dtype=index_type, count=int(counts[i]), offset=offset)
-            if len(part) and int(part.max()) >= cells:
-                raise TransferError(f"a sample of the payload names a cell beyond the mask's {cells}")
-            chosen[i, part] = True
-        else:
-            chosen[i] = np.unpackbits(np.frombuffer(body, dtype=np.uint8, count=int(length), offset=offset))[:cells]
-        if int(chosen[i].sum()) != counts[i]:
-            raise TransferError("a sample's selection does not hold the count of cells it announces")
-        offset += int(length)
+    bitmaps = selections[~is_index].reshape(int((~listed).sum()), plan.bitmap_bytes())
+    chosen[~listed] = np.unpackbits(bitmaps, axis=1)[:, :cells].astype(bool)
+    indices = selections[is_index].view(_unsigned(index_bytes(plan.cell_shape))).astype(np.int64)
+    if len(indices) and int(indices.max()) >= cells:
+        raise TransferError(f"a sample of the payload names a cell beyond the mask's {cells}")
+    chosen[np.repeat(np.flatnonzero(listed), counts[listed]), indices] = True
+    if (chosen.sum(axis=1) != counts).any():  # a bitmap with other bits set, or an index named twice
+        raise TransferError("a sample's selection does not hold the count of cells it announces")
     keep = plan.expand_cells(chosen.reshape(count, *plan.cell_shape))
     out = np.zeros((count, *plan.shape), dtype=np.float32)
-    out[keep] = _from_dtype(body[offset:], dtype, int(keep.sum()))
+    out[keep] = _from_dtype(body[offset + len(is_index):], dtype, int(keep.sum()))
     return torch.from_numpy(out)
+
+
+def _selection_lengths(plan: TransferPlan, counts: np.ndarray, listed: np.ndarray) -> np.ndarray:
+    """Bytes of each sample's selection: its cells' indices where `listed`, else its bitmap."""
+    return np.where(listed, counts * index_bytes(plan.cell_shape), plan.bitmap_bytes())
 
 
 def _unsigned(width: int) -> np.dtype:
