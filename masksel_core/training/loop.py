@@ -16,7 +16,7 @@ from ..masks.chain import AnyMask
 from .precision import resolve_precision
 from .records import EpochRecord
 from .schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
-from .steps import Splits, evaluate_split, masked_step, network_step
+from .steps import Splits, adam, evaluate_split, masked_step, network_step
 from .swap_check import swap_check
 
 # The target's pace: reached after this share of the selection epochs, the rest to settle (`TargetPace`).
@@ -76,13 +76,13 @@ class Loop:
         self.pace: TargetPace | None = None
         if phase == "select":
             lr = self.config.lr
-            self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=lr(self.config.model_lr), amsgrad=True),
-                               torch.optim.Adam(self.chain.parameters(), lr=lr(self.config.mask_lr))]
+            self.optimizers = [adam(self.model.parameters(), lr(self.config.model_lr), amsgrad=True),
+                               adam(self.chain.parameters(), lr(self.config.mask_lr))]
             target = self._target_fraction()
             if target is not None:
                 self.pace = TargetPace(self._fraction(), target, int(PACE_SHARE * self.config.epochs))
         else:
-            self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=self.config.lr(self.config.network_lr))]
+            self.optimizers = [adam(self.model.parameters(), self.config.lr(self.config.network_lr))]
 
     def _epoch(self) -> EpochRecord | None:
         if self.phase == "select":

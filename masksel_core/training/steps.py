@@ -24,6 +24,14 @@ def eval_batch(sample_shape: tuple[int, ...] | torch.Size) -> int:
     return max(16, min(EVAL_BATCH, EVAL_BYTES // (4 * math.prod(sample_shape))))
 
 
+def adam(parameters: Iterable[nn.Parameter], lr: float, **options: bool) -> torch.optim.Adam:
+    """`torch.optim.Adam` with its fused kernel, on the CPU as on a GPU. Why: the default on a CPU steps each tensor
+    in several passes; the fused step is one. Measured on 2 cores, one torch thread, the step of an MLP of 5.7
+    million parameters (36x35x35 inputs): 27.3 ms by default, 12.4 with `foreach`, 3.7 fused; the results agree to
+    1e-8 (docs/design.md, "Fused Adam")."""
+    return torch.optim.Adam(parameters, lr=lr, fused=True, **options)
+
+
 @dataclass
 class Splits:
     """The batches a run trains on and the validation part that decides for it (never the test split), in memory.

@@ -32,7 +32,7 @@ from ..masks.budget import dropped_by_margin, two_class_stage
 from ..masks.chain import AnyMask, MaskChain
 from ..masks.stages import SelectStage
 from .precision import autocast
-from .steps import Splits, evaluate_split, network_step
+from .steps import Splits, adam, evaluate_split, network_step
 
 TOLERANCE = 0.005  # a relative improvement of the validation loss smaller than this is noise, not a better mask
 SHORTLIST, FINALISTS = 8, 3
@@ -56,7 +56,7 @@ def swap_check(chain: AnyMask, model: nn.Module, splits: Splits, *, candidates: 
         key = (flat[:, 0] >= flat[:, 1]).cpu().numpy().tobytes()
         if key not in tuned:
             trial = copy.deepcopy(model)
-            optimizer = torch.optim.Adam(trial.parameters(), lr=lr)
+            optimizer = adam(trial.parameters(), lr)
             generator = torch.Generator(device=splits.device).manual_seed(seed)
             loss_fn = nn.CrossEntropyLoss()
             trial.train()
