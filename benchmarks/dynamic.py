@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TrainConfig, load_dataset, train  # noqa: E402
-from masksel_core.training.steps import masked_step  # noqa: E402
+from masksel_core.training.steps import adam, masked_step  # noqa: E402
 from masksel_core.training.train import build  # noqa: E402
 
 SHAPE, CLASSES, BATCH, STEPS = (1, 28, 28), 4, 128, 30
@@ -34,8 +34,7 @@ SHAPE, CLASSES, BATCH, STEPS = (1, 28, 28), 4, 128, 30
 def stepper(config: TrainConfig) -> Callable[[int], None]:
     """Runs `count` training steps of `config`'s mask and network on one fixed batch."""
     mask, model = build(config, SHAPE, CLASSES, torch.Generator().manual_seed(0))
-    optimizers = [torch.optim.Adam(model.parameters(), lr=config.model_lr),
-                  torch.optim.Adam(mask.parameters(), lr=config.mask_lr)]
+    optimizers = [adam(model.parameters(), config.model_lr), adam(mask.parameters(), config.mask_lr)]
     generator = torch.Generator().manual_seed(1)
     x, y = torch.rand(BATCH, *SHAPE, generator=generator), torch.randint(0, CLASSES, (BATCH,), generator=generator)
     loss = torch.nn.CrossEntropyLoss()

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from masksel_core import TensorDataset, TrainConfig, create_model, train  # noqa: E402
 from masksel_core.training.precision import autocast, memory_format, resolve_precision  # noqa: E402
+from masksel_core.training.steps import adam  # noqa: E402
 
 # name: (input shape, classes, network, mask, training samples of the real set)
 SHAPES = {
@@ -65,7 +66,7 @@ def bare_epoch(data: TensorDataset, name: str, precision: str, device_name: str,
     torch.manual_seed(0)
     model = create_model(model_name, shape, classes)
     model = model.to(device, memory_format=memory_format(model, device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
+    optimizer = adam(model.parameters(), 1e-3, amsgrad=True)  # as train()'s: the ratio is masksel's own cost
     n_val = int(round(data.x_train.shape[0] * VAL_SHARE))
     x_fit, y_fit = data.x_train[n_val:].to(device), data.y_train[n_val:].to(device)
     x_val, y_val = data.x_train[:n_val].to(device), data.y_train[:n_val].to(device)

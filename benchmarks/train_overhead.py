@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from masksel_core import TensorDataset, TrainConfig, build, load_dataset, spec_problem  # noqa: E402
 from masksel_core.masks.chain import MaskChain  # noqa: E402
 from masksel_core.training.precision import autocast, memory_format, resolve_precision  # noqa: E402
-from masksel_core.training.steps import masked_step  # noqa: E402
+from masksel_core.training.steps import adam, masked_step  # noqa: E402
 from masksel_core.training.train import prepare_inputs  # noqa: E402
 
 MASKS = ("channel-any", "pixel-any", "block-any", "channel-xor", "pixel-xor", "jpeg-xor", "jpeg-xor+pixel-any")
@@ -41,7 +41,7 @@ def make_step(model: nn.Module, chain: MaskChain | None, batches: list[tuple[tor
     The masked step is `loop.masked_step`, the one `train()` takes in selection (lambda 0.1, the initial tau,
     alternating exploration); the plain step is the same network trained alone, as any plain training loop would.
     """
-    model_opt = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
+    model_opt = adam(model.parameters(), 1e-3, amsgrad=True)  # train()'s optimiser, fused
     loss_fn = nn.CrossEntropyLoss()
     device = batches[0][0].device
     counter = [0]
@@ -56,7 +56,7 @@ def make_step(model: nn.Module, chain: MaskChain | None, batches: list[tuple[tor
             model_opt.step()
         return plain
 
-    optimizers = [model_opt, torch.optim.Adam(chain.parameters(), lr=0.01)]
+    optimizers = [model_opt, adam(chain.parameters(), 0.01)]
     generator = torch.Generator(device=device).manual_seed(0)
 
     def masked() -> None:
