@@ -99,3 +99,45 @@ def test_views_the_api_and_the_task_adapter_leave_the_rows_to_services_and_selec
             if isinstance(node, ast.Attribute) and node.attr == "objects":
                 problems.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert problems == []
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """The masksel_core modules that `path` imports when it is loaded (imports inside functions are lazy: left out)."""
+    import ast
+
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    package = name.split(".")[:-1]  # for an `__init__`, the package itself
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            targets = [module] + [f"{module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        else:
+            continue
+        found |= {t.removesuffix(".__init__") for t in targets if t.startswith("masksel_core")}
+    return found
+
+
+def test_the_core_has_no_import_cycle() -> None:
+    """A module of the core never needs, while it loads, a module that needs it (the package's `__init__`, which
+    only gathers the public surface, aside)."""
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in CORE.rglob("*.py")}
+    graph = {name: {m for m in _module_level_imports(path) if m in modules and m != "masksel_core"}
+             for name, path in modules.items()}
+    cycles = []
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycles.append(" -> ".join(trail[trail.index(name):] + [name]))
+            return
+        for other in sorted(graph[name]):
+            visit(other, [*trail, name])
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert graph["masksel_core.training.train"] & {"masksel_core.training.loop"}  # the graph is read at all
+    assert cycles == []
