@@ -30,6 +30,9 @@ ABLATION: dict[str, dict[str, Any]] = {
     # Several selections, each its own seed, and the one whose written model scores best on the run's own
     # validation share (the fold's training part only): less luck, at `best_of` times the time.
     "masksel[best-of-3]": {"best_of": 3},
+    # A slower selection: lambda raised by 1.1 instead of 1.25 when Q lags its path, and twice the epochs (the
+    # path to the target twice as long): at 4 of 64 pixels each pixel dropped is a larger part of the decision.
+    "masksel[slow-pace]": {"lambda_factor": 1.1, "epochs": 600},
 }
 BEST_OF_STRIDE = 7919  # the seeds of a budget's several selections: seed, seed + stride, ...
 
