@@ -53,7 +53,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @page
 def run_new(request: HttpRequest) -> HttpResponse:
     datasets = selectors.datasets_visible_to(request.user)
-    form = RunForm(request.POST or None, datasets=datasets, initial=_initial_for(request))
+    query = _new_run_query(request)
+    form = RunForm(request.POST or None, datasets=datasets, initial=_initial_for(request, query))
     config_name = request.POST.get("config_name", "")
     if request.method == "POST" and form.is_valid():
         if request.POST.get("action") == "save":  # the form's options kept as a named configuration
@@ -72,18 +73,22 @@ def run_new(request: HttpRequest) -> HttpResponse:
             else:
                 return redirect("run-detail", run_id=run.pk)
     configs = selectors.mask_configs_of(request.user)
-    config = next((c for c in configs if str(c.pk) == request.GET.get("config")), None)
+    config = next((c for c in configs if c.pk == query.get("config")), None)
     return render(request, "runs/new.html", {"form": form, "configs": configs, "config": config,
                                              "config_name": config_name})
 
 
-def _initial_for(request: HttpRequest) -> dict[str, object]:
-    """`?clone=<run>` pre-fills every option of an earlier run, `?config=<id>` those of a saved configuration;
-    `?dataset=<id>` picks the data set. A query that names nothing of the user's is a 404."""
+def _new_run_query(request: HttpRequest) -> dict[str, int]:
+    """The new-run page's query, parsed (`NewRunQuery`): a query that is not an id is a 404; blank is not given."""
     try:
-        query = parse(NewRunQuery, {key: value for key, value in request.GET.items() if value})  # blank: not given
+        return parse(NewRunQuery, {key: value for key, value in request.GET.items() if value})
     except ServiceError as exc:
         raise Http404(str(exc)) from None
+
+
+def _initial_for(request: HttpRequest, query: dict[str, int]) -> dict[str, object]:
+    """`?clone=<run>` pre-fills every option of an earlier run, `?config=<id>` those of a saved configuration;
+    `?dataset=<id>` picks the data set. A query that names nothing of the user's is a 404."""
     initial: dict[str, object] = {}
     if "clone" in query:
         source = selectors.run_get(request.user, query["clone"])

@@ -263,6 +263,8 @@ class Loop:
         if phase in ("warmup", "select", "finalize"):
             self._enter(phase)
             for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+                for group in saved["param_groups"]:  # a checkpoint from before every Adam was fused stays fused
+                    group["fused"] = True
                 optimizer.load_state_dict(saved)
             if self.pace is not None and state["pace"] is not None:
                 self.pace.load_state_dict(state["pace"])

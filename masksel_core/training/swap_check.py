@@ -61,9 +61,11 @@ def swap_check(chain: AnyMask, model: nn.Module, splits: Splits, *, candidates: 
             loss_fn = nn.CrossEntropyLoss()
             trial.train()
             batches = splits.fit_batches(generator)
-            for x, y in itertools.islice(batches, steps):
-                network_step(trial, chain, loss_fn, x, y, optimizer, dtype)
-            batches.close()  # a streamed split's readers stop here
+            try:
+                for x, y in itertools.islice(batches, steps):
+                    network_step(trial, chain, loss_fn, x, y, optimizer, dtype)
+            finally:
+                batches.close()  # a streamed split's readers stop here, whatever stopped the trial
             tuned[key] = evaluate_split(trial, chain, splits, dtype)[1]
         return tuned[key]
 

@@ -50,7 +50,9 @@ __all__ = ["TransferError", "TransferPlan", "Unpacked", "expand_selection", "ful
            "plan_from_mask_document", "transfer_summary", "unpack"]
 
 MAGIC = b"MSEL"
-FORMAT = 2  # 2: a dynamic sample's selection is its count, then its cells' indices or its bitmap
+# Format 2: a dynamic sample's selection is its count, then its cells' indices or its bitmap (format 1: the bitmap).
+# The other kinds did not change and are still written as format 1, which older readers read.
+FORMAT, DYNAMIC_FORMAT = 1, 2
 FLAG_ZLIB, FLAG_LABELS = 1, 2
 _HEAD = struct.Struct("<4sBBBB8sIHHHI")
 JpegSource = Callable[[int, int], Sequence[bytes]]  # (channel, quality) -> the batch's encoded images
@@ -88,7 +90,7 @@ def pack(x: torch.Tensor, plan: TransferPlan, *, labels: torch.Tensor | None = N
         label_bytes, flags = labels.detach().cpu().numpy().astype("<i8").tobytes(), flags | FLAG_LABELS
     plan_blob = plan.encode()
     c, h, w = plan.shape
-    head = _HEAD.pack(MAGIC, FORMAT, KINDS.index(plan.kind), DTYPES[dtype][0], flags, plan._id, x.shape[0],
+    head = _HEAD.pack(MAGIC, _format(plan.kind), KINDS.index(plan.kind), DTYPES[dtype][0], flags, plan._id, x.shape[0],
                       c, h, w, len(plan_blob))
     return head + plan_blob + label_bytes + struct.pack("<Q", len(body)) + body
 
@@ -108,8 +110,9 @@ def unpack(payload: bytes, plan: TransferPlan | None = None) -> Unpacked:
     if len(payload) < _HEAD.size or payload[:4] != MAGIC:
         raise TransferError("not a masksel payload (no MSEL header)")
     magic, fmt, kind, dtype_code, flags, plan_id, count, c, h, w, plan_len = _HEAD.unpack_from(payload)
-    if fmt != FORMAT:
-        raise TransferError(f"payload format {fmt} is not supported (this version reads format {FORMAT})")
+    if kind >= len(KINDS) or fmt != _format(KINDS[kind]):
+        raise TransferError(f"payload format {fmt} is not supported for this kind of payload (this version reads "
+                            f"format {FORMAT}, and {DYNAMIC_FORMAT} for dynamic masks)")
     offset = _HEAD.size
     carried = TransferPlan.decode(payload[offset:offset + plan_len])
     offset += plan_len
@@ -219,6 +222,10 @@ def _dynamic_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> to
 def _selection_lengths(plan: TransferPlan, counts: np.ndarray, listed: np.ndarray) -> np.ndarray:
     """Bytes of each sample's selection: its cells' indices where `listed`, else its bitmap."""
     return np.where(listed, counts * index_bytes(plan.cell_shape), plan.bitmap_bytes())
+
+
+def _format(kind: str) -> int:
+    return DYNAMIC_FORMAT if kind == "dynamic" else FORMAT
 
 
 def _unsigned(width: int) -> np.dtype:

@@ -54,6 +54,9 @@ class TransferPlan:
             raise ValueError(f"{self.kind} plan needs one picked version per channel ({keep.shape[0]})")
         if self.kind == "dynamic" and (len(self.levels) != 2 or len(self.digest) != DIGEST_BYTES):
             raise ValueError(f"a dynamic plan needs its cell grid (GH, GW) and a {DIGEST_BYTES}-byte digest")
+        if self.kind == "dynamic" and not all(1 <= g <= s for g, s in zip(self.levels, keep.shape[1:], strict=True)):
+            raise ValueError(f"a dynamic plan's cell grid {list(self.levels)} must lie within its input "
+                             f"{list(keep.shape[1:])}")
         object.__setattr__(self, "_id", hashlib.sha256(self.encode()).digest()[:8])
 
     @property

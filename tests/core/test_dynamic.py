@@ -15,7 +15,14 @@ from masksel_core.cli import main
 from masksel_core.data.synthetic import MOVING_PATTERNS
 from masksel_core.export import write_outputs
 from masksel_core.masks.dynamic import BIAS, DynamicMask, bitmap_bytes, count_bytes, index_bytes
-from masksel_core.transfer.packing import TransferError, pack, plan_from_chain, plan_from_mask_document, unpack
+from masksel_core.transfer.packing import (
+    TransferError,
+    TransferPlan,
+    pack,
+    plan_from_chain,
+    plan_from_mask_document,
+    unpack,
+)
 
 SHAPE = (2, 12, 10)
 
@@ -150,6 +157,11 @@ def test_a_sparse_selection_of_784_cells_sends_two_byte_indices_and_damage_is_na
         unpack(damaged(4, (900).to_bytes(2, "little")), plan)
     with pytest.raises(TransferError, match="does not hold the count of cells it announces"):
         unpack(damaged(2, (299).to_bytes(2, "little")), plan)
+    assert payload[4] == 2  # the format with indices; a reader of the bitmap-only format 1 refuses it, as this one
+    with pytest.raises(TransferError, match="format 1 is not supported"):  # refuses a dynamic payload of format 1
+        unpack(payload[:4] + bytes([1]) + payload[5:])
+    with pytest.raises(ValueError, match=r"cell grid \[65535, 3\] must lie within its input \[28, 28\]"):
+        TransferPlan("dynamic", plan.keep, (65535, 3), digest=plan.digest)
 
 
 def test_a_trained_run_writes_both_halves_and_they_rebuild_its_predictions(tmp_path: Path) -> None:

@@ -122,6 +122,7 @@ def test_corrupt_or_foreign_payloads_are_refused_with_a_reason() -> None:
         unpack(payload[:-5], plan)
     with pytest.raises(TransferError, match="format 9"):
         unpack(payload[:4] + bytes([9]) + payload[5:])
+    assert payload[4] == 1  # unchanged since format 1: what older readers read (format 2 is for dynamic masks)
     damaged = bytearray(pack(torch.rand(3, *SHAPE), plan, compress=True))
     damaged[-3] ^= 0xFF
     with pytest.raises(TransferError):
