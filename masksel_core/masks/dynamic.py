@@ -22,6 +22,7 @@ import copy
 import hashlib
 import math
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from .stages import Shape, cell_index, element_costs
 
 DYNAMIC_MASKS = ("dynamic-pixel-any", "dynamic-block-any")
 BIAS = 3.0
+Count = TypeVar("Count", np.ndarray, torch.Tensor)
 MASK_NET_NAMES = ("auto", "linear", "convatt", "hybrid")
 # `auto` takes the hybrid (the linear map plus a 3x3 convolution) while the linear map's matrix stays this small
 # (28x28 to 28x28 is 614,656 weights): the linear map alone learns where a fixed layout's information lies
@@ -162,11 +164,17 @@ def uses_indices(count: np.ndarray, cells: Sequence[int]) -> np.ndarray:
     return count * index_bytes(cells) < bitmap_bytes(cells)
 
 
+def listed_bytes(count: Count, cells: Sequence[int]) -> Count:
+    """Bytes of each sample's list of cells, for its `count` of them: the smaller of their indices and the bitmap
+    (a numpy array for `transfer.packing`, a tensor for Q)."""
+    return (count * index_bytes(cells)).clip(max=bitmap_bytes(cells))
+
+
 def selection_bytes(count: torch.Tensor, cells: Sequence[int]) -> torch.Tensor:
-    """Bytes that say which cells a sample sends, for each sample's `count` of them: the count, then the smaller of
-    the list of indices and the bitmap (`transfer.packing` writes exactly this). A sparse mask pays per cell kept:
-    28x28 pixels at 5 % of the raw bytes keep 25 pixels where a bitmap (98 bytes) would leave 14."""
-    return count_bytes(cells) + torch.clamp(count * index_bytes(cells), max=float(bitmap_bytes(cells)))
+    """Bytes that say which cells a sample sends, for each sample's `count` of them: the count, then its list
+    (`listed_bytes`; `transfer.packing` writes exactly this). A sparse mask pays per cell kept: 28x28 pixels at
+    5 % of the raw bytes keep 25 pixels where a bitmap (98 bytes) would leave 14."""
+    return count_bytes(cells) + listed_bytes(count, cells)
 
 
 class DynamicMask(nn.Module):

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..masks.dynamic import count_bytes, index_bytes, uses_indices
+from ..masks.dynamic import count_bytes, index_bytes, listed_bytes, uses_indices
 from ..masks.operators import enlarge, jpeg_codecs, shrink, thumb_size, to_uint8
 from .plan import (
     DTYPES,
@@ -182,7 +182,7 @@ def _dynamic_body(x: torch.Tensor, plan: TransferPlan, cells: torch.Tensor | Non
     counts = flat.sum(axis=1)
     listed = uses_indices(counts, plan.cell_shape)
     # Every sample's selection, one after the other: the bytes of its indices, or its bitmap.
-    is_index = np.repeat(listed, _selection_lengths(plan, counts, listed))
+    is_index = np.repeat(listed, listed_bytes(counts, plan.cell_shape))
     selections = np.empty(len(is_index), dtype=np.uint8)
     selections[~is_index] = np.packbits(flat[~listed], axis=1).reshape(-1)
     selections[is_index] = np.nonzero(flat[listed])[1].astype(_unsigned(index_bytes(plan.cell_shape))).view(np.uint8)
@@ -200,7 +200,7 @@ def _dynamic_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> to
     if (counts > cells).any():
         raise TransferError(f"a sample of the payload selects more than the mask's {cells} cells")
     listed = uses_indices(counts, plan.cell_shape)
-    is_index = np.repeat(listed, _selection_lengths(plan, counts, listed))
+    is_index = np.repeat(listed, listed_bytes(counts, plan.cell_shape))
     if len(body) < offset + len(is_index):
         raise TransferError("payload body truncated inside its selections")
     selections = np.frombuffer(body, dtype=np.uint8, count=len(is_index), offset=offset)
@@ -217,11 +217,6 @@ def _dynamic_from(body: bytes, plan: TransferPlan, count: int, dtype: str) -> to
     out = np.zeros((count, *plan.shape), dtype=np.float32)
     out[keep] = _from_dtype(body[offset + len(is_index):], dtype, int(keep.sum()))
     return torch.from_numpy(out)
-
-
-def _selection_lengths(plan: TransferPlan, counts: np.ndarray, listed: np.ndarray) -> np.ndarray:
-    """Bytes of each sample's selection: its cells' indices where `listed`, else its bitmap."""
-    return np.where(listed, counts * index_bytes(plan.cell_shape), plan.bitmap_bytes())
 
 
 def _format(kind: str) -> int:
