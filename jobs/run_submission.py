@@ -130,7 +130,7 @@ def enqueue(run_id: int, *, after_seconds: float = 0) -> None:
 
 def mask_config_get(owner: Any, config_id: int) -> MaskConfig:
     """One of the owner's saved configurations (the id parsed at the edge: `RunRequest`, `NewRunQuery`)."""
-    found = MaskConfig.objects.filter(owner=owner, pk=int(config_id)).first()
+    found = MaskConfig.objects.filter(owner=owner, pk=config_id).first()
     if found is None:
         raise ServiceError(f"no saved configuration with id {config_id}")
     return found

@@ -17,9 +17,9 @@ from masksel_core import ConfigError, TrainConfig
 from . import messages, progress, run_files, study_services
 from .errors import ServiceError
 from .models import FINAL_STATUSES, MaskConfig, Run, RunStatus
-from .run_submission import cancel_if_open, check_open_runs, mask_config_get, run_create, tag_fields
+from .run_submission import cancel_if_open, check_open_runs, run_create, tag_fields
 
-__all__ = ["mask_config_get", "run_create"]  # from `run_submission`, offered beside the other writes
+__all__ = ["run_create"]  # from `run_submission`, offered beside the other writes
 
 
 def run_cancel(run: Run) -> Run:

@@ -17,7 +17,7 @@ from . import selectors, services
 from .errors import NotFound, ServiceError
 from .forms import RunForm, SweepForm
 from .inputs import CompareQuery, NewRunQuery, RunRequest, SweepRequest, parse
-from .models import RunStatus
+from .models import MaskConfig, RunStatus
 
 #: The share of an uploaded file without x_test held out as its test split, as the pages say it.
 TEST_PERCENT = round(TEST_SHARE * 100)
@@ -54,7 +54,11 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_new(request: HttpRequest) -> HttpResponse:
     datasets = selectors.datasets_visible_to(request.user)
     query = _new_run_query(request)
-    form = RunForm(request.POST or None, datasets=datasets, initial=_initial_for(request, query))
+    configs = selectors.mask_configs_of(request.user)
+    config = next((c for c in configs if c.pk == query.get("config")), None)
+    if "config" in query and config is None:
+        raise Http404("no such saved configuration")
+    form = RunForm(request.POST or None, datasets=datasets, initial=_initial_for(request, query, config))
     config_name = request.POST.get("config_name", "")
     if request.method == "POST" and form.is_valid():
         if request.POST.get("action") == "save":  # the form's options kept as a named configuration
@@ -72,8 +76,6 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 form.add_service_error(str(exc))
             else:
                 return redirect("run-detail", run_id=run.pk)
-    configs = selectors.mask_configs_of(request.user)
-    config = next((c for c in configs if c.pk == query.get("config")), None)
     return render(request, "runs/new.html", {"form": form, "configs": configs, "config": config,
                                              "config_name": config_name})
 
@@ -86,9 +88,9 @@ def _new_run_query(request: HttpRequest) -> dict[str, int]:
         raise Http404(str(exc)) from None
 
 
-def _initial_for(request: HttpRequest, query: dict[str, int]) -> dict[str, object]:
-    """`?clone=<run>` pre-fills every option of an earlier run, `?config=<id>` those of a saved configuration;
-    `?dataset=<id>` picks the data set. A query that names nothing of the user's is a 404."""
+def _initial_for(request: HttpRequest, query: dict[str, int], config: MaskConfig | None) -> dict[str, object]:
+    """`?clone=<run>` pre-fills every option of an earlier run, `config` (`?config=<id>`) those of a saved
+    configuration; `?dataset=<id>` picks the data set. A query that names nothing of the user's is a 404."""
     initial: dict[str, object] = {}
     if "clone" in query:
         source = selectors.run_get(request.user, query["clone"])
@@ -96,11 +98,8 @@ def _initial_for(request: HttpRequest, query: dict[str, int]) -> dict[str, objec
         initial["dataset"] = source.dataset_id
         initial["priority"] = source.priority
         initial["tags"] = source.tags
-    if "config" in query:
-        try:
-            initial.update(services.mask_config_get(request.user, query["config"]).config)
-        except ServiceError:
-            raise Http404("no such saved configuration") from None
+    if config is not None:
+        initial.update(config.config)
     if "dataset" in query:
         initial["dataset"] = selectors.dataset_get(request.user, query["dataset"]).pk
     return initial
