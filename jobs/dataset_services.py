@@ -100,9 +100,11 @@ def _first_of_each_class(data: masksel_core.TensorDataset | StoreDataset) -> lis
     return [(label, read[i, :PREVIEW_CHANNELS]) for i, (label, _) in enumerate(firsts)]
 
 
-def _free_name(owner: Any, name: str) -> str:
-    """The name, trimmed, if no data set the user sees has it (in any case)."""
-    name = name.strip()
+def _free_name(owner: Any, name: str | None, default: str) -> str:
+    """The name, trimmed (blank: `default`'s), if no data set the user sees has it (in any case)."""
+    name = (name or "").strip() or default.strip()
+    if not name:
+        raise ServiceError("name is required: the data set's name is blank")
     if len(name) > 200:
         raise ServiceError("name is longer than 200 characters")
     taken = datasets_visible_to(owner).filter(name__iexact=name).first()
@@ -152,7 +154,7 @@ def dataset_register(*, owner: Any, uri: str, name: str = "") -> Dataset:
     """Register a zarr store where it lies, checked from its metadata, labels and a bounded sample (never read
     whole, never copied); refused, with the reason, outside the allowed roots or when it breaks the contract."""
     uri = check_data_root(uri)
-    name = _free_name(owner, name or uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr"))
+    name = _free_name(owner, name, uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr"))
     try:
         store = load_store(uri, name=name)
     except DataError as exc:
@@ -167,7 +169,7 @@ def dataset_register(*, owner: Any, uri: str, name: str = "") -> Dataset:
 
 def dataset_create(*, owner: Any, name: str, upload: UploadedFile) -> Dataset:
     """Validate an uploaded `.npz` and store it; nothing is kept when it is refused."""
-    name = _free_name(owner, name or Path(upload.name or "dataset").stem)
+    name = _free_name(owner, name, Path(upload.name or "dataset").stem)
     limit = settings.MASKSEL_MAX_UPLOAD_BYTES
     if upload.size is not None and upload.size > limit:
         raise ServiceError(f"file is {upload.size} bytes, over the upload limit of {limit} bytes")

@@ -20,6 +20,7 @@ from masksel_core import (
     parse_grid,
 )
 
+from . import parsers
 from .models import PRIORITY_RANGE
 
 MASK_HELP = {
@@ -172,9 +173,9 @@ class RunForm(OptionFields):
         if not text:
             return None
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"costs must be a JSON list: {exc.msg} at character {exc.pos}") from None
+            value = parsers.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"costs must be a JSON list: {parsers.problem(exc)}") from None
         if not isinstance(value, list):
             raise forms.ValidationError("costs must be a JSON list, e.g. [1, 2, 1]")
         return value

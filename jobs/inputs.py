@@ -18,7 +18,7 @@ from rest_framework.settings import api_settings
 from masksel_core import TrainConfig
 
 from .errors import ServiceError, flatten
-from .models import MAX_NAME, MAX_NOTES, MAX_TAG_LENGTH, MAX_TAGS, PRIORITY_RANGE
+from .models import MAX_ID, MAX_IDS, MAX_NAME, MAX_NOTES, MAX_TAG_LENGTH, MAX_TAGS, PRIORITY_RANGE, id_from_text
 from .serializers import Objective, config_field
 from .study_spec import MAX_TRIALS
 
@@ -167,15 +167,17 @@ class RunIds(serializers.Field):
     allow_blank = True  # an empty `?ids=` reaches `to_internal_value` (and is refused there), not "not given"
 
     def to_internal_value(self, data: Any) -> list[int]:
+        ids = data
         if isinstance(data, str):
-            parts = [part.strip() for part in data.split(",") if part.strip()]
-            if parts and all(part.isdigit() and int(part) > 0 for part in parts):
-                return [int(part) for part in parts]
-        elif isinstance(data, list) and data and all(isinstance(i, int) and not isinstance(i, bool) and i > 0
-                                                     for i in data):
-            return list(data)
+            ids = [id_from_text(part.strip()) for part in data.split(",") if part.strip()]
+        if isinstance(ids, list) and len(ids) > MAX_IDS:
+            raise serializers.ValidationError(f"{self.field_name} may name at most {MAX_IDS} runs, got {len(ids)}")
+        if isinstance(ids, list) and ids and all(isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID
+                                                 for i in ids):
+            return list(ids)
+        shown = repr(data) if len(repr(data)) <= 200 else repr(data)[:200] + "..."
         raise serializers.ValidationError(f"{self.field_name} must be a non-empty list of run ids (e.g. 1,2,3), "
-                                          f"got {data!r}")
+                                          f"got {shown}")
 
     def to_representation(self, value: list[int]) -> list[int]:
         return value
@@ -186,8 +188,8 @@ class RunListQuery(serializers.Serializer):
 
 
 def _query_id(message: str) -> serializers.IntegerField:
-    return serializers.IntegerField(required=False, min_value=1, error_messages={
-        "invalid": message, "min_value": message, "max_string_length": message})
+    return serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, error_messages={
+        "invalid": message, "min_value": message, "max_value": message, "max_string_length": message})
 
 
 class NewRunQuery(serializers.Serializer):

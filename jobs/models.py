@@ -80,6 +80,16 @@ FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 PRIORITY_RANGE = (-10, 10)
 MAX_TAGS, MAX_TAG_LENGTH, MAX_NOTES, MAX_NAME = 20, 50, 10_000, 200  # a run's annotations
 QUEUE_ORDER = ("-priority", "id")
+MAX_ID = 2**63 - 1  # the largest primary key the databases hold (64 bits): a larger one overflows the query
+MAX_IDS = 1000  # run ids in one request (a compare page, a batch action): SQLite allows 32,766 in one query
+
+
+def id_from_text(text: str) -> int | None:
+    """A primary key written as text (`?dataset=12`), or None where the text cannot be one: ASCII digits only
+    (`"²".isdigit()` is true, `int("²")` fails), from 1 to `MAX_ID`."""
+    if text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) <= MAX_ID:
+        return int(text)
+    return None
 
 
 class Run(models.Model):

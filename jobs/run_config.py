@@ -12,4 +12,4 @@ def config_for(options: dict[str, Any], input_shape: list[int]) -> tuple[TrainCo
     """The config (ConfigError names a bad option) and why its mask cannot fit this input, or None. Where no mask is
     given, the one that fits the data: a channel mask on a one-channel data set could only keep all or nothing."""
     config = TrainConfig.from_dict({"mask_type": masksel_core.default_mask_type(input_shape), **options})
-    return config, masksel_core.spec_problem(config.mask_type, input_shape)
+    return config, masksel_core.config_problem(config, input_shape) or None

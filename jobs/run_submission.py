@@ -73,6 +73,8 @@ def tag_fields(tags: Sequence[str]) -> dict[str, Any]:
     """A run's tags, each once, and the index the list's search reads; a sweep's or study's tag may add one too
     many."""
     tags = list(dict.fromkeys(tags))
+    if any("|" in tag for tag in tags):  # the index's separator: "a|b" would be found as the tag "a"
+        raise ServiceError("a tag may not contain '|'")
     if len(tags) > MAX_TAGS:
         raise ServiceError(f"at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters")
     return {"tags": tags, "tag_index": "|" + "|".join(tags) + "|" if tags else ""}

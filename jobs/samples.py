@@ -135,7 +135,10 @@ def sample_page(dataset: Dataset, run: Run | None, params: Any) -> SamplePage:
     dtype = params.get("dtype") or "float32"
     if dtype not in DTYPE_CHOICES:
         raise SampleRequestError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
-    compress = str(params.get("compress") or "0").lower() in ("1", "true", "yes")
+    flag = str(params.get("compress") or "0").lower()
+    if flag not in ("0", "1", "false", "true", "no", "yes"):
+        raise SampleRequestError(f"compress must be true or false, got {params.get('compress')!r}")
+    compress = flag in ("1", "true", "yes")
     if run is not None and run.dataset_id != dataset.pk:
         raise SampleRequestError(f"run {run.pk} was trained on another data set, not on {dataset.pk}")
     plan = run_plan(run) if run is not None else None

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from . import messages, queues, run_files
 from .errors import NotFound
-from .models import PRIORITY_RANGE, QUEUE_ORDER, Dataset, MaskConfig, Run, RunStatus, WorkerNode
+from .models import PRIORITY_RANGE, QUEUE_ORDER, Dataset, MaskConfig, Run, RunStatus, WorkerNode, id_from_text
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -156,8 +156,8 @@ def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
     runs = runs_visible_to(user)
     if filters["status"]:
         runs = runs.filter(status=filters["status"])
-    if filters["dataset"].isdigit():
-        runs = runs.filter(dataset_id=int(filters["dataset"]))
+    if id_from_text(filters["dataset"]) is not None:
+        runs = runs.filter(dataset_id=id_from_text(filters["dataset"]))
     if filters["mask"]:
         runs = runs.filter(config__mask_type=filters["mask"])
     if filters["tag"]:
@@ -165,8 +165,8 @@ def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
     if filters["q"]:
         text = filters["q"].lstrip("#")
         match = Q(notes__icontains=text) | Q(tag_index__icontains=text) | Q(config__model=text)
-        if text.isdigit():
-            match |= Q(pk=int(text))
+        if id_from_text(text) is not None:
+            match |= Q(pk=id_from_text(text))
         runs = runs.filter(match)
     page = Paginator(runs.order_by("-id"), RUNS_PER_PAGE).get_page(params.get("page"))
     return page, filters

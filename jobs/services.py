@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from masksel_core import ConfigError, TrainConfig
@@ -138,6 +138,11 @@ def mask_config_create(*, owner: Any, name: str, config: dict[str, Any]) -> Mask
         TrainConfig.from_dict(config)
     except ConfigError as exc:
         raise ServiceError(str(exc)) from None
+    taken = ServiceError(f"you already have a configuration named {name!r}")
     if MaskConfig.objects.filter(owner=owner, name=name).exists():
-        raise ServiceError(f"you already have a configuration named {name!r}")
-    return MaskConfig.objects.create(owner=owner, name=name, config=config)
+        raise taken
+    try:
+        with transaction.atomic():  # the same name saved twice at once: the database's constraint decides
+            return MaskConfig.objects.create(owner=owner, name=name, config=config)
+    except IntegrityError:
+        raise taken from None

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from . import parsers
 from .forms import RunForm
 from .serializers import DEFAULTS
 from .study_spec import FIELD_TYPES, MAX_TRIALS, NOT_SEARCHABLE, OBJECTIVE_METRICS
@@ -45,9 +46,9 @@ class StudyForm(RunForm):
 
     def clean_space(self) -> Any:
         try:
-            return json.loads(self.cleaned_data["space"])
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"the space must be JSON: {exc.msg} at character {exc.pos}") from None
+            return parsers.loads(self.cleaned_data["space"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"the space must be JSON: {parsers.problem(exc)}") from None
 
     def study_data(self) -> dict[str, Any]:
         """What `study_services.study_create` takes."""

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 #: Trials failed one after another before a study stops asking: its base options, not luck, are at fault.
 FAILURES_IN_A_ROW = 5
+MAX_SEED = 2**31 - 1  # the study's seed column is a 32-bit integer on PostgreSQL
 _OPTUNA_STATES = {TrialState.COMPLETE: optuna.trial.TrialState.COMPLETE,
                   TrialState.FAILED: optuna.trial.TrialState.FAIL,
                   TrialState.RUNNING: optuna.trial.TrialState.RUNNING}
@@ -37,12 +38,13 @@ def study_create(*, owner: Any, data: Any) -> Study:
         raise ServiceError("the body must be a JSON object")
     dataset = _dataset(owner, data.get("dataset"))
     spec = study_spec.check(data, dataset.input_shape)
-    name = data.get("name") or f"study-{timezone.now():%Y%m%d-%H%M%S}"
+    name = data.get("name") or ""
     if not isinstance(name, str) or len(name.strip()) > 200:
         raise study_spec.InvalidStudy({"name": "must be text of at most 200 characters"})
-    seed = data.get("seed", spec.base.get("seed", 0))
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise study_spec.InvalidStudy({"seed": f"must be a whole number of 0 or more, got {seed!r}"})
+    name = name.strip() or f"study-{timezone.now():%Y%m%d-%H%M%S}"  # blank is not a name: the default one
+    seed = data["seed"] if "seed" in data else spec.base.get("seed", 0) % (MAX_SEED + 1)  # a run's may be larger
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise study_spec.InvalidStudy({"seed": f"must be a whole number from 0 to {MAX_SEED}, got {seed!r}"})
     with transaction.atomic():
         run_submission.check_open_runs(owner, adding=spec.parallel)  # the places its trials will hold
         study = Study.objects.create(owner=owner, name=name.strip(), dataset=dataset, base=spec.base, space=spec.space,
@@ -171,7 +173,8 @@ def _optuna_study(study: Study, rows: list[Trial]) -> optuna.Study:
     startup = min(10, max(study.parallel, study.trials // 3))
     with warnings.catch_warnings():  # multivariate TPE is flagged experimental; it models options jointly
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=study.seed * 1009 + len(rows), n_startup_trials=startup,
+        # numpy's seeds stop at 2**32 - 1.
+        sampler = optuna.samplers.TPESampler(seed=(study.seed * 1009 + len(rows)) % 2**32, n_startup_trials=startup,
                                              multivariate=True, constant_liar=True)
     rebuilt = optuna.create_study(directions=[objective["direction"] for objective in study.objectives],
                                   sampler=sampler)

@@ -137,7 +137,9 @@ def _range_problem(field: str, entry: dict[str, Any], base: dict[str, Any], inpu
         return 'a range is {"low": .., "high": .., "log": false}' + (f", not {', '.join(unknown)}" if unknown else "")
     low, high, log = entry["low"], entry["high"], entry.get("log", False)
     numbers = (int,) if kind.startswith("int") else (int, float)
-    if any(isinstance(v, bool) or not isinstance(v, numbers) or not math.isfinite(v) for v in (low, high)):
+    # An int is finite however long (math.isfinite overflows on 10**400); the option's own range refuses it below.
+    if any(isinstance(v, bool) or not isinstance(v, numbers) or not (isinstance(v, int) or math.isfinite(v))
+           for v in (low, high)):
         return f"low and high must be {'whole numbers' if numbers == (int,) else 'numbers'}"
     if not isinstance(log, bool):
         return "log must be true or false"

@@ -29,7 +29,16 @@ from .models import MODELS, create_model
 from .options import OPTION_HELP, OPTION_LABELS
 from .training.records import METRIC_COLUMNS, PHASES, EpochRecord
 from .training.schedules import EarlyStopping, LambdaPlateau, PhaseSchedule, TargetPace, TauCooldown
-from .training.train import CHECKPOINT_NAME, TrainResult, build, gallery_inputs, resolve_device, train
+from .training.train import (
+    CHECKPOINT_NAME,
+    TrainResult,
+    build,
+    build_mask,
+    config_problem,
+    gallery_inputs,
+    resolve_device,
+    train,
+)
 from .transfer.packing import TransferPlan, encode_channel, full_plan, pack, plan_from_mask_document
 
 __all__ = [
@@ -39,7 +48,8 @@ __all__ = [
     "TEST_SHARE", "THRESHOLD_MODES", "ConfigError", "DataError", "DynamicMask", "EarlyStopping", "EpochRecord",
     "LambdaPlateau", "MaskChain", "PhaseSchedule", "ReadCounter", "StoreDataset", "StoreError", "TargetPace",
     "TauCooldown", "TensorDataset", "TrainConfig", "TrainResult", "TransferPlan", "build", "build_chain",
-    "builtin_summary", "create_model", "default_mask_type", "encode_channel", "full_plan", "gallery_inputs",
+    "build_mask", "builtin_summary", "config_problem", "create_model", "default_mask_type", "encode_channel",
+    "full_plan", "gallery_inputs",
     "is_dynamic", "is_store_uri", "load_dataset", "load_digits", "load_npz", "load_store", "mask_document",
     "mask_png", "metrics_csv", "npy_bytes", "pack", "parse_grid", "plan_from_mask_document", "resolve_device",
     "spec_problem", "train", "write_outputs",

@@ -18,12 +18,12 @@ from .data import convert
 from .data.arrays import DataError
 from .data.builtins import load_dataset
 from .export import write_outputs
-from .masks.chain import MASK_NAMES, spec_problem
+from .masks.chain import MASK_NAMES
 from .masks.dynamic import MASK_NET_NAMES
 from .models import MODELS
 from .options import OPTION_HELP
 from .training.records import EpochRecord
-from .training.train import train
+from .training.train import config_problem, train
 from .transfer import predict
 from .transfer.client import RemoteError
 
@@ -112,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     data = load_dataset(args.data, seed=config.seed, root=args.data_root, download=args.download)
-    problem = spec_problem(config.mask_type, data.input_shape)
+    problem = config_problem(config, data.input_shape)
     if problem:  # before the progress bar, so the error is the only line
         raise ConfigError(problem)
     with tqdm(unit="epoch", disable=args.quiet, file=sys.stderr) as bar:

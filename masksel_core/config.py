@@ -182,7 +182,12 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
         if kind.startswith(prefix):
             if not fits(value):
                 raise ConfigError(f"{name} must be {expected}, got {value!r}")
-            return float(value) if prefix == "float" else value
+            if prefix != "float":
+                return value
+            try:
+                return float(value)
+            except OverflowError:  # an integer beyond any float (10**400): no option's range holds it
+                raise ConfigError(f"{name} must be a number no larger than 1e308, got {_shown(value)}") from None
     return value
 
 
@@ -202,9 +207,17 @@ OPTION_RANGES: dict[str, tuple[float, float, bool]] = {
 
 
 def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
-    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+    if value > high or value < low or not math.isfinite(value) or (low_open and value == low):
         bracket = "(" if low_open else "["
-        raise ConfigError(f"{name} must be in {bracket}{low}, {high}], got {value}")
+        raise ConfigError(f"{name} must be in {bracket}{low}, {high}], got {_shown(value)}")
+
+
+def _shown(value: float) -> object:
+    """A number as an error message shows it: an integer too long to read (or to print: Python refuses str() of
+    one beyond 4,300 digits) by its size."""
+    if isinstance(value, float) or abs(value) < 10**30:
+        return value
+    return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
 
 
 def _validate(cfg: TrainConfig) -> None:

@@ -26,7 +26,7 @@ OPTION_HELP: dict[str, str] = {
     "init_sigma": "noise on the starting logits",
     "init_logit": "starting logit of every element (1: sigmoid 0.73; the later code: 3)",
     "init_selected": "elements selected at first: flat indices, comma-separated (default: all)",
-    "costs": "relative price of every mask element, a JSON list (default: all 1)",
+    "costs": "relative price of every mask element, a JSON list in the mask's shape or flat (default: all 1)",
     "discretization": "gumbel: exploration noise (paper); deterministic: none",
     "lambda_monitor": "val_total: Lf + lambda*Q on validation data; total: the same on the training batches "
                       "(paper); val_mask_loss: Q (later code)",

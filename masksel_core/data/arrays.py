@@ -148,6 +148,8 @@ def check_labels(key: str, y: np.ndarray, n: int) -> np.ndarray:
         raise DataError(f"{key} has {y.shape[0]} labels for {n} samples")
     if (y < 0).any():
         raise DataError(f"{key} has negative labels")
+    if y.size and y.max() > np.iinfo(np.int64).max:  # uint64: as int64 it would turn negative
+        raise DataError(f"{key} has labels beyond 2**63 - 1: labels must be 0..K-1")
     return y.astype(np.int64)
 
 
@@ -156,6 +158,9 @@ def count_classes(y_train: np.ndarray) -> int:
     num_classes = int(y_train.max()) + 1
     if num_classes < 2:
         raise DataError("y_train has a single class; at least two are needed")
+    if num_classes > len(y_train):  # some class is empty; and counting them would ask for K counters (a label 10**12)
+        raise DataError(f"y_train's largest label is {num_classes - 1} with {len(y_train)} samples: labels must be "
+                        "0..K-1, each class present")
     empty = np.flatnonzero(np.bincount(y_train, minlength=num_classes) == 0)
     if empty.size:
         raise DataError(f"y_train has no samples of class(es) {', '.join(map(str, empty[:10]))}: labels must be 0..K-1")

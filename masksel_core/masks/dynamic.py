@@ -42,6 +42,9 @@ MASK_NET_NAMES = ("auto", "linear", "convatt", "hybrid")
 # (`synthetic-moving`: 0.32, conv-attention 0.99); the hybrid reaches 0.93 and 0.99. Larger inputs get
 # conv-attention alone (or a smaller `server_view`, which brings the hybrid back).
 LINEAR_MAX_WEIGHTS = 1_000_000
+# The most a linear map asked for by name may hold (64 MiB of float32: a 64x64 input to its own pixels); beyond it
+# training would run out of memory, and a run is refused where it is submitted.
+LINEAR_LIMIT = 2**24
 MEASURE_BATCH = 1024
 # Features of each conv-attention branch: 2 find a small object over noise as well as 16 did, and keep a lenet5
 # training step within 1.5x a static mask's (16: 2.5x; docs/design.md, "Dynamic masks").
@@ -203,8 +206,14 @@ class DynamicMask(nn.Module):
         self.mask_net = choose_mask_net(mask_net, (c, vh, vw), self.cell_shape)
         if self.mask_net not in MASK_NETS:
             raise ValueError(f"unknown mask network {mask_net!r}; choose one of {', '.join(MASK_NET_NAMES)}")
+        linear = math.prod((c, vh, vw)) * math.prod(self.cell_shape)
+        if self.mask_net in ("linear", "hybrid") and linear > LINEAR_LIMIT:
+            raise ValueError(f"mask_net {self.mask_net} maps the {c}x{vh}x{vw} server view to {gh}x{gw} cells of "
+                             f"{c} channel(s) with {linear:,} weights (at most {LINEAR_LIMIT:,}): choose convatt, a "
+                             "smaller server_view or a coarser grid")
+        weights = element_costs(spec, costs, self.cell_shape)  # refused costs stop here, before the network is built
         self.net = MASK_NETS[self.mask_net]((c, vh, vw), self.cell_shape)
-        self.register_buffer("weights", element_costs(spec, costs, self.cell_shape))
+        self.register_buffer("weights", weights)
         self.register_buffer("row_cell", cell_index(h, gh))
         self.register_buffer("col_cell", cell_index(w, gw))
         # What says which cells a sample sends rides along with it (`selection_bytes`): its share of the raw float32

@@ -19,6 +19,7 @@ Every stage is a plain `nn.Module` whose forward autograd differentiates: a new 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -54,8 +55,11 @@ class Stage(nn.Module):
 
 
 def element_costs(mask_type: str, costs: np.ndarray | torch.Tensor | None, shape: Sequence[int]) -> torch.Tensor:
-    """Per-element prices of a mask's selection (all 1 when none are given), checked: its shape, finite, >= 0."""
+    """Per-element prices of a mask's selection (all 1 when none are given), checked: its shape (or a flat list of
+    as many, in the selection's order: what a form's text field holds), finite, >= 0."""
     weights = torch.ones(tuple(shape)) if costs is None else torch.as_tensor(costs, dtype=torch.float32)
+    if weights.dim() == 1 and weights.numel() == math.prod(shape):
+        weights = weights.reshape(tuple(shape))
     if tuple(weights.shape) != tuple(shape):
         raise ValueError(f"{mask_type} costs must have shape {list(shape)}, got {list(weights.shape)}")
     if not torch.isfinite(weights).all() or (weights < 0).any():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,17 +116,41 @@ def prepare_inputs(chain: AnyMask, data: TensorDataset) -> TensorDataset:
 def build(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
           generator: torch.Generator | None = None) -> tuple[AnyMask, nn.Module]:
     """The mask chain and the network a config describes (the network takes the chain's output)."""
-    costs = np.asarray(config.costs, dtype=np.float32) if config.costs is not None else None
+    mask = build_mask(config, input_shape, generator)
+    return mask, create_model(config.model, mask.output_shape, num_classes, state_dict=config.pretrained)
+
+
+def config_problem(config: TrainConfig, input_shape: Sequence[int]) -> str:
+    """Why `config`'s mask cannot be built for inputs of `input_shape`, or "": `spec_problem`'s reason, else what
+    building it refuses (an `init_selected` index beyond the mask, `costs` of another shape or not numbers, a grid
+    finer than the input). Asked where a run is submitted, so that such a run is refused there, not on a worker."""
+    shape = tuple(int(size) for size in input_shape)
+    problem = spec_problem(config.mask_type, shape)
+    if problem:
+        return problem
+    try:
+        build_mask(config, shape)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return ""
+
+
+def build_mask(config: TrainConfig, input_shape: tuple[int, int, int],
+               generator: torch.Generator | None = None) -> AnyMask:
+    """The mask (a chain of stages, or a dynamic mask) a config describes for inputs of `input_shape`; a
+    ValueError names what does not fit them."""
+    try:
+        costs = np.asarray(config.costs, dtype=np.float32) if config.costs is not None else None
+    except (ValueError, TypeError) as exc:  # text, or rows of different lengths
+        raise ValueError(f"costs must be numbers in the mask's shape: {exc}") from None
     if is_dynamic(config.mask_type):
-        mask = DynamicMask(config.mask_type, input_shape, grid=config.grid, server_view=config.server_view,
+        return DynamicMask(config.mask_type, input_shape, grid=config.grid, server_view=config.server_view,
                            mask_net=config.mask_net, costs=costs)
-        return mask, create_model(config.model, mask.output_shape, num_classes, state_dict=config.pretrained)
     chain = build_chain(config.mask_type, input_shape, grid=config.grid, init_sigma=config.init_sigma,
                         init_logit=config.init_logit, rescale=config.rescale, costs=costs, generator=generator)
     if config.init_selected is not None:
         chain.select_stages[0].prefer(config.init_selected, config.init_logit)
-    model = create_model(config.model, chain.output_shape, num_classes, state_dict=config.pretrained)
-    return chain, model
+    return chain
 
 
 def split_validation(data: TensorDataset, share: float, seed: int, batch_size: int = 128) -> Splits:
@@ -188,7 +212,7 @@ def train(
     after each epoch's checkpoint is written (e.g. to copy it where another host can resume from it).
     """
     device = resolve_device(config.device)
-    problem = spec_problem(config.mask_type, data.input_shape)
+    problem = config_problem(config, data.input_shape)
     if problem:
         raise ValueError(problem)
     torch.manual_seed(config.seed)

@@ -39,6 +39,9 @@ def test_the_schedules_default_to_the_papers_and_a_run_has_all_three_phases() ->
         ({"val_share": 0.9}, "val_share must be in"),
         ({"lambda_monitor": "loss"}, "lambda_monitor must be one of"),
         ({"lambda_threshold_mode": "pct"}, "lambda_threshold_mode must be one of"),
+        # Beyond any float (float() overflows) and beyond what str() prints (4,300 digits): named by their size.
+        ({"lambda_init": 10**400}, "lambda_init must be a number no larger than 1e308, got an integer of about 401"),
+        ({"epochs": 10**5000}, "epochs must be in [1, 100000], got an integer of about 5001 digits"),
     ],
 )
 def test_bad_values_are_refused_with_their_name(data: dict, message: str) -> None:
@@ -92,3 +95,19 @@ def test_every_option_is_explained_once_for_the_cli_the_api_and_the_form() -> No
         value = getattr(defaults, name)
         if value is not None:
             assert low <= value <= high, name
+
+
+@pytest.mark.parametrize(("data", "shape", "message"), [
+    ({"init_selected": [64]}, (1, 8, 8), "pixel-any has 64 elements; init_selected index out of range"),
+    ({"costs": [[1.0], [1.0, 2.0]]}, (1, 8, 8), "costs must be numbers in the mask's shape"),
+    ({"mask_type": "block-any", "grid": [9, 9]}, (1, 8, 8), "block grid 9x9 is finer than the 8x8 input"),
+    ({"mask_type": "channel-any"}, (1, 8, 8), "this data has a single channel"),
+    # A linear mask network asked for by name on a large input would take 7.8 GB: refused before it is built.
+    ({"mask_type": "dynamic-pixel-any", "mask_net": "linear"}, (36, 35, 35), "1,944,810,000 weights"),
+])
+def test_a_config_that_cannot_be_built_for_an_input_says_why(data: dict, shape: tuple, message: str) -> None:
+    from masksel_core import config_problem
+
+    assert message in config_problem(TrainConfig.from_dict(data), shape)
+    assert config_problem(TrainConfig.from_dict({**data, "init_selected": None, "costs": None, "grid": [2, 2],
+                                                  "mask_type": "pixel-any", "mask_net": "auto"}), shape) == ""

@@ -52,6 +52,11 @@ def test_given_test_arrays_and_channel_names_are_used(tmp_path: Path) -> None:
         ({"x_train": np.zeros((4, 1, 3, 3)), "y_train": np.array([0, 1, 0])}, "3 labels for 4 samples"),
         ({"x_train": np.zeros((4, 1, 3, 3)), "y_train": np.zeros(4, dtype=np.int64)}, "single class"),
         ({"x_train": np.zeros((4, 1, 3, 3)), "y_train": np.array([0, 2, 0, 2])}, "no samples of class(es) 1"),
+        # Counting the classes of a label of 10**12 would ask for 8 TB: refused before it is counted.
+        ({"x_train": np.zeros((4, 1, 3, 3)), "y_train": np.array([0, 1, 0, 10**12])},
+         "largest label is 1000000000000 with 4 samples"),
+        ({"x_train": np.zeros((4, 1, 3, 3)), "y_train": np.array([0, 1, 2**64 - 1, 1], dtype=np.uint64)},
+         "labels beyond 2**63 - 1"),
         ({"x_train": np.zeros((4, 1, 3, 3)), "y_train": np.array([0.0, 1.0, 0.0, 1.0])}, "integer labels"),
         ({"y_train": None}, "missing required array 'y_train'"),
     ],

@@ -81,6 +81,10 @@ def test_per_element_costs_price_the_selection() -> None:
     assert chain.fraction() == pytest.approx((2.0 + 1.0) / 3)
     with pytest.raises(ValueError, match="costs must have shape"):
         build_chain("pixel-any", SHAPE, costs=np.ones(3))
+    # As many prices as elements, flat (a form's text field), are read in the selection's order.
+    flat = np.arange(np.prod(SHAPE), dtype=np.float32)
+    pixels = build_chain("pixel-any", SHAPE, costs=flat)
+    assert pixels.select_stages[0].weights.reshape(-1).tolist() == flat.tolist()
 
 
 def test_initial_preference_selects_only_the_given_elements() -> None:

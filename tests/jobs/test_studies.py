@@ -154,6 +154,9 @@ def test_cancelling_a_trials_run_fails_the_trial_and_asks_the_next(alice: Any, d
     ({"base": {"epochs": "ten"}}, "base: epochs must be an integer"),
     ({"base": {"pretrained_run": 3}}, "base: pretrained_run cannot be part"),
     ({"dataset": 999_999}, "dataset: no dataset with id 999999"),
+    ({"space": {"lambda_init": {"low": 10**400, "high": 10**401}}}, "space.lambda_init: lambda_init must be a number"),
+    ({"space": {"init_selected": {"choices": [[0, 1], [1_000_000]]}}}, "init_selected index out of range"),
+    ({"seed": 2**31}, "seed: must be a whole number from 0 to 2147483647"),
 ])
 def test_a_bad_study_is_refused_naming_the_field(alice_api: APIClient, digits: Any, change: dict[str, Any],
                                                   named: str) -> None:
@@ -246,3 +249,13 @@ def test_a_data_set_that_a_study_uses_is_not_deleted(alice: Any, tmp_path: Any, 
         dataset_services.dataset_delete(dataset, alice)
     study_services.study_delete(Study.objects.get(pk=study.pk))
     dataset_services.dataset_delete(dataset, alice)
+
+
+def test_a_large_run_seed_gives_a_study_that_proposes_and_a_blank_name_the_default(alice: Any, digits: Any,
+                                                                                   queued_only: None) -> None:
+    """The study's sampler seed comes from the base's run seed (up to 2**63 - 1) when none is given; numpy's seeds
+    stop at 2**32 - 1 and the study's column at 2**31 - 1."""
+    data = request(digits, name="   ", base={**FAST, "seed": 5_000_000_000})
+    study = study_services.study_create(owner=alice, data=data)
+    assert study.name.startswith("study-") and 0 <= study.seed < 2**31
+    assert Run.objects.filter(trial__study=study).count() == 2  # two trials asked of the sampler and queued
