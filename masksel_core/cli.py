@@ -107,6 +107,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        mask_net=args.mask_net, **values)
 
 
+def _make_folder(flag: str, folder: str | None) -> None:
+    if folder is None:
+        return
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, or a file on its path, or no permission
+        raise UsageError(f"{flag} {folder}: cannot make the folder ({exc.strerror or exc})") from None
+
+
 def run_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -115,6 +124,8 @@ def run_train(args: argparse.Namespace) -> int:
     problem = config_problem(config, data.input_shape)
     if problem:  # before the progress bar, so the error is the only line
         raise ConfigError(problem)
+    for flag, folder in (("--out", args.out), ("--checkpoint-dir", args.checkpoint_dir)):
+        _make_folder(flag, folder)  # before training: a run must not be lost to a folder it cannot write
     with tqdm(unit="epoch", disable=args.quiet, file=sys.stderr) as bar:
         def on_epoch(record: EpochRecord) -> None:
             bar.n = record.epoch

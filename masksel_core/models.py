@@ -128,7 +128,13 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
 
 def _read_state_dict(source: str | Path | StateDict) -> StateDict:
     """weights_only=True: a model file may come from an upload, and a full pickle could run code."""
-    state = torch.load(source, map_location="cpu", weights_only=True) if isinstance(source, (str, Path)) else source
+    state = source
+    if isinstance(source, (str, Path)):
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a missing, damaged or foreign file: named, not a traceback
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise ValueError(f"cannot read a state_dict from {source} ({type(exc).__name__}: {first})") from None
     if not isinstance(state, Mapping):
         raise ValueError(f"expected a state_dict (a mapping of names to tensors), got {type(state).__name__}")
     return state

@@ -47,7 +47,10 @@ def open_source(source: str) -> Iterator[tuple[dict[str, Any], list[str] | None]
         elif path.suffix in (".h5", ".hdf5"):
             import h5py
 
-            handle = stack.enter_context(h5py.File(path, "r"))
+            try:
+                handle = stack.enter_context(h5py.File(path, "r"))
+            except OSError as exc:  # missing, or not HDF5 (h5py's FileNotFoundError is an OSError)
+                raise DataError(f"{source}: not a readable HDF5 file ({exc})") from None
             arrays = {key: handle[key] for key in ARRAYS if key in handle}
             names = handle.attrs.get("channel_names")
             if names is None and "channel_names" in handle:
@@ -89,7 +92,12 @@ def convert(source: str, dest: str, *, overwrite: bool = False,
         for key, array in arrays.items():
             target, step = targets[key], targets[key].chunks[0]
             for start in range(0, array.shape[0], step):
-                target[start:start + step] = np.asarray(array[start:start + step])
+                block = np.asarray(array[start:start + step])
+                if block.dtype.kind == "f" and not np.isfinite(block).all():  # as loading an .npz refuses it
+                    bad = "NaN" if np.isnan(block).any() else "infinite values"
+                    raise DataError(f"{source}: {key} contains {bad} (samples {start} to "
+                                    f"{start + len(block) - 1}); {dest} is left without its root document")
+                target[start:start + step] = block
                 if progress is not None and key.startswith("x_"):
                     progress(min(step, array.shape[0] - start))
         group = zarr.open_group(store, mode="a")  # the root document last: only now does the store open

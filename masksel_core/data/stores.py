@@ -227,6 +227,10 @@ def read_rows(array: Any, rows: np.ndarray, input_shape: tuple[int, int, int], *
         except Exception as exc:  # noqa: BLE001 - whatever the bucket or the disk said, the store failed
             raise StoreError(f"{source or array.store_path}: {array.path} samples {first} to {stop - 1} could not "
                              f"be read ({type(exc).__name__}: {exc})") from exc
+        if array.dtype.kind == "f" and not np.isfinite(block).all():  # past what opening the store sampled
+            bad = "NaN" if np.isnan(block).any() else "infinite values"
+            raise DataError(f"{source or array.store_path}: {array.path} contains {bad} (samples {first} to "
+                            f"{stop - 1}): the data set cannot be trained on")
         out[order[done:done + len(here)]] = block[here - first]
         done += len(here)
     return out

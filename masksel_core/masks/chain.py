@@ -11,6 +11,7 @@ Spec grammar (CLI `--mask`, REST `mask_type`, `TrainConfig.mask_type`): stages j
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -132,11 +133,20 @@ class MaskChain(nn.Module):
         """Q of the discrete (noise-free) mask: the transferred share, priced. Summed in float64, so that a
         target is met or not the same on every CPU and GPU (a float32 sum of 3 channels' 1/10 is 0.30000001).
         The same for every input: `x` is taken, as a dynamic mask's (`DynamicMask.fraction`), and not read."""
-        cost = self.base_cost
+        cost = self._exact_base_cost()
         dummy = torch.zeros(1, *self.stage_input_shape, device=cost.device)
         for stage in self.stages:
             dummy, cost = stage(dummy, cost, tau=1.0, explore=False)
         return round(float(cost.double().sum()), 9)
+
+    def _exact_base_cost(self) -> torch.Tensor:
+        """`base_cost` in float64, each price recovered to 6 significant digits first: float32 holds a share of
+        1/72 as 1/72 + 1e-10, and 72 of them summed to 1.000000007, so a mask that keeps everything was priced
+        above 1 and a target of 1.0 was never reached. Prices (1, q/100, measured bytes) need no more digits."""
+        n = float(math.prod(self.input_shape))
+        prices = self.base_cost.double() * n
+        scale = torch.pow(10.0, 5 - torch.floor(torch.log10(prices.abs().clamp_min(1e-300))))
+        return torch.round(prices * scale) / scale / n
 
     def selected(self, x: torch.Tensor | None = None) -> np.ndarray:
         """The last select stage's discrete mask, in the contract's shape for its type (`x`: as `fraction`)."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +53,7 @@ class Loop:
         self.refilled: list[int] = []  # elements kept again after lambda overshot the target (`masks.budget`)
         self.start_accuracy: float | None = None
         self.records: list[EpochRecord] = []
+        self._data_digest: str | None = None
         first = "select" if config.pretrained is not None or config.warmup_epochs == 0 else "warmup"
         self._enter(first)
 
@@ -66,6 +69,16 @@ class Loop:
                 self.model.load_state_dict(self.best_state)  # a cancelled run keeps its phase's best network
             raise
         return self.stopped_because
+
+    def data_digest(self) -> str:
+        """Names the data the run trains on, so that a checkpoint resumes only on it: the split sizes, the input
+        shape, the validation labels the records are scored on and the first validation inputs (read once)."""
+        if self._data_digest is None:
+            state = hashlib.sha256(repr((self.splits.num_fit, tuple(self.chain.input_shape))).encode())
+            state.update(np.asarray(torch.as_tensor(self.splits.probe_labels).cpu(), dtype=np.int64).tobytes())
+            state.update(self.splits.probe[:8].detach().cpu().float().contiguous().numpy().tobytes())
+            self._data_digest = state.hexdigest()[:16]
+        return self._data_digest
 
     # --- phases ----------------------------------------------------------------------------------
 
@@ -208,7 +221,11 @@ class Loop:
             mask_sum += q
             count += 1
         # One device-to-host copy per epoch rather than one per batch.
-        return float(task_sum) / max(count, 1), float(mask_sum) / max(count, 1)
+        task_mean = float(task_sum) / max(count, 1)
+        if self.dtype is None and not math.isfinite(task_mean):  # in float32 a NaN network never recovers
+            raise ValueError(f"the training loss became {task_mean} in epoch {self.epoch + 1} ({self.phase}): the "
+                             "inputs hold NaN or infinite values, or the learning rates are too high for them")
+        return task_mean, float(mask_sum) / max(count, 1)
 
     def _record(self, task: float, q: float, accuracy: float, started: float, *, lam: float | None = None,
                 tau: float | None = None, fraction: float | None = None) -> EpochRecord:
@@ -231,7 +248,8 @@ class Loop:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "epoch": self.epoch, "phase": self.phase,
+            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "data": self.data_digest(),
+            "epoch": self.epoch, "phase": self.phase,
             "phase_start": self.phase_start, "stopped_because": self.stopped_because, "swaps": self.swaps,
             "swap_seconds": self.swap_seconds, "refilled": self.refilled,
             "start_accuracy": self.start_accuracy, "records": [r.state() for r in self.records],
@@ -249,6 +267,9 @@ class Loop:
             raise ValueError(f"the checkpoint was written by another version of masksel (format "
                              f"{state.get('format')}, this one reads {CHECKPOINT_FORMAT}): train the run again")
         check_same_run(state["config"], self.config.to_dict())
+        if state.get("data", self.data_digest()) != self.data_digest():  # absent from earlier versions' checkpoints
+            raise ValueError("the checkpoint was made on other data (another input, split or set of samples): "
+                             "give this run another checkpoint directory, or the data it was made on")
         self.epoch, self.stopped_because = state["epoch"], state["stopped_because"]
         self.swaps = [tuple(swap) for swap in state["swaps"]]
         self.swap_seconds = float(state.get("swap_seconds", 0.0))  # absent from checkpoints of earlier versions

@@ -235,9 +235,11 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
     loop = Loop(config, splits, model.to(device, memory_format=memory_format(model, device)), chain.to(device),
                 should_stop or (lambda: False))
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if path is not None and path.parent.exists() and not path.parent.is_dir():
+        raise ValueError(f"the checkpoint directory {path.parent} is a file")
     if path is not None and path.exists():
         # Loaded onto the CPU: the modules and optimisers move what they hold to their own devices.
-        loop.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        loop.load_state_dict(read_checkpoint(path))
     result = TrainResult(config, model, chain, data.input_shape, probe=loop.probe)
 
     def emit(record: EpochRecord) -> None:
@@ -272,6 +274,20 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
     return result
 
 
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint as written by `_atomic_save`; a damaged or foreign file is a ValueError that names it (torch's
+    own errors for such a file are a KeyError, an EOFError or an unpickling error, depending on the damage)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever torch.load raises on a damaged file: named, not a traceback
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ValueError(f"{path} is not a masksel checkpoint ({type(exc).__name__}: {first}); remove it to train "
+                         "from the start") from None
+    if not isinstance(state, dict) or "format" not in state:
+        raise ValueError(f"{path} is not a masksel checkpoint; remove it to train from the start")
+    return state
+
+
 def test_inputs(data: TensorDataset | StoreDataset) -> Callable[[], torch.Tensor]:
     """The test inputs a transfer summary packs: all of an in-memory set, the first `TEST_SAMPLE` (at most a batch's
     memory) of a store's (a static mask sends the same bytes of every sample)."""
@@ -293,7 +309,7 @@ def run_warnings(result: TrainResult, y_val: torch.Tensor, final_lambda: float) 
     reached, a lambda that never moved."""
     config, last = result.config, result.records[-1]
     warnings = []
-    if result.fraction <= result.mask.empty_share or not result.mask.frequency(result.probe).any():
+    if not result.mask.frequency(result.probe).any():  # by what is kept, not by its price (costs may be 0)
         warnings.append("the final mask keeps nothing, so the network sees only zeros: lower lambda_init or "
                         "lambda_factor, or set a target_fraction")
     chance = float(torch.bincount(y_val).max()) / max(len(y_val), 1)

@@ -29,6 +29,8 @@ class RemoteDataset:
     def __init__(self, url: str, token: str, dataset: int, run: int | None = None, *, split: str = "test",
                  page: int = 512, dtype: str = "float32", compress: bool = False, timeout: float = 60.0) -> None:
         self.url, self.token, self.dataset, self.run = url.rstrip("/"), token, int(dataset), run
+        if int(page) < 1:
+            raise ValueError(f"page must be 1 or more samples per request, got {page}")
         self.split, self.page, self.dtype, self.compress, self.timeout = split, int(page), dtype, compress, timeout
         self.bytes_received = 0
         self.requests = 0

@@ -25,14 +25,20 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--token", required=True, help="an API token (POST /api/auth/token/)")
     p.add_argument("--dataset", required=True, type=int, help="the data set's id on the server")
     p.add_argument("--run", required=True, type=int, help="the (succeeded) run whose mask and model to use")
-    p.add_argument("--count", type=int, help="how many test samples (default: all)")
+    p.add_argument("--count", type=_at_least_one, help="how many test samples (default: all)")
     p.add_argument("--model", help="a local model.ts of the run (default: download it from the server)")
-    p.add_argument("--page", type=int, default=512, help="samples per request")
+    p.add_argument("--page", type=_at_least_one, default=512, help="samples per request")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "uint8"),
                    help="value type on the wire (the others are lossy)")
     p.add_argument("--compress", action="store_true", help="zlib the payloads (lossless)")
     p.add_argument("--skip-full", action="store_true", help="do not fetch the whole samples for comparison")
     p.set_defaults(handler=main)
+
+
+def _at_least_one(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,12 @@ def load_model(args: argparse.Namespace) -> torch.nn.Module:
             raise RemoteError(f"cannot download model.ts of run {args.run}: {exc}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
-        return torch.jit.load(source, map_location="cpu").eval()
+        try:
+            return torch.jit.load(source, map_location="cpu").eval()
+        except (RuntimeError, ValueError, OSError) as exc:  # a missing file, a state_dict (model.pt), junk
+            where = args.model or f"run {args.run}'s model.ts"
+            raise ValueError(f"{where} is not a TorchScript model (the run's model.ts; its model.pt holds the "
+                             f"weights only): {str(exc).splitlines()[0]}") from None
 
 
 def measure(model: torch.nn.Module, remote: RemoteDataset, count: int | None) -> Measured:

@@ -94,3 +94,31 @@ def test_a_run_with_warnings_says_them_on_stderr(tmp_path: Path, capsys: pytest.
     assert code == 0, err
     assert "warning: target_fraction 0.01 was not reached in 3 epochs" in err
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["warnings"]
+
+
+def test_what_the_cli_cannot_use_is_said_in_one_line_before_any_training(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_npz(tmp_path / "d.npz")
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "junk.pt").write_bytes(b"not a state_dict")
+    fast = ["train", "--data", str(data), "--mask", "pixel-any", "--model", "mlp", "--epochs", "1", "--quiet"]
+    for args, needle in (
+        (["--out", str(tmp_path / "afile")], f"--out {tmp_path / 'afile'}: cannot make the folder"),
+        (["--out", str(tmp_path / "afile" / "sub")], "cannot make the folder"),
+        (["--out", str(tmp_path / "o"), "--checkpoint-dir", str(tmp_path / "afile")], "--checkpoint-dir"),
+        (["--out", str(tmp_path / "o"), "--pretrained", str(tmp_path / "junk.pt")], "cannot read a state_dict from"),
+        (["--out", str(tmp_path / "o"), "--pretrained", str(tmp_path / "missing.pt")], "missing.pt"),
+    ):
+        code = main([*fast, *args])
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (args, err)
+    for args, needle in (
+        (["predict", "--server", "http://127.0.0.1:9", "--token", "t", "--dataset", "1", "--run", "1", "--page", "0"],
+         "argument --page: must be a whole number of 1 or more"),
+        (["predict", "--server", "http://127.0.0.1:9", "--token", "t", "--dataset", "1", "--run", "1", "--model",
+          str(tmp_path / "junk.pt")], "is not a TorchScript model"),
+        (["convert", str(tmp_path / "nope.h5"), str(tmp_path / "x.zarr")], "not a readable HDF5 file"),
+    ):
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (args, err)
