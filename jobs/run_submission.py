@@ -74,7 +74,7 @@ def tag_fields(tags: Sequence[str]) -> dict[str, Any]:
     many."""
     tags = list(dict.fromkeys(tags))
     if any("|" in tag for tag in tags):  # the index's separator: "a|b" would be found as the tag "a"
-        raise ServiceError("a tag may not contain '|'")
+        raise ServiceError("a tag may not contain '|' (nor may a sweep's or study's name, which tags its runs)")
     if len(tags) > MAX_TAGS:
         raise ServiceError(f"at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters")
     return {"tags": tags, "tag_index": "|" + "|".join(tags) + "|" if tags else ""}

@@ -156,8 +156,8 @@ def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
     runs = runs_visible_to(user)
     if filters["status"]:
         runs = runs.filter(status=filters["status"])
-    if id_from_text(filters["dataset"]) is not None:
-        runs = runs.filter(dataset_id=id_from_text(filters["dataset"]))
+    if (dataset := id_from_text(filters["dataset"])) is not None:
+        runs = runs.filter(dataset_id=dataset)
     if filters["mask"]:
         runs = runs.filter(config__mask_type=filters["mask"])
     if filters["tag"]:
@@ -165,8 +165,8 @@ def runs_page(user: User, params: Any) -> tuple[Any, dict[str, str]]:
     if filters["q"]:
         text = filters["q"].lstrip("#")
         match = Q(notes__icontains=text) | Q(tag_index__icontains=text) | Q(config__model=text)
-        if id_from_text(text) is not None:
-            match |= Q(pk=id_from_text(text))
+        if (run_id := id_from_text(text)) is not None:
+            match |= Q(pk=run_id)
         runs = runs.filter(match)
     page = Paginator(runs.order_by("-id"), RUNS_PER_PAGE).get_page(params.get("page"))
     return page, filters

@@ -126,6 +126,12 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
     return model
 
 
+def error_line(exc: BaseException) -> str:
+    """An exception as one short line of an error message: torch's for a file it cannot load run to a dozen lines."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
 def _read_state_dict(source: str | Path | StateDict) -> StateDict:
     """weights_only=True: a model file may come from an upload, and a full pickle could run code."""
     state = source
@@ -133,8 +139,7 @@ def _read_state_dict(source: str | Path | StateDict) -> StateDict:
         try:
             state = torch.load(source, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - a missing, damaged or foreign file: named, not a traceback
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            raise ValueError(f"cannot read a state_dict from {source} ({type(exc).__name__}: {first})") from None
+            raise ValueError(f"cannot read a state_dict from {source} ({error_line(exc)})") from None
     if not isinstance(state, Mapping):
         raise ValueError(f"expected a state_dict (a mapping of names to tensors), got {type(state).__name__}")
     return state

@@ -122,9 +122,16 @@ def check_images(key: str, x: np.ndarray, *, full_shape: tuple[int, ...] | None 
                         "store it as (N,C,H,W), e.g. x.transpose(0, 3, 1, 2)")
     if shape[0] == 0 or min(shape[1:]) == 0:
         raise DataError(f"{key} is empty: shape {shape}")
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = "NaN" if np.isnan(x).any() else "infinite values"
+    bad = nonfinite(x)
+    if bad:
         raise DataError(f"{key} contains {bad}")
+
+
+def nonfinite(x: np.ndarray) -> str:
+    """What makes values unusable, as an error names it ("NaN" or "infinite values"); "" when all are finite."""
+    if x.dtype.kind != "f" or np.isfinite(x).all():
+        return ""
+    return "NaN" if np.isnan(x).any() else "infinite values"
 
 
 def as_float(x: np.ndarray, *, copy: bool = True) -> np.ndarray:

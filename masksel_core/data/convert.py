@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import DataError
+from .arrays import DataError, nonfinite
 from .stores import is_store_uri, load_store, storage_options
 
 CHUNK_BYTES = 1024**2
@@ -93,8 +93,8 @@ def convert(source: str, dest: str, *, overwrite: bool = False,
             target, step = targets[key], targets[key].chunks[0]
             for start in range(0, array.shape[0], step):
                 block = np.asarray(array[start:start + step])
-                if block.dtype.kind == "f" and not np.isfinite(block).all():  # as loading an .npz refuses it
-                    bad = "NaN" if np.isnan(block).any() else "infinite values"
+                bad = nonfinite(block)  # as loading an .npz refuses it
+                if bad:
                     raise DataError(f"{source}: {key} contains {bad} (samples {start} to "
                                     f"{start + len(block) - 1}); {dest} is left without its root document")
                 target[start:start + step] = block

@@ -27,6 +27,7 @@ from .arrays import (
     check_images,
     check_labels,
     count_classes,
+    nonfinite,
     stratified_indices,
 )
 
@@ -227,8 +228,8 @@ def read_rows(array: Any, rows: np.ndarray, input_shape: tuple[int, int, int], *
         except Exception as exc:  # noqa: BLE001 - whatever the bucket or the disk said, the store failed
             raise StoreError(f"{source or array.store_path}: {array.path} samples {first} to {stop - 1} could not "
                              f"be read ({type(exc).__name__}: {exc})") from exc
-        if array.dtype.kind == "f" and not np.isfinite(block).all():  # past what opening the store sampled
-            bad = "NaN" if np.isnan(block).any() else "infinite values"
+        bad = nonfinite(block) if array.dtype.kind == "f" else ""  # past what opening the store sampled
+        if bad:
             raise DataError(f"{source or array.store_path}: {array.path} contains {bad} (samples {first} to "
                             f"{stop - 1}): the data set cannot be trained on")
         out[order[done:done + len(here)]] = block[here - first]
@@ -316,8 +317,8 @@ def _check_sample(uri: str, key: str, array: Any) -> None:
     picks = np.unique(np.linspace(0, count - 1, num=min(count, max(1, SAMPLE_BYTES // per_chunk))).astype(int))
     for chunk in picks:
         block = _read(uri, key, array, slice(int(chunk) * step, (int(chunk) + 1) * step))
-        if not np.isfinite(block).all():
-            bad = "NaN" if np.isnan(block).any() else "infinite values"
+        bad = nonfinite(block)
+        if bad:
             raise DataError(f"{uri}: {key} contains {bad} (samples {chunk * step} to {(chunk + 1) * step - 1})")
 
 

@@ -22,6 +22,7 @@ import copy
 import hashlib
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -42,9 +43,9 @@ MASK_NET_NAMES = ("auto", "linear", "convatt", "hybrid")
 # (`synthetic-moving`: 0.32, conv-attention 0.99); the hybrid reaches 0.93 and 0.99. Larger inputs get
 # conv-attention alone (or a smaller `server_view`, which brings the hybrid back).
 LINEAR_MAX_WEIGHTS = 1_000_000
-# The most a linear map asked for by name may hold (64 MiB of float32: a 64x64 input to its own pixels); beyond it
-# training would run out of memory, and a run is refused where it is submitted.
-LINEAR_LIMIT = 2**24
+# The most a linear map asked for by name may hold: 1 GiB of float32 weights (a 3x64x64 input to its own values
+# takes 151 million, 0.6 GB); beyond it the map, its gradient and Adam's moments outgrow most accelerators.
+LINEAR_LIMIT = 2**28
 MEASURE_BATCH = 1024
 # Features of each conv-attention branch: 2 find a small object over noise as well as 16 did, and keep a lenet5
 # training step within 1.5x a static mask's (16: 2.5x; docs/design.md, "Dynamic masks").
@@ -180,6 +181,43 @@ def selection_bytes(count: torch.Tensor, cells: Sequence[int]) -> torch.Tensor:
     return count_bytes(cells) + listed_bytes(count, cells)
 
 
+@dataclass(frozen=True)
+class DynamicLayout:
+    """What a dynamic mask is for an input, checked before anything is built: its cells, the server's view, the
+    mask network it gets and its cells' prices. `config_problem` asks for it where a run is submitted, so that a
+    request is refused there without building a mask network of up to a gigabyte."""
+
+    input_shape: Shape
+    cell_shape: Shape
+    server_view: tuple[int, int]
+    mask_net: str
+    weights: torch.Tensor
+
+    @classmethod
+    def of(cls, spec: str, input_shape: Shape, *, grid: tuple[int, int] = (3, 3),
+           server_view: tuple[int, int] | None = None, mask_net: str = "auto",
+           costs: np.ndarray | None = None) -> DynamicLayout:
+        """The layout, or a ValueError naming what does not fit the input."""
+        if spec not in DYNAMIC_MASKS:
+            raise ValueError(f"unknown dynamic mask {spec!r}; choose one of {', '.join(DYNAMIC_MASKS)}")
+        c, h, w = (int(s) for s in input_shape)
+        gh, gw = (h, w) if spec == "dynamic-pixel-any" else grid
+        if gh > h or gw > w:
+            raise ValueError(f"block grid {gh}x{gw} is finer than the {h}x{w} input")
+        vh, vw = server_view or (h, w)
+        if not (1 <= vh <= h and 1 <= vw <= w):
+            raise ValueError(f"server view {vh}x{vw} must be between 1x1 and the {h}x{w} input")
+        chosen = choose_mask_net(mask_net, (c, vh, vw), (c, gh, gw))
+        if chosen not in MASK_NETS:
+            raise ValueError(f"unknown mask network {mask_net!r}; choose one of {', '.join(MASK_NET_NAMES)}")
+        linear = c * vh * vw * c * gh * gw
+        if chosen in ("linear", "hybrid") and linear > LINEAR_LIMIT:
+            raise ValueError(f"mask_net {chosen} maps the {c}x{vh}x{vw} server view to {gh}x{gw} cells of {c} "
+                             f"channel(s) with {linear:,} weights (at most {LINEAR_LIMIT:,}): choose convatt, a "
+                             "smaller server_view or a coarser grid")
+        return cls((c, h, w), (c, gh, gw), (vh, vw), chosen, element_costs(spec, costs, (c, gh, gw)))
+
+
 class DynamicMask(nn.Module):
     """`dynamic-pixel-any` (a cell per value) or `dynamic-block-any` (a `grid` of cells per channel)."""
 
@@ -190,30 +228,14 @@ class DynamicMask(nn.Module):
                  server_view: tuple[int, int] | None = None, mask_net: str = "auto",
                  costs: np.ndarray | None = None) -> None:
         super().__init__()
-        if spec not in DYNAMIC_MASKS:
-            raise ValueError(f"unknown dynamic mask {spec!r}; choose one of {', '.join(DYNAMIC_MASKS)}")
-        c, h, w = (int(s) for s in input_shape)
-        self.spec = spec
-        self.input_shape: Shape = (c, h, w)
-        gh, gw = (h, w) if spec == "dynamic-pixel-any" else grid
-        if gh > h or gw > w:
-            raise ValueError(f"block grid {gh}x{gw} is finer than the {h}x{w} input")
-        self.cell_shape: Shape = (c, gh, gw)
-        vh, vw = server_view or (h, w)
-        if not (1 <= vh <= h and 1 <= vw <= w):
-            raise ValueError(f"server view {vh}x{vw} must be between 1x1 and the {h}x{w} input")
-        self.server_view = (vh, vw)
-        self.mask_net = choose_mask_net(mask_net, (c, vh, vw), self.cell_shape)
-        if self.mask_net not in MASK_NETS:
-            raise ValueError(f"unknown mask network {mask_net!r}; choose one of {', '.join(MASK_NET_NAMES)}")
-        linear = math.prod((c, vh, vw)) * math.prod(self.cell_shape)
-        if self.mask_net in ("linear", "hybrid") and linear > LINEAR_LIMIT:
-            raise ValueError(f"mask_net {self.mask_net} maps the {c}x{vh}x{vw} server view to {gh}x{gw} cells of "
-                             f"{c} channel(s) with {linear:,} weights (at most {LINEAR_LIMIT:,}): choose convatt, a "
-                             "smaller server_view or a coarser grid")
-        weights = element_costs(spec, costs, self.cell_shape)  # refused costs stop here, before the network is built
-        self.net = MASK_NETS[self.mask_net]((c, vh, vw), self.cell_shape)
-        self.register_buffer("weights", weights)
+        layout = DynamicLayout.of(spec, input_shape, grid=grid, server_view=server_view, mask_net=mask_net,
+                                  costs=costs)
+        c, h, w = layout.input_shape
+        gh, gw = layout.cell_shape[1:]
+        self.spec, self.input_shape, self.cell_shape = spec, layout.input_shape, layout.cell_shape
+        self.server_view, self.mask_net = layout.server_view, layout.mask_net
+        self.net = MASK_NETS[self.mask_net]((c, *self.server_view), self.cell_shape)
+        self.register_buffer("weights", layout.weights)
         self.register_buffer("row_cell", cell_index(h, gh))
         self.register_buffer("col_cell", cell_index(w, gw))
         # What says which cells a sample sends rides along with it (`selection_bytes`): its share of the raw float32

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -35,8 +34,9 @@ class Loop:
     """Phases in order; each call of `_epoch` trains one epoch of the current phase (or moves to the next)."""
 
     def __init__(self, config: TrainConfig, splits: Splits, model: nn.Module, chain: AnyMask,
-                 should_stop: Callable[[], bool]) -> None:
+                 should_stop: Callable[[], bool], data_digest: str = "") -> None:
         self.config, self.splits, self.model, self.chain = config, splits, model, chain
+        self.data_digest = data_digest  # names the data (`train.data_digest`): a checkpoint resumes only on it
         self.should_stop = should_stop
         self.generator = torch.Generator(device=splits.device).manual_seed(config.seed + 1)
         self.loss_fn = nn.CrossEntropyLoss()
@@ -53,7 +53,6 @@ class Loop:
         self.refilled: list[int] = []  # elements kept again after lambda overshot the target (`masks.budget`)
         self.start_accuracy: float | None = None
         self.records: list[EpochRecord] = []
-        self._data_digest: str | None = None
         first = "select" if config.pretrained is not None or config.warmup_epochs == 0 else "warmup"
         self._enter(first)
 
@@ -69,16 +68,6 @@ class Loop:
                 self.model.load_state_dict(self.best_state)  # a cancelled run keeps its phase's best network
             raise
         return self.stopped_because
-
-    def data_digest(self) -> str:
-        """Names the data the run trains on, so that a checkpoint resumes only on it: the split sizes, the input
-        shape, the validation labels the records are scored on and the first validation inputs (read once)."""
-        if self._data_digest is None:
-            state = hashlib.sha256(repr((self.splits.num_fit, tuple(self.chain.input_shape))).encode())
-            state.update(np.asarray(torch.as_tensor(self.splits.probe_labels).cpu(), dtype=np.int64).tobytes())
-            state.update(self.splits.probe[:8].detach().cpu().float().contiguous().numpy().tobytes())
-            self._data_digest = state.hexdigest()[:16]
-        return self._data_digest
 
     # --- phases ----------------------------------------------------------------------------------
 
@@ -222,7 +211,7 @@ class Loop:
             count += 1
         # One device-to-host copy per epoch rather than one per batch.
         task_mean = float(task_sum) / max(count, 1)
-        if self.dtype is None and not math.isfinite(task_mean):  # in float32 a NaN network never recovers
+        if not math.isfinite(task_mean):  # nothing rescales the loss (no GradScaler): a NaN network never recovers
             raise ValueError(f"the training loss became {task_mean} in epoch {self.epoch + 1} ({self.phase}): the "
                              "inputs hold NaN or infinite values, or the learning rates are too high for them")
         return task_mean, float(mask_sum) / max(count, 1)
@@ -248,7 +237,7 @@ class Loop:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "data": self.data_digest(),
+            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "data": self.data_digest,
             "epoch": self.epoch, "phase": self.phase,
             "phase_start": self.phase_start, "stopped_because": self.stopped_because, "swaps": self.swaps,
             "swap_seconds": self.swap_seconds, "refilled": self.refilled,
@@ -267,7 +256,7 @@ class Loop:
             raise ValueError(f"the checkpoint was written by another version of masksel (format "
                              f"{state.get('format')}, this one reads {CHECKPOINT_FORMAT}): train the run again")
         check_same_run(state["config"], self.config.to_dict())
-        if state.get("data", self.data_digest()) != self.data_digest():  # absent from earlier versions' checkpoints
+        if state.get("data", self.data_digest) != self.data_digest:  # absent from earlier versions' checkpoints
             raise ValueError("the checkpoint was made on other data (another input, split or set of samples): "
                              "give this run another checkpoint directory, or the data it was made on")
         self.epoch, self.stopped_because = state["epoch"], state["stopped_because"]

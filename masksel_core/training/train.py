@@ -9,6 +9,7 @@ with a fixed seed the resumed run gives the same numbers, bit for bit, as an uni
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -24,8 +25,8 @@ from ..config import TrainConfig
 from ..data.arrays import DataError, TensorDataset, stratified_indices
 from ..data.stores import StoreDataset
 from ..masks.chain import AnyMask, build_chain, spec_problem
-from ..masks.dynamic import DynamicMask, gallery_indices, is_dynamic
-from ..models import create_model
+from ..masks.dynamic import DynamicLayout, DynamicMask, gallery_indices, is_dynamic
+from ..models import create_model, error_line
 from ..transfer.packing import transfer_summary
 from .loop import Loop, Stopped
 from .precision import memory_format
@@ -129,20 +130,28 @@ def config_problem(config: TrainConfig, input_shape: Sequence[int]) -> str:
     if problem:
         return problem
     try:
-        build_mask(config, shape)  # type: ignore[arg-type]
+        if is_dynamic(config.mask_type):  # its layout only: the mask network may be large, and is not needed here
+            DynamicLayout.of(config.mask_type, shape, grid=config.grid, server_view=config.server_view,  # type: ignore[arg-type]
+                             mask_net=config.mask_net, costs=_costs(config))
+        else:  # a static chain holds a few numbers per element: built whole, as training builds it
+            build_mask(config, shape)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
         return str(exc)
     return ""
+
+
+def _costs(config: TrainConfig) -> np.ndarray | None:
+    try:
+        return np.asarray(config.costs, dtype=np.float32) if config.costs is not None else None
+    except (ValueError, TypeError) as exc:  # text, or rows of different lengths
+        raise ValueError(f"costs must be numbers in the mask's shape: {exc}") from None
 
 
 def build_mask(config: TrainConfig, input_shape: tuple[int, int, int],
                generator: torch.Generator | None = None) -> AnyMask:
     """The mask (a chain of stages, or a dynamic mask) a config describes for inputs of `input_shape`; a
     ValueError names what does not fit them."""
-    try:
-        costs = np.asarray(config.costs, dtype=np.float32) if config.costs is not None else None
-    except (ValueError, TypeError) as exc:  # text, or rows of different lengths
-        raise ValueError(f"costs must be numbers in the mask's shape: {exc}") from None
+    costs = _costs(config)
     if is_dynamic(config.mask_type):
         return DynamicMask(config.mask_type, input_shape, grid=config.grid, server_view=config.server_view,
                            mask_net=config.mask_net, costs=costs)
@@ -233,7 +242,7 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
          | None, should_stop: Callable[[], bool] | None, checkpoint_dir: str | Path | None,
          on_checkpoint: Callable[[], None] | None) -> TrainResult:
     loop = Loop(config, splits, model.to(device, memory_format=memory_format(model, device)), chain.to(device),
-                should_stop or (lambda: False))
+                should_stop or (lambda: False), data_digest(data))
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None and path.parent.exists() and not path.parent.is_dir():
         raise ValueError(f"the checkpoint directory {path.parent} is a file")
@@ -274,15 +283,28 @@ def _run(config: TrainConfig, data: TensorDataset | StoreDataset, splits: Splits
     return result
 
 
+def data_digest(data: TensorDataset | StoreDataset) -> str:
+    """Names the data a run trains on, so that a checkpoint resumes only on it: its shape, sizes, training labels and
+    first training inputs, as stored (the same whether the run streams it or holds it in memory: a worker's memory
+    budget decides that, and a retry may land on another worker)."""
+    if isinstance(data, StoreDataset):
+        first = data.read_rows("x_train", data.train_rows[:4])
+    else:
+        first = data.x_train[:4].detach().cpu().numpy()
+    state = hashlib.sha256(repr((tuple(data.input_shape), len(data.y_train), data.num_classes)).encode())
+    state.update(np.asarray(data.y_train, dtype=np.int64).tobytes())
+    state.update(np.ascontiguousarray(first, dtype=np.float32).tobytes())
+    return state.hexdigest()[:16]
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint as written by `_atomic_save`; a damaged or foreign file is a ValueError that names it (torch's
     own errors for such a file are a KeyError, an EOFError or an unpickling error, depending on the damage)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - whatever torch.load raises on a damaged file: named, not a traceback
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise ValueError(f"{path} is not a masksel checkpoint ({type(exc).__name__}: {first}); remove it to train "
-                         "from the start") from None
+        raise ValueError(f"{path} is not a masksel checkpoint ({error_line(exc)}); remove it to train from the "
+                         "start") from None
     if not isinstance(state, dict) or "format" not in state:
         raise ValueError(f"{path} is not a masksel checkpoint; remove it to train from the start")
     return state

@@ -71,7 +71,7 @@ def load_model(args: argparse.Namespace) -> torch.nn.Module:
         except (RuntimeError, ValueError, OSError) as exc:  # a missing file, a state_dict (model.pt), junk
             where = args.model or f"run {args.run}'s model.ts"
             raise ValueError(f"{where} is not a TorchScript model (the run's model.ts; its model.pt holds the "
-                             f"weights only): {str(exc).splitlines()[0]}") from None
+                             f"weights only): {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
 
 
 def measure(model: torch.nn.Module, remote: RemoteDataset, count: int | None) -> Measured:

@@ -30,6 +30,18 @@ def test_a_checkpoint_resumes_only_the_data_it_was_made_on(tmp_path: Path) -> No
         train(config, other, checkpoint_dir=tmp_path / "ck")
 
 
+def test_a_store_is_named_alike_streamed_or_in_memory(tmp_path: Path) -> None:
+    """A worker's memory budget decides whether a store streams; a retry on another worker may decide otherwise and
+    must still resume the run's checkpoint."""
+    from masksel_core.training.train import data_digest
+
+    store = load_store(write_store(tmp_path / "s.zarr", small_arrays(n=3000), chunks=64))
+    assert data_digest(store) == data_digest(store.to_memory())
+    other = load_store(write_store(tmp_path / "o.zarr", small_arrays(n=3000, size=6) | {
+        "x_train": small_arrays(n=3000)["x_train"] // 2}, chunks=64))
+    assert data_digest(other) != data_digest(store)
+
+
 def test_nan_past_the_chunks_opening_sampled_is_refused_when_read(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     arrays = small_arrays(n=2000)
@@ -46,19 +58,22 @@ def test_nan_past_the_chunks_opening_sampled_is_refused_when_read(tmp_path: Path
         load_store(str(tmp_path / "out.zarr"))  # what was written before the NaN does not open as a store
 
 
-def test_a_nan_training_loss_stops_the_run_naming_it() -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_nan_training_loss_stops_the_run_naming_it(precision: str) -> None:
     x = torch.rand(64, 1, 4, 4)
     x[5, 0, 0, 0] = float("nan")  # past the loaders' checks: a data set built in Python
     y = torch.arange(64) % 2
     data = TensorDataset("nan", x, y, x[:8], y[:8], 2)
     with pytest.raises(ValueError, match="the training loss became nan in epoch 1"):
-        train(TrainConfig(**{**FAST, "val_share": 0.2}), data)
+        train(TrainConfig(**{**FAST, "val_share": 0.2, "precision": precision}), data)
 
 
-def test_jpeg_versions_refuse_values_a_jpeg_cannot_hold() -> None:
+def test_jpeg_versions_refuse_values_a_jpeg_cannot_hold_and_thumbnails_take_any() -> None:
     chain = build_chain("jpeg-xor", (1, 8, 8))
     with pytest.raises(ValueError, match=r"jpeg-xor encodes 8-bit images, so its inputs must lie in \[0, 1\]"):
         chain.extend.apply(-torch.rand(4, 1, 8, 8))
+    thumbs = build_chain("thumb-xor+channel-any", (2, 8, 8))  # float thumbnails, sent as floats: standardised data
+    assert thumbs.extend.apply(torch.randn(4, 2, 8, 8)).shape[0] == 4
 
 
 def test_a_mask_that_keeps_everything_costs_exactly_one_and_free_elements_are_not_nothing(tmp_path: Path) -> None:
