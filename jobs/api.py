@@ -234,12 +234,13 @@ class RunDownload(APIView):
         run = selectors.run_get(request.user, run_id)
         found = downloads.run_file(run, name, _epoch_param(request) if name.startswith("mask.") else None)
         if found.stored is not None and found.run_id is not None:
-            signed = run_files.presigned_url(found.run_id, found.stored, found.filename)
+            signed = run_files.presigned_url(found.run_id, found.stored, found.filename, found.content_type)
             if signed is not None:  # from the bucket itself
                 return HttpResponseRedirect(signed)
             # streamed from storage, never read whole
             handle = run_files.open_stored(found.run_id, found.stored)
-            response = FileResponse(handle, as_attachment=True, filename=found.filename)
+            response = FileResponse(handle, as_attachment=True, filename=found.filename,
+                                    content_type=found.content_type)
             response["Content-Length"] = str(handle.size)
             return response
         return _attachment(found.payload or b"", found.filename, found.content_type)

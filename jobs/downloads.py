@@ -16,6 +16,8 @@ from .models import Run
 
 #: Files the core writes beside a finished run, served as they are.
 FILES = ("model.pt", "model.ts", "mask_net.ts", "metrics.csv", "config.json", "summary.json")
+# Said, not guessed from the name: the system's tables call .ts a Qt translation and .pt a SNES page table.
+STORED_TYPES = {"metrics.csv": "text/csv", "config.json": "application/json", "summary.json": "application/json"}
 #: Every name the API serves (the URL pattern takes these only).
 NAMES = ("mask.json", "mask.npy", "mask.png", *FILES, "bundle.zip")
 
@@ -54,7 +56,8 @@ def run_file(run: Run, name: str, epoch: int | None) -> Download:
         return Download(f"{prefix}-bundle.zip", "application/zip", payload=bundle(run))
     if name not in FILES or not run_files.exists(run.pk, name):
         raise NotFound(f"{name} is not available for run {run.pk} (status {run.status})")
-    return Download(f"{prefix}-{name}", "application/octet-stream", run_id=run.pk, stored=name)
+    return Download(f"{prefix}-{name}", STORED_TYPES.get(name, "application/octet-stream"), run_id=run.pk,
+                    stored=name)
 
 
 BUNDLE_README = """masksel run {run_id}: {mask_type} mask on {dataset}, model {model}.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 from django import forms
@@ -196,10 +197,15 @@ class RunForm(OptionFields):
             data.pop(key, None)
         return data
 
+    def fields_with_errors(self) -> list[forms.BoundField]:
+        """The fields a refused form marks, in the order the page shows them (its summary links to each)."""
+        return [field for _, _, fields in self.groups() for field in fields if field.errors]
+
     def add_service_error(self, message: str) -> None:
-        """Put a service's refusal at the field it names ("tau_init must be ..."), else above the form."""
-        field = message.split(" ", 1)[0].strip(":,")
-        self.add_error(field if field in self.fields else None, message)
+        """Put a service's refusal at the first field it names ("tau_init must be ...", "digits: pixel-any has 64
+        elements; init_selected index 99 ...", "block grid 9x9 is finer ..."), else above the form."""
+        named = (word for word in re.findall(r"[a-z][a-z_]*", message) if word in self.fields and word != "dataset")
+        self.add_error(next(named, None), message)
 
 
 def _items(text: str, separators: str = ",;") -> list[str]:

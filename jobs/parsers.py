@@ -22,6 +22,8 @@ def loads(text: str | bytes) -> Any:
 
 def problem(error: ValueError) -> str:
     """What a user is told of text `loads` refused: where, for a syntax error."""
+    if isinstance(error, json.JSONDecodeError) and error.pos >= len(error.doc.rstrip()):
+        return "the text ends before the JSON does (a closing ] or } missing?)"
     if isinstance(error, json.JSONDecodeError):
         return f"{error.msg} at character {error.pos}"
     return str(error)

@@ -83,13 +83,13 @@ def open_stored(run_id: int, name: str) -> IO[bytes]:
     return default_storage.open(key(run_id, name), "rb")
 
 
-def presigned_url(run_id: int, name: str, filename: str) -> str | None:
-    """A time-limited URL that downloads a stored file from the bucket itself as `filename`; None when
-    downloads stream through the web server (the filesystem storage, or MASKSEL_PRESIGNED_DOWNLOADS off)."""
+def presigned_url(run_id: int, name: str, filename: str, content_type: str = "application/octet-stream") -> str | None:
+    """A time-limited URL that downloads a stored file from the bucket itself as `filename` of `content_type`;
+    None when downloads stream through the web server (the filesystem storage, or MASKSEL_PRESIGNED_DOWNLOADS off)."""
     if stored_locally() or not settings.MASKSEL_PRESIGNED_DOWNLOADS:
         return None
     return default_storage.url(key(run_id, name), expire=settings.MASKSEL_PRESIGNED_SECONDS, parameters={
-        "ResponseContentDisposition": f'attachment; filename="{filename}"'})
+        "ResponseContentDisposition": f'attachment; filename="{filename}"', "ResponseContentType": content_type})
 
 
 def copy(source_run: int, name: str, target_run: int, target_name: str) -> int:

@@ -136,8 +136,10 @@ class SelectStage(Stage):
         """
         flat = self.logits.reshape(-1, 2)
         count = flat.shape[0]
-        if any(i >= count for i in indices):
-            raise ValueError(f"{self.mask_type} has {count} elements; init_selected index out of range")
+        beyond = [i for i in indices if i >= count]
+        if beyond:
+            raise ValueError(f"{self.mask_type} has {count} elements; init_selected index out of range: {beyond[0]} "
+                             f"(the indices run from 0 to {count - 1})")
         chosen = torch.zeros(count, dtype=torch.bool)
         chosen[list(indices)] = True
         noise = flat - torch.tensor([init_logit, 0.0])

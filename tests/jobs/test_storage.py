@@ -48,6 +48,7 @@ def test_an_upload_lives_in_the_bucket_and_a_host_reads_it_through_its_cache(
     signed = httpx.get(redirect["Location"])
     assert signed.status_code == 200 and signed.content == streamed
     assert f'filename="run{run_id}-model.pt"' in signed.headers["content-disposition"]
+    assert signed.headers["content-type"] == "application/octet-stream"  # as the API says it, not guessed
     assert httpx.get(redirect["Location"].split("?")[0]).status_code == 403  # not without the signature
     assert alice_api.get(f"/api/runs/{run_id}/mask.png").status_code == 200  # made now: never redirected
 

@@ -262,11 +262,13 @@ def test_errors_show_at_their_field_and_open_its_section(alice_web: Client, digi
     for field in ("grid", "costs"):  # refused by the form itself
         cell = page[page.index(f'id="id_{field}"') - 300:page.index(f'id="id_{field}"') + 600]
         assert 'class="field has-error"' in cell and 'role="alert"' in cell, field
+    assert "costs must be a JSON list: the text ends before the JSON does (a closing ] or } missing?)" in page
     page = alice_web.post("/runs/new/", form_defaults(dataset=digits.pk, tau_decay=1.5)).content.decode()
     cell = page[page.index('for="id_tau_decay"') - 60:page.index('for="id_tau_decay"') + 600]
     assert 'class="field has-error"' in cell and "tau_decay must be" in cell  # refused by the service
     assert '<details class="form-group" open>\n    <summary>Schedule and phases' in page
-    assert "form-error" not in page  # nothing above the form that shifts the fields
+    assert 'class="error form-error"' not in page  # no refusal of the whole form: the field's own
+    assert '1 field needs attention:\n    <a href="#id_tau_decay">Tau decay</a>' in page  # and a link to it on top
 
 
 def test_save_the_form_as_a_configuration_and_start_from_it(alice_web: Client, alice: Any, digits: Any) -> None:
@@ -352,3 +354,15 @@ def test_the_form_has_a_field_for_every_web_option_with_the_cores_text_and_bound
     page = alice_web.post("/runs/new/", form_defaults(dataset=digits.pk, epochs=0, max_accuracy_drop=2))
     errors = page.context["form"].errors
     assert set(errors) == {"epochs", "max_accuracy_drop"} and not Run.objects.exists()
+
+
+def test_a_refused_option_is_marked_at_its_field_and_named_at_the_top(alice_web: Client, digits: Any) -> None:
+    """A mask that cannot be built for the data is refused by the service: its message goes to the option it names,
+    whose section opens, and the top of the form links to it (on a phone the field is screens below)."""
+    page = alice_web.post("/runs/new/", form_defaults(dataset=digits.pk, init_selected="0, 1000000")).content.decode()
+    assert Run.objects.count() == 0
+    field = page[page.index('id="id_init_selected"') - 600:page.index('id="id_init_selected"') + 900]
+    assert "has-error" in field and "init_selected index out of range: 1000000 (the indices run from 0 to 63)" in field
+    summary = page[page.index('id="form-error-summary"'):]
+    assert summary.startswith('id="form-error-summary">1 field needs attention:') and \
+        '<a href="#id_init_selected">' in summary[:400]
