@@ -53,10 +53,13 @@
     canvas.width = Math.max(canvas.parentElement.clientWidth - 40, 240);
     const ctx = canvas.getContext("2d");
     const pad = 44, w = canvas.width - 2 * pad, h = canvas.height - 2 * pad;
-    const px = (f) => pad + f / TOP * w, py = (a) => canvas.height - pad - a * h;
+    // The accuracy axis starts a step below the lowest point: runs near 0.95 are not squeezed into its top tenth.
+    const lowest = Math.min(1, ...runs.flatMap((r) => r.val_accuracy));
+    const step = lowest >= 0.8 ? 0.05 : 0.1, floor = Math.max(0, Math.floor(lowest / step) * step - step);
+    const px = (f) => pad + f / TOP * w, py = (a) => canvas.height - pad - (a - floor) / (1 - floor) * h;
     ctx.strokeStyle = "#9ca3af"; ctx.fillStyle = "#374151"; ctx.font = "12px sans-serif";
     ctx.strokeRect(pad, pad, w, h);
-    for (let t = 0; t <= 1.0001; t += 0.2) ctx.fillText(t.toFixed(1), pad - 30, py(t) + 4);
+    for (let t = floor; t <= 1.0001; t += step) ctx.fillText(t.toFixed(2), pad - 36, py(t) + 4);
     for (let t = 0; t <= TOP + 1e-9; t += 0.2) ctx.fillText(t.toFixed(1), px(t) - 8, canvas.height - pad + 16);
     ctx.fillText("transferred fraction Q", pad + w / 2 - 60, canvas.height - 8);
     ctx.fillText("accuracy", 4, pad - 10);
@@ -71,8 +74,16 @@
       ctx.beginPath();
       front.forEach(([f, a], k) => (k ? ctx.lineTo(px(f), py(a)) : ctx.moveTo(px(f), py(a))));
       ctx.stroke();
-      ctx.fillText(run.label, pad + w - 220, pad + 16 + 16 * i);
     });
+    // The legend below the plot, as text: drawn inside, it covered the fronts it names.
+    const legend = document.getElementById("compare-scatter-legend");
+    legend.replaceChildren(...runs.map((run, i) => {
+      const item = document.createElement("span");
+      const dot = document.createElement("span");
+      dot.className = "dot"; dot.style.background = colour(i);
+      item.append(dot, run.label);
+      return item;
+    }));
     window.maskselCompare.fronts = fronts;
     window.maskselCompare.drawn += 1;
   }

@@ -43,8 +43,8 @@
     row.innerHTML = `<td><select class="space-option" aria-label="option">${optionSelect.join("")}</select></td>` +
       '<td><select class="space-kind" aria-label="how to search"><option value="range">range</option>' +
       '<option value="log">log range</option><option value="choices">choices</option></select></td>' +
-      '<td><input class="space-from" aria-label="from, or the choices separated by commas"></td>' +
-      '<td><input class="space-to" aria-label="to"></td>' +
+      '<td data-label="from / choices"><input class="space-from" aria-label="from, or the choices separated by commas"></td>' +
+      '<td data-label="to"><input class="space-to" aria-label="to"></td>' +
       '<td><button type="button" class="link-button space-remove" aria-label="remove">×</button></td>';
     const kind = row.querySelector(".space-kind"), from = row.querySelector(".space-from");
     const to = row.querySelector(".space-to"), option = row.querySelector(".space-option");

@@ -363,6 +363,7 @@ def test_a_refused_option_is_marked_at_its_field_and_named_at_the_top(alice_web:
     assert Run.objects.count() == 0
     field = page[page.index('id="id_init_selected"') - 600:page.index('id="id_init_selected"') + 900]
     assert "has-error" in field and "init_selected index out of range: 1000000 (the indices run from 0 to 63)" in field
+    assert "{#" not in page and "{% comment" not in page  # no template comment shows as text
     summary = page[page.index('id="form-error-summary"'):]
     assert summary.startswith('id="form-error-summary">1 field needs attention:') and \
         '<a href="#id_init_selected">' in summary[:400]
