@@ -58,6 +58,7 @@ def test_the_form_starts_a_study_with_its_options_as_base(web: Client, digits: A
     assert Trial.objects.filter(study=study).count() == 1
     page = web.get(f"/studies/{study.pk}/").content.decode()
     assert 'id="study-data"' in page and "by form" in page
+    assert f'id="study-seed" title="the sampler\'s: the same seed proposes the same trials">{study.seed}</dd>' in page
     assert f"/studies/{study.pk}/" in web.get("/studies/").content.decode()
 
 
