@@ -80,6 +80,8 @@ class DatasetSamples(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("run", int, description="pack only what this (succeeded) run's mask selects"),
+            OpenApiParameter("whole", bool, description="with run: the same samples of its split, whole (a data set "
+                                                        "without a test part is split by the run's seed)"),
             OpenApiParameter("start", int, description="first sample (default 0)"),
             OpenApiParameter("count", int, description=f"how many (default 256, at most {samples.MAX_COUNT})"),
             OpenApiParameter("split", str, enum=["test", "train"], description="default test"),

@@ -56,7 +56,7 @@ class SnapshotConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         self.key = int(next(iter(self.scope["url_route"]["kwargs"].values())))
-        self.group = self.group_of(self.key)
+        self.group = await database_sync_to_async(self.group_of)(self.key)  # the installation's key: read once
         await self.accept()
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHORISED)

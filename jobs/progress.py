@@ -1,4 +1,4 @@
-"""Pushing run progress to the websocket group `run-<id>`, and a study's to `study-<id>`.
+"""Pushing run progress to the websocket group `run-<installation>-<id>`, and a study's to `study-<...>-<id>`.
 
 The database is the record and is written first; a broadcast that fails (Redis restarting) is
 logged and dropped, since clients catch up from the snapshot when they reconnect.
@@ -12,15 +12,19 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from . import queues
+
 log = logging.getLogger(__name__)
 
 
 def group_name(run_id: int) -> str:
-    return f"run-{run_id}"
+    """The group of a run's viewers; named with this installation's key, as its queues are: two installations
+    that share a Redis both have a run 1, and each one's pages hear only its own."""
+    return f"run-{queues.deployment()}-{run_id}"
 
 
 def study_group(study_id: int) -> str:
-    return f"study-{study_id}"
+    return f"study-{queues.deployment()}-{study_id}"
 
 
 def broadcast(run_id: int, message: dict[str, Any]) -> None:

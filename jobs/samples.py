@@ -25,6 +25,7 @@ from masksel_core import (
     StoreDataset,
     StoreError,
     TensorDataset,
+    TransferError,
     TransferPlan,
     encode_channel,
     full_plan,
@@ -36,7 +37,7 @@ from masksel_core import (
 from . import run_files
 from .models import Dataset, Run, RunStatus
 
-MAX_COUNT = 4096
+MAX_COUNT = masksel_core.MAX_PAGE_SAMPLES  # samples one request packs at most (the core's client asks no more)
 DTYPE_CHOICES = ("float32", "float16", "uint8")
 _KEEP_DATASETS = 4
 _datasets: OrderedDict[tuple[str, int], Any] = OrderedDict()  # data sets in memory, and stores' layouts
@@ -126,7 +127,7 @@ def _int_param(params: Any, name: str, default: int, low: int, high: int) -> int
 
 def sample_page(dataset: Dataset, run: Run | None, params: Any) -> SamplePage:
     """Samples `start .. start+count` of a split, packed whole or for `run`'s mask."""
-    unknown = sorted(set(params) - {"run", "start", "count", "split", "dtype", "compress", "format"})
+    unknown = sorted(set(params) - {"run", "whole", "start", "count", "split", "dtype", "compress", "format"})
     if unknown:
         raise SampleRequestError(f"unknown parameter(s): {', '.join(unknown)}")
     split = params.get("split") or "test"
@@ -135,14 +136,14 @@ def sample_page(dataset: Dataset, run: Run | None, params: Any) -> SamplePage:
     dtype = params.get("dtype") or "float32"
     if dtype not in DTYPE_CHOICES:
         raise SampleRequestError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
-    flag = str(params.get("compress") or "0").lower()
-    if flag not in ("0", "1", "false", "true", "no", "yes"):
-        raise SampleRequestError(f"compress must be true or false, got {params.get('compress')!r}")
-    compress = flag in ("1", "true", "yes")
+    compress, whole = _flag(params, "compress"), _flag(params, "whole")
     if run is not None and run.dataset_id != dataset.pk:
         raise SampleRequestError(f"run {run.pk} was trained on another data set, not on {dataset.pk}")
-    plan = run_plan(run) if run is not None else None
+    # The run's split (a data set without its own test part is split by the run's seed), its mask unless `whole`:
+    # the same samples whole, to compare with.
     seed = int(run.config.get("seed", 0)) if run is not None else 0
+    run = None if whole else run
+    plan = run_plan(run) if run is not None else None
     if dataset.uri:
         return _store_page(dataset, run, plan, seed, split, params, dtype=dtype, compress=compress)
     data = _dataset_tensors(dataset, seed)
@@ -156,6 +157,13 @@ def sample_page(dataset: Dataset, run: Run | None, params: Any) -> SamplePage:
 
     return SamplePage(_pack(x[start:stop], y[start:stop], plan, run, dtype=dtype, compress=compress,
                             encoded=encoded), total, plan)
+
+
+def _flag(params: Any, name: str) -> bool:
+    flag = str(params.get(name) or "0").lower()
+    if flag not in ("0", "1", "false", "true", "no", "yes"):
+        raise SampleRequestError(f"{name} must be true or false, got {params.get(name)!r}")
+    return flag in ("1", "true", "yes")
 
 
 def _page_range(params: Any, total: int) -> tuple[int, int]:
@@ -199,8 +207,11 @@ def _pack(x: torch.Tensor, y: torch.Tensor, plan: TransferPlan, run: Run | None,
     if plan.kind == "dynamic" and run is not None:
         with torch.no_grad():
             cells = run_mask_net(run)(x)
-    return pack(x, plan, labels=y, dtype=dtype, compress=compress, encoded=encoded if plan.kind == "jpeg" else None,
-                cells=cells)
+    try:
+        return pack(x, plan, labels=y, dtype=dtype, compress=compress,
+                    encoded=encoded if plan.kind == "jpeg" else None, cells=cells)
+    except TransferError as exc:  # values the wire type asked for cannot carry
+        raise SampleRequestError(str(exc)) from None
 
 
 def _encoded_split(source: str, seed: int, split: str, x: Any, channel: int, quality: int) -> list[bytes]:

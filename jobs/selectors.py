@@ -299,7 +299,8 @@ def run_holds_lease(run_id: int, *, worker: str) -> bool:
 
 
 def run_status(run_id: int) -> str:
-    return str(Run.objects.values_list("status", flat=True).get(pk=run_id))
+    """The run's status; "deleted" once its row is gone (a user may delete a cancelled run its worker still ends)."""
+    return str(Run.objects.values_list("status", flat=True).filter(pk=run_id).first() or "deleted")
 
 
 def run_options(run_id: int) -> dict[str, Any]:

@@ -143,11 +143,17 @@ def _execute(run_id: int, *, worker: str) -> str | None:
                                         checkpoint_dir=run.artifact_dir / run_files.CHECKPOINT,
                                         on_checkpoint=lambda: run_files.publish(run_id, [run_files.CHECKPOINT]))
             result.transfer  # noqa: B018 - measured here, under the lease: it reads the test inputs (a store's bucket)
+        if worker_services.run_deleted(run_id):
+            log.info("run %s was deleted while it ended; its files are removed", run_id)
+            return "deleted"
         if lease.lost.is_set() and not selectors.run_is_cancelled(run_id):
             log.warning("run %s: lease lost to another worker; stopping without finishing", run_id)
             return "lease_lost"
         worker_services.run_finish(run, result)
     except Exception as exc:  # noqa: BLE001 - recorded on the run, shown on its page
+        if worker_services.run_deleted(run_id):  # deleted while it ended (its files went under the worker's feet)
+            log.info("run %s was deleted while it ended (%s); its files are removed", run_id, type(exc).__name__)
+            return "deleted"
         fault = storage_fault(exc)
         if fault is not None:  # not the run's fault: tried again later from what is stored, which stays
             log.warning("run %s: %s; giving it back to the queue", run_id, fault)

@@ -101,6 +101,10 @@ def _retry_or_fail(run: Run, reason: str, *, max_attempts: int, guard: dict[str,
     return True
 
 
+class RunDeleted(Exception):
+    """The run's row is gone while its worker still trains it (cancelled, then deleted): training stops."""
+
+
 def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
     """Store one epoch (metrics and packed mask) in one transaction, then broadcast it."""
     selected = np.asarray(record.selected, dtype=np.uint8)
@@ -113,12 +117,13 @@ def run_record_epoch(run: Run, record: masksel_core.EpochRecord) -> EpochMetric:
         fields["frequency_bytes"] = np.round(np.asarray(record.frequency) * 255).astype(np.uint8).tobytes()
         fields["gallery_bits"] = np.packbits(np.asarray(record.gallery, dtype=np.uint8).ravel()).tobytes()
     with transaction.atomic():
-        row, _ = EpochMetric.objects.update_or_create(run=run, epoch=record.epoch, defaults=fields)
         now: dict[str, Any] = {"epoch": record.epoch, "fraction": record.fraction, "val_accuracy": record.val_accuracy,
                                "phase": record.phase}
         if record.phase != "warmup":  # a best accuracy of the full input would sit beside a mask that never had it
             now["best_accuracy"] = Greatest(Coalesce(F("best_accuracy"), Value(-1.0)), Value(record.val_accuracy))
-        Run.objects.filter(pk=run.pk).update(**now)
+        if not Run.objects.filter(pk=run.pk).update(**now):  # deleted since it was cancelled: nothing to add to
+            raise RunDeleted(f"run {run.pk} was deleted")
+        row, _ = EpochMetric.objects.update_or_create(run=run, epoch=record.epoch, defaults=fields)
     progress.broadcast(run.pk, messages.epoch(run, row))
     return row
 
@@ -133,6 +138,15 @@ def run_gallery(run: Run, data: masksel_core.TensorDataset, config: TrainConfig)
                "images": [grey_channels(image, low, high) for image in shown]}
     Run.objects.filter(pk=run.pk).update(gallery=gallery)
     run.gallery = gallery
+
+
+def run_deleted(run_id: int) -> bool:
+    """Whether the run's row is gone: cancelled, then deleted before its worker had stopped. What the worker wrote
+    after the delete removed the run's files (its outputs, a checkpoint) goes too, so nothing is left unowned."""
+    if Run.objects.filter(pk=run_id).exists():
+        return False
+    run_files.delete(run_id, "")
+    return True
 
 
 def run_finish(run: Run, result: masksel_core.TrainResult) -> None:

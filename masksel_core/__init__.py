@@ -39,17 +39,19 @@ from .training.train import (
     resolve_device,
     train,
 )
-from .transfer.packing import TransferPlan, encode_channel, full_plan, pack, plan_from_mask_document
+from .transfer.client import MAX_PAGE_SAMPLES
+from .transfer.packing import TransferError, TransferPlan, encode_channel, full_plan, pack, plan_from_mask_document
 
 __all__ = [
     "BUILTINS", "CHECKPOINT_NAME", "DEVICES", "DISCRETIZATIONS", "DYNAMIC_MASKS", "EXTEND_COSTS", "LAMBDA_MONITORS",
-    "LR_SCALES", "MASK_NAMES", "MASK_NET_NAMES", "METRIC_COLUMNS", "MODELS", "OPTION_CHOICES", "OPTION_HELP",
+    "LR_SCALES", "MASK_NAMES", "MASK_NET_NAMES", "MAX_PAGE_SAMPLES", "METRIC_COLUMNS", "MODELS", "OPTION_CHOICES",
+    "OPTION_HELP",
     "OPTION_LABELS", "OPTION_RANGES", "PHASES", "PRECISIONS", "SELECT_STAGES",
     "TEST_SHARE", "THRESHOLD_MODES", "ConfigError", "DataError", "DynamicMask", "EarlyStopping", "EpochRecord",
     "LambdaPlateau", "MaskChain", "PhaseSchedule", "ReadCounter", "StoreDataset", "StoreError", "TargetPace",
-    "TauCooldown", "TensorDataset", "TrainConfig", "TrainResult", "TransferPlan", "build", "build_chain",
-    "build_mask", "builtin_summary", "config_problem", "create_model", "default_mask_type", "encode_channel",
-    "full_plan", "gallery_inputs",
+    "TauCooldown", "TensorDataset", "TrainConfig", "TrainResult", "TransferError", "TransferPlan", "build",
+    "build_chain", "build_mask", "builtin_summary", "config_problem", "create_model", "default_mask_type",
+    "encode_channel", "full_plan", "gallery_inputs",
     "is_dynamic", "is_store_uri", "load_dataset", "load_digits", "load_npz", "load_store", "mask_document",
     "mask_png", "metrics_csv", "npy_bytes", "pack", "parse_grid", "plan_from_mask_document", "resolve_device",
     "spec_problem", "train", "write_outputs",

@@ -18,19 +18,32 @@ from collections.abc import Iterator
 
 from .packing import TransferPlan, Unpacked, unpack
 
+MAX_PAGE_SAMPLES = 4096  # samples per request the server packs at most (`jobs.samples.MAX_COUNT`)
+
 
 class RemoteError(RuntimeError):
     """The server refused a request or could not be reached; the message says why."""
+
+
+def server_error(exc: urllib.error.HTTPError) -> str:
+    """What the server said of a refused request: its JSON `error` (why a run has no model yet), else the body."""
+    detail = exc.read().decode(errors="replace")
+    try:
+        return str(json.loads(detail).get("error", detail))
+    except (ValueError, AttributeError):
+        return detail or str(exc.reason)
 
 
 class RemoteDataset:
     """Pages of a server-side data set's split, packed for `run`'s mask (or whole without `run`)."""
 
     def __init__(self, url: str, token: str, dataset: int, run: int | None = None, *, split: str = "test",
-                 page: int = 512, dtype: str = "float32", compress: bool = False, timeout: float = 60.0) -> None:
+                 page: int = 512, dtype: str = "float32", compress: bool = False, timeout: float = 60.0,
+                 whole: bool = False) -> None:
         self.url, self.token, self.dataset, self.run = url.rstrip("/"), token, int(dataset), run
-        if int(page) < 1:
-            raise ValueError(f"page must be 1 or more samples per request, got {page}")
+        self.whole = whole  # with `run`: the run's split whole, to compare with what its mask sends
+        if not 1 <= int(page) <= MAX_PAGE_SAMPLES:
+            raise ValueError(f"page must be from 1 to {MAX_PAGE_SAMPLES} samples per request, got {page}")
         self.split, self.page, self.dtype, self.compress, self.timeout = split, int(page), dtype, compress, timeout
         self.bytes_received = 0
         self.requests = 0
@@ -46,12 +59,7 @@ class RemoteDataset:
                 body = response.read()
                 headers = {k.lower(): v for k, v in response.headers.items()}
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")
-            try:
-                detail = json.loads(detail).get("error", detail)
-            except (ValueError, AttributeError):
-                pass
-            raise RemoteError(f"{self.url}{path}: HTTP {exc.code}: {detail}") from None
+            raise RemoteError(f"{self.url}{path}: HTTP {exc.code}: {server_error(exc)}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise RemoteError(f"cannot reach {self.url}: {exc}") from None
         self.bytes_received += len(body)
@@ -61,8 +69,8 @@ class RemoteDataset:
     def fetch(self, start: int, count: int) -> Unpacked:
         """Samples `start .. start+count-1`, unpacked (checked against the plan of the first page)."""
         body, headers = self._get(f"/api/datasets/{self.dataset}/samples/", {
-            "run": self.run, "start": start, "count": count, "split": self.split, "dtype": self.dtype,
-            "compress": int(self.compress)})
+            "run": self.run, "whole": int(self.whole) if self.whole else None, "start": start, "count": count,
+            "split": self.split, "dtype": self.dtype, "compress": int(self.compress)})
         self._total = int(headers.get("x-masksel-total", self._total or 0))
         self.chunk = int(headers.get("x-masksel-chunk-samples", 0)) or self.chunk
         batch = unpack(body, self.plan)

@@ -24,7 +24,8 @@ DIGEST_BYTES = 8
 
 
 class TransferError(ValueError):
-    """A payload that is not masksel's, is damaged, or was packed for another mask."""
+    """A payload that is not masksel's, is damaged, or was packed for another mask; or values that the wire type
+    asked for cannot carry."""
 
 
 @dataclass(frozen=True, eq=False)

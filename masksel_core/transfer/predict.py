@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import io
 import time
+import urllib.error
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .client import RemoteDataset, RemoteError
+from .client import MAX_PAGE_SAMPLES, RemoteDataset, RemoteError, server_error
 
 
 def add_parser(commands: Any) -> None:
@@ -27,7 +28,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--run", required=True, type=int, help="the (succeeded) run whose mask and model to use")
     p.add_argument("--count", type=_at_least_one, help="how many test samples (default: all)")
     p.add_argument("--model", help="a local model.ts of the run (default: download it from the server)")
-    p.add_argument("--page", type=_at_least_one, default=512, help="samples per request")
+    p.add_argument("--page", type=_page, default=512, help=f"samples per request (at most {MAX_PAGE_SAMPLES})")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "uint8"),
                    help="value type on the wire (the others are lossy)")
     p.add_argument("--compress", action="store_true", help="zlib the payloads (lossless)")
@@ -38,6 +39,12 @@ def add_parser(commands: Any) -> None:
 def _at_least_one(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}")
+    return int(text)
+
+
+def _page(text: str) -> int:
+    if _at_least_one(text) > MAX_PAGE_SAMPLES:
+        raise argparse.ArgumentTypeError(f"the server packs at most {MAX_PAGE_SAMPLES} samples per request, got {text}")
     return int(text)
 
 
@@ -62,6 +69,9 @@ def load_model(args: argparse.Namespace) -> torch.nn.Module:
         try:
             with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - the user's server
                 source = io.BytesIO(response.read())
+        except urllib.error.HTTPError as exc:  # e.g. a run still training: the server says so
+            raise RemoteError(f"cannot download model.ts of run {args.run}: HTTP {exc.code}: {server_error(exc)}") \
+                from None
         except OSError as exc:
             raise RemoteError(f"cannot download model.ts of run {args.run}: {exc}") from None
     with warnings.catch_warnings():
@@ -88,9 +98,10 @@ def measure(model: torch.nn.Module, remote: RemoteDataset, count: int | None) ->
 def main(args: argparse.Namespace) -> int:
     model = load_model(args)
     rows = []
-    for label, run in [("masked", args.run)] if args.skip_full else [("masked", args.run), ("full", None)]:
-        remote = RemoteDataset(args.server, args.token, args.dataset, run, page=args.page, dtype=args.dtype,
-                               compress=args.compress)
+    # The whole samples of the run's own split: a data set without a test part is split by the run's seed.
+    for label, whole in [("masked", False)] if args.skip_full else [("masked", False), ("full", True)]:
+        remote = RemoteDataset(args.server, args.token, args.dataset, args.run, page=args.page, dtype=args.dtype,
+                               compress=args.compress, whole=whole)
         rows.append((label, measure(model, remote, args.count)))
     print("| data | samples | accuracy | bytes received | bytes/sample | seconds |")
     print("|---|---:|---:|---:|---:|---:|")

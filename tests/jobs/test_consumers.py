@@ -81,3 +81,18 @@ async def test_anonymous_sockets_are_closed_4401(run: Any) -> None:
 async def test_another_users_run_is_closed_4404(bob: Any, run: Any) -> None:
     communicator = await connect(bob, run.pk)
     assert (await communicator.receive_output())["code"] == 4404
+
+
+async def test_another_installations_messages_on_the_same_redis_are_not_heard(alice: Any, run: Any) -> None:
+    """Two installations that share a Redis both have a run 1: each one's pages hear only its own runs."""
+    from channels.layers import get_channel_layer
+
+    communicator = await connect(alice, run.pk)
+    assert (await communicator.receive_json_from())["type"] == "snapshot"
+    failed = {"type": "run.message", "message": {"type": "status", "status": "failed"}}
+    for theirs in (f"run-{run.pk}", f"run-0123456789ab-{run.pk}"):  # a group without a key, or with another's
+        await get_channel_layer().group_send(theirs, failed)
+    assert await communicator.receive_nothing()
+    await sync_to_async(services.run_cancel)(run)  # its own installation's message still arrives
+    assert (await communicator.receive_json_from())["status"] == "cancelled"
+    await communicator.disconnect()

@@ -113,3 +113,32 @@ def test_workers_report_themselves_and_the_page_shows_state_device_and_run(queue
     web.force_login(bob)
     other = web.get("/workers/").content.decode()
     assert f"/runs/{queued.pk}/" not in other and "busy" in other
+
+
+def test_a_run_deleted_while_its_worker_ends_it_leaves_no_file_and_no_failure(
+        alice: Any, digits: Any, monkeypatch: Any, caplog: Any) -> None:
+    """Cancel, then delete at once: the row and its files go while the worker still writes the last epoch's
+    checkpoint and outputs. The worker removes what it wrote after the delete, and logs no failure."""
+    from jobs import run_files
+    from jobs.training import execute_next
+    from masksel_core import TrainConfig
+
+    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, batch_size=256, device="cpu",
+                         warmup_epochs=1, finalize_epochs=1)
+    queued = Run.objects.create(owner=alice, dataset=digits, config=config.to_dict(), total_epochs=5)
+
+    record = worker_services.run_record_epoch
+
+    def record_then_delete(row: Any, epoch: Any) -> Any:
+        stored = record(row, epoch)
+        if epoch.epoch == 2:
+            services.run_cancel(Run.objects.get(pk=row.pk))
+            services.run_delete(Run.objects.get(pk=row.pk))
+        return stored
+
+    monkeypatch.setattr(worker_services, "run_record_epoch", record_then_delete)
+    with caplog.at_level("INFO", logger="jobs.training"):
+        assert execute_next(worker="host-a:1") == "deleted"
+    assert not Run.objects.filter(pk=queued.pk).exists()
+    assert not run_files.work_dir(queued.pk).exists() and not run_files.exists(queued.pk, "model.pt")
+    assert "failed" not in caplog.text and "was deleted while it ended" in caplog.text

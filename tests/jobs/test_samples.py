@@ -177,3 +177,27 @@ def test_a_dynamic_runs_samples_are_picked_by_its_mask_network_on_the_server(
     assert len(base64.b64decode(message["mask"]["gallery_bits"])) == 8 * 16 // 8
     with django_capture_on_commit_callbacks(execute=True):  # its files go: a later test's run may get its id
         assert alice_api.delete(f"/api/runs/{run.pk}/").status_code == 204
+
+
+def test_whole_gives_a_runs_own_split_and_a_wire_type_never_clips(alice_api: APIClient, digits: Any,
+                                                                   alice: Any) -> None:
+    """A data set without its own test part is split by the run's seed: `whole` sends that split unmasked (the
+    comparison `predict` prints), not seed 0's. A value the wire type cannot carry is refused, never clipped."""
+    import io
+
+    run = Run.objects.create(owner=alice, dataset=digits, config={**RUN, "seed": 7}, total_epochs=1,
+                             status="succeeded")
+    whole = alice_api.get(f"/api/datasets/{digits.pk}/samples/?run={run.pk}&whole=1&count=50")
+    assert whole.status_code == 200, whole.content
+    batch = unpack(whole.content, full_plan((1, 8, 8)))
+    ours, seed_zero = load_dataset("digits", seed=7), load_dataset("digits", seed=0)
+    assert torch_equal(batch.x, ours.x_test[:50]) and batch.labels.tolist() == ours.y_test[:50].tolist()
+    assert not torch_equal(batch.x, seed_zero.x_test[:50])
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(0)
+    np.savez(buffer, x_train=(rng.random((120, 1, 4, 4)) * 10 - 3).astype(np.float32), y_train=np.arange(120) % 3)
+    buffer.seek(0)
+    uploaded = alice_api.post("/api/datasets/", {"file": buffer, "name": "wide range"}, format="multipart").json()
+    refused = alice_api.get(f"/api/datasets/{uploaded['id']}/samples/?dtype=uint8")
+    assert refused.status_code == 400 and "uint8 carries values in [0, 1]" in refused.json()["error"]
+    assert alice_api.get(f"/api/datasets/{uploaded['id']}/samples/?dtype=float16").status_code == 200
