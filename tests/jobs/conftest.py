@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -63,3 +63,29 @@ def queued_only() -> Iterator[None]:
     conf.task_always_eager, conf.broker_url, current_app._pool = False, "memory://", None
     yield
     conf.task_always_eager, conf.broker_url, current_app._pool = before
+
+
+def worker_run(owner: Any, dataset: Any, **changes: Any) -> Any:
+    """A queued run row with every option spelt out, as `run_create` stores it, for a test that plays the worker
+    (`jobs.training.execute_next`) itself; three short epochs on big batches."""
+    from jobs.models import Run
+    from masksel_core import TrainConfig
+
+    config = TrainConfig(**{"mask_type": "pixel-any", "model": "mlp", "epochs": 3, "batch_size": 256, "device": "cpu",
+                            "warmup_epochs": 1, "finalize_epochs": 0, **changes})
+    return Run.objects.create(owner=owner, dataset=dataset, config=config.to_dict(), total_epochs=5)
+
+
+def after_recording(monkeypatch: Any, epoch: int, action: Callable[[Any], None]) -> None:
+    """The worker does `action(run row)` right after it records `epoch`: the moment a user, or a fault, acts."""
+    from jobs import worker_services
+
+    record = worker_services.run_record_epoch
+
+    def recording(row: Any, epoch_record: Any) -> Any:
+        stored = record(row, epoch_record)
+        if epoch_record.epoch == epoch:
+            action(row)
+        return stored
+
+    monkeypatch.setattr(worker_services, "run_record_epoch", recording)

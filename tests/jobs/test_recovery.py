@@ -121,22 +121,15 @@ def test_a_run_deleted_while_its_worker_ends_it_leaves_no_file_and_no_failure(
     checkpoint and outputs. The worker removes what it wrote after the delete, and logs no failure."""
     from jobs import run_files
     from jobs.training import execute_next
-    from masksel_core import TrainConfig
+    from tests.jobs.conftest import after_recording, worker_run
 
-    config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, batch_size=256, device="cpu",
-                         warmup_epochs=1, finalize_epochs=1)
-    queued = Run.objects.create(owner=alice, dataset=digits, config=config.to_dict(), total_epochs=5)
+    queued = worker_run(alice, digits, finalize_epochs=1)
 
-    record = worker_services.run_record_epoch
+    def cancel_and_delete(row: Any) -> None:
+        services.run_cancel(Run.objects.get(pk=row.pk))
+        services.run_delete(Run.objects.get(pk=row.pk))
 
-    def record_then_delete(row: Any, epoch: Any) -> Any:
-        stored = record(row, epoch)
-        if epoch.epoch == 2:
-            services.run_cancel(Run.objects.get(pk=row.pk))
-            services.run_delete(Run.objects.get(pk=row.pk))
-        return stored
-
-    monkeypatch.setattr(worker_services, "run_record_epoch", record_then_delete)
+    after_recording(monkeypatch, 2, cancel_and_delete)
     with caplog.at_level("INFO", logger="jobs.training"):
         assert execute_next(worker="host-a:1") == "deleted"
     assert not Run.objects.filter(pk=queued.pk).exists()

@@ -119,10 +119,10 @@ def test_a_bucket_lost_mid_run_gives_the_run_back_with_the_reason_and_keeps_what
     from botocore.config import Config
 
     from jobs import run_files, selectors
-    from jobs.models import EpochMetric, Run
+    from jobs.models import EpochMetric
     from jobs.training import execute_next
-    from masksel_core import TrainConfig
     from tests.conftest import start_s3_server
+    from tests.jobs.conftest import after_recording, worker_run
 
     with (tmp_path / "moto.log").open("wb") as log:
         url, server = start_s3_server(log)
@@ -133,18 +133,14 @@ def test_a_bucket_lost_mid_run_gives_the_run_back_with_the_reason_and_keeps_what
         settings.AWS_S3_CLIENT_CONFIG = Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1})
         settings.STORAGES = {**settings.STORAGES}  # a storage with these settings
         settings.MASKSEL_STORAGE_RETRY_SECONDS = 1
-        config = TrainConfig(mask_type="pixel-any", model="mlp", epochs=3, batch_size=256, device="cpu",
-                             warmup_epochs=1, finalize_epochs=0)
-        run = Run.objects.create(owner=alice, dataset=digits, config=config.to_dict(), total_epochs=4)
-        record = worker_services.run_record_epoch
+        run = worker_run(alice, digits)
 
-        def record_then_freeze(row: Any, epoch: Any) -> Any:
-            stored = record(row, epoch)
-            if epoch.epoch == 2 and run_files.exists(run.pk, "checkpoint/checkpoint.pt"):
+        def freeze(row: Any) -> None:
+            if run_files.exists(run.pk, "checkpoint/checkpoint.pt"):
                 os.kill(server.pid, signal.SIGSTOP)
-            return stored
 
-        monkeypatch.setattr(worker_services, "run_record_epoch", record_then_freeze)
+        record = worker_services.run_record_epoch  # the second host records as it is
+        after_recording(monkeypatch, 2, freeze)
         assert execute_next(worker="host-a:1") == "queued"
         run.refresh_from_db()
         assert [retry["attempt"] for retry in run.retries] == [1] and run.error == ""
