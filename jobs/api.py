@@ -1,7 +1,15 @@
 """The REST API: thin views over selectors and services."""
 from __future__ import annotations
 
-from django.http import FileResponse, HttpResponse, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.urls import Resolver404, resolve
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -198,6 +206,21 @@ class RunCancel(APIView):
     def post(self, request: Request, run_id: int) -> Response:
         run = services.run_cancel(selectors.run_get(request.user, run_id))
         return Response(out.RunCreated(run).data)
+
+
+def not_found(request: HttpRequest) -> HttpResponse:
+    """An address under /api/ that names nothing: a JSON error, as every other API error is. One that lacks only
+    its final slash is sent on to it, its method and body kept (308; Django's own slash redirect could not tell
+    this view from a match)."""
+    if not request.path.endswith("/"):
+        try:
+            if resolve(request.path + "/").func is not not_found:
+                query = request.META.get("QUERY_STRING", "")
+                return HttpResponsePermanentRedirect(request.path + "/" + (f"?{query}" if query else ""), status=308)
+        except Resolver404:
+            pass
+    return JsonResponse({"error": f"no such API address: {request.path} (the API's description: /api/docs/)"},
+                        status=404)
 
 
 def _epoch_param(request: Request) -> int | None:

@@ -28,4 +28,5 @@ urlpatterns = [
     path("studies/<int:study_id>/cancel/", api.StudyCancel.as_view()),
     re_path(rf"^runs/(?P<run_id>\d+)/(?P<name>{'|'.join(re.escape(name) for name in downloads.NAMES)})$",
             api.RunDownload.as_view()),
+    re_path(r"^", api.not_found),  # the rest: JSON, as every API error is (Django's 404 page is HTML)
 ]

@@ -27,12 +27,14 @@ from .selectors import dataset_get
 
 def run_create(*, owner: Any, dataset: int, options: dict[str, Any] | None = None, name: str | None = None,
                tags: Sequence[str] = (), notes: str | None = None, priority: int = 0, mask_config: int | None = None,
-               pretrained_run: int | None = None, group_tags: Sequence[str] = (), check_limit: bool = True) -> Run:
+               pretrained_run: int | None = None, group_tags: Sequence[str] = (), check_limit: bool = True,
+               requeued: Run | None = None) -> Run:
     """Check a run request (data set visible, options valid, the user's limits) and queue it after the commit.
 
     Its fields come parsed (`inputs.RunRequest`); `options` are checked here, by `TrainConfig`, whoever asks.
     A sweep's or a study's tag (`group_tags`) comes before the run's own. A study's next trial skips the open-run
-    limit (`check_limit=False`): it takes the place its study held since it was created."""
+    limit (`check_limit=False`): it takes the place its study held since it was created. A `requeued` run that
+    started from another's network starts again from its own copy of it (that run may be gone since)."""
     annotations = tag_fields([*group_tags, *tags])
     if name is not None:
         if len(name) > MAX_NAME:  # parsed requests never are; a study's trial names are made here
@@ -54,17 +56,23 @@ def run_create(*, owner: Any, dataset: int, options: dict[str, Any] | None = Non
     if problem:
         raise ServiceError(f"{row.name}: {problem}")
     source = None if pretrained_run is None else _pretrained_source(owner, pretrained_run, row, config)
-    copied = 0 if source is None else run_files.size(source.pk, "model.pt")
+    # The network file to copy beside the run: (run, name) of the source's model, or the requeued run's own copy.
+    weights = (source.pk, "model.pt") if source is not None else None
+    started_from = source.pk if source is not None else None
+    if requeued is not None and requeued.pretrained_from is not None:
+        if not run_files.exists(requeued.pk, PRETRAINED):
+            raise ServiceError(f"run {requeued.pk} no longer holds the network it started from")
+        weights, started_from = (requeued.pk, PRETRAINED), requeued.pretrained_from
+    copied = 0 if weights is None else run_files.size(*weights)
     with transaction.atomic():
         if check_limit:
             check_open_runs(owner)  # inside the transaction that adds the run, the owner's row locked
         check_storage(owner, extra=copied, what="the copy of pretrained_run's network")
-        epochs = most_epochs(config) - (config.warmup_epochs if source is not None else 0)
+        epochs = most_epochs(config) - (config.warmup_epochs if weights is not None else 0)
         run = Run.objects.create(owner=owner, dataset=row, config=config.to_dict(), total_epochs=epochs,
-                                 priority=priority, pretrained_from=source.pk if source else None,
-                                 artifact_bytes=copied, **annotations)
-        if source is not None:  # a copy: the source run may be deleted before this one starts
-            run_files.copy(source.pk, "model.pt", run.pk, PRETRAINED)
+                                 priority=priority, pretrained_from=started_from, artifact_bytes=copied, **annotations)
+        if weights is not None:  # a copy: the source run may be deleted before this one starts
+            run_files.copy(*weights, run.pk, PRETRAINED)
         transaction.on_commit(lambda: enqueue(run.pk))
     return run
 

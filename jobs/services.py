@@ -64,6 +64,9 @@ def run_delete(run: Run) -> None:
             study_services.trial_ended(run.pk, None, reason="its run was deleted before it started")
         Run.objects.filter(pk=run.pk).delete()
         transaction.on_commit(lambda: run_files.delete(run.pk, ""))
+        # A page still open on it says so (its socket would stay open and show the last status it had).
+        transaction.on_commit(lambda: progress.broadcast(run.pk, messages.status(
+            "deleted", error="this run was deleted: its epochs and files are gone")))
 
 
 MAX_SWEEP_RUNS = 200
@@ -100,7 +103,7 @@ def run_requeue(run: Run) -> Run:
         raise ServiceError(f"run {run.pk} is {run.status}; only failed or cancelled runs can be requeued")
     options = {key: value for key, value in run.config.items() if key != "pretrained"}
     return run_create(owner=run.owner, dataset=run.dataset_id, options=options, name=run.name, tags=run.tags,
-                      notes=run.notes, priority=run.priority, pretrained_run=run.pretrained_from)
+                      notes=run.notes, priority=run.priority, requeued=run)
 
 
 BATCH_ACTIONS = {"cancel": run_cancel, "requeue": run_requeue, "delete": run_delete}

@@ -7,7 +7,7 @@
   "use strict";
   const root = document.getElementById("run");
   const runId = root.dataset.runId;
-  const FINAL = ["succeeded", "failed", "cancelled"];
+  const FINAL = ["succeeded", "failed", "cancelled", "deleted"];
   const masks = window.maskselMaskView;
   const PALETTE = masks.PALETTE;
   const state = {

@@ -224,3 +224,22 @@ def test_the_copy_of_a_pretrained_network_counts_against_storage(
     requeued = alice_api.post("/api/runs/batch/", {"action": "requeue", "ids": [second.pk]}, format="json").json()
     third = Run.objects.get(pk=requeued["created"][str(second.pk)])
     assert third.pretrained_from == first and third.artifact_bytes == weights  # its own copy, counted too
+
+
+def test_a_requeued_run_starts_from_its_own_copy_when_its_source_is_gone(
+        alice_api: APIClient, digits: Any, django_capture_on_commit_callbacks: Any) -> None:
+    """The copy beside a run is kept for this: its source run may be deleted before the run is requeued."""
+    from jobs import run_files
+    from jobs.models import Run
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk}, format="json").json()["id"]
+    second = alice_api.post("/api/runs/", {**FAST, "dataset": digits.pk, "pretrained_run": first},
+                            format="json").json()["id"]
+    Run.objects.filter(pk=second).update(status="cancelled")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_api.delete(f"/api/runs/{first}/").status_code == 204
+    requeued = alice_api.post("/api/runs/batch/", {"action": "requeue", "ids": [second]}, format="json").json()
+    assert requeued["results"][str(second)] == "ok", requeued
+    third = Run.objects.get(pk=requeued["created"][str(second)])
+    assert third.pretrained_from == first and run_files.exists(third.pk, "pretrained.pt")

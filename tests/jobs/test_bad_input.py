@@ -89,3 +89,11 @@ def test_a_configuration_saved_twice_at_once_is_refused_by_name(alice: Any, monk
 def test_samples_compress_must_be_true_or_false(alice_api: APIClient, digits: Any) -> None:
     answer = alice_api.get(f"/api/datasets/{digits.pk}/samples/?compress=maybe")
     assert answer.status_code == 400 and "compress must be true or false" in answer.json()["error"]
+
+
+def test_an_api_address_that_names_nothing_is_a_json_404(alice_api: APIClient) -> None:
+    for path in ("/api/nope/", "/api/runs/abc/", "/api/runs/7/transfer.json"):
+        answer = alice_api.get(path)
+        assert answer.status_code == 404 and answer.json()["error"].startswith(f"no such API address: {path}"), path
+    moved = alice_api.post("/api/runs?x=1", {}, format="json")  # only its slash missing: sent on, method kept
+    assert moved.status_code == 308 and moved["Location"] == "/api/runs/?x=1"

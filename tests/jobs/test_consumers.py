@@ -96,3 +96,12 @@ async def test_another_installations_messages_on_the_same_redis_are_not_heard(al
     await sync_to_async(services.run_cancel)(run)  # its own installation's message still arrives
     assert (await communicator.receive_json_from())["status"] == "cancelled"
     await communicator.disconnect()
+
+
+async def test_a_page_open_on_a_deleted_run_is_told(alice: Any, run: Any) -> None:
+    communicator = await connect(alice, run.pk)
+    assert (await communicator.receive_json_from())["type"] == "snapshot"
+    await sync_to_async(services.run_delete)(run)
+    told = await communicator.receive_json_from()
+    assert told["status"] == "deleted" and "epochs and files are gone" in told["error"]
+    await communicator.disconnect()
