@@ -47,7 +47,7 @@ def study_create(*, owner: Any, data: Any) -> Study:
         raise study_spec.InvalidStudy({"seed": f"must be a whole number from 0 to {MAX_SEED}, got {seed!r}"})
     with transaction.atomic():
         run_submission.check_open_runs(owner, adding=spec.parallel)  # the places its trials will hold
-        study = Study.objects.create(owner=owner, name=name.strip(), dataset=dataset, base=spec.base, space=spec.space,
+        study = Study.objects.create(owner=owner, name=name, dataset=dataset, base=spec.base, space=spec.space,
                                      objectives=spec.objectives, trials=spec.trials, parallel=spec.parallel, seed=seed)
         _advance(study)
     return study

@@ -67,11 +67,12 @@ class Extend:
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """`(N, C, H, W)` floats in [0, 1] -> `(N, C * V, H, W)` floats, cached on disk when allowed."""
         versions = _jpeg_versions if self.kind == "jpeg" else _thumb_versions
-        outside = x.numel() and (float(x.min()) < -1e-6 or float(x.max()) > 1 + 1e-6)
-        if self.kind == "jpeg" and outside:  # to_uint8 would clamp them away (thumbnails stay floats)
-            raise ValueError(f"jpeg-xor encodes 8-bit images, so its inputs must lie in [0, 1]; this data holds values "
-                             f"from {float(x.min()):.4g} to {float(x.max()):.4g}: scale it to [0, 1], or choose a mask "
-                             "without jpeg-xor")
+        if self.kind == "jpeg" and x.numel():  # to_uint8 would clamp values outside [0, 1] away (thumbnails: floats)
+            low, high = float(x.min()), float(x.max())
+            if low < -1e-6 or high > 1 + 1e-6:
+                raise ValueError(f"jpeg-xor encodes 8-bit images, so its inputs must lie in [0, 1]; this data holds "
+                                 f"values from {low:.4g} to {high:.4g}: scale it to [0, 1], or choose a mask without "
+                                 "jpeg-xor")
         stored = _cached(_cache_path(self, x), lambda: versions(x, self.levels))
         return stored.float() / 255.0 if stored.dtype == torch.uint8 else stored
 

@@ -221,7 +221,7 @@ def train(
     after each epoch's checkpoint is written (e.g. to copy it where another host can resume from it).
     """
     device = resolve_device(config.device)
-    problem = config_problem(config, data.input_shape)
+    problem = spec_problem(config.mask_type, data.input_shape)  # what `build` refuses, it names itself
     if problem:
         raise ValueError(problem)
     torch.manual_seed(config.seed)

@@ -115,6 +115,9 @@ def test_what_the_cli_cannot_use_is_said_in_one_line_before_any_training(tmp_pat
     for args, needle in (
         (["predict", "--server", "http://127.0.0.1:9", "--token", "t", "--dataset", "1", "--run", "1", "--page", "0"],
          "argument --page: must be a whole number of 1 or more"),
+        # Past what the server packs: said before the model is fetched (this server does not answer at all).
+        (["predict", "--server", "http://127.0.0.1:9", "--token", "t", "--dataset", "1", "--run", "1", "--page",
+          "5000"], "page must be from 1 to 4096 samples per request, got 5000"),
         (["predict", "--server", "http://127.0.0.1:9", "--token", "t", "--dataset", "1", "--run", "1", "--model",
           str(tmp_path / "junk.pt")], "is not a TorchScript model"),
         (["convert", str(tmp_path / "nope.h5"), str(tmp_path / "x.zarr")], "not a readable HDF5 file"),
